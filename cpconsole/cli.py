@@ -1,0 +1,124 @@
+"""`cpconsole` command line: argument parsing and wiring, nothing more.
+
+Exit codes: 0 success, 1 runtime failure, 2 the profile or the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .core.plan import LaunchPlan, build_plan, plan_json, render_script
+from .core.profile import LoadedProfile, Profile, ProfileError, load_profile
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _print_findings(loaded: LoadedProfile) -> None:
+    for finding in loaded.findings:
+        print(finding, file=sys.stderr)
+
+
+def _plan_for(args: argparse.Namespace) -> tuple[LoadedProfile, LaunchPlan]:
+    loaded = load_profile(args.profile)
+    return loaded, build_plan(loaded)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    loaded = load_profile(args.profile)
+    _print_findings(loaded)
+    warnings = sum(f.severity == "warning" for f in loaded.findings)
+    print(f"{loaded.path}: valid ({warnings} warning{'s' if warnings != 1 else ''})")
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    _, plan = _plan_for(args)
+    names: list[str] = args.process or []
+    try:
+        chosen = [plan.process(n) for n in names] if names else list(plan.processes)
+    except KeyError as exc:
+        print(f"cpconsole: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        print(plan_json(plan, names))
+        return EXIT_OK
+    for index, proc in enumerate(chosen):
+        if index:
+            print()
+        print(f"# ---- {proc.name} → {proc.host}")
+        print(render_script(proc), end="")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(Profile.model_json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    loaded, plan = _plan_for(args)
+    _print_findings(loaded)
+    print(f"{plan.profile}  ({len(plan.nodes)} nodes, {len(plan.processes)} processes)")
+    for proc in plan.processes:
+        http = f":{proc.http_port}" if proc.http_port else " headless"
+        print(f"  {proc.name:<12} {proc.role:<9} {proc.node:<12} {proc.address}{http}")
+    print("render the commands with: cpconsole render", loaded.path)
+    return EXIT_OK
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "validate": (cmd_validate, "check a profile; exit 2 with file:line:col errors"),
+    "render": (cmd_render, "print the exact launch commands of every process"),
+    "schema": (cmd_schema, "print the profile's JSON Schema (for editor completion)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cpconsole",
+        description="Operations console for vLLM-Ascend context-parallel PD deployments.",
+        epilog="With only a PROFILE, cpconsole summarises its plan.",
+    )
+    parser.add_argument("--version", action="version", version=f"cpconsole {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (func, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.set_defaults(func=func)
+        if name != "schema":
+            cmd.add_argument("profile", metavar="PROFILE", help="profile YAML file")
+        if name == "render":
+            cmd.add_argument("--process", action="append", metavar="NAME", help="only this process (repeatable)")
+            cmd.add_argument("--format", choices=("sh", "json"), default="sh")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        # `cpconsole PROFILE`: the console itself (for now, the plan summary)
+        summary = argparse.ArgumentParser(prog="cpconsole")
+        summary.add_argument("profile", metavar="PROFILE")
+        args = summary.parse_args(argv)
+        args.func = cmd_summary
+    else:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except ProfileError as exc:
+        for finding in exc.findings:
+            print(finding, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Profile → LaunchPlan: per process, where it runs and exactly what it runs; and its shell text.
+
+The plan is the single source of truth for what is started: the remote layer writes
+`render_script(process)` to the node and runs it, and `cpconsole render` prints the same text.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+from .profile import LoadedProfile
+from .profile.schema import Instance, Profile, SshSettings, TransportKind, flag_name
+from .profile.topology import (
+    Placement,
+    api_servers,
+    effective_container,
+    node_address,
+    parallel_of,
+    placements,
+    port_claims,
+)
+
+ProcessRole = Literal["prefill", "decode", "colocated", "proxy"]
+KV_ROLES = {"prefill": "kv_producer", "decode": "kv_consumer", "colocated": "kv_both"}
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PortUse(Frozen):
+    kind: str
+    start: int
+    end: int
+
+
+class NodePlan(Frozen):
+    name: str
+    host: str
+    address: str
+    transport: TransportKind
+    ssh: SshSettings
+    chips: int
+    run_dir: str
+
+
+class ProcessPlan(Frozen):
+    name: str
+    role: ProcessRole
+    instance: str | None
+    node: str
+    host: str
+    address: str
+    node_rank: int
+    headless: bool
+    http_port: int | None
+    env: tuple[tuple[str, str], ...]
+    argv: tuple[str, ...]
+    container: str | None
+    cwd: str | None
+    ports: tuple[PortUse, ...]
+
+    @property
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "node": self.node,
+            "host": self.host,
+            "address": self.address,
+            "container": self.container,
+            "cwd": self.cwd,
+            "env": self.env_dict,
+            "argv": list(self.argv),
+            "ports": [p.model_dump() for p in self.ports],
+        }
+
+
+class LaunchPlan(Frozen):
+    profile: str
+    digest: str
+    nodes: tuple[NodePlan, ...]
+    processes: tuple[ProcessPlan, ...]
+
+    def process(self, name: str) -> ProcessPlan:
+        for proc in self.processes:
+            if proc.name == name:
+                return proc
+        names = ", ".join(p.name for p in self.processes)
+        raise KeyError(f"no process named '{name}' (processes: {names})")
+
+    def node(self, name: str) -> NodePlan:
+        return next(n for n in self.nodes if n.name == name)
+
+
+# ---------------------------------------------------------------- building
+
+
+def render_flags(args: Mapping[str, JsonValue]) -> list[str]:
+    """Flags by name: true → --flag, false → --no-flag, null → omitted, dict/list → compact JSON."""
+    argv: list[str] = []
+    for key, value in args.items():
+        flag = "--" + flag_name(key)
+        if value is None:
+            continue
+        if value is True:
+            argv.append(flag)
+        elif value is False:
+            argv.append("--no-" + flag_name(key))
+        elif isinstance(value, dict | list):
+            argv += [flag, compact_json(value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def compact_json(value: JsonValue) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _network_env(profile: Profile, node: str) -> dict[str, str]:
+    spec = profile.nodes[node]
+    nic = spec.nic if "nic" in spec.model_fields_set else profile.defaults.nic
+    if nic is None:
+        return {}
+    return {
+        "HCCL_IF_IP": node_address(profile, node),
+        "GLOO_SOCKET_IFNAME": nic,
+        "TP_SOCKET_IFNAME": nic,
+        "HCCL_SOCKET_IFNAME": nic,
+    }
+
+
+def _kv_transfer_config(profile: Profile, inst: Instance, place: Placement) -> dict[str, JsonValue]:
+    conn = inst.kv_connector
+    assert conn is not None
+    config: dict[str, JsonValue] = {"kv_connector": conn.name, "kv_role": KV_ROLES[inst.role]}
+    if inst.kv_port is not None:
+        config["kv_port"] = str(inst.kv_port)  # the guide passes it as a string; vLLM accepts both
+    config["engine_id"] = place.engine_id
+    if conn.module_path:
+        config["kv_connector_module_path"] = conn.module_path
+    config.update(conn.options)
+    extra: dict[str, JsonValue] = dict(conn.extra)
+    if conn.topology:
+        for role in ("prefill", "decode"):
+            peer = next((i for i in profile.instances.values() if i.role == role), None)
+            if peer is not None:
+                par = parallel_of(peer)
+                extra[role] = {"dp_size": par.dp, "tp_size": par.tp}
+    if extra:
+        config["kv_connector_extra_config"] = extra
+    return config
+
+
+def _vllm_argv(profile: Profile, inst: Instance, place: Placement) -> list[str]:
+    command = inst.vllm_command or profile.defaults.vllm_command
+    master = node_address(profile, inst.nodes[0])
+    bind = node_address(profile, place.node) if inst.bind == "node" else inst.bind
+    argv = [*command, "serve", profile.model.path, "--host", bind, "--port", str(inst.port)]
+    if profile.model.served_name:
+        argv += ["--served-model-name", profile.model.served_name]
+    dp = inst.data_parallel
+    if dp is not None:
+        argv += [
+            "--data-parallel-size", str(dp.size),
+            "--data-parallel-size-local", str(place.dp_local),
+            "--data-parallel-start-rank", str(place.dp_start_rank),
+            "--data-parallel-address", master,
+        ]  # fmt: skip
+        if dp.rpc_port is not None:
+            argv += ["--data-parallel-rpc-port", str(dp.rpc_port)]
+        if dp.hybrid_lb:
+            argv.append("--data-parallel-hybrid-lb")
+        if place.headless:
+            argv.append("--headless")
+    argv += render_flags(inst.vllm_args)
+    if dp is None and place.nnodes > 1:
+        argv += ["--nnodes", str(place.nnodes), "--node-rank", str(place.node_rank)]
+        if place.headless:
+            argv.append("--headless")
+        argv += ["--master-addr", master, "--master-port", str(inst.master_port)]
+    if inst.kv_connector is not None:
+        argv += ["--kv-transfer-config", compact_json(_kv_transfer_config(profile, inst, place))]
+    return argv
+
+
+def _proxy_argv(profile: Profile) -> list[str]:
+    proxy = profile.proxy
+    assert proxy is not None
+    prefill, decode = api_servers(profile, "prefill"), api_servers(profile, "decode")
+    return [
+        *proxy.command,
+        "--port", str(proxy.port),
+        "--host", proxy.bind or node_address(profile, proxy.node),
+        "--prefiller-hosts", *(h for h, _ in prefill),
+        "--prefiller-ports", *(str(p) for _, p in prefill),
+        "--decoder-hosts", *(h for h, _ in decode),
+        "--decoder-ports", *(str(p) for _, p in decode),
+        *render_flags(proxy.args),
+    ]  # fmt: skip
+
+
+def build_plan(loaded: LoadedProfile) -> LaunchPlan:
+    """The launch plan of a profile that passed its rules."""
+    profile = loaded.profile
+    claims = port_claims(profile)
+
+    def ports_of(process: str) -> tuple[PortUse, ...]:
+        return tuple(PortUse(kind=c.kind, start=c.start, end=c.end) for c in claims if c.process == process)
+
+    def container_name(node: str, owner: tuple[str, ...]) -> str | None:
+        found = effective_container(profile, node, owner)
+        return found[0].name if found else None
+
+    processes: list[ProcessPlan] = []
+    for place in placements(profile):
+        inst = profile.instances[place.instance]
+        env = {**_network_env(profile, place.node), **profile.defaults.env}
+        env.update(profile.nodes[place.node].env)
+        env.update(inst.env)
+        processes.append(
+            ProcessPlan(
+                name=place.process,
+                role=inst.role,
+                instance=place.instance,
+                node=place.node,
+                host=profile.nodes[place.node].host,
+                address=node_address(profile, place.node),
+                node_rank=place.node_rank,
+                headless=place.headless,
+                http_port=inst.port if place.serves_http else None,
+                env=tuple(env.items()),
+                argv=tuple(_vllm_argv(profile, inst, place)),
+                container=container_name(place.node, ("instances", place.instance)),
+                cwd=inst.cwd,
+                ports=ports_of(place.process),
+            )
+        )
+    if profile.proxy is not None:
+        proxy = profile.proxy
+        processes.append(
+            ProcessPlan(
+                name="proxy",
+                role="proxy",
+                instance=None,
+                node=proxy.node,
+                host=profile.nodes[proxy.node].host,
+                address=node_address(profile, proxy.node),
+                node_rank=0,
+                headless=False,
+                http_port=proxy.port,
+                env=tuple(proxy.env.items()),
+                argv=tuple(_proxy_argv(profile)),
+                container=container_name(proxy.node, ("proxy",)),
+                cwd=proxy.cwd,
+                ports=ports_of("proxy"),
+            )
+        )
+    nodes = tuple(
+        NodePlan(
+            name=name,
+            host=spec.host,
+            address=node_address(profile, name),
+            transport=spec.transport or profile.defaults.transport,
+            ssh=profile.defaults.ssh.merged(spec.ssh),
+            chips=spec.chips,
+            run_dir=spec.run_dir or profile.defaults.run_dir,
+        )
+        for name, spec in profile.nodes.items()
+    )
+    return LaunchPlan(profile=profile.name, digest=loaded.digest, nodes=nodes, processes=tuple(processes))
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def format_command(argv: tuple[str, ...] | list[str]) -> str:
+    """One shell word per argument, every one quoted as needed; each --flag starts a new line."""
+    lines: list[list[str]] = [[]]
+    for index, word in enumerate(argv):
+        if word.startswith("--") and index > 0 and lines[-1]:
+            lines.append([])
+        lines[-1].append(shlex.quote(word))
+    return " \\\n    ".join(" ".join(words) for words in lines)
+
+
+def render_script(proc: ProcessPlan) -> str:
+    """A POSIX sh script that starts the process in the foreground (`exec`), env and all."""
+    head = ["#!/bin/sh", f"# cpconsole: {proc.name} ({proc.role}) on node {proc.node}"]
+    if proc.container:
+        options = ["docker exec"]
+        if proc.cwd:
+            options.append(f"--workdir {shlex.quote(proc.cwd)}")
+        options += [f"--env {shlex.quote(f'{key}={value}')}" for key, value in proc.env]
+        options.append(f"{shlex.quote(proc.container)} {format_command(proc.argv)}")
+        return "\n".join([*head, "exec " + " \\\n    ".join(options)]) + "\n"
+    body = [f"cd {shlex.quote(proc.cwd)} || exit 1"] if proc.cwd else []
+    body += [f"export {key}={shlex.quote(value)}" for key, value in proc.env]
+    return "\n".join([*head, *body, "exec " + format_command(proc.argv)]) + "\n"
+
+
+def plan_json(plan: LaunchPlan, names: list[str] | None = None) -> str:
+    chosen = [plan.process(n) for n in names] if names else list(plan.processes)
+    return json.dumps([p.as_json() for p in chosen], indent=2, ensure_ascii=False)

@@ -1,0 +1,423 @@
+"""Semantic rules: what pydantic cannot see. Each message says how to fix the problem.
+
+Facts behind the rules: ../shared/reference/vllm-ascend-facts.md (§0 versions, §1.2 CP constraints,
+§1.3 kv_port and engine_id).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+
+from .loader import Loc, Severity
+from .schema import Instance, Profile, flag_name
+from .topology import (
+    PARALLEL_ARGS,
+    as_ranges,
+    effective_container,
+    kv_ports,
+    parallel_of,
+    placements,
+    port_claims,
+    positive_int,
+)
+
+Hit = tuple[Severity, Loc, str]
+Rule = Callable[[Profile], Iterator[Hit]]
+
+# vllm serve flags cpconsole derives; writing them by hand would fight the derivation.
+DERIVED_FLAGS = {
+    "model": "model.path",
+    "host": "instances.<name>.bind",
+    "port": "instances.<name>.port",
+    "served-model-name": "model.served_name",
+    "nnodes": "the number of instances.<name>.nodes",
+    "node-rank": "the node's position in instances.<name>.nodes",
+    "headless": "the node's position in instances.<name>.nodes",
+    "master-addr": "the first node of instances.<name>.nodes",
+    "master-port": "instances.<name>.master_port",
+    "kv-transfer-config": "instances.<name>.kv_connector, kv_port and engine_ids",
+    "data-parallel-size": "instances.<name>.data_parallel.size",
+    "data-parallel-size-local": "instances.<name>.data_parallel.size",
+    "data-parallel-start-rank": "instances.<name>.data_parallel.size",
+    "data-parallel-address": "the first node of instances.<name>.nodes",
+    "data-parallel-rpc-port": "instances.<name>.data_parallel.rpc_port",
+    "data-parallel-hybrid-lb": "instances.<name>.data_parallel.hybrid_lb",
+}
+DERIVED_ENV = ("HCCL_IF_IP", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "HCCL_SOCKET_IFNAME")
+POSITIVE_INT_ARGS = (*PARALLEL_ARGS.values(), "block_size", "cp_kv_cache_interleave_size", "max_model_len")
+DEFAULT_BLOCK_SIZE = 128  # vllm-ascend's default KV block size
+MOONCAKE_RANDOM_BASE = 20000  # AscendDirectTransport picks ports in [20000, 20000 + chips·1000)
+
+
+def arg_path(name: str, inst: Instance, flag: str) -> Loc:
+    key = inst.arg_key(flag)
+    return ("instances", name, "vllm_args", key) if key else ("instances", name)
+
+
+# ---------------------------------------------------------------- versions
+
+
+_VERSION_RE = re.compile(r"^v?(\d+(?:\.\d+)*)(?:[.-]?(dev|a|b|rc)(\d*))?")
+_PRE_RANK = {"dev": -4, "a": -3, "b": -2, "rc": -1}
+
+
+def version_key(text: str) -> tuple[int, ...] | None:
+    """'0.25.1rc1' → (0, 25, 1, -1, 1); a final release sorts after its release candidates."""
+    match = _VERSION_RE.match(text.strip())
+    if not match:
+        return None
+    release = [int(p) for p in match.group(1).split(".")]
+    release += [0] * (3 - len(release))
+    pre = (_PRE_RANK[match.group(2)], int(match.group(3) or 0)) if match.group(2) else (0, 0)
+    return (*release[:3], *pre)
+
+
+def at_least(version: str | None, floor: str) -> bool:
+    if version is None:
+        return False
+    key, floor_key = version_key(version), version_key(floor)
+    return key is not None and floor_key is not None and key >= floor_key
+
+
+# ---------------------------------------------------------------- the rules
+
+
+def references(profile: Profile) -> Iterator[Hit]:
+    known = list(profile.nodes)
+    for name, inst in profile.instances.items():
+        seen: set[str] = set()
+        for index, node in enumerate(inst.nodes):
+            path: Loc = ("instances", name, "nodes", index)
+            if node not in profile.nodes:
+                close = difflib.get_close_matches(node, known, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"nodes are: {', '.join(known)}"
+                yield "error", path, f"no node named '{node}' ({hint})"
+            elif node in seen:
+                yield "error", path, f"node '{node}' is listed twice; each node hosts one rank block"
+            seen.add(node)
+    if profile.proxy and profile.proxy.node not in profile.nodes:
+        close = difflib.get_close_matches(profile.proxy.node, known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"nodes are: {', '.join(known)}"
+        yield "error", ("proxy", "node"), f"no node named '{profile.proxy.node}' ({hint})"
+
+
+def derived_values(profile: Profile) -> Iterator[Hit]:
+    for name, inst in profile.instances.items():
+        for key in inst.vllm_args:
+            instead = DERIVED_FLAGS.get(flag_name(key))
+            if instead:
+                yield (
+                    "error",
+                    ("instances", name, "vllm_args", key),
+                    f"--{flag_name(key)} is derived by cpconsole; set {instead.replace('<name>', name)} instead",
+                )
+        for key in POSITIVE_INT_ARGS:
+            value = inst.arg(key)
+            if value is not None and positive_int(value) is None:
+                yield "error", arg_path(name, inst, key), f"{key} must be a positive whole number, not {value!r}"
+        flags = [flag_name(k) for k in inst.vllm_args]
+        for flag in {f for f in flags if flags.count(f) > 1}:
+            spelt = [k for k in inst.vllm_args if flag_name(k) == flag]
+            yield (
+                "error",
+                ("instances", name, "vllm_args", spelt[-1]),
+                f"--{flag} is given twice ({' and '.join(spelt)})",
+            )
+        if inst.bind != "node":
+            try:
+                ipaddress.ip_address(inst.bind)
+            except ValueError:
+                yield "error", ("instances", name, "bind"), f"'{inst.bind}' is not an IP address; use one, or 'node'"
+
+
+def context_parallel(profile: Profile) -> Iterator[Hit]:
+    for name, inst in profile.instances.items():
+        par = parallel_of(inst)
+        if par.dcp > par.tp or par.tp % par.dcp:
+            choices = [d for d in range(1, par.tp + 1) if par.tp % d == 0]
+            listed = ", ".join(map(str, choices[:-1])) + (" or " if len(choices) > 1 else "") + str(choices[-1])
+            yield (
+                "error",
+                arg_path(name, inst, "decode_context_parallel_size"),
+                f"{par.dcp} does not divide tensor_parallel_size {par.tp} (choose {listed})",
+            )
+        if inst.kv_connector is not None and par.pcp * par.dcp > 1:
+            block = positive_int(inst.arg("block_size")) or DEFAULT_BLOCK_SIZE
+            interleave = positive_int(inst.arg("cp_kv_cache_interleave_size")) or 1
+            if interleave != block:
+                where = arg_path(name, inst, "cp_kv_cache_interleave_size")
+                yield (
+                    "error",
+                    where,
+                    f"cp_kv_cache_interleave_size {interleave} must equal block_size {block} when context "
+                    f"parallel (pcp·dcp = {par.pcp * par.dcp}) is used with a kv connector; "
+                    f"set cp_kv_cache_interleave_size: {block}",
+                )
+
+
+def world_size(profile: Profile) -> Iterator[Hit]:
+    for name, inst in profile.instances.items():
+        nodes = [n for n in inst.nodes if n in profile.nodes]
+        if len(nodes) != len(inst.nodes):
+            continue  # reported by references()
+        chips = [profile.nodes[n].chips for n in nodes]
+        par = parallel_of(inst)
+        if len(set(chips)) > 1:
+            listing = ", ".join(f"{n}={c}" for n, c in zip(nodes, chips, strict=True))
+            yield "error", ("instances", name, "nodes"), f"nodes of one instance need the same chip count ({listing})"
+            continue
+        total = sum(chips)
+        if par.world != total:
+            formula = f"tp {par.tp} × pcp {par.pcp} × pp {par.pp} × dp {par.dp} = {par.world}"
+            yield (
+                "error",
+                ("instances", name, "nodes"),
+                f"world size {formula} ranks, but its {len(nodes)} node(s) have {total} chips; "
+                f"change the parallel sizes or the nodes so both are equal",
+            )
+            continue
+        dp = inst.data_parallel
+        # with the world size right, an even split also keeps every DP rank on one node
+        if dp and dp.size % len(nodes):
+            yield (
+                "error",
+                ("instances", name, "data_parallel", "size"),
+                f"{dp.size} data-parallel ranks cannot be split evenly over {len(nodes)} nodes",
+            )
+        if len(nodes) > 1 and dp is None and inst.master_port is None:
+            yield (
+                "error",
+                ("instances", name),
+                f"spans {len(nodes)} nodes, so it needs master_port (torch.distributed on the first node)",
+            )
+
+
+def engine_id_rules(profile: Profile) -> Iterator[Hit]:
+    owners: dict[str, str] = {}
+    for name, inst in profile.instances.items():
+        if inst.engine_ids is None:
+            continue
+        if len(inst.engine_ids) != len(inst.nodes):
+            yield (
+                "error",
+                ("instances", name, "engine_ids"),
+                f"{len(inst.engine_ids)} engine id(s) for {len(inst.nodes)} node(s); give one per node",
+            )
+        for index, eid in enumerate(inst.engine_ids):
+            path: Loc = ("instances", name, "engine_ids", index)
+            if eid in owners:
+                yield "error", path, f"engine id '{eid}' is already used by {owners[eid]}; engine ids must be unique"
+            owners.setdefault(eid, f"instances.{name}")
+        if at_least(profile.versions.vllm_ascend, "0.21.0rc1"):
+            yield (
+                "info",
+                ("instances", name, "engine_ids"),
+                "vllm-ascend ≥ 0.21 generates engine ids itself; these explicit ids still apply",
+            )
+
+
+def kv_connector_rules(profile: Profile) -> Iterator[Hit]:
+    roles = {inst.role for inst in profile.instances.values()}
+    for name, inst in profile.instances.items():
+        conn = inst.kv_connector
+        if conn is None:
+            if inst.role != "colocated" and {"prefill", "decode"} <= roles:
+                yield (
+                    "warning",
+                    ("instances", name),
+                    "prefill and decode instances hand KV over through a kv_connector; this one has none",
+                )
+            continue
+        if conn.name.startswith("Mooncake") and inst.kv_port is None:
+            yield "error", ("instances", name, "kv_connector"), f"{conn.name} needs kv_port (e.g. kv_port: 36000)"
+    for role in ("prefill", "decode"):
+        shapes = {
+            (parallel_of(i).dp, parallel_of(i).tp)
+            for i in profile.instances.values()
+            if i.role == role and i.kv_connector and i.kv_connector.topology
+        }
+        if len(shapes) > 1:
+            yield (
+                "error",
+                ("instances",),
+                f"{role} instances differ in (dp_size, tp_size) {sorted(shapes)}; the kv connector's "
+                f"'{role}' block can describe only one shape",
+            )
+
+
+def unique_ports(profile: Profile) -> Iterator[Hit]:
+    claims = port_claims(profile)
+    for index, claim in enumerate(claims):
+        for earlier in claims[:index]:
+            if earlier.address == claim.address and earlier.overlaps(claim):
+                yield (
+                    "error",
+                    claim.path,
+                    f"on {claim.address}, {claim.describe()} collides with {earlier.describe()}; "
+                    f"every listener on a host needs its own port",
+                )
+                break
+
+
+def mooncake_port_range(profile: Profile) -> Iterator[Hit]:
+    for place in placements(profile):
+        inst = profile.instances[place.instance]
+        if (
+            place.node not in profile.nodes
+            or not inst.kv_connector
+            or not inst.kv_connector.name.startswith("Mooncake")
+        ):
+            continue
+        chips = profile.nodes[place.node].chips
+        end = MOONCAKE_RANDOM_BASE + chips * 1000 - 1
+        for start, stop in as_ranges(kv_ports(inst, place.node_rank)):
+            if start <= end and stop >= MOONCAKE_RANDOM_BASE:
+                yield (
+                    "warning",
+                    ("instances", place.instance, "kv_port"),
+                    f"{place.process} listens on {start}-{stop}, inside Mooncake's random port range "
+                    f"{MOONCAKE_RANDOM_BASE}-{end} for {chips} chips: intermittent 'ZMQError: Address already "
+                    f"in use'; use kv_port ≥ {end + 1}",
+                )
+                break
+
+
+def version_rules(profile: Profile) -> Iterator[Hit]:
+    ascend = profile.versions.vllm_ascend
+    for label, value in (("vllm", profile.versions.vllm), ("vllm_ascend", ascend)):
+        if value is not None and version_key(value) is None:
+            yield "warning", ("versions", label), f"cannot read version '{value}'; version rules are skipped"
+    for name, inst in profile.instances.items():
+        par = parallel_of(inst)
+        pcp_path = arg_path(name, inst, "prefill_context_parallel_size")
+        if par.pcp > 1 and at_least(ascend, "0.25.1rc1"):
+            yield (
+                "error",
+                pcp_path,
+                f"vllm-ascend {ascend} rejects prefill_context_parallel_size > 1 (from 0.25.1rc1); "
+                "use vllm-ascend ≤ 0.23 or set it to 1",
+            )
+        elif par.pcp > 1 and par.dp > 1 and at_least(ascend, "0.22.1rc1"):
+            yield (
+                "error",
+                pcp_path,
+                f"vllm-ascend {ascend} rejects PCP together with data parallel > 1 (from 0.22.1rc1)",
+            )
+    if at_least(ascend, "0.21.0rc1"):
+        for path, env in _all_env(profile):
+            if "VLLM_ASCEND_ENABLE_CONTEXT_PARALLEL" in env:
+                yield (
+                    "warning",
+                    (*path, "VLLM_ASCEND_ENABLE_CONTEXT_PARALLEL"),
+                    f"removed in vllm-ascend 0.21.0rc1; it has no effect on {ascend}, drop it",
+                )
+
+
+def _all_env(profile: Profile) -> Iterator[tuple[Loc, dict[str, str]]]:
+    yield ("defaults", "env"), profile.defaults.env
+    for name, node in profile.nodes.items():
+        yield ("nodes", name, "env"), node.env
+    for name, inst in profile.instances.items():
+        yield ("instances", name, "env"), inst.env
+    if profile.proxy:
+        yield ("proxy", "env"), profile.proxy.env
+
+
+def derived_env(profile: Profile) -> Iterator[Hit]:
+    for path, env in _all_env(profile):
+        for key in DERIVED_ENV:
+            if key in env:
+                yield "warning", (*path, key), f"{key} overrides the value derived from the node's address and nic"
+
+
+def request_lengths(profile: Profile) -> Iterator[Hit]:
+    wants: list[tuple[Loc, int, str]] = []
+    if profile.smoke and profile.smoke.needle_tokens:
+        total = profile.smoke.needle_tokens + profile.smoke.max_tokens
+        wants.append((("smoke", "needle_tokens"), total, "smoke needle_tokens + max_tokens"))
+    if profile.bench:
+        total = profile.bench.random_input_len + profile.bench.random_output_len
+        wants.append((("bench", "random_input_len"), total, "bench random_input_len + random_output_len"))
+    for name, inst in profile.instances.items():
+        limit = positive_int(inst.arg("max_model_len"))
+        if limit is None:
+            continue
+        for path, total, what in wants:
+            if total > limit:
+                yield (
+                    "error",
+                    path,
+                    f"{what} = {total} exceeds instances.{name} max_model_len {limit}; shorten the request "
+                    "or raise max_model_len",
+                )
+
+
+def container_devices(profile: Profile) -> Iterator[Hit]:
+    for place in placements(profile):
+        if place.node not in profile.nodes:
+            continue
+        found = effective_container(profile, place.node, ("instances", place.instance))
+        if found is None or found[0].devices is None:
+            continue
+        container, path = found
+        chips = profile.nodes[place.node].chips
+        mapped = container.devices or ()
+        missing = [f"/dev/davinci{i}" for i in range(chips) if f"/dev/davinci{i}" not in mapped]
+        if missing:
+            yield (
+                "warning",
+                (*path, "devices"),
+                f"container '{container.name}' on {place.node} ({chips} chips) does not map {_span(missing)}; "
+                f"map /dev/davinci0 … /dev/davinci{chips - 1}",
+            )
+
+
+def _span(devices: list[str]) -> str:
+    return devices[0] if len(devices) == 1 else f"{devices[0]} … {devices[-1]} ({len(devices)} devices)"
+
+
+def proxy_rules(profile: Profile) -> Iterator[Hit]:
+    if profile.proxy is None:
+        return
+    roles = {inst.role for inst in profile.instances.values()}
+    if not {"prefill", "decode"} <= roles:
+        yield "error", ("proxy",), "the PD proxy needs at least one prefill and one decode instance"
+
+
+def ssh_rules(profile: Profile) -> Iterator[Hit]:
+    if not profile.defaults.ssh.verify_host_keys:
+        yield "warning", ("defaults", "ssh", "verify_host_keys"), "SSH host keys are NOT verified for any node"
+    for name, node in profile.nodes.items():
+        if node.ssh and not node.ssh.verify_host_keys:
+            yield "warning", ("nodes", name, "ssh", "verify_host_keys"), f"SSH host keys of {name} are NOT verified"
+
+
+# references first: later rules assume instance nodes exist
+RULES: tuple[Rule, ...] = (
+    references,
+    derived_values,
+    context_parallel,
+    world_size,
+    engine_id_rules,
+    kv_connector_rules,
+    unique_ports,
+    mooncake_port_range,
+    version_rules,
+    derived_env,
+    request_lengths,
+    container_devices,
+    proxy_rules,
+    ssh_rules,
+)
+
+
+def check(profile: Profile) -> list[Hit]:
+    hits: list[Hit] = []
+    for rule in RULES:
+        hits.extend(rule(profile))
+        if rule is references and any(h[0] == "error" for h in hits):
+            break  # the rest would trip over the missing nodes
+    return hits

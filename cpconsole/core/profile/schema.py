@@ -1,0 +1,241 @@
+"""The profile schema: what an operator writes in YAML, validated by pydantic.
+
+Every model is frozen and rejects unknown keys; the loader turns pydantic's errors into
+`file:line:col: path: message` lines with a "did you mean" where a key looks misspelt.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    model_validator,
+)
+
+# ---------------------------------------------------------------- scalar types
+
+
+def _plain_text(value: Any) -> Any:
+    """Accept strings and integers; refuse YAML values that would silently change on the way.
+
+    YAML reads `false` as a boolean and `0.10` as the float 0.1; turning those back into text
+    could give a value the operator never wrote, so we ask for quotes instead.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f'YAML read this as the boolean {value}; quote it to pass text, e.g. "{value}"')
+    if isinstance(value, float):
+        raise ValueError(f"YAML read this as the number {value}; quote it so the exact text is kept")
+    if isinstance(value, int):
+        return str(value)
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_plain_text)]
+"""A string that also accepts YAML integers (`768` → "768")."""
+
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+PATTERN_HELP = {
+    ENV_NAME_RE.pattern: "use letters, digits and _, not starting with a digit",
+    NAME_RE: "use letters, digits, '.', '_' and '-', starting with a letter or digit",
+}
+
+FLAG_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+PATTERN_HELP[FLAG_RE] = "flag names use letters, digits, '_' and '-' (no leading '--')"
+
+EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_RE.pattern)]
+Name = Annotated[str, StringConstraints(pattern=NAME_RE, max_length=64)]
+HOST_RE = r"^[A-Za-z0-9._:%\[\]@-]+$"  # addresses and ssh_config aliases; nothing a shell would expand
+Host = Annotated[str, StringConstraints(pattern=HOST_RE, max_length=255)]
+PATTERN_HELP[HOST_RE] = "an address or ssh_config alias: letters, digits and . _ : % [ ] @ - only"
+Port = Annotated[int, Field(ge=1, le=65535)]
+Env = dict[EnvName, Text]
+FlagName = Annotated[str, StringConstraints(pattern=FLAG_RE)]
+Flags = dict[FlagName, JsonValue]
+Argv = Annotated[tuple[str, ...], Field(min_length=1)]
+
+Role = Literal["prefill", "decode", "colocated"]
+TransportKind = Literal["ssh", "local"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ---------------------------------------------------------------- sections
+
+
+class Versions(Strict):
+    """Software versions the deployment targets; version-aware rules read them."""
+
+    vllm: Text | None = None
+    vllm_ascend: Text | None = None
+
+
+class Model(Strict):
+    path: str = Field(description="Weights directory as seen by the serving processes")
+    served_name: str | None = Field(default=None, description="--served-model-name")
+
+
+class SshSettings(Strict):
+    """How to reach a node. Unset fields fall back to ~/.ssh/config, then to OpenSSH defaults."""
+
+    user: str | None = None
+    port: Port | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    proxy_jump: str | None = None
+    config_file: str | None = Field(default=None, description="ssh_config to read instead of ~/.ssh/config")
+    verify_host_keys: bool = Field(
+        default=True, description="false disables host key checks (shown as a warning everywhere)"
+    )
+
+    def merged(self, override: SshSettings | None) -> SshSettings:
+        """This settings block with every field the override set explicitly replaced."""
+        if override is None:
+            return self
+        return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
+
+
+class Container(Strict):
+    """A running container the processes are started in with `docker exec`."""
+
+    name: str
+    devices: tuple[str, ...] | None = Field(
+        default=None, description="Devices mapped into the container (checked against the node's chips)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+
+class Defaults(Strict):
+    """Inherited by every node and instance; each may override."""
+
+    transport: TransportKind = "ssh"
+    ssh: SshSettings = SshSettings()
+    nic: str | None = Field(
+        default=None, description="NIC for HCCL/Gloo/TP sockets; sets HCCL_IF_IP and *_SOCKET_IFNAME"
+    )
+    container: Container | None = None
+    env: Env = {}
+    vllm_command: Argv = ("vllm",)
+    run_dir: str = Field(default="~/.cache/cpconsole", description="Base of per-process run directories")
+
+
+class Node(Strict):
+    host: Host = Field(description="SSH target: an address or a Host alias from ssh_config")
+    address: Host | None = Field(
+        default=None, description="IP the services use (HCCL_IF_IP, master address); default: host"
+    )
+    chips: int = Field(ge=1, le=256, description="NPU chips on this node (A3: 16)")
+    transport: TransportKind | None = None
+    ssh: SshSettings | None = None
+    nic: str | None = None
+    container: Container | None = None
+    env: Env = {}
+    run_dir: str | None = None
+
+
+class KvConnector(Strict):
+    """The --kv-transfer-config connector; role, port, engine id and topology are derived."""
+
+    name: str
+    module_path: str | None = Field(default=None, description="kv_connector_module_path")
+    extra: dict[str, JsonValue] = Field(default={}, description="kv_connector_extra_config entries")
+    options: dict[str, JsonValue] = Field(default={}, description="Other top-level kv-transfer-config keys")
+    topology: bool = Field(
+        default=True, description="Add the prefill/decode dp_size and tp_size blocks to the extra config"
+    )
+
+
+class DataParallel(Strict):
+    """Data parallelism spread over the instance's nodes; per-node flags are derived."""
+
+    size: int = Field(ge=1)
+    rpc_port: Port | None = None
+    hybrid_lb: bool = Field(default=False, description="Every node runs its own API server (--data-parallel-hybrid-lb)")
+
+
+class Instance(Strict):
+    role: Role
+    nodes: Annotated[tuple[str, ...], Field(min_length=1)] = Field(
+        description="The first node is node-rank 0 (the master)"
+    )
+    port: Port
+    bind: str = Field(default="0.0.0.0", description="--host; 'node' means the node's address")
+    master_port: Port | None = None
+    kv_port: Port | None = None
+    engine_ids: tuple[Text, ...] | None = None
+    kv_connector: KvConnector | None = None
+    data_parallel: DataParallel | None = None
+    env: Env = {}
+    vllm_args: Flags = Field(
+        default={}, description="vllm serve flags by name: true = bare flag, false = --no-flag, dict/list = JSON"
+    )
+    vllm_command: Argv | None = None
+    container: Container | None = None
+    cwd: str | None = None
+
+    def arg(self, name: str) -> JsonValue:
+        """A vllm_args value by its flag name, whichever of `_` or `-` the profile used."""
+        for key, value in self.vllm_args.items():
+            if flag_name(key) == flag_name(name):
+                return value
+        return None
+
+    def arg_key(self, name: str) -> str | None:
+        """The key as spelt in the profile, for error locations."""
+        for key in self.vllm_args:
+            if flag_name(key) == flag_name(name):
+                return key
+        return None
+
+
+class Proxy(Strict):
+    node: str
+    port: Port
+    bind: str | None = Field(default=None, description="--host; default: the node's address")
+    command: Argv = ("python", "-m", "cpconsole.proxy")
+    args: Flags = {}
+    env: Env = {}
+    container: Container | None = None
+    cwd: str | None = None
+
+
+class Smoke(Strict):
+    needle_tokens: int | None = Field(default=None, ge=1, description="Prompt length of the needle test")
+    max_tokens: int = Field(default=64, ge=1)
+
+
+class Bench(Strict):
+    random_input_len: int = Field(default=1024, ge=1)
+    random_output_len: int = Field(default=128, ge=1)
+    num_prompts: int = Field(default=20, ge=1)
+
+
+class Profile(Strict):
+    name: Name
+    versions: Versions = Versions()
+    model: Model
+    defaults: Defaults = Defaults()
+    nodes: Annotated[dict[Name, Node], Field(min_length=1)]
+    instances: Annotated[dict[Name, Instance], Field(min_length=1)]
+    proxy: Proxy | None = None
+    smoke: Smoke | None = None
+    bench: Bench | None = None
+
+
+def flag_name(key: str) -> str:
+    """vLLM treats `--max_model_len` and `--max-model-len` alike; so do we."""
+    return key.replace("_", "-")

@@ -1,0 +1,75 @@
+"""Shared fixtures. Everything here talks only to this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ROOT / "profiles"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# A stand-in for any program: prints its arguments and environment as JSON, runs nothing.
+RECORDER = f"""#!{sys.executable}
+import json, os, sys
+json.dump({{"argv": sys.argv[1:], "env": dict(os.environ)}}, sys.stdout)
+"""
+
+Recorded = dict[str, object]
+
+os.environ.pop("NO_COLOR", None)  # NO_COLOR changes Textual's output and breaks snapshot comparisons
+
+
+@pytest.fixture
+def recorder_bin(tmp_path: Path) -> Callable[..., Path]:
+    """A directory with recorder programs under the given names, to put first on PATH."""
+
+    def make(*names: str) -> Path:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        for name in names:
+            path = bin_dir / name
+            path.write_text(RECORDER)
+            path.chmod(0o755)
+        return bin_dir
+
+    return make
+
+
+def run_sh(script: str, *, path_first: Path | None = None, cwd: Path | None = None) -> Recorded:
+    """Run shell text with a minimal environment; return what the recorder it calls printed."""
+    env = {"PATH": f"{path_first}:/usr/bin:/bin" if path_first else "/usr/bin:/bin"}
+    done = subprocess.run(
+        ["sh", "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result: Recorded = json.loads(done.stdout)
+    return result
+
+
+def shell_baseline(path_first: Path) -> set[str]:
+    """Environment names `sh` itself sets (and `cd` adds), to subtract from a recording."""
+    recorded = run_sh("exec recorder", path_first=path_first)
+    env = recorded["env"]
+    assert isinstance(env, dict)
+    return {*env, "PWD", "OLDPWD"}
+
+
+def write_profile(tmp_path: Path, text: str, name: str = "profile.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def line_of(text: str, needle: str, start: int = 0) -> int:
+    """1-based line number of the first line containing needle (after line `start`)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if number > start and needle in line:
+            return number
+    raise AssertionError(f"{needle!r} not in text")

@@ -1,0 +1,110 @@
+"""The command line as scripts use it: exit codes, output formats, and never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cpconsole import __version__
+
+from .conftest import PROFILES, line_of, write_profile
+
+GUIDE = PROFILES / "deepseek-v3.1-cp-1p1d.yaml"
+
+
+def cpconsole(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cpconsole", *map(str, args)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_version() -> None:
+    done = cpconsole("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"cpconsole {__version__}"
+
+
+def test_validate_valid_profile_prints_warnings_and_exits_0() -> None:
+    done = cpconsole("validate", GUIDE)
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"{GUIDE}: valid (3 warnings)"
+    assert done.stderr.count(f"{GUIDE}:") == 3
+    assert "use kv_port ≥ 36000" in done.stderr
+
+
+def test_validate_broken_profile_exits_2_with_file_line_col(tmp_path: Path) -> None:
+    text = GUIDE.read_text().replace("decode_context_parallel_size: 8", "decode_context_parallel_size: 6")
+    path = write_profile(tmp_path, text)
+    done = cpconsole("validate", path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    line = line_of(text, "decode_context_parallel_size: 6")
+    assert done.stderr == (
+        f"{path}:{line}:7: instances.prefill.vllm_args.decode_context_parallel_size: "
+        "6 does not divide tensor_parallel_size 16 (choose 1, 2, 4, 8 or 16)\n"
+    )
+
+
+def test_yaml_garbage_exits_2_without_traceback(tmp_path: Path) -> None:
+    path = write_profile(tmp_path, "name: [unclosed\n  - {: :\n")
+    for command in ("validate", "render"):
+        done = cpconsole(command, path)
+        assert done.returncode == 2
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith(f"{path}:")
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    done = cpconsole("render", tmp_path / "missing.yaml")
+    assert done.returncode == 2
+    assert "cannot read the profile: No such file or directory" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_render_json_lists_every_process() -> None:
+    done = cpconsole("render", GUIDE, "--format", "json")
+    assert done.returncode == 0
+    processes = json.loads(done.stdout)
+    assert [p["name"] for p in processes] == ["prefill-0", "prefill-1", "decode-0", "proxy"]
+    for proc in processes:
+        assert {"name", "role", "node", "host", "container", "env", "argv"} <= set(proc)
+    assert processes[1]["host"] == "192.0.0.2" and "--headless" in processes[1]["argv"]
+
+
+def test_render_one_process_as_shell() -> None:
+    done = cpconsole("render", GUIDE, "--process", "decode-0")
+    assert done.returncode == 0
+    assert "# ---- decode-0 → 192.0.0.3" in done.stdout
+    assert "prefill" not in done.stdout.split("\n", 1)[0]
+    assert "--data-parallel-address 192.0.0.3" in done.stdout
+    assert done.stdout.count("#!/bin/sh") == 1
+
+
+def test_render_unknown_process_exits_2() -> None:
+    done = cpconsole("render", GUIDE, "--process", "decode-9")
+    assert done.returncode == 2
+    assert "no process named 'decode-9' (processes: prefill-0, prefill-1, decode-0, proxy)" in done.stderr
+
+
+def test_schema_is_json_schema_of_the_profile() -> None:
+    done = cpconsole("schema")
+    assert done.returncode == 0
+    schema = json.loads(done.stdout)
+    assert schema["title"] == "Profile"
+    assert {"name", "model", "nodes", "instances", "proxy"} <= set(schema["properties"])
+    assert schema["additionalProperties"] is False
+
+
+def test_bare_profile_prints_the_plan_summary() -> None:
+    done = cpconsole(GUIDE)
+    assert done.returncode == 0
+    assert "deepseek-v3.1-cp-1p1d  (3 nodes, 4 processes)" in done.stdout
+    assert "prefill-1" in done.stdout and "headless" in done.stdout
+
+
+def test_no_arguments_prints_help_and_exits_2() -> None:
+    done = cpconsole()
+    assert done.returncode == 2
+    assert "validate" in done.stdout and "render" in done.stdout

@@ -1,0 +1,120 @@
+"""The guide's deployment, rendered from profiles/deepseek-v3.1-cp-1p1d.yaml, equals the guide.
+
+The guide's own shell scripts (tests/fixtures/, a verbatim copy of ../shared/seed/) are run by `sh`
+with `vllm` and `python` replaced by a recorder, so shell quoting and variables are interpreted
+exactly as an operator's shell would; our rendered scripts are run the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from cpconsole.core.plan import build_plan, render_script
+from cpconsole.core.profile import load_profile
+
+from .conftest import FIXTURES, PROFILES, run_sh, shell_baseline
+
+GUIDE = (FIXTURES / "guide-long-sequence-cp-deepseek.txt").read_text()
+PROFILE = PROFILES / "deepseek-v3.1-cp-1p1d.yaml"
+
+
+def guide_scripts() -> dict[str, str]:
+    launch = re.findall(r"^nic_name=.*?^}'$", GUIDE, re.M | re.S)
+    proxy = re.search(r"^python load_balance_proxy_server_example\.py \\\n(?:.*\\\n)*.*$", GUIDE, re.M)
+    assert len(launch) == 3 and proxy, "the guide's layout changed"
+    return {"prefill-0": launch[0], "prefill-1": launch[1], "decode-0": launch[2], "proxy": proxy.group(0)}
+
+
+def normalise(argv: list[str]) -> tuple[list[str], Counter[tuple[str, str]]]:
+    """Positional words, and (flag, value) pairs with JSON values parsed and `_` read as `-`.
+
+    vLLM's argument parser reads `--compilation_config` as `--compilation-config`, so do we.
+    """
+    positional: list[str] = []
+    pairs: Counter[tuple[str, str]] = Counter()
+    flag: str | None = None
+    for word in argv:
+        if word.startswith("--"):
+            if flag is not None:
+                pairs[(flag, "")] += 1
+            flag = word.replace("_", "-")
+        elif flag is None:
+            positional.append(word)
+        else:
+            try:
+                value = json.loads(word)
+                canonical = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else word
+            except ValueError:
+                canonical = word
+            pairs[(flag, canonical)] += 1
+            flag = None
+    if flag is not None:
+        pairs[(flag, "")] += 1
+    return positional, pairs
+
+
+@pytest.fixture
+def plan():
+    return build_plan(load_profile(PROFILE))
+
+
+@pytest.mark.parametrize("name", ["prefill-0", "prefill-1", "decode-0", "proxy"])
+def test_rendered_process_equals_the_guide(name: str, plan, recorder_bin, tmp_path: Path) -> None:
+    bin_dir = recorder_bin("recorder")
+    baseline = shell_baseline(bin_dir)
+    program = "python" if name == "proxy" else "vllm"
+    guide = run_sh(f'{program}() {{ exec recorder "$@"; }}\n{guide_scripts()[name]}', path_first=bin_dir)
+    guide_env = {k: v for k, v in guide["env"].items() if k not in baseline}
+
+    proc = plan.process(name)
+    assert proc.env_dict == guide_env
+    assert proc.argv[0] == program
+    assert normalise(list(proc.argv[1:])) == normalise(guide["argv"])
+
+
+@pytest.mark.parametrize("name", ["prefill-0", "prefill-1", "decode-0", "proxy"])
+def test_rendered_script_runs_what_the_plan_says(name: str, plan, recorder_bin, tmp_path: Path) -> None:
+    bin_dir = recorder_bin("recorder", "vllm", "python")
+    baseline = shell_baseline(bin_dir)
+    proc = plan.process(name)
+    if proc.cwd:
+        (tmp_path / proc.cwd).mkdir(parents=True)
+    got = run_sh(render_script(proc), path_first=bin_dir, cwd=tmp_path)
+    assert got["argv"] == list(proc.argv[1:])
+    assert {k: v for k, v in got["env"].items() if k not in baseline} == proc.env_dict
+
+
+def test_engine_ids_and_headless_as_in_the_guide(plan) -> None:
+    ids = {p.name: json.loads(p.argv[-1])["engine_id"] for p in plan.processes if p.role != "proxy"}
+    assert ids == {"prefill-0": "0", "prefill-1": "1", "decode-0": "3"}
+    assert [p.name for p in plan.processes if p.headless] == ["prefill-1"]
+    assert [(p.name, p.http_port) for p in plan.processes if p.http_port] == [
+        ("prefill-0", 8004),
+        ("decode-0", 8004),
+        ("proxy", 8005),
+    ]
+
+
+def test_kv_listener_ranges_follow_the_rank_layout(plan) -> None:
+    kv = {p.name: [(u.start, u.end) for u in p.ports if u.kind == "kv"] for p in plan.processes}
+    assert kv == {
+        "prefill-0": [(30000, 30015)],
+        "prefill-1": [(30016, 30031)],
+        "decode-0": [(30200, 30215)],
+        "proxy": [],
+    }
+
+
+def test_validate_reports_the_guides_known_port_problem() -> None:
+    loaded = load_profile(PROFILE)
+    warnings = [f for f in loaded.findings if f.severity == "warning"]
+    assert len(warnings) == 3
+    assert all("Mooncake's random port range 20000-35999" in str(w) for w in warnings)
+    assert all("use kv_port ≥ 36000" in str(w) for w in warnings)
+    text = PROFILE.read_text().splitlines()
+    assert {text[w.line - 1].strip().split(":")[0] for w in warnings} == {"kv_port"}

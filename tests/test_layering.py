@@ -1,0 +1,71 @@
+"""The architecture's import rules, checked: core stays UI-free, the UI never reaches into sim."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import ROOT
+
+PACKAGE = ROOT / "cpconsole"
+
+IMPORT_EVERY_CORE_MODULE = """
+import importlib, json, pkgutil, sys
+import cpconsole.core as core
+names = [m.name for m in pkgutil.walk_packages(core.__path__, "cpconsole.core.")]
+for name in names:
+    importlib.import_module(name)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("textual", "rich"))
+print(json.dumps({"modules": names, "ui": loaded}))
+"""
+
+
+def test_core_imports_neither_textual_nor_rich() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERY_CORE_MODULE], capture_output=True, text=True, check=True, timeout=60
+    )
+    result = json.loads(done.stdout)
+    assert "cpconsole.core.plan" in result["modules"]
+    assert "cpconsole.core.profile.rules" in result["modules"]
+    assert result["ui"] == []
+
+
+def imported_packages(folder: Path) -> set[str]:
+    """Every cpconsole subpackage imported (absolutely or relatively) by modules in folder."""
+    found: set[str] = set()
+    for path in folder.rglob("*.py"):
+        module_parts = path.relative_to(ROOT).with_suffix("").parts
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = list(module_parts[: len(module_parts) - node.level])
+                    names = [".".join([*base, *(node.module.split(".") if node.module else [])])]
+                else:
+                    names = [node.module or ""]
+            else:
+                continue
+            found.update(".".join(n.split(".")[:2]) for n in names if n.startswith("cpconsole"))
+    return found
+
+
+def test_ui_never_imports_the_simulator() -> None:
+    assert "cpconsole.sim" not in imported_packages(PACKAGE / "ui")
+
+
+def test_core_imports_only_core() -> None:
+    assert imported_packages(PACKAGE / "core") <= {"cpconsole.core"}
+
+
+def test_simulator_and_proxy_import_only_core() -> None:
+    for folder in ("sim", "proxy"):
+        assert imported_packages(PACKAGE / folder) <= {"cpconsole.core", f"cpconsole.{folder}"}
+
+
+def test_import_scanner_sees_relative_imports() -> None:
+    # the checks above are only worth something if the scanner finds real imports
+    assert "cpconsole.core" in imported_packages(PACKAGE / "core")

@@ -1,0 +1,70 @@
+"""Property: whatever strings an operator puts in paths, env values and arguments, the rendered
+script hands exactly those strings to the program — through YAML, the plan and `sh`."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cpconsole.core.plan import build_plan, render_script
+from cpconsole.core.profile import load_profile_text
+
+from .conftest import RECORDER, run_sh, shell_baseline
+
+# Anything a POSIX argv or environment can carry: every character but NUL (and lone surrogates,
+# which are not text).
+ANY_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40)
+ENV_NAMES = st.from_regex(r"\A[A-Z_][A-Z0-9_]{0,12}\Z").filter(lambda n: n not in {"PATH", "PWD", "OLDPWD", "LC_CTYPE"})
+
+BIN = Path(tempfile.mkdtemp(prefix="cpconsole-recorder-"))
+for program in ("recorder", "docker"):
+    (BIN / program).write_text(RECORDER)
+    (BIN / program).chmod(0o755)
+BASELINE = shell_baseline(BIN)
+
+
+def profile_yaml(model: str, env: dict[str, str], args: dict[str, str], extra: str, container: bool) -> str:
+    data: dict[str, object] = {
+        "name": "prop",
+        "model": {"path": model},
+        "defaults": {"env": env, "vllm_command": ["recorder", extra], **({"container": "ctr"} if container else {})},
+        "nodes": {"n1": {"host": "127.0.0.1", "chips": 1}},
+        "instances": {"s": {"role": "colocated", "nodes": ["n1"], "port": 8000, "vllm_args": args}},
+    }
+    return yaml.safe_dump(data, allow_unicode=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model=ANY_TEXT,
+    env=st.dictionaries(ENV_NAMES, ANY_TEXT, max_size=4),
+    args=st.dictionaries(st.from_regex(r"\A[a-z][a-z0-9_]{0,10}\Z"), ANY_TEXT, max_size=4).filter(
+        lambda a: (
+            not {"host", "port", "model"} & {k.replace("_", "-") for k in a}
+            and len({k.replace("_", "-") for k in a}) == len(a)
+        )
+    ),
+    extra=ANY_TEXT,
+    container=st.booleans(),
+)
+def test_strings_arrive_byte_exact(
+    model: str, env: dict[str, str], args: dict[str, str], extra: str, container: bool
+) -> None:
+    proc = build_plan(load_profile_text(profile_yaml(model, env, args, extra, container))).process("s-0")
+    assert proc.argv[:4] == ("recorder", extra, "serve", model)
+    got = run_sh(render_script(proc), path_first=BIN)
+    if container:
+        expected = ["exec"]
+        for key, value in proc.env:
+            expected += ["--env", f"{key}={value}"]
+        assert got["argv"] == [*expected, "ctr", *proc.argv]
+        return
+    assert got["argv"] == list(proc.argv[1:])
+    assert {k: v for k, v in got["env"].items() if k not in BASELINE} == env  # type: ignore[union-attr]
+    for key, value in args.items():
+        flag = "--" + key.replace("_", "-")
+        assert proc.argv[proc.argv.index(flag) + 1] == value
