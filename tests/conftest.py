@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -73,3 +74,41 @@ def line_of(text: str, needle: str, start: int = 0) -> int:
         if number > start and needle in line:
             return number
     raise AssertionError(f"{needle!r} not in text")
+
+
+# ---------------------------------------------------------------- real sshd and transports
+
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
+
+from cpconsole.core.remote import LocalTransport, ShellTransport, SSHTransport  # noqa: E402
+
+from .sshd import SSHD, Sshd, make_sshd, node_root  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[Sshd]:
+    if not Path(SSHD).exists():
+        raise RuntimeError("the SSH tests need OpenSSH's sshd: apt-get install -y openssh-server")
+    server = make_sshd(["127.0.0.11", "127.0.0.12", "127.0.0.13"])
+    yield server
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def nodes_dir() -> Iterator[str]:
+    directory = node_root()
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(params=["local", "ssh"])
+async def transport(request: pytest.FixtureRequest, nodes_dir: str) -> AsyncIterator[ShellTransport]:
+    """The same node behaviour through both transports."""
+    if request.param == "local":
+        node: ShellTransport = LocalTransport("local-node")
+    else:
+        server: Sshd = request.getfixturevalue("sshd")
+        node = SSHTransport(server.node("127.0.0.11", run_dir=nodes_dir))
+    yield node
+    await node.close()

@@ -1,0 +1,29 @@
+"""From a launch plan to what the remote layer starts: run directory, script, manifest."""
+
+from __future__ import annotations
+
+import posixpath
+from datetime import UTC, datetime
+
+from ..plan import LaunchPlan, ProcessPlan, render_script
+from .types import SpawnSpec
+
+
+def run_dir(plan: LaunchPlan, proc: ProcessPlan) -> str:
+    """<node run_dir>/<profile>/<process>, e.g. ~/.cache/cpconsole/deepseek-v3.1-cp-1p1d/prefill-0."""
+    return posixpath.join(plan.node(proc.node).run_dir, plan.profile, proc.name)
+
+
+def spawn_spec(plan: LaunchPlan, proc: ProcessPlan, *, now: datetime | None = None) -> SpawnSpec:
+    started = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    manifest: dict[str, object] = {
+        "profile": plan.profile,
+        "digest": plan.digest,
+        "node": proc.node,
+        "role": proc.role,
+        "container": proc.container,
+        "argv": list(proc.argv),
+        "env": proc.env_dict,
+        "started_at": started,
+    }
+    return SpawnSpec(proc.name, run_dir(plan, proc), render_script(proc), manifest)

@@ -1,0 +1,73 @@
+"""LocalTransport: nodes that are this machine (the demo, loopback "nodes"), via asyncio
+subprocesses running the same node scripts as SSH does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Sequence
+
+from .base import DEFAULT_TIMEOUT, ShellTransport, Stream
+from .errors import RemoteError, RemoteTimeout
+from .types import RunResult
+
+CHUNK = 1 << 16
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+class LocalStream:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+
+    async def read(self) -> bytes:
+        assert self._proc.stdout is not None
+        return await self._proc.stdout.read(CHUNK)
+
+    async def close(self) -> None:
+        _kill_group(self._proc)
+        await self._proc.wait()
+
+
+class LocalTransport(ShellTransport):
+    """Runs the node scripts with this machine's /bin/sh, as the current user."""
+
+    async def run(
+        self, command: str | Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, input: bytes | None = None
+    ) -> RunResult:
+        argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+        try:
+            # a new session per command, so a timeout can take its whole group down
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise RemoteError(self.node, f"cannot run {argv[0]}: {exc.strerror}") from None
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(input), timeout)
+        except TimeoutError:
+            _kill_group(proc)
+            await proc.wait()
+            raise RemoteTimeout(self.node, f"no answer within {timeout:g} s") from None
+        return RunResult(proc.returncode, out, err)
+
+    async def open_stream(self, script: str) -> Stream:
+        proc = await asyncio.create_subprocess_exec(
+            "sh",
+            "-c",
+            script,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return LocalStream(proc)

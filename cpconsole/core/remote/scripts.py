@@ -1,0 +1,135 @@
+"""The POSIX sh that runs on nodes. Both transports run exactly this text, so the protocol on
+disk (run directory, pid file, exit code, manifest) is the same for SSH and local nodes.
+
+Every value is quoted with shlex.quote, or is a number we produced.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+
+from .types import ProcessHandle
+
+# Fields after the `) ` that ends the command name in /proc/PID/stat: $1 is field 3 (state),
+# ${20} is field 22 (starttime, clock ticks after boot).
+PROC_FIELDS = "set -- $(sed 's/^.*) //' /proc/\"$pid\"/stat 2>/dev/null)"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+LOG = "log"
+
+
+def shell_path(path: str) -> str:
+    """Quote a path for sh, keeping a leading ~ meaning the login user's home."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def join(run_dir: str, name: str) -> str:
+    return posixpath.join(run_dir, name)
+
+
+# The wrapper is the session and group leader (setsid). It records itself, runs launch.sh in
+# the foreground and writes its exit code. `trap :` lets a group-wide SIGTERM reach launch.sh
+# (a trap with a command is reset in children, unlike an ignored signal) while the wrapper
+# survives to record the code.
+WRAPPER = f"""trap : TERM INT HUP
+{PROC_FIELDS.replace('"$pid"', "$$")}
+echo "$$ ${{20}} $(cat {BOOT_ID})" > pid.tmp && mv pid.tmp pid
+sh ./launch.sh
+echo $? > exitcode.tmp && mv exitcode.tmp exitcode
+"""
+
+
+def spawn(run_dir: str, manifest_head: str, wait_steps: int = 500) -> str:
+    """Start launch.sh (read from stdin) detached; print `pid ticks boot_id`.
+
+    `manifest_head` is the manifest's JSON without its closing brace; the pid fields are
+    appended once the process exists. Exit 98 means an earlier process is still running.
+    """
+    return f"""umask 022
+mkdir -p {shell_path(run_dir)} && cd {shell_path(run_dir)} || exit 97
+if [ -f pid ] && [ ! -f exitcode ]; then
+  read pid ticks boot < pid
+  {PROC_FIELDS}
+  if [ "${{20}}" = "$ticks" ] && [ "$1" != Z ]; then echo "$pid"; exit 98; fi
+fi
+rm -f pid exitcode
+if [ -f {LOG} ]; then mv -f {LOG} {LOG}.1; fi
+cat > launch.sh && chmod 755 launch.sh || exit 97
+setsid sh -c {shlex.quote(WRAPPER)} > {LOG} 2>&1 < /dev/null &
+i=0
+while [ ! -s pid ] && [ $i -lt {wait_steps} ]; do sleep 0.01; i=$((i+1)); done
+[ -s pid ] || exit 96
+read pid ticks boot < pid
+printf '%s, "pid": %s, "start_ticks": %s, "boot_id": "%s"}}\\n' {shlex.quote(manifest_head)} "$pid" "$ticks" "$boot" \\
+  > manifest.json.tmp && mv manifest.json.tmp manifest.json
+echo "$pid $ticks $boot"
+"""
+
+
+def status(run_dir: str) -> str:
+    """Print what is known of a run directory, one `key value` per line."""
+    return f"""cd {shell_path(run_dir)} 2>/dev/null || {{ echo missing; exit 0; }}
+[ -f pid ] && echo "pidfile $(cat pid)"
+[ -f exitcode ] && echo "exitcode $(cat exitcode)"
+echo "boot $(cat {BOOT_ID})"
+if [ -f pid ]; then
+  read pid ticks boot < pid
+  {PROC_FIELDS}
+  [ $# -ge 20 ] && echo "proc $1 ${{20}}"
+fi
+true
+"""
+
+
+def signal(handle: ProcessHandle, signame: str) -> str:
+    """Signal the process group, only if the pid still is the process we started."""
+    if not re.fullmatch(r"[A-Z0-9]+", signame):
+        raise ValueError(f"bad signal name {signame!r}")
+    return f"""[ "$(cat {BOOT_ID})" = {shlex.quote(handle.boot_id)} ] || {{ echo rebooted; exit 0; }}
+pid={handle.pid}
+{PROC_FIELDS}
+[ $# -ge 20 ] || {{ echo gone; exit 0; }}
+[ "${{20}}" = {handle.start_ticks} ] || {{ echo recycled; exit 0; }}
+[ "$1" = Z ] && {{ echo gone; exit 0; }}
+kill -{signame} -{handle.pid} 2>/dev/null && echo sent || echo failed
+"""
+
+
+def stat(path: str) -> str:
+    """Print `size inode` of a file, or `missing`."""
+    return f"stat -c '%s %i' {shell_path(path)} 2>/dev/null || echo missing"
+
+
+def tail(path: str, offset: int) -> str:
+    """Follow a file by name from a byte offset; tail's own notices are merged into the stream
+    (2>&1) so they arrive exactly where they happened. C locale keeps their wording fixed."""
+    directory, name = posixpath.split(path)
+    return (
+        f"cd {shell_path(directory or '.')} || exit 1\nLC_ALL=C exec tail -c +{offset + 1} -F {shlex.quote(name)} 2>&1"
+    )
+
+
+def read(path: str) -> str:
+    return f"cat {shell_path(path)}"
+
+
+def write(path: str, mode: int) -> str:
+    directory = posixpath.dirname(path) or "."
+    tmp = path + ".tmp"
+    return (
+        f"mkdir -p {shell_path(directory)} && cat > {shell_path(tmp)} && "
+        f"chmod {mode:o} {shell_path(tmp)} && mv {shell_path(tmp)} {shell_path(path)}"
+    )
+
+
+def parse_status(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        fields[key] = value.strip()
+    return fields

@@ -1,0 +1,73 @@
+"""Values that cross the remote layer's boundary. All frozen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class SpawnSpec:
+    """What to start detached: the script, where its run directory is, and its manifest."""
+
+    name: str
+    run_dir: str
+    script: str
+    manifest: dict[str, object]
+
+
+@dataclass(frozen=True)
+class ProcessHandle:
+    """A detached process, identified beyond its pid: a pid is only ours while its start time
+    (clock ticks after boot, from /proc) and the boot id still match."""
+
+    node: str
+    name: str
+    run_dir: str
+    pid: int
+    start_ticks: int
+    boot_id: str
+
+
+ProcessState = Literal["running", "exited", "gone"]
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    state: ProcessState
+    exit_code: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TailChunk:
+    """Bytes of the followed file starting at `offset` of the file they came from."""
+
+    offset: int
+    data: bytes
+
+
+TailEventKind = Literal["truncated", "rotated", "missing", "disconnected", "resumed"]
+
+
+@dataclass(frozen=True)
+class TailEvent:
+    kind: TailEventKind
+    detail: str = ""
+
+
+TailItem = TailChunk | TailEvent

@@ -1,0 +1,166 @@
+"""A real OpenSSH server on loopback for the tests: one sshd, several "nodes" (127.0.0.11 …),
+its own host key, client key, known_hosts and an empty ssh_config (never ~/.ssh)."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from cpconsole.core.plan import NodePlan
+from cpconsole.core.profile.schema import SshSettings
+
+NODE_IPS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"  # sshd re-execs itself: must be an absolute path
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return int(s.getsockname()[1])
+
+
+def login_user() -> str:
+    """A /bin/sh user is faster than root and gets SSH signals; CI creates `cptest`."""
+    wanted = os.environ.get("CPCONSOLE_TEST_SSH_USER")
+    if wanted:
+        return wanted
+    try:
+        pwd.getpwnam("cptest")
+        return "cptest"
+    except KeyError:
+        return getpass.getuser()
+
+
+@dataclass
+class Sshd:
+    dir: Path
+    port: int
+    ips: list[str]
+    user: str
+    proc: subprocess.Popen[bytes] | None = None
+    extra_config: str = ""
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.dir / "sshd.log"
+
+    @property
+    def client_key(self) -> str:
+        return str(self.dir / "client_key")
+
+    @property
+    def known_hosts(self) -> str:
+        return str(self.dir / "known_hosts")
+
+    @property
+    def empty_config(self) -> str:
+        return str(self.dir / "ssh_config_empty")
+
+    def node(self, ip: str, name: str | None = None, run_dir: str = "~/.cache/cpconsole", **ssh: object) -> NodePlan:
+        settings = SshSettings(
+            user=self.user,
+            port=self.port,
+            identity_file=self.client_key,
+            known_hosts=self.known_hosts,
+            config_file=self.empty_config,
+        ).model_copy(update=ssh)
+        return NodePlan(name=name or ip, host=ip, address=ip, transport="ssh", ssh=settings, chips=16, run_dir=run_dir)
+
+    def write_config(self) -> None:
+        listen = "".join(f"ListenAddress {ip}:{self.port}\n" for ip in self.ips)
+        (self.dir / "sshd_config").write_text(
+            f"""{listen}HostKey {self.dir}/host_key
+PidFile {self.dir}/sshd.pid
+AuthorizedKeysFile {self.dir}/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+MaxStartups 200:30:400
+MaxSessions 100
+AllowTcpForwarding yes
+X11Forwarding no
+PrintMotd no
+LogLevel INFO
+{self.extra_config}"""
+        )
+
+    def start(self) -> None:
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
+        self.write_config()
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")], stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                for ip in self.ips:
+                    socket.create_connection((ip, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"sshd did not start: {self.log.read_text()}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the listener and every session it forked: connections really drop."""
+        if self.proc is None:
+            return
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            children = []
+        sessions = [c for c in children if c.name().startswith("sshd")]
+        self.proc.terminate()
+        for child in sessions:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def make_sshd(ips: list[str]) -> Sshd:
+    # not tmp_path: pytest's /tmp/pytest-of-root is 0700 and the login user must read these files
+    directory = Path(tempfile.mkdtemp(prefix="cpsshd-"))
+    directory.chmod(0o755)
+    port = free_port(ips[0])
+    for key in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(directory / key)], check=True)
+    (directory / "authorized_keys").write_text((directory / "client_key.pub").read_text())
+    (directory / "authorized_keys").chmod(0o644)
+    host_pub = " ".join((directory / "host_key.pub").read_text().split()[:2])
+    (directory / "known_hosts").write_text("".join(f"[{ip}]:{port} {host_pub}\n" for ip in ips))
+    (directory / "ssh_config_empty").write_text("")
+    server = Sshd(directory, port, ips, login_user())
+    server.start()
+    return server
+
+
+def node_root() -> str:
+    """A directory every login user can write: run directories of the simulated nodes."""
+    directory = tempfile.mkdtemp(prefix="cpnodes-")
+    os.chmod(directory, 0o1777)
+    return directory

@@ -1,0 +1,176 @@
+"""Detached processes through both transports: start, status, stop, exit codes, adoption,
+the pid-reuse guard, files, and containers — against a real sshd and the local machine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import posixpath
+import shlex
+from pathlib import Path
+
+import pytest
+
+from cpconsole.core.remote import AlreadyRunning, ShellTransport, SpawnSpec
+from cpconsole.core.remote.types import ProcessHandle
+
+PY = "/usr/bin/python3"  # readable by the /bin/sh login user, unlike a venv under /root
+
+
+def spec(run_dir: str, body: str, name: str = "job") -> SpawnSpec:
+    return SpawnSpec(name, run_dir, f"#!/bin/sh\n{body}\n", {"profile": "t", "digest": "d" * 64})
+
+
+async def wait_state(node: ShellTransport, handle: ProcessHandle, state: str, timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if (await node.status(handle)).state == state:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{handle.name} never became {state}")
+
+
+def run_dir_for(node: ShellTransport, nodes_dir: str, name: str = "job") -> str:
+    return posixpath.join(nodes_dir, node.node, name)
+
+
+async def test_run_returns_bytes_and_survives_invalid_utf8(transport: ShellTransport) -> None:
+    result = await transport.run("printf 'a\\377b\\n'; printf err >&2; exit 3")
+    assert (result.exit_code, result.stdout, result.stderr) == (3, b"a\xffb\n", b"err")
+    again = await transport.run(["echo", "still here"])
+    assert again.stdout == b"still here\n"
+
+
+async def test_write_and_read_file(transport: ShellTransport, nodes_dir: str) -> None:
+    path = posixpath.join(nodes_dir, "deep", "dir", "file with space")
+    await transport.write_file(path, b"\x00\xffdata", mode=0o600)
+    assert await transport.read_file(path) == b"\x00\xffdata"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+async def test_spawn_status_and_exit_code(transport: ShellTransport, nodes_dir: str) -> None:
+    run_dir = run_dir_for(transport, nodes_dir)
+    handle = await transport.spawn_detached(spec(run_dir, "echo started; sleep 0.3; exit 7"))
+    assert (await transport.status(handle)).state == "running"
+    await wait_state(transport, handle, "exited")
+    status = await transport.status(handle)
+    assert (status.state, status.exit_code) == ("exited", 7)
+    assert Path(run_dir, "log").read_text() == "started\n"
+    manifest = json.loads(Path(run_dir, "manifest.json").read_text())
+    assert manifest["process"] == "job" and manifest["pid"] == handle.pid
+    assert manifest["start_ticks"] == handle.start_ticks and manifest["boot_id"] == handle.boot_id
+    assert Path(run_dir, "launch.sh").read_text().startswith("#!/bin/sh\n")
+
+
+async def test_stop_kills_the_whole_group_and_records_the_signal(transport: ShellTransport, nodes_dir: str) -> None:
+    run_dir = run_dir_for(transport, nodes_dir)
+    handle = await transport.spawn_detached(spec(run_dir, "sleep 60 & sleep 60 & echo $! > child; wait"))
+    for _ in range(100):
+        if Path(run_dir, "child").exists():
+            break
+        await asyncio.sleep(0.02)
+    child = int(Path(run_dir, "child").read_text())
+    status = await transport.stop(handle, grace=5)
+    assert (status.state, status.exit_code) == ("exited", 143)  # 128 + SIGTERM, recorded by the wrapper
+    await asyncio.sleep(0.1)
+    assert not _alive(child)
+
+
+async def test_stop_escalates_to_kill_after_the_grace_period(transport: ShellTransport, nodes_dir: str) -> None:
+    run_dir = run_dir_for(transport, nodes_dir)
+    handle = await transport.spawn_detached(spec(run_dir, "exec " + shlex.join([PY, "-c", IGNORE_TERM])))
+    for _ in range(100):
+        if "ready" in Path(run_dir, "log").read_text():
+            break
+        await asyncio.sleep(0.02)
+    status = await transport.stop(handle, grace=0.5)
+    assert status.state == "exited"
+    assert status.exit_code in (137, None)  # the wrapper may die with its group before recording
+
+
+IGNORE_TERM = "import signal,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);print('ready',flush=True);time.sleep(60)"
+
+
+async def test_second_start_is_refused_while_running(transport: ShellTransport, nodes_dir: str) -> None:
+    run_dir = run_dir_for(transport, nodes_dir)
+    handle = await transport.spawn_detached(spec(run_dir, "sleep 30"))
+    with pytest.raises(AlreadyRunning, match=f"job is still running as pid {handle.pid}"):
+        await transport.spawn_detached(spec(run_dir, "sleep 30"))
+    await transport.stop(handle, grace=5)
+    again = await transport.spawn_detached(spec(run_dir, "echo second"))
+    assert again.pid != handle.pid
+    assert (await transport.status(handle)).state == "gone"  # the run directory moved on
+    await wait_state(transport, again, "exited")
+    assert Path(run_dir, "log.1").exists()  # the previous log is kept once
+
+
+async def test_recycled_pid_is_never_signalled(transport: ShellTransport, nodes_dir: str) -> None:
+    run_dir = run_dir_for(transport, nodes_dir)
+    handle = await transport.spawn_detached(spec(run_dir, "sleep 30"))
+    impostor = ProcessHandle(handle.node, handle.name, run_dir, handle.pid, handle.start_ticks + 1, handle.boot_id)
+    assert await transport.signal(impostor, "KILL") == "recycled"
+    assert (await transport.status(impostor)).state == "gone"
+    assert (await transport.status(handle)).state == "running"
+    other_boot = ProcessHandle(handle.node, handle.name, run_dir, handle.pid, handle.start_ticks, "not-this-boot")
+    assert await transport.signal(other_boot, "KILL") == "rebooted"
+    assert (await transport.status(handle)).state == "running"
+    await transport.stop(handle, grace=5)
+
+
+async def test_process_survives_the_console_and_is_found_by_its_manifest(
+    transport: ShellTransport, nodes_dir: str
+) -> None:
+    run_dir = run_dir_for(transport, nodes_dir)
+    handle = await transport.spawn_detached(spec(run_dir, "sleep 30"))
+    await transport.close()  # every connection goes
+    await asyncio.sleep(0.3)
+    found = await transport.find(run_dir)  # a fresh connection
+    assert found == handle
+    assert (await transport.status(found)).state == "running"
+    await transport.stop(found, grace=5)
+    assert await transport.find(posixpath.join(nodes_dir, "nothing-here")) is None
+
+
+async def test_container_processes_run_through_docker_exec(transport: ShellTransport, nodes_dir: str) -> None:
+    # No docker engine exists on these machines: a `docker` stand-in on PATH runs the exec'd
+    # command locally with the --env values, which is what `docker exec` does inside a container.
+    bin_dir = Path(nodes_dir, "bin")
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(DOCKER_STAND_IN)
+    (bin_dir / "docker").chmod(0o755)
+    (bin_dir).chmod(0o755)
+    run_dir = run_dir_for(transport, nodes_dir)
+    script = (
+        f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
+        "exec docker exec --env 'GREETING=hello world' ctr sh -c 'echo \"$GREETING\" > out; exit 4'"
+    )
+    handle = await transport.spawn_detached(spec(run_dir, script))
+    await wait_state(transport, handle, "exited")
+    assert (await transport.status(handle)).exit_code == 4
+    assert Path(run_dir, "out").read_text() == "hello world\n"
+    assert Path(run_dir, "docker-container").read_text() == "ctr\n"
+
+
+DOCKER_STAND_IN = """#!/bin/sh
+# stand-in for `docker exec [--env K=V]... CONTAINER CMD...`: runs CMD here
+[ "$1" = exec ] || { echo "stand-in only knows exec" >&2; exit 125; }
+shift
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --env) export "$2"; shift 2 ;;
+    --workdir) cd "$2" || exit 126; shift 2 ;;
+    *) break ;;
+  esac
+done
+echo "$1" > docker-container
+shift
+exec "$@"
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
