@@ -13,9 +13,11 @@ import shlex
 from .types import ProcessHandle
 
 # Fields after the `) ` that ends the command name in /proc/PID/stat: $1 is field 3 (state),
-# ${20} is field 22 (starttime, clock ticks after boot).
-PROC_FIELDS = "set -- $(sed 's/^.*) //' /proc/\"$pid\"/stat 2>/dev/null)"
+# ${20} is field 22 (starttime, clock ticks after boot). Builtins only: a status poll of many
+# nodes should cost each node one shell, not a handful of forks.
+PROC_FIELDS = "stat=; read -r stat 2>/dev/null < /proc/\"$pid\"/stat; set -f; set -- ${stat##*') '}"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
+READ_BOOT = f"read -r boot_now < {BOOT_ID}"
 LOG = "log"
 
 
@@ -37,8 +39,10 @@ def join(run_dir: str, name: str) -> str:
 # (a trap with a command is reset in children, unlike an ignored signal) while the wrapper
 # survives to record the code.
 WRAPPER = f"""trap : TERM INT HUP
-{PROC_FIELDS.replace('"$pid"', "$$")}
-echo "$$ ${{20}} $(cat {BOOT_ID})" > pid.tmp && mv pid.tmp pid
+pid=$$
+{PROC_FIELDS}
+{READ_BOOT}
+echo "$$ ${{20}} $boot_now" > pid.tmp && mv pid.tmp pid
 sh ./launch.sh
 echo $? > exitcode.tmp && mv exitcode.tmp exitcode
 """
@@ -74,9 +78,10 @@ echo "$pid $ticks $boot"
 def status(run_dir: str) -> str:
     """Print what is known of a run directory, one `key value` per line."""
     return f"""cd {shell_path(run_dir)} 2>/dev/null || {{ echo missing; exit 0; }}
-[ -f pid ] && echo "pidfile $(cat pid)"
-[ -f exitcode ] && echo "exitcode $(cat exitcode)"
-echo "boot $(cat {BOOT_ID})"
+if [ -f pid ]; then read -r line < pid; echo "pidfile $line"; fi
+if [ -f exitcode ]; then read -r code < exitcode; echo "exitcode $code"; fi
+{READ_BOOT}
+echo "boot $boot_now"
 if [ -f pid ]; then
   read pid ticks boot < pid
   {PROC_FIELDS}
@@ -90,7 +95,8 @@ def signal(handle: ProcessHandle, signame: str) -> str:
     """Signal the process group, only if the pid still is the process we started."""
     if not re.fullmatch(r"[A-Z0-9]+", signame):
         raise ValueError(f"bad signal name {signame!r}")
-    return f"""[ "$(cat {BOOT_ID})" = {shlex.quote(handle.boot_id)} ] || {{ echo rebooted; exit 0; }}
+    return f"""{READ_BOOT}
+[ "$boot_now" = {shlex.quote(handle.boot_id)} ] || {{ echo rebooted; exit 0; }}
 pid={handle.pid}
 {PROC_FIELDS}
 [ $# -ge 20 ] || {{ echo gone; exit 0; }}

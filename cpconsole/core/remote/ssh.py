@@ -23,7 +23,7 @@ from .errors import ConnectFailed, HostKeyError, RemoteError, RemoteTimeout, Unr
 from .tailing import Backoff
 from .types import RunResult
 
-CHUNK = 1 << 16
+CHUNK = 1 << 18
 
 
 class SSHStream:
@@ -167,7 +167,7 @@ class SSHTransport(ShellTransport):
         self, command: str | Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, input: bytes | None = None
     ) -> RunResult:
         # always POSIX sh, whatever the login shell is
-        line = "sh -c " + shlex.quote(command) if isinstance(command, str) else shlex.join(command)
+        line = "exec sh -c " + shlex.quote(command) if isinstance(command, str) else shlex.join(command)
         deadline = time.monotonic() + timeout
         try:
             conn = await asyncio.wait_for(self._connection(), timeout)
@@ -187,7 +187,7 @@ class SSHTransport(ShellTransport):
     async def open_stream(self, script: str) -> Stream:
         conn = await asyncio.wait_for(self._connection(), self.connect_timeout + 2)
         try:
-            process = await conn.create_process("sh -c " + shlex.quote(script), encoding=None, stdin=asyncssh.DEVNULL)
+            process = await conn.create_process("exec sh -c " + shlex.quote(script), encoding=None, stdin=asyncssh.DEVNULL)
         except (asyncssh.Error, OSError) as exc:
             await self._drop()
             raise RemoteError(self.node, f"connection lost: {exc}") from None
