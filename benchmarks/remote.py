@@ -93,14 +93,14 @@ async def fanout(counts: list[int], rounds: int = 20) -> None:
     # sshd listens on at most 16 addresses (MAX_LISTEN_SOCKS): one sshd per 16 nodes
     servers = [make_sshd(ips[i : i + 16]) for i in range(0, len(ips), 16)]
     root = node_root()
-    nodes = [
-        SSHTransport(server.node(ip, run_dir=root), connect_timeout=20) for server in servers for ip in server.ips
-    ]
+    nodes = [SSHTransport(server.node(ip, run_dir=root), connect_timeout=20) for server in servers for ip in server.ips]
     try:
         started = time.perf_counter()
         handles = await asyncio.gather(
             *(
-                n.spawn_detached(SpawnSpec("job", posixpath.join(root, n.node, "job"), "#!/bin/sh\nexec sleep 300\n", {}))
+                n.spawn_detached(
+                    SpawnSpec("job", posixpath.join(root, n.node, "job"), "#!/bin/sh\nexec sleep 300\n", {})
+                )
                 for n in nodes
             )
         )
@@ -113,7 +113,9 @@ async def fanout(counts: list[int], rounds: int = 20) -> None:
             cpu0 = sum(psutil.Process().cpu_times()[:2])
             for _ in range(rounds):
                 t0 = time.perf_counter()
-                states = await asyncio.gather(*(n.status(h) for n, h in zip(nodes[:count], handles[:count], strict=True)))
+                states = await asyncio.gather(
+                    *(n.status(h) for n, h in zip(nodes[:count], handles[:count], strict=True))
+                )
                 samples.append(time.perf_counter() - t0)
                 assert all(s.state == "running" for s in states)
             client_cpu = (sum(psutil.Process().cpu_times()[:2]) - cpu0) / (rounds * count)

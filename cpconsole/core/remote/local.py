@@ -1,5 +1,8 @@
 """LocalTransport: nodes that are this machine (the demo, loopback "nodes"), via asyncio
-subprocesses running the same node scripts as SSH does."""
+subprocesses running the same node scripts as SSH does.
+
+Commands see the console's own Python environment first on PATH, so a profile for local nodes
+can say `python3 -m cpconsole.sim …` and mean the interpreter cpconsole runs in."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Sequence
 
 from .base import DEFAULT_TIMEOUT, ShellTransport, Stream
@@ -34,8 +38,18 @@ class LocalStream:
         await self._proc.wait()
 
 
+def _local_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", os.defpath)])
+    return env
+
+
 class LocalTransport(ShellTransport):
     """Runs the node scripts with this machine's /bin/sh, as the current user."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(node)
+        self.env = _local_env()
 
     async def run(
         self, command: str | Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, input: bytes | None = None
@@ -49,6 +63,7 @@ class LocalTransport(ShellTransport):
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                env=self.env,
             )
         except OSError as exc:
             raise RemoteError(self.node, f"cannot run {argv[0]}: {exc.strerror}") from None
@@ -69,5 +84,6 @@ class LocalTransport(ShellTransport):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            env=self.env,
         )
         return LocalStream(proc)

@@ -187,7 +187,9 @@ class SSHTransport(ShellTransport):
     async def open_stream(self, script: str) -> Stream:
         conn = await asyncio.wait_for(self._connection(), self.connect_timeout + 2)
         try:
-            process = await conn.create_process("exec sh -c " + shlex.quote(script), encoding=None, stdin=asyncssh.DEVNULL)
+            process = await conn.create_process(
+                "exec sh -c " + shlex.quote(script), encoding=None, stdin=asyncssh.DEVNULL
+            )
         except (asyncssh.Error, OSError) as exc:
             await self._drop()
             raise RemoteError(self.node, f"connection lost: {exc}") from None

@@ -1,0 +1,57 @@
+"""`python -m cpconsole.proxy --host H --port P --prefiller-hosts … --prefiller-ports … --decoder-hosts …
+--decoder-ports …`: the PD proxy, with load_balance_proxy_server_example.py's command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from .app import PdProxy, ProxySettings
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cpconsole.proxy", description=__doc__)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="localhost")
+    parser.add_argument("--prefiller-hosts", nargs="+", default=["localhost"])
+    parser.add_argument("--prefiller-ports", type=int, nargs="+", default=[8001])
+    parser.add_argument("--decoder-hosts", nargs="+", default=["localhost"])
+    parser.add_argument("--decoder-ports", type=int, nargs="+", default=[8002])
+    parser.add_argument("--max-retries", type=int, default=3)
+    parser.add_argument("--retry-delay", type=float, default=0.001)
+    parser.add_argument("--max-waiting-retries", type=int, default=3)  # accepted for compatibility
+    parser.add_argument("--waiting-retry-interval", type=float, default=10)  # accepted for compatibility
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    args = parser.parse_args(argv)
+    if len(args.prefiller_hosts) != len(args.prefiller_ports):
+        parser.error("Number of prefiller hosts must match number of prefiller ports")
+    if len(args.decoder_hosts) != len(args.decoder_ports):
+        parser.error("Number of decoder hosts must match number of decoder ports")
+    if args.workers != 1:
+        parser.error("--workers > 1 is not supported by cpconsole.proxy; run one proxy per port")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(asctime)s %(message)s", datefmt="%m-%d %H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per backend call would drown the log
+    proxy = PdProxy(
+        list(zip(args.prefiller_hosts, args.prefiller_ports, strict=True)),
+        list(zip(args.decoder_hosts, args.decoder_ports, strict=True)),
+        ProxySettings(args.max_retries, args.retry_delay),
+    )
+    print(
+        f"Initialized {len(args.prefiller_hosts)} prefill clients and {len(args.decoder_hosts)} decode clients.",
+        flush=True,
+    )
+    uvicorn.run(proxy.app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

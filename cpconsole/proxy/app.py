@@ -1,0 +1,219 @@
+"""A PD proxy, CLI- and API-compatible with vllm-ascend's load_balance_proxy_server_example.py:
+prefill with max_tokens=1 and `kv_transfer_params.do_remote_decode`, then decode with the params
+the prefiller returned, relayed back byte for byte. Works in front of real vLLM servers too."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+log = logging.getLogger("cpconsole.proxy")
+Kind = Literal["prefill", "decode"]
+
+
+@dataclass
+class Backend:
+    host: str
+    port: int
+    active: int = 0
+    order: int = 0
+
+    @property
+    def base(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass
+class ProxySettings:
+    max_retries: int = 3
+    retry_delay: float = 0.001
+
+
+@dataclass
+class Pool:
+    backends: list[Backend] = field(default_factory=list)
+    _added: int = 0
+
+    def add(self, host: str, port: int) -> None:
+        if not any(b.host == host and b.port == port for b in self.backends):
+            self._added += 1
+            self.backends.append(Backend(host, port, order=self._added))
+
+    def remove(self, host: str, port: int) -> None:
+        self.backends = [b for b in self.backends if not (b.host == host and b.port == port)]
+
+    def pick(self) -> Backend | None:
+        """Least busy first; ties go to the one added first."""
+        return min(self.backends, key=lambda b: (b.active, b.order), default=None)
+
+
+class PdProxy:
+    def __init__(self, prefill: list[tuple[str, int]], decode: list[tuple[str, int]], settings: ProxySettings) -> None:
+        self.pools: dict[Kind, Pool] = {"prefill": Pool(), "decode": Pool()}
+        for host, port in prefill:
+            self.pools["prefill"].add(host, port)
+        for host, port in decode:
+            self.pools["decode"].add(host, port)
+        self.settings = settings
+        self.client = httpx.AsyncClient(
+            timeout=None,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=100_000, max_keepalive_connections=100_000),
+        )
+        self.app = Starlette(
+            routes=[
+                Route("/v1/completions", self.completions, methods=["POST"]),
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/healthcheck", self.healthcheck),
+                Route("/v1/models", self.models),
+                Route("/instances/add", self.add_instances, methods=["POST"]),
+                Route("/instances/remove", self.remove_instances, methods=["POST"]),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        yield
+        await self.client.aclose()
+
+    def _headers(self, request_id: str) -> dict[str, str]:
+        headers = {"X-Request-Id": request_id}
+        if os.environ.get("OPENAI_API_KEY"):
+            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
+        return headers
+
+    async def _retrying(self, backend: Backend, send: Any) -> Any:
+        """Retry connection failures with exponential backoff; HTTP answers are not retried."""
+        delay = self.settings.retry_delay
+        for attempt in range(self.settings.max_retries + 1):
+            try:
+                return await send()
+            except httpx.TransportError as exc:
+                if attempt == self.settings.max_retries:
+                    raise
+                log.warning("attempt %d to %s failed: %s; retrying in %.3fs", attempt + 1, backend.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._forward(request, "/v1/completions")
+
+    async def chat(self, request: Request) -> Response:
+        return await self._forward(request, "/v1/chat/completions")
+
+    async def _forward(self, request: Request, api: str) -> Response:
+        body: dict[str, Any] = await request.json()
+        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+        prefiller, decoder = self.pools["prefill"].pick(), self.pools["decode"].pick()
+        if prefiller is None or decoder is None:
+            return JSONResponse({"error": "no prefill or decode instance available"}, status_code=503)
+        prefill_body = {**body, "stream": False, "max_tokens": 1, "min_tokens": 1}
+        prefill_body.pop("stream_options", None)
+        if "max_completion_tokens" in body:
+            prefill_body["max_completion_tokens"] = 1
+        prefill_body["kv_transfer_params"] = {"do_remote_decode": True, "do_remote_prefill": False,
+            "remote_engine_id": None, "remote_block_ids": None, "remote_host": None, "remote_port": None}  # fmt: skip
+        headers = self._headers(request_id)
+        prefiller.active += 1
+        try:
+            answer = await self._retrying(
+                prefiller, lambda: self.client.post(prefiller.base + api, json=prefill_body, headers=headers)
+            )
+        except httpx.TransportError as exc:
+            log.error(
+                "Error occurred in disagg prefill proxy server - %s endpoint: prefiller %s: %s",
+                api,
+                prefiller.name,
+                exc,
+            )
+            return JSONResponse({"error": f"prefiller {prefiller.name} unreachable: {exc}"}, status_code=502)
+        finally:
+            prefiller.active -= 1
+        if answer.status_code != 200:
+            return Response(answer.content, status_code=answer.status_code, media_type="application/json")
+        kv = answer.json().get("kv_transfer_params")
+        decode_body = {**body, "kv_transfer_params": kv} if kv else body
+        decoder.active += 1
+        try:
+            upstream = await self._retrying(
+                decoder,
+                lambda: self.client.send(
+                    self.client.build_request("POST", decoder.base + api, json=decode_body, headers=headers),
+                    stream=True,
+                ),
+            )
+        except httpx.TransportError as exc:
+            decoder.active -= 1
+            log.error(
+                "Error occurred in disagg prefill proxy server - %s endpoint: decoder %s: %s", api, decoder.name, exc
+            )
+            return JSONResponse({"error": f"decoder {decoder.name} unreachable: {exc}"}, status_code=502)
+        media = "text/event-stream; charset=utf-8" if body.get("stream") else "application/json"
+        return StreamingResponse(self._relay(upstream, decoder), status_code=upstream.status_code, media_type=media)
+
+    async def _relay(self, upstream: httpx.Response, decoder: Backend) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        finally:
+            decoder.active -= 1
+            await upstream.aclose()
+
+    async def healthcheck(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "prefill_instances": len(self.pools["prefill"].backends),
+                "decode_instances": len(self.pools["decode"].backends),
+            }
+        )
+
+    async def models(self, request: Request) -> Response:
+        for kind in ("decode", "prefill"):
+            for backend in self.pools[kind].backends:
+                with contextlib.suppress(httpx.HTTPError):
+                    answer = await self.client.get(backend.base + "/v1/models", timeout=5)
+                    if answer.status_code == 200:
+                        return Response(answer.content, media_type="application/json")
+        return JSONResponse({"error": "no backend answered /v1/models"}, status_code=503)
+
+    async def _instances(self, request: Request, add: bool) -> Response:
+        body = await request.json()
+        kind = body.get("type")
+        if kind not in self.pools:
+            return JSONResponse({"error": "type must be 'prefill' or 'decode'"}, status_code=400)
+        changed = []
+        for item in body.get("instances") or []:
+            host, _, port = str(item).rpartition(":")
+            if not host or not port.isdigit():
+                return JSONResponse({"error": f"bad instance '{item}', expected host:port"}, status_code=400)
+            pool = self.pools[kind]
+            (pool.add if add else pool.remove)(host.strip("[]"), int(port))
+            changed.append(item)
+        verb = "added" if add else "removed"
+        return JSONResponse({"message": f"{verb} {len(changed)} {kind} instance(s)", "instances": changed})
+
+    async def add_instances(self, request: Request) -> Response:
+        return await self._instances(request, add=True)
+
+    async def remove_instances(self, request: Request) -> Response:
+        return await self._instances(request, add=False)

@@ -1,0 +1,81 @@
+"""Start simulator processes the way the console will: from a profile's rendered plan, as
+detached processes through the LocalTransport."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from cpconsole.core.plan import LaunchPlan, build_plan
+from cpconsole.core.profile import load_profile_text
+from cpconsole.core.remote import LocalTransport, ProcessHandle
+from cpconsole.core.remote.launch import spawn_spec
+
+from .conftest import PROFILES
+
+DEMO = (PROFILES / "demo.yaml").read_text()
+
+
+def demo_text(tmp: Path, *, startup: str = "0.2", extra_env: dict[str, str] | None = None) -> str:
+    """The demo profile, fast, with its run and state directories under tmp."""
+    env = {"CPCONSOLE_SIM_STARTUP_S": startup, "CPCONSOLE_SIM_BACKGROUND_RPS": "0",
+           "CPCONSOLE_SIM_STATE": str(tmp / "state"), "VLLM_LOG_STATS_INTERVAL": "1", **(extra_env or {})}  # fmt: skip
+    text = DEMO.replace('    CPCONSOLE_SIM_STARTUP_S: "4"', "").replace('    CPCONSOLE_SIM_BACKGROUND_RPS: "0.5"', "")
+    lines = "".join(f'    {k}: "{v}"\n' for k, v in env.items())
+    return text.replace("  env:\n    HCCL_BUFFSIZE", f"  run_dir: {tmp}/run\n  env:\n{lines}    HCCL_BUFFSIZE", 1)
+
+
+@dataclass
+class Cluster:
+    plan: LaunchPlan
+    node: LocalTransport = field(default_factory=lambda: LocalTransport("local"))
+    handles: dict[str, ProcessHandle] = field(default_factory=dict)
+
+    async def start(self, name: str) -> ProcessHandle:
+        handle = await self.node.spawn_detached(spawn_spec(self.plan, self.plan.process(name)))
+        self.handles[name] = handle
+        return handle
+
+    def log(self, name: str) -> str:
+        handle = self.handles[name]
+        return Path(posixpath.join(handle.run_dir, "log")).read_text(errors="replace")
+
+    def url(self, name: str) -> str:
+        proc = self.plan.process(name)
+        return f"http://{proc.address}:{proc.http_port}"
+
+    async def wait_http(self, name: str, path: str = "/health", timeout: float = 15) -> float:
+        """Seconds until the endpoint answers 200; fails with the process log if it never does."""
+        started = time.monotonic()
+        async with httpx.AsyncClient(trust_env=False, timeout=1) as client:
+            while time.monotonic() - started < timeout:
+                try:
+                    if (await client.get(self.url(name) + path)).status_code == 200:
+                        return time.monotonic() - started
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"{name} never answered {path}:\n{self.log(name)[-3000:]}")
+
+    async def wait_exit(self, name: str, timeout: float = 15) -> int | None:
+        handle = self.handles[name]
+        for _ in range(int(timeout / 0.05)):
+            status = await self.node.status(handle)
+            if status.state != "running":
+                return status.exit_code
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{name} is still running:\n{self.log(name)[-2000:]}")
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(self.node.stop(h, grace=3) for h in self.handles.values()), return_exceptions=True)
+
+
+def cluster(tmp: Path, **kwargs: object) -> Cluster:
+    os.environ.pop("NO_COLOR", None)
+    return Cluster(build_plan(load_profile_text(demo_text(tmp, **kwargs))))  # type: ignore[arg-type]

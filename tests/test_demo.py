@@ -1,0 +1,35 @@
+"""The demo as shipped: the whole 1P1D topology on this machine, answering through the proxy
+within 10 s of starting it (start-up duration as in profiles/demo.yaml)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+
+from .simcluster import DEMO, cluster
+
+
+async def test_demo_answers_through_the_proxy_within_ten_seconds(tmp_path: Path) -> None:
+    assert 'CPCONSOLE_SIM_STARTUP_S: "4"' in DEMO
+    c = cluster(tmp_path, startup="4")
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(c.start(name) for name in ("prefill-0", "prefill-1", "decode-0", "proxy")))
+        await asyncio.gather(c.wait_http("prefill-0"), c.wait_http("decode-0"), c.wait_http("proxy", "/healthcheck"))
+        body = {"model": "deepseek_v3", "messages": [{"role": "user", "content": "Say hello."}], "stream": True,
+                "max_tokens": 32}  # fmt: skip
+        chunks = 0
+        async with (
+            httpx.AsyncClient(trust_env=False, timeout=10) as client,
+            client.stream("POST", c.url("proxy") + "/v1/chat/completions", json=body) as answer,
+        ):
+            async for line in answer.aiter_lines():
+                chunks += line.startswith("data: {")
+        elapsed = time.monotonic() - started
+    finally:
+        await c.stop_all()
+    assert chunks > 2
+    assert elapsed < 10, f"{elapsed:.1f} s"

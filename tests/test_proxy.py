@@ -1,0 +1,172 @@
+"""The PD proxy: the two-step flow against simulated servers and a recording backend, its
+wire format against a real vLLM stream, its control endpoints, retries and command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from cpconsole.proxy.app import PdProxy, ProxySettings
+from cpconsole.sim.text import chat_prompt, count_tokens
+
+from .conftest import FIXTURES
+from .simcluster import Cluster, cluster
+from .sshd import free_port
+
+REAL_STREAM = (FIXTURES / "vllm/chat-stream.sse").read_bytes()
+
+
+@pytest.fixture
+async def demo(tmp_path: Path):  # type: ignore[no-untyped-def]
+    c = cluster(tmp_path)
+    for name in ("prefill-0", "prefill-1", "decode-0", "proxy"):
+        await c.start(name)
+    await c.wait_http("prefill-0")
+    await c.wait_http("decode-0")
+    await c.wait_http("proxy", "/healthcheck")
+    yield c
+    await c.stop_all()
+
+
+async def test_streamed_chat_through_the_proxy(demo: Cluster) -> None:
+    body = {"model": "deepseek_v3", "messages": [{"role": "user", "content": "hello " * 300}], "max_tokens": 16,
+            "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+        answer = await client.post(demo.url("proxy") + "/v1/chat/completions", json=body)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "text/event-stream; charset=utf-8"
+        events = [e for e in answer.text.split("\n\n") if e]
+        assert events[-1] == "data: [DONE]" and json.loads(events[-2][6:])["usage"]["completion_tokens"] == 16
+        prefill = (await client.get(demo.url("prefill-0") + "/metrics")).text
+        decode = (await client.get(demo.url("decode-0") + "/metrics")).text
+    # the prefiller made exactly one token; the decoder got the prompt's KV from it
+    assert 'vllm:generation_tokens_total{engine="0",model_name="deepseek_v3"} 1.0' in prefill
+    prompt_tokens = count_tokens(chat_prompt(body["messages"]))  # type: ignore[arg-type]
+    assert f'source="external_kv_transfer"}} {prompt_tokens:.1f}' in decode and 'source="local_compute"} 0.0' in decode
+
+
+async def test_non_streamed_completion_through_the_proxy(demo: Cluster) -> None:
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+        answer = await client.post(demo.url("proxy") + "/v1/completions", json={"prompt": "hi", "max_tokens": 4})
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json()["usage"]["completion_tokens"] == 4
+    assert "Uvicorn running on http://127.0.0.11:8005 (Press CTRL+C to quit)" in demo.log("proxy")
+
+
+async def test_control_endpoints(demo: Cluster) -> None:
+    async with httpx.AsyncClient(base_url=demo.url("proxy"), trust_env=False, timeout=10) as client:
+        assert (await client.get("/healthcheck")).json() == {
+            "status": "ok",
+            "prefill_instances": 1,
+            "decode_instances": 1,
+        }
+        assert (await client.get("/v1/models")).json()["data"][0]["id"] == "deepseek_v3"
+        added = await client.post("/instances/add", json={"type": "decode", "instances": ["127.0.0.14:8004"]})
+        assert added.status_code == 200
+        assert (await client.get("/healthcheck")).json()["decode_instances"] == 2
+        await client.post("/instances/remove", json={"type": "decode", "instances": ["127.0.0.14:8004"]})
+        assert (await client.get("/healthcheck")).json()["decode_instances"] == 1
+        bad = await client.post("/instances/add", json={"type": "both", "instances": []})
+        assert bad.status_code == 400
+
+
+class Recorder:
+    """A real HTTP backend on loopback that records what the proxy sends and answers like vLLM."""
+
+    def __init__(self, host: str) -> None:
+        self.host, self.port = host, free_port(host)
+        self.seen: list[tuple[str, dict[str, object], dict[str, str]]] = []
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+
+    async def chat(self, request: Request) -> JSONResponse | StreamingResponse:
+        body = await request.json()
+        self.seen.append((request.url.path, body, dict(request.headers)))
+        if body.get("kv_transfer_params", {}).get("do_remote_decode"):
+            return JSONResponse(
+                {"choices": [], "kv_transfer_params": {"do_remote_prefill": True, "remote_engine_id": "7"}}
+            )
+
+        async def replay() -> Iterator[bytes]:  # type: ignore[misc]
+            for part in REAL_STREAM.split(b"\n\n"):
+                yield part + b"\n\n"
+
+        return StreamingResponse(replay(), media_type="text/event-stream")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def recorders() -> Iterator[tuple[Recorder, Recorder]]:
+    pair = (Recorder("127.0.0.31"), Recorder("127.0.0.32"))
+    servers = [uvicorn.Server(uvicorn.Config(r.app, host=r.host, port=r.port, log_level="error")) for r in pair]
+    threads = [threading.Thread(target=s.run, daemon=True) for s in servers]
+    for thread in threads:
+        thread.start()
+    while not all(s.started for s in servers):
+        time.sleep(0.01)
+    yield pair
+    for server in servers:
+        server.should_exit = True
+    for thread in threads:
+        thread.join(5)
+
+
+async def test_two_step_flow_and_byte_exact_relay(recorders: tuple[Recorder, Recorder]) -> None:
+    prefiller, decoder = recorders
+    proxy = PdProxy([(prefiller.host, prefiller.port)], [(decoder.host, decoder.port)], ProxySettings())
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 50, "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    transport = httpx.ASGITransport(app=proxy.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+        answer = await client.post("/v1/chat/completions", json=body, headers={"X-Request-Id": "cpconsole-abc"})
+    await proxy.client.aclose()
+    assert answer.content.rstrip(b"\n") == REAL_STREAM.rstrip(b"\n")  # relayed unchanged
+    (_, sent_p, headers_p), (_, sent_d, headers_d) = prefiller.seen[0], decoder.seen[0]
+    assert sent_p["max_tokens"] == 1 and sent_p["stream"] is False and "stream_options" not in sent_p
+    assert sent_p["kv_transfer_params"] == {"do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
+                                            "remote_block_ids": None, "remote_host": None, "remote_port": None}  # fmt: skip
+    assert sent_d["kv_transfer_params"] == {"do_remote_prefill": True, "remote_engine_id": "7"}
+    assert sent_d["max_tokens"] == 50 and sent_d["stream_options"] == {"include_usage": True}
+    assert headers_p["x-request-id"] == headers_d["x-request-id"] == "cpconsole-abc"
+
+
+async def test_unreachable_decoder_is_retried_then_reported(recorders: tuple[Recorder, Recorder]) -> None:
+    prefiller, _ = recorders
+    dead_port = free_port("127.0.0.33")
+    proxy = PdProxy([(prefiller.host, prefiller.port)], [("127.0.0.33", dead_port)], ProxySettings(2, 0.01))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy.app), base_url="http://proxy") as client:
+        started = time.monotonic()
+        answer = await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 3})
+    await proxy.client.aclose()
+    assert answer.status_code == 502 and f"decoder 127.0.0.33:{dead_port} unreachable" in answer.json()["error"]
+    assert time.monotonic() - started >= 0.03  # 0.01 + 0.02 of backoff
+
+
+def test_command_line_is_the_examples() -> None:
+    done = subprocess.run([sys.executable, "-m", "cpconsole.proxy", "--prefiller-hosts", "a", "b", "--prefiller-ports",
+                           "1"], capture_output=True, text=True, timeout=20)  # fmt: skip
+    assert done.returncode == 2
+    assert "Number of prefiller hosts must match number of prefiller ports" in done.stderr
+
+
+async def test_least_loaded_backend_is_picked() -> None:
+    proxy = PdProxy([("a", 1), ("b", 2)], [("c", 3)], ProxySettings())
+    first = proxy.pools["prefill"].pick()
+    assert first is not None and first.host == "a"
+    first.active += 1
+    second = proxy.pools["prefill"].pick()
+    assert second is not None and second.host == "b"
+    await asyncio.sleep(0)
+    await proxy.client.aclose()
