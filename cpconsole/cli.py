@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__
+from . import __version__, headless
 from .core.plan import LaunchPlan, build_plan, plan_json, render_script
 from .core.profile import LoadedProfile, Profile, ProfileError, load_profile
 
@@ -70,10 +71,62 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _names(plan: LaunchPlan, names: list[str] | None) -> list[str] | None:
+    for name in names or []:
+        plan.process(name)  # KeyError names the processes there are
+    return names
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    _, plan = _plan_for(args)
+    return headless.up(plan, _names(plan, args.process), args.json)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    _, plan = _plan_for(args)
+    return headless.down(plan, _names(plan, args.process), args.json)
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    _, plan = _plan_for(args)
+    return headless.restart(plan, args.target, args.json)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    _, plan = _plan_for(args)
+    return headless.status(plan, args.json)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    _, plan = _plan_for(args)
+    return headless.logs(plan, _names(plan, args.process), args.follow, args.lines)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    _, plan = _plan_for(args)
+    known = [n.name for n in plan.nodes]
+    words: list[str] = args.words
+    where, command = (words[0], words[1:]) if words else ("", [])
+    command = command[1:] if command[:1] == ["--"] else command
+    if where != "--all" and where not in known:
+        print(f"cpconsole: exec NODE|--all -- CMD; nodes are {', '.join(known)}", file=sys.stderr)
+        return EXIT_USAGE
+    if not command:
+        print("cpconsole: exec needs a command after --", file=sys.stderr)
+        return EXIT_USAGE
+    return headless.exec_on(plan, known if where == "--all" else [where], command)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "validate": (cmd_validate, "check a profile; exit 2 with file:line:col errors"),
     "render": (cmd_render, "print the exact launch commands of every process"),
     "schema": (cmd_schema, "print the profile's JSON Schema (for editor completion)"),
+    "up": (cmd_up, "start what is not running, in the guide's order, until ready"),
+    "down": (cmd_down, "stop the processes, proxy first, master last"),
+    "restart": (cmd_restart, "restart an instance (all its ranks) or the proxy"),
+    "status": (cmd_status, "adopt what runs and show every process"),
+    "logs": (cmd_logs, "print (and follow) the logs, merged with process prefixes"),
+    "exec": (cmd_exec, "run a command on a node (or --all) and group identical output"),
 }
 
 
@@ -90,9 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.set_defaults(func=func)
         if name != "schema":
             cmd.add_argument("profile", metavar="PROFILE", help="profile YAML file")
+        if name in ("render", "up", "down", "logs"):
+            cmd.add_argument("--process", "-p", action="append", metavar="NAME", help="only this process (repeatable)")
+        if name in ("up", "down", "restart", "status"):
+            cmd.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "render":
-            cmd.add_argument("--process", action="append", metavar="NAME", help="only this process (repeatable)")
             cmd.add_argument("--format", choices=("sh", "json"), default="sh")
+        if name == "restart":
+            cmd.add_argument("target", metavar="TARGET", help="an instance (e.g. prefill), a process, or proxy")
+        if name == "logs":
+            cmd.add_argument("--follow", "-f", action="store_true")
+            cmd.add_argument("--lines", "-n", type=int, default=50, help="lines of each log to show first")
+        if name == "exec":
+            cmd.add_argument("words", nargs=argparse.REMAINDER, metavar="NODE|--all -- CMD")
     return parser
 
 
@@ -116,8 +179,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for finding in exc.findings:
             print(finding, file=sys.stderr)
         return EXIT_USAGE
+    except KeyError as exc:
+        print(f"cpconsole: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug of ours: say so in one line, full detail on request
+        if os.environ.get("CPCONSOLE_DEBUG"):
+            raise
+        print(f"cpconsole: internal error: {exc!r} (set CPCONSOLE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

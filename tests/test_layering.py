@@ -12,8 +12,19 @@ from .conftest import ROOT
 
 PACKAGE = ROOT / "cpconsole"
 
+# Textual and Rich are made unimportable: core must load and work without them. (httpx pulls
+# Rich in for its optional command line when Rich happens to be installed, so "not loaded" alone
+# would test httpx's packaging, not our layering.)
 IMPORT_EVERY_CORE_MODULE = """
-import importlib, json, pkgutil, sys
+import importlib, importlib.abc, json, pkgutil, sys
+
+class NoUi(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("textual", "rich"):
+            raise ImportError(f"{name} is not available to cpconsole.core")
+        return None
+
+sys.meta_path.insert(0, NoUi())
 import cpconsole.core as core
 names = [m.name for m in pkgutil.walk_packages(core.__path__, "cpconsole.core.")]
 for name in names:
@@ -29,8 +40,16 @@ def test_core_imports_neither_textual_nor_rich() -> None:
     )
     result = json.loads(done.stdout)
     assert "cpconsole.core.plan" in result["modules"]
-    assert "cpconsole.core.profile.rules" in result["modules"]
+    assert "cpconsole.core.orchestrate.orchestrator" in result["modules"]
     assert result["ui"] == []
+
+
+def test_core_source_never_names_textual_or_rich() -> None:
+    for path in (PACKAGE / "core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(n.split(".")[0] in ("textual", "rich") for n in names), path
 
 
 def imported_packages(folder: Path) -> set[str]:

@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cpconsole.core.plan import build_plan
-from cpconsole.core.profile import load_profile_text
+from cpconsole.core.profile import load_profile_data
 from cpconsole.core.remote import SSHTransport
 from cpconsole.core.remote.launch import spawn_spec
 
 from .sshd import Sshd
-from .test_render_property import ANY_TEXT, ENV_NAMES, profile_yaml
+from .test_render_property import ANY_TEXT, ENV_NAMES, profile_data
 
 RECORDER = """#!/usr/bin/python3
 import json, os, sys
@@ -55,8 +55,9 @@ def test_spawned_strings_arrive_byte_exact(sshd: Sshd, nodes_dir: str, loop: asy
         profile_dir=PATH_PART,
     )
     def check(model: str, env: dict[str, str], extra: str, profile_dir: str) -> None:
-        text = profile_yaml(model, env, {}, extra, container=False).replace("recorder", str(recorder))
-        plan = build_plan(load_profile_text(text))
+        data = profile_data(model, env, {}, extra, container=False)
+        data["defaults"]["vllm_command"] = [str(recorder), extra]  # type: ignore[index]
+        plan = build_plan(load_profile_data(data))
         proc = plan.process("s-0")
         spec = spawn_spec(plan, proc)
         spec = type(spec)(spec.name, posixpath.join(nodes_dir, profile_dir, "s-0"), spec.script, spec.manifest)

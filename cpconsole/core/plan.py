@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from .profile import LoadedProfile
-from .profile.schema import Instance, Profile, SshSettings, TransportKind, flag_name
+from .profile.schema import Instance, Profile, SshSettings, Timeouts, TransportKind, flag_name
 from .profile.topology import (
     Placement,
     api_servers,
@@ -87,8 +87,10 @@ class ProcessPlan(Frozen):
 class LaunchPlan(Frozen):
     profile: str
     digest: str
+    model_name: str
     nodes: tuple[NodePlan, ...]
     processes: tuple[ProcessPlan, ...]
+    timeouts: Timeouts
 
     def process(self, name: str) -> ProcessPlan:
         for proc in self.processes:
@@ -277,7 +279,14 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
         )
         for name, spec in profile.nodes.items()
     )
-    return LaunchPlan(profile=profile.name, digest=loaded.digest, nodes=nodes, processes=tuple(processes))
+    return LaunchPlan(
+        profile=profile.name,
+        digest=loaded.digest,
+        model_name=profile.model.served_name or profile.model.path,
+        nodes=nodes,
+        processes=tuple(processes),
+        timeouts=profile.timeouts,
+    )
 
 
 # ---------------------------------------------------------------- rendering

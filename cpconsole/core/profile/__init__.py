@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
-from .loader import Finding, LoadedProfile, ProfileError, load_file, load_text
+from .loader import Finding, LoadedProfile, ProfileError, SourceMap, load_data, load_file, load_text
 from .rules import check
 from .schema import Profile
 
-__all__ = ["Finding", "LoadedProfile", "Profile", "ProfileError", "load_profile", "load_profile_text"]
+__all__ = [
+    "Finding",
+    "LoadedProfile",
+    "Profile",
+    "ProfileError",
+    "load_profile",
+    "load_profile_data",
+    "load_profile_text",
+]
 
 
 def _checked(loaded: LoadedProfile) -> LoadedProfile:
@@ -27,3 +36,8 @@ def load_profile(path: str | Path) -> LoadedProfile:
 
 def load_profile_text(text: str, file: str = "<profile>") -> LoadedProfile:
     return _checked(load_text(text, file))
+
+
+def load_profile_data(data: dict[str, Any], file: str = "<data>") -> LoadedProfile:
+    """A profile built by a program rather than read from YAML (errors point at line 1)."""
+    return _checked(load_data(data, SourceMap(file)))

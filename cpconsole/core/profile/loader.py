@@ -231,6 +231,12 @@ def profile_digest(profile: Profile) -> str:
 def load_text(text: str, file: str = "<profile>") -> LoadedProfile:
     """Parse and schema-validate a profile. Raises ProfileError; semantic rules are separate."""
     data, source = parse_yaml(text, file)
+    return load_data(data, source)
+
+
+def load_data(data: Any, source: SourceMap) -> LoadedProfile:
+    """Schema-validate already-parsed profile data (YAML's, or built by a program)."""
+    file = source.file
     if data is None:
         raise ProfileError([Finding("error", (), "the profile is empty", file)])
     if not isinstance(data, dict):

@@ -224,6 +224,17 @@ class Bench(Strict):
     num_prompts: int = Field(default=20, ge=1)
 
 
+class Timeouts(Strict):
+    """Seconds each start-up stage may take (real DeepSeek loads take many minutes)."""
+
+    prefill: float = Field(default=1800, gt=0, description="prefill instances until /health answers")
+    decode: float = Field(default=1800, gt=0, description="decode instances until /health answers")
+    colocated: float = Field(default=1800, gt=0)
+    proxy: float = Field(default=120, gt=0, description="the proxy until /healthcheck answers")
+    probe: float = Field(default=300, gt=0, description="the 1-token request through the proxy")
+    stop_grace: float = Field(default=30, gt=0, description="SIGTERM to SIGKILL when stopping")
+
+
 class Profile(Strict):
     name: Name
     versions: Versions = Versions()
@@ -234,6 +245,7 @@ class Profile(Strict):
     proxy: Proxy | None = None
     smoke: Smoke | None = None
     bench: Bench | None = None
+    timeouts: Timeouts = Timeouts()
 
 
 def flag_name(key: str) -> str:

@@ -63,7 +63,10 @@ def decide_status(handle: ProcessHandle, fields: dict[str, str]) -> ProcessStatu
     if len(proc) == 2 and proc[1] == str(handle.start_ticks) and proc[0] != "Z":
         return ProcessStatus("running")
     if code is not None and code.lstrip("-").isdigit():
-        return ProcessStatus("exited", int(code))
+        value = int(code)
+        if 128 < value <= 128 + 64:  # sh reports death by signal N as 128+N; say -N, as Python does
+            return ProcessStatus("exited", 128 - value, f"killed by signal {value - 128}")
+        return ProcessStatus("exited", value)
     return ProcessStatus("exited", None, "killed before it could record an exit code")
 
 

@@ -35,6 +35,13 @@ class LocalStream:
 
     async def close(self) -> None:
         _kill_group(self._proc)
+        await asyncio.shield(self._drain_and_reap())  # finishes even if our caller is cancelled
+
+    async def _drain_and_reap(self) -> None:
+        # read to EOF so asyncio closes the pipe transport now, not when the loop is long gone
+        assert self._proc.stdout is not None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._proc.stdout.read(), 5)
         await self._proc.wait()
 
 
@@ -70,9 +77,11 @@ class LocalTransport(ShellTransport):
         try:
             out, err = await asyncio.wait_for(proc.communicate(input), timeout)
         except TimeoutError:
-            _kill_group(proc)
-            await proc.wait()
             raise RemoteTimeout(self.node, f"no answer within {timeout:g} s") from None
+        finally:
+            if proc.returncode is None:  # timed out or cancelled: never leave a child unreaped
+                _kill_group(proc)
+                await asyncio.shield(proc.wait())
         return RunResult(proc.returncode, out, err)
 
     async def open_stream(self, script: str) -> Stream:

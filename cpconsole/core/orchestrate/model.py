@@ -1,0 +1,62 @@
+"""The orchestrator's vocabulary: process states, the view of one process, and the events the
+UI and CLI consume."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .causes import FailureCause
+
+State = Literal[
+    "planned", "starting", "listening", "healthy", "ready", "exited", "failed", "stalled", "drifted", "unknown"
+]
+UP_STATES: frozenset[State] = frozenset({"starting", "listening", "healthy", "ready", "stalled", "drifted"})
+
+
+@dataclass(frozen=True)
+class ProcessView:
+    name: str
+    state: State = "planned"
+    since: float = field(default_factory=time.time)
+    reason: str = ""
+    pid: int | None = None
+    exit_code: int | None = None
+    started_at: str | None = None
+    progress: str = ""
+    health_ms: float | None = None
+    cause: FailureCause | None = None
+    drift: tuple[str, ...] = ()
+    last_line: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.state == "exited":
+            return f"exited({self.exit_code if self.exit_code is not None else '?'})"
+        return self.state
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    process: str
+    view: ProcessView
+    previous: State
+
+
+@dataclass(frozen=True)
+class ProgressNoted:
+    process: str
+    text: str
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class StageChanged:
+    stage: str
+    status: Literal["started", "passed", "failed"]
+    detail: str = ""
+    at: float = field(default_factory=time.time)
+
+
+Event = StateChanged | ProgressNoted | StageChanged

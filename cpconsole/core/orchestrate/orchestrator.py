@@ -1,0 +1,413 @@
+"""Bring a deployment up in the guide's order, know when each process is really ready, say why
+one failed, stop it cleanly, and pick everything up again after the console died.
+
+The orchestrator never stops or starts anything on its own: only `up`, `down` and `restart` do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import posixpath
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import httpx
+
+from ..plan import LaunchPlan, ProcessPlan
+from ..remote import LogStore, ProcessHandle, RemoteError, Transport
+from ..remote.base import handle_from_manifest
+from ..remote.launch import run_dir, spawn_spec
+from ..remote.logstore import follow
+from .causes import classify, progress, waiting_for_peer
+from .model import UP_STATES, Event, ProcessView, ProgressNoted, StageChanged, State, StateChanged
+from .stages import Stage, instance_of, stages, stop_order
+
+LAST_LINES = 50
+SETTLE_S = 3.0  # how long ranks without HTTP are watched for an early failure or stall
+RECENT_BYTES = 64 * 1024  # how much of an adopted log to read back for context
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._queues: list[asyncio.Queue[Event]] = []
+
+    def subscribe(self) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._queues.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        with contextlib.suppress(ValueError):
+            self._queues.remove(queue)
+
+    def publish(self, event: Event) -> None:
+        for queue in self._queues:
+            queue.put_nowait(event)
+
+
+def manifest_drift(manifest: Mapping[str, Any], proc: ProcessPlan) -> tuple[str, ...]:
+    """What differs between a running process's manifest and what the profile would launch now."""
+    lines: list[str] = []
+    running_env: dict[str, str] = dict(manifest.get("env") or {})
+    for key in sorted(set(running_env) | set(proc.env_dict)):
+        old, new = running_env.get(key), proc.env_dict.get(key)
+        if old != new:
+            lines.append(f"env {key}: {old!r} → {new!r}")
+    old_argv, new_argv = list(manifest.get("argv") or []), list(proc.argv)
+    if old_argv != new_argv:
+        removed = [w for w in old_argv if w not in new_argv]
+        added = [w for w in new_argv if w not in old_argv]
+        lines += [f"- {w}" for w in removed] + [f"+ {w}" for w in added]
+        if not removed and not added:
+            lines.append("argv: same words in another order")
+    return tuple(lines)
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        plan: LaunchPlan,
+        transports: Mapping[str, Transport],
+        *,
+        http: httpx.AsyncClient | None = None,
+        poll: float = 0.25,
+        log_lines: int = 20_000,
+    ) -> None:
+        self.plan = plan
+        self.transports = transports
+        self.poll = poll
+        self.events = EventBus()
+        self.views: dict[str, ProcessView] = {p.name: ProcessView(p.name) for p in plan.processes}
+        self.handles: dict[str, ProcessHandle] = {}
+        self.stores: dict[str, LogStore] = {p.name: LogStore(log_lines) for p in plan.processes}
+        self._seen: dict[str, int] = dict.fromkeys(self.views, 0)
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._launched: set[str] = set()  # progress of adopted processes is history, not news
+        self._http = http or httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(3.0))
+        self._own_http = http is None
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def _proc(self, name: str) -> ProcessPlan:
+        return self.plan.process(name)
+
+    def _node(self, name: str) -> Transport:
+        return self.transports[self._proc(name).node]
+
+    def _set(self, name: str, **changes: Any) -> ProcessView:
+        old = self.views[name]
+        new = replace(old, **changes)
+        if new.state != old.state:
+            new = replace(new, since=time.time())
+        self.views[name] = new
+        if new.state != old.state:
+            self.events.publish(StateChanged(name, new, old.state))
+        return new
+
+    def log_path(self, name: str) -> str:
+        return posixpath.join(run_dir(self.plan, self._proc(name)), "log")
+
+    def _follow(self, name: str, from_offset: int) -> None:
+        if name in self._tails and not self._tails[name].done():
+            return
+        store = self.stores[name]
+        store.offset = from_offset
+        self._tails[name] = asyncio.create_task(follow(self._node(name), self.log_path(name), store))
+
+    def _scan(self, name: str) -> list[str]:
+        """New log lines since the last look; notes progress and the last line."""
+        start, lines = self.stores[name].since(self._seen[name])
+        self._seen[name] = start + len(lines)
+        for line in lines:
+            note = progress(line)
+            if note:
+                self._set(name, progress=note)
+                if name in self._launched:
+                    self.events.publish(ProgressNoted(name, note))
+        if lines:
+            self._set(name, last_line=lines[-1][-300:])
+        return lines
+
+    async def _last_lines(self, name: str) -> list[str]:
+        """The log's last lines, read from the node (the tail may not have caught up yet)."""
+        try:
+            result = await self._node(name).run(["tail", "-n", str(LAST_LINES), self.log_path(name)], timeout=10)
+        except RemoteError:
+            return self.stores[name].last(LAST_LINES)
+        return result.text().splitlines() if result.ok else self.stores[name].last(LAST_LINES)
+
+    async def health(self, name: str) -> float | None:
+        """Milliseconds for the process's health endpoint to answer 200, else None."""
+        proc = self._proc(name)
+        if not proc.http_port:
+            return None
+        path = "/healthcheck" if proc.role == "proxy" else "/health"
+        host = f"[{proc.address}]" if ":" in proc.address else proc.address
+        started = time.monotonic()
+        try:
+            answer = await self._http.get(f"http://{host}:{proc.http_port}{path}")
+        except httpx.HTTPError:
+            return None
+        return (time.monotonic() - started) * 1000 if answer.status_code == 200 else None
+
+    # ------------------------------------------------------------ adopt and status
+
+    async def adopt(self) -> None:
+        """Find what already runs, from the manifests on each node; nothing is (re)started."""
+        await asyncio.gather(*(self._adopt(p) for p in self.plan.processes))
+        await self.refresh()
+
+    async def _adopt(self, proc: ProcessPlan) -> None:
+        node = self.transports[proc.node]
+        directory = run_dir(self.plan, proc)
+        try:
+            result = await node.run(["cat", posixpath.join(directory, "manifest.json")], timeout=10)
+            if not result.ok:
+                self._set(proc.name, state="planned", reason="never started")
+                return
+            manifest = json.loads(result.stdout)
+            handle = handle_from_manifest(proc.node, directory, result.stdout)
+            if handle is None:
+                self._set(proc.name, state="unknown", reason="incomplete manifest")
+                return
+            status = await node.status(handle)
+            size = await node.run(["stat", "-c", "%s", self.log_path(proc.name)], timeout=10)
+        except RemoteError as exc:
+            self._set(proc.name, state="unknown", reason=str(exc))
+            return
+        except ValueError:
+            self._set(proc.name, state="unknown", reason="unreadable manifest")
+            return
+        started = str(manifest.get("started_at") or "")
+        if status.state == "running":
+            self.handles[proc.name] = handle
+            drift = manifest_drift(manifest, proc) if manifest.get("digest") != self.plan.digest else ()
+            if manifest.get("digest") != self.plan.digest and not drift:
+                drift = ("the profile changed elsewhere; this process's argv and env are the same",)
+            end = int(size.text().strip() or 0) if size.ok else 0
+            self._follow(proc.name, max(0, end - RECENT_BYTES))
+            self._set(proc.name, state="drifted" if drift else "starting", pid=handle.pid, drift=drift,
+                      started_at=started, reason="adopted")  # fmt: skip
+        elif status.state == "exited":
+            lines = await self._last_lines(proc.name)
+            self._set(proc.name, state="exited", exit_code=status.exit_code, cause=classify(lines), started_at=started,
+                      pid=handle.pid,
+                      last_line=lines[-1] if lines else "", reason=status.detail or "exited")  # fmt: skip
+        else:
+            self._set(proc.name, state="planned", reason=status.detail or "not running")
+
+    async def refresh(self) -> None:
+        """Health of every running process; headless ranks follow their master."""
+        names = [n for n, v in self.views.items() if v.state in UP_STATES]
+        latencies = await asyncio.gather(*(self.health(n) for n in names))
+        for name, latency in zip(names, latencies, strict=True):
+            self._scan(name)
+            proc = self._proc(name)
+            view = self.views[name]
+            if proc.http_port:
+                state: State = "ready" if latency is not None else ("starting" if view.state == "ready" else view.state)
+                if view.state in ("drifted", "stalled") and latency is not None:
+                    state = view.state
+                self._set(name, health_ms=latency, state=state)
+        for name in names:
+            proc = self._proc(name)
+            if not proc.http_port and self.views[name].state not in ("drifted", "stalled"):
+                master = next(
+                    (p.name for p in self.plan.processes if p.instance == proc.instance and p.http_port), None
+                )
+                if master and self.views[master].state in ("ready", "drifted"):
+                    self._set(name, state="ready")
+
+    async def watch(self, interval: float = 1.0) -> None:
+        """Keep the views current while someone looks: exits (with cause and last lines), health,
+        log progress. Runs until cancelled; never starts or stops anything."""
+        while True:
+            running = [n for n, v in self.views.items() if v.state in UP_STATES and n in self.handles]
+            await asyncio.gather(*(self._check_exit(n) for n in running))
+            await self.refresh()
+            await asyncio.sleep(interval)
+
+    async def _check_exit(self, name: str) -> None:
+        try:
+            status = await self._node(name).status(self.handles[name])
+        except RemoteError as exc:
+            self._set(name, state="unknown", reason=str(exc))
+            return
+        if status.state == "running":
+            return
+        await asyncio.sleep(0.2)  # let the tail bring in the last lines
+        self._scan(name)
+        lines = await self._last_lines(name)
+        self._set(name, state="exited", exit_code=status.exit_code, cause=classify(lines), health_ms=None,
+                  reason=status.detail or "exited", last_line=lines[-1] if lines else self.views[name].last_line)  # fmt: skip
+
+    # ------------------------------------------------------------ up
+
+    async def up(self, only: Iterable[str] | None = None) -> bool:
+        """Start what is not running, stage by stage, then probe through the proxy."""
+        chosen = set(only) if only else None
+        await self.adopt()
+        for stage in stages(self.plan):
+            names = [n for n in stage.start if chosen is None or n in chosen]
+            if not names:
+                continue
+            self.events.publish(StageChanged(stage.name, "started"))
+            for name in names:
+                if self.views[name].state not in UP_STATES and not await self._start(name):
+                    self.events.publish(StageChanged(stage.name, "failed", f"{name} could not be started"))
+                    return False
+            gated = Stage(stage.name, tuple(names), tuple(n for n in stage.gate if n in names), stage.timeout)
+            ok, detail = await self._await_stage(gated)
+            self.events.publish(StageChanged(stage.name, "passed" if ok else "failed", detail))
+            if not ok:
+                return False
+        if chosen is None or "proxy" in chosen:
+            return await self.probe()
+        return True
+
+    async def _start(self, name: str) -> bool:
+        proc = self._proc(name)
+        try:
+            handle = await self._node(name).spawn_detached(spawn_spec(self.plan, proc))
+        except RemoteError as exc:
+            self._set(name, state="failed", reason=str(exc))
+            return False
+        self.handles[name] = handle
+        self._launched.add(name)
+        self.stores[name] = LogStore(self.stores[name].max_lines)
+        self._seen[name] = 0
+        if name in self._tails:
+            self._tails.pop(name).cancel()
+        self._follow(name, 0)
+        self._set(name, state="starting", pid=handle.pid, exit_code=None, cause=None, drift=(), reason="launched",
+                  progress="", started_at=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
+        return True
+
+    async def _check_alive(self, name: str) -> bool:
+        handle = self.handles.get(name)
+        if handle is None:
+            return False
+        try:
+            status = await self._node(name).status(handle)
+        except RemoteError as exc:
+            self._set(name, state="unknown", reason=str(exc))
+            return True  # unreachable is not dead: keep waiting
+        if status.state == "running":
+            return True
+        await asyncio.sleep(0.3)  # let the tail bring in the last lines
+        self._scan(name)
+        lines = await self._last_lines(name)
+        cause = classify(lines)
+        self._set(name, state="failed", exit_code=status.exit_code, cause=cause,
+                  reason=cause.summary if cause else f"exited with code {status.exit_code}")  # fmt: skip
+        return False
+
+    async def _await_stage(self, stage: Stage) -> tuple[bool, str]:
+        started = time.monotonic()
+        deadline = started + stage.timeout
+        while time.monotonic() < deadline:
+            alive = await asyncio.gather(*(self._check_alive(n) for n in stage.start))
+            if not all(alive):
+                dead = [n for n, ok in zip(stage.start, alive, strict=True) if not ok]
+                return False, f"{', '.join(dead)} failed"
+            for name in stage.start:
+                for line in self._scan(name):
+                    peer = waiting_for_peer(line)
+                    if peer and self.views[name].state != "stalled":
+                        self._set(
+                            name, state="stalled", reason=f"waiting for the master {peer}: is node-rank 0 running?"
+                        )
+            if any(self.views[n].state == "stalled" for n in stage.start) and not stage.gate:
+                return False, "stalled"
+            if not stage.gate:  # ranks without HTTP: watch them settle a moment, then trust them
+                if time.monotonic() - started > SETTLE_S:
+                    return True, ""
+                await asyncio.sleep(self.poll)
+                continue
+            latencies = await asyncio.gather(*(self.health(n) for n in stage.gate))
+            for name, latency in zip(stage.gate, latencies, strict=True):
+                if latency is not None:
+                    self._set(name, state="healthy", health_ms=latency)
+            if all(latency is not None for latency in latencies):
+                for name in stage.start:
+                    if self.views[name].state in ("starting", "listening", "stalled"):
+                        self._set(name, state="healthy")
+                return True, ""
+            await asyncio.sleep(self.poll)
+        for name in stage.gate:
+            if self.views[name].state != "healthy":
+                self._set(name, state="failed", reason=f"not healthy after {stage.timeout:g} s")
+        return False, f"timed out after {stage.timeout:g} s"
+
+    async def probe(self) -> bool:
+        """A 1-token request through the proxy (or each API server without one): then ready."""
+        targets = [p for p in self.plan.processes if p.role == "proxy"] or [
+            p for p in self.plan.processes if p.http_port
+        ]
+        body = {"model": self.plan.model_name, "prompt": "ping", "max_tokens": 1}
+        for proc in targets:
+            url = f"http://{proc.address}:{proc.http_port}/v1/completions"
+            headers = {"X-Request-Id": f"cpconsole-probe-{secrets.token_hex(6)}"}
+            try:
+                answer = await self._http.post(url, json=body, headers=headers, timeout=self.plan.timeouts.probe)
+            except httpx.HTTPError as exc:
+                self._set(proc.name, state="failed", reason=f"probe request failed: {exc!r}")
+                self.events.publish(StageChanged("probe", "failed", str(exc)))
+                return False
+            if answer.status_code != 200:
+                self._set(proc.name, state="failed", reason=f"probe answered {answer.status_code}: {answer.text[:200]}")
+                self.events.publish(StageChanged("probe", "failed", f"HTTP {answer.status_code}"))
+                return False
+        for name, view in self.views.items():
+            if view.state in ("healthy", "starting", "listening"):
+                self._set(name, state="ready")
+        self.events.publish(StageChanged("probe", "passed"))
+        return True
+
+    # ------------------------------------------------------------ down and restart
+
+    async def down(self, only: Iterable[str] | None = None) -> bool:
+        """Stop running processes in reverse start order; True when none is left running."""
+        chosen = set(only) if only else None
+        if not self.handles:
+            await self.adopt()
+        ok = True
+        for name in stop_order(self.plan):
+            if (chosen is not None and name not in chosen) or name not in self.handles:
+                continue
+            if self.views[name].state not in UP_STATES and self.views[name].state != "unknown":
+                continue
+            try:
+                status = await self._node(name).stop(self.handles[name], grace=self.plan.timeouts.stop_grace)
+            except RemoteError as exc:
+                self._set(name, state="unknown", reason=str(exc))
+                ok = False
+                continue
+            if name in self._tails:
+                self._tails.pop(name).cancel()
+            self._set(name, state="exited" if status.state != "running" else "unknown", exit_code=status.exit_code,
+                      reason="stopped", health_ms=None)  # fmt: skip
+            ok = ok and status.state != "running"
+        return ok
+
+    async def restart(self, target: str) -> bool:
+        """Restart a whole instance (or the proxy) in order: ranks never restart alone."""
+        names = instance_of(self.plan, target)
+        await self.adopt()
+        if not await self.down(names):
+            return False
+        return await self.up(names)
+
+    async def close(self) -> None:
+        for task in self._tails.values():
+            task.cancel()
+        for task in self._tails.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._own_http:
+            await self._http.aclose()

@@ -1,0 +1,262 @@
+"""The headless verbs for scripts: up, down, restart, status, logs, exec. Each returns an exit
+code: 0 ok, 1 a process failed, 2 bad profile or usage (raised as ProfileError), 3 unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, TextIO
+
+from .core.orchestrate import Orchestrator, ProcessView, ProgressNoted, StageChanged, StateChanged
+from .core.plan import LaunchPlan
+from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, transport_for
+from .core.remote.launch import run_dir
+
+EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 3
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # vLLM colours its log prefixes even in files
+
+
+@contextlib.asynccontextmanager
+async def orchestrator(plan: LaunchPlan) -> AsyncIterator[Orchestrator]:
+    transports = {node.name: transport_for(node) for node in plan.nodes}
+    orch = Orchestrator(plan, transports)
+    try:
+        yield orch
+    finally:
+        await orch.close()
+        await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
+
+
+def _uptime(view: ProcessView) -> str:
+    if view.state in ("planned", "exited", "failed") or not view.started_at:
+        return "-"
+    try:
+        seconds = time.time() - time.mktime(time.strptime(view.started_at[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return "-"
+    seconds = max(0.0, seconds)
+    return (
+        f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+        if seconds >= 3600
+        else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    )
+
+
+def view_json(plan: LaunchPlan, view: ProcessView) -> dict[str, Any]:
+    proc = plan.process(view.name)
+    return {
+        "name": view.name,
+        "role": proc.role,
+        "node": proc.node,
+        "host": proc.host,
+        "state": view.state,
+        "label": view.label,
+        "pid": view.pid,
+        "exit_code": view.exit_code,
+        "health_ms": round(view.health_ms, 1) if view.health_ms is not None else None,
+        "reason": view.reason,
+        "progress": view.progress,
+        "last_line": view.last_line,
+        "drift": list(view.drift),
+        "cause": None
+        if view.cause is None
+        else {
+            "kind": view.cause.kind,
+            "summary": view.cause.summary,
+            "hint": view.cause.hint,
+            "evidence": view.cause.evidence,
+        },
+    }
+
+
+def print_status(plan: LaunchPlan, views: list[ProcessView], out: TextIO) -> None:
+    rows = [("PROCESS", "ROLE", "NODE", "PID", "STATE", "UPTIME", "HEALTH", "LAST LINE")]
+    for view in views:
+        proc = plan.process(view.name)
+        health = f"{view.health_ms:.0f}ms" if view.health_ms is not None else "-"
+        rows.append((view.name, proc.role, proc.node, str(view.pid or "-"), view.label, _uptime(view), health,
+                     _strip(view.last_line)[:60]))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        out.write(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] + "\n"
+        )
+    for view in views:
+        if view.drift:
+            out.write(f"\n{view.name} drifted from the profile:\n" + "".join(f"  {d}\n" for d in view.drift))
+        if view.cause:
+            out.write(f"\n{view.name}: {view.cause.summary}\n  hint: {view.cause.hint}\n  {view.cause.evidence}\n")
+
+
+def _strip(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+def _exit_for(views: list[ProcessView]) -> int:
+    if any(v.state == "unknown" for v in views):
+        return EXIT_UNREACHABLE
+    if any(v.state in ("failed", "stalled") for v in views):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _print_events(orch: Orchestrator, out: TextIO) -> None:
+    queue = orch.events.subscribe()
+    while True:
+        event = await queue.get()
+        stamp = time.strftime("%H:%M:%S")
+        if isinstance(event, StateChanged):
+            view = event.view
+            if view.state == "starting" and view.pid:
+                extra = f"pid {view.pid}"
+            elif view.state in ("failed", "stalled", "unknown", "exited", "drifted"):
+                extra = view.reason
+            else:
+                extra = ""
+            out.write(f"{stamp} {event.process:<12} {view.label:<10} {extra}\n")
+            if view.cause:
+                out.write(f"{stamp} {event.process:<12} cause: {view.cause.summary}\n")
+                out.write(f"{stamp} {event.process:<12} hint:  {view.cause.hint}\n")
+        elif isinstance(event, ProgressNoted):
+            out.write(f"{stamp} {event.process:<12} {'':<10} {event.text}\n")
+        elif isinstance(event, StageChanged):
+            out.write(f"{stamp} -- stage {event.stage} {event.status}{': ' + event.detail if event.detail else ''}\n")
+        out.flush()
+
+
+async def _run_verb(
+    plan: LaunchPlan,
+    as_json: bool,
+    action: Callable[[Orchestrator], Coroutine[Any, Any, bool]],
+    *,
+    narrate: bool = True,
+) -> int:
+    out = sys.stdout
+    async with orchestrator(plan) as orch:
+        printer = asyncio.create_task(_print_events(orch, sys.stderr)) if narrate and not as_json else None
+        try:
+            ok = await action(orch)
+        finally:
+            if printer:
+                await asyncio.sleep(0)
+                printer.cancel()
+        views = list(orch.views.values())
+        if as_json:
+            json.dump([view_json(plan, v) for v in views], out, indent=2)
+            out.write("\n")
+        else:
+            print_status(plan, views, out)
+            for view in views:
+                if view.state == "failed" and view.cause is None:
+                    out.write(f"\n{view.name}: {view.reason}\n")
+                if view.state == "failed":
+                    lines = orch.stores[view.name].last(50)
+                    if lines:
+                        out.write(
+                            f"--- last {len(lines)} lines of {view.name}\n" + "\n".join(map(_strip, lines)) + "\n"
+                        )
+    code = _exit_for(views)
+    return code if code != EXIT_OK or ok else EXIT_FAILED
+
+
+def up(plan: LaunchPlan, only: list[str] | None, as_json: bool) -> int:
+    return asyncio.run(_run_verb(plan, as_json, lambda o: o.up(only)))
+
+
+def down(plan: LaunchPlan, only: list[str] | None, as_json: bool) -> int:
+    return asyncio.run(_run_verb(plan, as_json, lambda o: o.down(only), narrate=False))
+
+
+def restart(plan: LaunchPlan, target: str, as_json: bool) -> int:
+    return asyncio.run(_run_verb(plan, as_json, lambda o: o.restart(target)))
+
+
+def status(plan: LaunchPlan, as_json: bool) -> int:
+    async def adopt(orch: Orchestrator) -> bool:
+        await orch.adopt()
+        return True
+
+    return asyncio.run(_run_verb(plan, as_json, adopt, narrate=False))
+
+
+async def _logs(plan: LaunchPlan, names: list[str], follow: bool, lines: int) -> int:
+    transports: dict[str, ShellTransport] = {n.name: transport_for(n) for n in plan.nodes}
+    width = max(len(n) for n in names)
+    paths = {n: f"{run_dir(plan, plan.process(n))}/log" for n in names}
+    code = EXIT_OK
+    try:
+        offsets = {}
+        for name in names:
+            node = transports[plan.process(name).node]
+            try:
+                text = (await node.run(["tail", "-n", str(lines), paths[name]], timeout=15)).text()
+                size = (await node.run(["stat", "-c", "%s", paths[name]], timeout=15)).text().strip()
+            except RemoteError as exc:
+                print(f"{name:<{width}} | cannot read the log: {exc}", file=sys.stderr)
+                code = EXIT_UNREACHABLE
+                continue
+            for line in text.splitlines():
+                print(f"{name:<{width}} | {line}")
+            offsets[name] = int(size) if size.isdigit() else 0
+        if follow:
+            await asyncio.gather(*(_follow_one(transports[plan.process(n).node], paths[n], offsets[n], n, width)
+                                   for n in offsets))  # fmt: skip
+    finally:
+        await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
+    return code
+
+
+async def _follow_one(node: ShellTransport, path: str, offset: int, name: str, width: int) -> None:
+    partial = b""
+    async for item in node.tail(path, offset):
+        if isinstance(item, TailEvent):
+            print(f"{name:<{width}} | -- {item.kind}: {item.detail}", flush=True)
+            continue
+        assert isinstance(item, TailChunk)
+        data = partial + item.data
+        *complete, partial = data.split(b"\n")
+        for line in complete:
+            print(f"{name:<{width}} | {line.decode('utf-8', 'replace')}", flush=True)
+
+
+def logs(plan: LaunchPlan, only: list[str] | None, follow: bool, lines: int) -> int:
+    names = only or [p.name for p in plan.processes]
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(_logs(plan, names, follow, lines))
+    return EXIT_OK
+
+
+async def _exec(plan: LaunchPlan, nodes: list[str], command: list[str]) -> int:
+    transports = {n: transport_for(plan.node(n)) for n in nodes}
+    try:
+        results = await asyncio.gather(
+            *(t.run(command, timeout=60) for t in transports.values()), return_exceptions=True
+        )
+    finally:
+        await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
+    groups: dict[str, list[str]] = {}
+    code = EXIT_OK
+    for node, result in zip(nodes, results, strict=True):
+        if isinstance(result, BaseException):
+            text = f"error: {result}\n"
+            code = EXIT_UNREACHABLE
+        else:
+            text = result.text() + result.stderr.decode("utf-8", "replace")
+            if not result.ok:
+                text += f"(exit {result.exit_code})\n"
+                code = max(code, EXIT_FAILED)
+        groups.setdefault(text, []).append(node)
+    for text, members in groups.items():
+        label = f"identical on {len(members)}/{len(nodes)} nodes" if len(members) > 1 else "1 node"
+        print(f"---------------- {', '.join(members)} ({label})")
+        print(text, end="" if text.endswith("\n") else "\n")
+    return code
+
+
+def exec_on(plan: LaunchPlan, nodes: list[str], command: list[str]) -> int:
+    return asyncio.run(_exec(plan, nodes, command))

@@ -1,0 +1,234 @@
+"""The operator's loop on the demo topology: up in order until ready, status, failures with
+their causes, stalls, kill -9, down, adoption after the console dies, drift, port conflicts —
+over the local transport and over the real sshd."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cpconsole.core.orchestrate import Orchestrator, StageChanged, StateChanged, classify, stages, stop_order
+from cpconsole.core.plan import LaunchPlan, build_plan
+from cpconsole.core.profile import load_profile_text
+from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
+
+from .simcluster import demo_text
+from .sshd import Sshd
+
+
+def plan_for(tmp: Path, **kwargs: object) -> LaunchPlan:
+    return build_plan(load_profile_text(demo_text(tmp, **kwargs)))  # type: ignore[arg-type]
+
+
+def local_transports(plan: LaunchPlan) -> dict[str, Transport]:
+    return {n.name: LocalTransport(n.name) for n in plan.nodes}
+
+
+@pytest.fixture
+async def orch(tmp_path: Path) -> AsyncIterator[Orchestrator]:
+    plan = plan_for(tmp_path)
+    o = Orchestrator(plan, local_transports(plan))
+    yield o
+    await o.down()
+    await o.close()
+
+
+def pids_of(o: Orchestrator) -> list[int]:
+    return [p.pid for p in psutil.process_iter() if any(h.run_dir in " ".join(_cmd(p)) or p.pid == h.pid
+                                                        for h in o.handles.values())]  # fmt: skip
+
+
+def _cmd(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
+def test_start_and_stop_order_follow_the_guide(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path)
+    assert [(s.name, s.start, s.gate) for s in stages(plan)] == [
+        ("prefill", ("prefill-0", "prefill-1"), ("prefill-0",)),
+        ("decode", ("decode-0",), ("decode-0",)),
+        ("proxy", ("proxy",), ("proxy",)),
+    ]
+    assert stop_order(plan) == ["proxy", "decode-0", "prefill-1", "prefill-0"]
+
+
+async def test_up_reaches_ready_in_stages_then_down_leaves_nothing(orch: Orchestrator) -> None:
+    queue = orch.events.subscribe()
+    assert await orch.up()
+    assert {v.state for v in orch.views.values()} == {"ready"}
+    events = []
+    while not queue.empty():
+        events.append(queue.get_nowait())
+    stages_seen = [(e.stage, e.status) for e in events if isinstance(e, StageChanged)]
+    assert stages_seen == [("prefill", "started"), ("prefill", "passed"), ("decode", "started"), ("decode", "passed"),
+                           ("proxy", "started"), ("proxy", "passed"), ("probe", "passed")]  # fmt: skip
+    started = [e.process for e in events if isinstance(e, StateChanged) and e.view.state == "starting"]
+    assert started == ["prefill-0", "prefill-1", "decode-0", "proxy"]
+    assert "loading weights 100%" in {e.text for e in events if hasattr(e, "text")}
+    wrappers = [h.pid for h in orch.handles.values()]
+    family = {c.pid for pid in wrappers for c in psutil.Process(pid).children(recursive=True)} | set(wrappers)
+    assert await orch.down()
+    await asyncio.sleep(0.5)
+    alive = [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+    assert {v.label for v in orch.views.values()} == {"exited(-15)"}
+
+
+async def test_kill_9_is_seen_within_two_seconds_with_its_last_lines(orch: Orchestrator) -> None:
+    assert await orch.up()
+    watcher = asyncio.create_task(orch.watch(interval=0.5))
+    try:
+        server = next(c for c in psutil.Process(orch.handles["decode-0"].pid).children(recursive=True)
+                      if "cpconsole.sim" in " ".join(c.cmdline()))  # fmt: skip
+        server.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        while orch.views["decode-0"].state != "exited":
+            assert time.monotonic() - killed < 2, orch.views["decode-0"]
+            await asyncio.sleep(0.05)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    view = orch.views["decode-0"]
+    assert view.label == "exited(-9)" and view.last_line
+    assert orch.stores["decode-0"].last(5)
+
+
+async def test_oom_at_startup_fails_with_cause_and_hint(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, extra_env={"CPCONSOLE_SIM_FAIL_AT_STARTUP": "oom"})
+    o = Orchestrator(plan, local_transports(plan))
+    try:
+        assert not await o.up()
+        view = o.views["prefill-0"]
+        assert view.state == "failed" and view.cause is not None
+        assert view.cause.kind == "npu_oom" and "gpu-memory-utilization" in view.cause.hint
+        assert "NPU out of memory" in view.cause.evidence
+        assert o.views["decode-0"].state == "planned"  # later stages never started
+    finally:
+        await o.down()
+        await o.close()
+
+
+async def test_headless_without_its_master_stalls(orch: Orchestrator) -> None:
+    assert not await orch.up(["prefill-1"])
+    view = orch.views["prefill-1"]
+    assert view.state == "stalled"
+    assert view.reason == "waiting for the master 127.0.0.11:7001: is node-rank 0 running?"
+
+
+async def test_port_conflict_is_a_clear_failure_at_start(orch: Orchestrator) -> None:
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.13", 8004))
+        squatter.listen()
+        assert await orch.up(["decode-0"]) is False
+    view = orch.views["decode-0"]
+    assert view.state == "failed" and view.cause is not None and view.cause.kind == "port_in_use"
+
+
+def cpconsole(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cpconsole", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
+def test_console_death_changes_nothing_and_status_adopts(tmp_path: Path) -> None:
+    profile = tmp_path / "demo.yaml"
+    profile.write_text(demo_text(tmp_path))
+    try:
+        assert cpconsole("up", profile).returncode == 0
+        follower = subprocess.Popen([sys.executable, "-m", "cpconsole", "logs", str(profile), "-f"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(1.0)
+        follower.send_signal(signal.SIGKILL)  # the console dies while serving
+        follower.wait()
+        done = cpconsole("status", profile, "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        views = {v["name"]: v for v in json.loads(done.stdout)}
+        assert {v["state"] for v in views.values()} == {"ready"}
+        assert views["prefill-1"]["pid"] and views["decode-0"]["health_ms"] is not None
+        # one flag changes in the profile: that process (and only that one) has drifted
+        profile.write_text(demo_text(tmp_path).replace("max_num_seqs: 4", "max_num_seqs: 8"))
+        views = {v["name"]: v for v in json.loads(cpconsole("status", profile, "--json").stdout)}
+        assert views["decode-0"]["state"] == "drifted"
+        assert views["decode-0"]["drift"] == ["- 4", "+ 8"]
+        assert views["prefill-0"]["state"] in ("ready", "drifted")
+        table = cpconsole("status", profile).stdout
+        assert "decode-0 drifted from the profile:" in table
+    finally:
+        down = cpconsole("down", profile)
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_restart_covers_the_whole_instance(tmp_path: Path) -> None:
+    profile = tmp_path / "demo.yaml"
+    profile.write_text(demo_text(tmp_path))
+    try:
+        assert cpconsole("up", profile).returncode == 0
+        before = {v["name"]: v["pid"] for v in json.loads(cpconsole("status", profile, "--json").stdout)}
+        done = cpconsole("restart", profile, "prefill-1", "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        after = {v["name"]: v["pid"] for v in json.loads(done.stdout)}
+        assert after["prefill-0"] != before["prefill-0"] and after["prefill-1"] != before["prefill-1"]
+        assert after["decode-0"] == before["decode-0"] and after["proxy"] == before["proxy"]
+    finally:
+        cpconsole("down", profile)
+
+
+def test_causes_from_real_log_lines() -> None:
+    cases = {
+        "kv_cache_too_small": "ValueError: To serve at least one request with the models's max seq len (136000), (8.87 GiB KV "
+        "cache is needed, which is larger than the available KV cache memory (2.00 GiB). Based on the available "
+        "memory, the estimated maximum model length is 30672.",
+        "hccl_timeout": "RuntimeError: Communication_Error_Get_Socket(EI0006): Getting socket times out.",
+        "zmq_port": "zmq.error.ZMQError: Address already in use (addr='tcp://192.0.0.1:30003')",
+        "engine_start": "(EngineCore_DP0 pid=7) ERROR 01-21 02:34:16 [core.py:866] EngineCore failed to start.",
+    }
+    for kind, line in cases.items():
+        cause = classify(["INFO something", line, "INFO after"])
+        assert cause is not None and cause.kind == kind, line
+    assert classify(["all good"]) is None
+
+
+async def test_up_and_down_over_the_real_sshd(sshd: Sshd, nodes_dir: str, tmp_path: Path) -> None:
+    # root logs in here: the venv's interpreter lives under /root, out of reach of the /bin/sh test user
+    text = demo_text(tmp_path).replace(f"run_dir: {tmp_path}/run", f"run_dir: {nodes_dir}/run")
+    text = text.replace("  transport: local", "  transport: ssh")
+    text = text.replace(
+        "vllm_command: [python3, -m, cpconsole.sim, vllm]", f"vllm_command: [{sys.executable}, -m, cpconsole.sim, vllm]"
+    )
+    text = text.replace("command: [python3, -m, cpconsole.proxy]", f"command: [{sys.executable}, -m, cpconsole.proxy]")
+    text = text.replace("  env:\n", f"  ssh: {{user: root, port: {sshd.port}, identity_file: {sshd.client_key}, "
+                        f"known_hosts: {sshd.known_hosts}, config_file: {sshd.empty_config}}}\n  env:\n", 1)  # fmt: skip
+    text = text.replace(f'CPCONSOLE_SIM_STATE: "{tmp_path}/state"', f'CPCONSOLE_SIM_STATE: "{nodes_dir}/state"')
+    plan = build_plan(load_profile_text(text))
+    transports: dict[str, Transport] = {n.name: SSHTransport(n) for n in plan.nodes}
+    o = Orchestrator(plan, transports)
+    try:
+        assert await o.up(), {n: (v.state, v.reason) for n, v in o.views.items()}
+        assert {v.state for v in o.views.values()} == {"ready"}
+        again = Orchestrator(plan, transports)
+        await again.adopt()
+        assert {v.state for v in again.views.values()} == {"ready"}
+        await again.close()
+    finally:
+        assert await o.down()
+        await o.close()
+        for t in transports.values():
+            await t.close()
+    assert {v.state for v in o.views.values()} == {"exited"}
+    os.sync()
