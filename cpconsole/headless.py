@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from .core.orchestrate import Orchestrator, ProcessView, ProgressNoted, StageChanged, StateChanged
 from .core.plan import LaunchPlan
-from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, transport_for
+from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
 from .core.remote.launch import run_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 3
@@ -194,8 +194,8 @@ async def _logs(plan: LaunchPlan, names: list[str], follow: bool, lines: int) ->
         for name in names:
             node = transports[plan.process(name).node]
             try:
-                text = (await node.run(["tail", "-n", str(lines), paths[name]], timeout=15)).text()
-                size = (await node.run(["stat", "-c", "%s", paths[name]], timeout=15)).text().strip()
+                text = (await node.run(scripts.last_lines(paths[name], lines), timeout=15)).text()
+                size = (await node.run(scripts.size(paths[name]), timeout=15)).text().strip()
             except RemoteError as exc:
                 print(f"{name:<{width}} | cannot read the log: {exc}", file=sys.stderr)
                 code = EXIT_UNREACHABLE

@@ -33,3 +33,20 @@ async def test_demo_answers_through_the_proxy_within_ten_seconds(tmp_path: Path)
         await c.stop_all()
     assert chunks > 2
     assert elapsed < 10, f"{elapsed:.1f} s"
+
+
+def test_demo_over_ssh_is_the_demo_with_ssh_transport() -> None:
+    from cpconsole.core.profile import load_profile
+
+    from .conftest import PROFILES
+
+    local = load_profile(PROFILES / "demo.yaml").profile
+    ssh = load_profile(PROFILES / "demo-ssh.yaml").profile
+    assert ssh.instances == local.instances
+    assert ssh.nodes == local.nodes and ssh.defaults.env == local.defaults.env
+    assert (ssh.defaults.transport, local.defaults.transport) == ("ssh", "local")
+    assert (
+        ssh.defaults.vllm_command == ("cpconsole-sim", "vllm")
+        and ssh.proxy
+        and ssh.proxy.command == ("cpconsole-proxy",)
+    )

@@ -232,3 +232,21 @@ async def test_up_and_down_over_the_real_sshd(sshd: Sshd, nodes_dir: str, tmp_pa
             await t.close()
     assert {v.state for v in o.views.values()} == {"exited"}
     os.sync()
+
+
+async def test_default_run_dir_under_home_is_adopted_and_stopped(tmp_path: Path) -> None:
+    marker = f"cpconsole-test-{os.getpid()}"
+    text = demo_text(tmp_path).replace(f"run_dir: {tmp_path}/run", f"run_dir: ~/{marker}")
+    plan = build_plan(load_profile_text(text))
+    first = Orchestrator(plan, local_transports(plan))
+    try:
+        assert await first.up(["decode-0"])
+        await first.close()
+        second = Orchestrator(plan, local_transports(plan))
+        await second.adopt()
+        assert second.views["decode-0"].state == "ready"
+        assert await second.down()
+        assert second.views["decode-0"].state == "exited"
+        await second.close()
+    finally:
+        subprocess.run(["sh", "-c", f'rm -rf "$HOME"/{marker}'], check=False)

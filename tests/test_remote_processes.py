@@ -174,3 +174,17 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(") ", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+async def test_run_directories_under_the_login_home(transport: ShellTransport) -> None:
+    """The default run_dir starts with ~: it must mean the login user's home everywhere."""
+    base = f"~/cpconsole-test-{os.getpid()}-{id(transport)}"
+    try:
+        handle = await transport.spawn_detached(spec(f"{base}/job", "sleep 30"))
+        found = await transport.find(f"{base}/job")
+        assert found == handle and (await transport.status(found)).state == "running"
+        home = (await transport.run('printf %s "$HOME"')).text()
+        assert found.run_dir == f"{base}/job" and Path(home, base[2:], "job", "log").exists()
+        assert (await transport.stop(found, grace=5)).state == "exited"
+    finally:
+        await transport.run('rm -rf "$HOME"/' + base[2:])

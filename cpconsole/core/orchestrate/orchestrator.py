@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 
 from ..plan import LaunchPlan, ProcessPlan
-from ..remote import LogStore, ProcessHandle, RemoteError, Transport
+from ..remote import LogStore, ProcessHandle, RemoteError, Transport, scripts
 from ..remote.base import handle_from_manifest
 from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
-from .causes import classify, progress, waiting_for_peer
+from .causes import FailureCause, classify, progress, waiting_for_peer
 from .model import UP_STATES, Event, ProcessView, ProgressNoted, StageChanged, State, StateChanged
 from .stages import Stage, instance_of, stages, stop_order
 
@@ -136,7 +136,7 @@ class Orchestrator:
     async def _last_lines(self, name: str) -> list[str]:
         """The log's last lines, read from the node (the tail may not have caught up yet)."""
         try:
-            result = await self._node(name).run(["tail", "-n", str(LAST_LINES), self.log_path(name)], timeout=10)
+            result = await self._node(name).run(scripts.last_lines(self.log_path(name), LAST_LINES), timeout=10)
         except RemoteError:
             return self.stores[name].last(LAST_LINES)
         return result.text().splitlines() if result.ok else self.stores[name].last(LAST_LINES)
@@ -166,7 +166,7 @@ class Orchestrator:
         node = self.transports[proc.node]
         directory = run_dir(self.plan, proc)
         try:
-            result = await node.run(["cat", posixpath.join(directory, "manifest.json")], timeout=10)
+            result = await node.run(scripts.read(posixpath.join(directory, "manifest.json")), timeout=10)
             if not result.ok:
                 self._set(proc.name, state="planned", reason="never started")
                 return
@@ -176,7 +176,7 @@ class Orchestrator:
                 self._set(proc.name, state="unknown", reason="incomplete manifest")
                 return
             status = await node.status(handle)
-            size = await node.run(["stat", "-c", "%s", self.log_path(proc.name)], timeout=10)
+            size = await node.run(scripts.size(self.log_path(proc.name)), timeout=10)
         except RemoteError as exc:
             self._set(proc.name, state="unknown", reason=str(exc))
             return
@@ -270,8 +270,29 @@ class Orchestrator:
             return await self.probe()
         return True
 
+    async def _port_taken(self, proc: ProcessPlan) -> bool:
+        """Whether something already answers on the process's HTTP port: a stale server there
+        would pass our health checks in its place."""
+        if not proc.http_port:
+            return False
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(proc.address, proc.http_port), 2)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
     async def _start(self, name: str) -> bool:
         proc = self._proc(name)
+        if await self._port_taken(proc):
+            cause = FailureCause("port_in_use", "the HTTP port is already in use",
+                                 "another server (a stale one from an earlier run?) listens there: find it with "
+                                 "`ss -ltnp`, stop it, then start again",
+                                 f"{proc.address}:{proc.http_port} accepts connections before {name} started")  # fmt: skip
+            self._set(name, state="failed", cause=cause, reason=f"{proc.address}:{proc.http_port} is already in use")
+            return False
         try:
             handle = await self._node(name).spawn_detached(spawn_spec(self.plan, proc))
         except RemoteError as exc:

@@ -4,6 +4,7 @@ with run directories on the node, gap-free tails, safe stops."""
 from __future__ import annotations
 
 from ..plan import NodePlan
+from . import scripts
 from .base import ShellTransport, Transport
 from .errors import (
     AlreadyRunning,
@@ -40,6 +41,7 @@ __all__ = [
     "Transport",
     "Unreachable",
     "follow",
+    "scripts",
     "transport_for",
 ]
 

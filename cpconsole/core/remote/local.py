@@ -81,7 +81,7 @@ class LocalTransport(ShellTransport):
         finally:
             if proc.returncode is None:  # timed out or cancelled: never leave a child unreaped
                 _kill_group(proc)
-                await asyncio.shield(proc.wait())
+                await asyncio.shield(proc.communicate())  # drain the pipes too, or asyncio keeps them open
         return RunResult(proc.returncode, out, err)
 
     async def open_stream(self, script: str) -> Stream:

@@ -124,6 +124,14 @@ def read(path: str) -> str:
     return f"cat {shell_path(path)}"
 
 
+def last_lines(path: str, count: int) -> str:
+    return f"tail -n {int(count)} {shell_path(path)}"
+
+
+def size(path: str) -> str:
+    return f"stat -c %s {shell_path(path)}"
+
+
 def write(path: str, mode: int) -> str:
     directory = posixpath.dirname(path) or "."
     tmp = path + ".tmp"
