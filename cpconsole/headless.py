@@ -10,12 +10,18 @@ import re
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import asdict
 from typing import Any, TextIO
 
+import httpx
+
 from .core.orchestrate import Orchestrator, ProcessView, ProgressNoted, StageChanged, StateChanged
+from .core.orchestrate.model import UP_STATES
 from .core.plan import LaunchPlan
 from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
 from .core.remote.launch import run_dir
+from .core.telemetry.alerts import Alert, AlertEngine, hbm_limits
+from .core.telemetry.pollers import Poller, Telemetry
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 3
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # vLLM colours its log prefixes even in files
@@ -135,8 +141,10 @@ async def _run_verb(
     action: Callable[[Orchestrator], Coroutine[Any, Any, bool]],
     *,
     narrate: bool = True,
+    with_alerts: bool = False,
 ) -> int:
     out = sys.stdout
+    alerts: list[Alert] = []
     async with orchestrator(plan) as orch:
         printer = asyncio.create_task(_print_events(orch, sys.stderr)) if narrate and not as_json else None
         try:
@@ -146,11 +154,16 @@ async def _run_verb(
                 await asyncio.sleep(0)
                 printer.cancel()
         views = list(orch.views.values())
+        if with_alerts:
+            alerts = await alert_snapshot(orch)
         if as_json:
-            json.dump([view_json(plan, v) for v in views], out, indent=2)
+            json.dump({"processes": [view_json(plan, v) for v in views], "alerts": [asdict(a) for a in alerts]},
+                      out, indent=2)  # fmt: skip
             out.write("\n")
         else:
             print_status(plan, views, out)
+            if alerts:
+                out.write("\nALERTS\n" + "".join(f"  {a.severity:<8} {a.source:<12} {a.message}\n" for a in alerts))
             for view in views:
                 if view.state == "failed" and view.cause is None:
                     out.write(f"\n{view.name}: {view.reason}\n")
@@ -162,6 +175,28 @@ async def _run_verb(
                         )
     code = _exit_for(views)
     return code if code != EXIT_OK or ok else EXIT_FAILED
+
+
+async def alert_snapshot(orch: Orchestrator, timeout: float = 8.0) -> list[Alert]:
+    """One round of telemetry (npu-smi on every node, /metrics of running servers) through the
+    alert rules; a source that fails is an alert of its own."""
+    plan = orch.plan
+    running = [n for n, v in orch.views.items() if v.state in UP_STATES]
+    async with httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(timeout)) as http:
+        telemetry = Telemetry(plan, orch.transports, http, npu_timeout=timeout, http_timeout=timeout)
+        pollers: list[Poller[Any]] = [
+            *telemetry.npu.values(),
+            *(p for n, p in telemetry.metrics.items() if n in running),
+        ]
+        results = await asyncio.gather(*(p.poll_once() for p in pollers))
+    npu = {n: p.latest.value for n, p in telemetry.npu.items()}
+    metrics = {n: p.latest.value for n, p in telemetry.metrics.items() if n in running}
+    stalled = {n: v.reason for n, v in orch.views.items() if v.state == "stalled"}
+    rules = AlertEngine(plan.alerts, hbm_limits(plan))
+    alerts = rules.evaluate(time.time(), npu=npu, metrics=metrics, stalled=stalled)
+    alerts += [Alert(f"source:{r.source}", "warning", r.source.split("@")[-1], f"{r.source}: {r.error}")
+               for r in results if r.error]  # fmt: skip
+    return alerts
 
 
 def up(plan: LaunchPlan, only: list[str] | None, as_json: bool) -> int:
@@ -181,7 +216,7 @@ def status(plan: LaunchPlan, as_json: bool) -> int:
         await orch.adopt()
         return True
 
-    return asyncio.run(_run_verb(plan, as_json, adopt, narrate=False))
+    return asyncio.run(_run_verb(plan, as_json, adopt, narrate=False, with_alerts=True))
 
 
 async def _logs(plan: LaunchPlan, names: list[str], follow: bool, lines: int) -> int:

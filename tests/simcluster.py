@@ -25,10 +25,16 @@ DEMO = (PROFILES / "demo.yaml").read_text()
 def demo_text(tmp: Path, *, startup: str = "0.2", extra_env: dict[str, str] | None = None) -> str:
     """The demo profile, fast, with its run and state directories under tmp."""
     env = {"CPCONSOLE_SIM_STARTUP_S": startup, "CPCONSOLE_SIM_BACKGROUND_RPS": "0",
-           "CPCONSOLE_SIM_STATE": str(tmp / "state"), "VLLM_LOG_STATS_INTERVAL": "1", **(extra_env or {})}  # fmt: skip
+           "VLLM_LOG_STATS_INTERVAL": "1", **(extra_env or {})}  # fmt: skip
     text = DEMO.replace('    CPCONSOLE_SIM_STARTUP_S: "4"', "").replace('    CPCONSOLE_SIM_BACKGROUND_RPS: "0.5"', "")
     lines = "".join(f'    {k}: "{v}"\n' for k, v in env.items())
-    return text.replace("  env:\n    HCCL_BUFFSIZE", f"  run_dir: {tmp}/run\n  env:\n{lines}    HCCL_BUFFSIZE", 1)
+    text = text.replace("  env:\n    HCCL_BUFFSIZE", f"  run_dir: {tmp}/run\n  env:\n{lines}    HCCL_BUFFSIZE", 1)
+    # the simulated nodes' state goes in the node env, which the node tools (npu-smi) see too
+    for ip in ("127.0.0.11", "127.0.0.12", "127.0.0.13"):
+        text = text.replace(
+            f"env: {{CPCONSOLE_SIM_NODE: {ip}}}", f"env: {{CPCONSOLE_SIM_NODE: {ip}, CPCONSOLE_SIM_STATE: {tmp}/state}}"
+        )
+    return text
 
 
 @dataclass

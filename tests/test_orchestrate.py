@@ -158,12 +158,14 @@ def test_console_death_changes_nothing_and_status_adopts(tmp_path: Path) -> None
         follower.wait()
         done = cpconsole("status", profile, "--json")
         assert done.returncode == 0, done.stdout + done.stderr
-        views = {v["name"]: v for v in json.loads(done.stdout)}
+        report = json.loads(done.stdout)
+        views = {v["name"]: v for v in report["processes"]}
+        assert report["alerts"] == []  # nothing wrong: the simulated chips are healthy, nothing waits
         assert {v["state"] for v in views.values()} == {"ready"}
         assert views["prefill-1"]["pid"] and views["decode-0"]["health_ms"] is not None
         # one flag changes in the profile: that process (and only that one) has drifted
         profile.write_text(demo_text(tmp_path).replace("max_num_seqs: 4", "max_num_seqs: 8"))
-        views = {v["name"]: v for v in json.loads(cpconsole("status", profile, "--json").stdout)}
+        views = {v["name"]: v for v in json.loads(cpconsole("status", profile, "--json").stdout)["processes"]}
         assert views["decode-0"]["state"] == "drifted"
         assert views["decode-0"]["drift"] == ["- 4", "+ 8"]
         assert views["prefill-0"]["state"] in ("ready", "drifted")
@@ -179,10 +181,10 @@ def test_restart_covers_the_whole_instance(tmp_path: Path) -> None:
     profile.write_text(demo_text(tmp_path))
     try:
         assert cpconsole("up", profile).returncode == 0
-        before = {v["name"]: v["pid"] for v in json.loads(cpconsole("status", profile, "--json").stdout)}
+        before = {v["name"]: v["pid"] for v in json.loads(cpconsole("status", profile, "--json").stdout)["processes"]}
         done = cpconsole("restart", profile, "prefill-1", "--json")
         assert done.returncode == 0, done.stdout + done.stderr
-        after = {v["name"]: v["pid"] for v in json.loads(done.stdout)}
+        after = {v["name"]: v["pid"] for v in json.loads(done.stdout)["processes"]}
         assert after["prefill-0"] != before["prefill-0"] and after["prefill-1"] != before["prefill-1"]
         assert after["decode-0"] == before["decode-0"] and after["proxy"] == before["proxy"]
     finally:
@@ -214,7 +216,7 @@ async def test_up_and_down_over_the_real_sshd(sshd: Sshd, nodes_dir: str, tmp_pa
     text = text.replace("command: [python3, -m, cpconsole.proxy]", f"command: [{sys.executable}, -m, cpconsole.proxy]")
     text = text.replace("  env:\n", f"  ssh: {{user: root, port: {sshd.port}, identity_file: {sshd.client_key}, "
                         f"known_hosts: {sshd.known_hosts}, config_file: {sshd.empty_config}}}\n  env:\n", 1)  # fmt: skip
-    text = text.replace(f'CPCONSOLE_SIM_STATE: "{tmp_path}/state"', f'CPCONSOLE_SIM_STATE: "{nodes_dir}/state"')
+    text = text.replace(f"CPCONSOLE_SIM_STATE: {tmp_path}/state", f"CPCONSOLE_SIM_STATE: {nodes_dir}/state")
     plan = build_plan(load_profile_text(text))
     transports: dict[str, Transport] = {n.name: SSHTransport(n) for n in plan.nodes}
     o = Orchestrator(plan, transports)

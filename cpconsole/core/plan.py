@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from .profile import LoadedProfile
-from .profile.schema import Instance, Profile, SshSettings, Timeouts, TransportKind, flag_name
+from .profile.schema import Alerts, Instance, Profile, SshSettings, Timeouts, Tools, TransportKind, flag_name
 from .profile.topology import (
     Placement,
     api_servers,
@@ -47,6 +47,14 @@ class NodePlan(Frozen):
     ssh: SshSettings
     chips: int
     run_dir: str
+    tools: Tools = Tools()
+    env: tuple[tuple[str, str], ...] = ()
+
+    def tool(self, name: str, *args: str) -> list[str]:
+        """argv running a node tool (npu_smi, hccn_tool) with the node's own environment."""
+        command = list(getattr(self.tools, name))
+        prefix = ["env", *(f"{k}={v}" for k, v in self.env)] if self.env else []
+        return [*prefix, *command, *args]
 
 
 class ProcessPlan(Frozen):
@@ -91,6 +99,7 @@ class LaunchPlan(Frozen):
     nodes: tuple[NodePlan, ...]
     processes: tuple[ProcessPlan, ...]
     timeouts: Timeouts
+    alerts: Alerts
 
     def process(self, name: str) -> ProcessPlan:
         for proc in self.processes:
@@ -276,6 +285,8 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
             ssh=profile.defaults.ssh.merged(spec.ssh),
             chips=spec.chips,
             run_dir=spec.run_dir or profile.defaults.run_dir,
+            tools=spec.tools or profile.defaults.tools,
+            env=tuple(spec.env.items()),
         )
         for name, spec in profile.nodes.items()
     )
@@ -286,6 +297,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
         nodes=nodes,
         processes=tuple(processes),
         timeouts=profile.timeouts,
+        alerts=profile.alerts,
     )
 
 

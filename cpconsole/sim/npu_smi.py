@@ -3,12 +3,14 @@ exact table layout of the real tool (see tests/fixtures/npu-smi), and the `-t` k
 HBM, AICore, power and temperature follow the sim processes on the node (nodestate).
 
 Environment: CPCONSOLE_SIM_CHIPS (default 16), CPCONSOLE_SIM_NPU_HEALTH ("3=Warning,5=Alarm" by
-physical chip id), CPCONSOLE_SIM_PROCESS_NAME (blank by default, as inside containers)."""
+physical chip id), CPCONSOLE_SIM_PROCESS_NAME (blank by default, as inside containers),
+CPCONSOLE_SIM_NPU_SMI_DELAY_S (seconds each call takes)."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 from . import nodestate
@@ -142,6 +144,9 @@ def render_view(kind: str, chip: Chip) -> str | None:
 
 
 def main(argv: list[str]) -> int:
+    delay = float(os.environ.get("CPCONSOLE_SIM_NPU_SMI_DELAY_S", "0") or 0)
+    if delay:  # a busy host's npu-smi can take seconds
+        time.sleep(delay)
     if not argv or argv[0] != "info":
         print("Usage: npu-smi info [-t type] [-i card_id] [-c chip_id]", file=sys.stderr)
         return 1

@@ -119,6 +119,13 @@ class Container(Strict):
         return {"name": data} if isinstance(data, str) else data
 
 
+class Tools(Strict):
+    """How to run the node tools cpconsole reads (a sim node: [cpconsole-sim, npu-smi])."""
+
+    npu_smi: Argv = ("npu-smi",)
+    hccn_tool: Argv = ("hccn_tool",)
+
+
 class Defaults(Strict):
     """Inherited by every node and instance; each may override."""
 
@@ -131,6 +138,7 @@ class Defaults(Strict):
     env: Env = {}
     vllm_command: Argv = ("vllm",)
     run_dir: str = Field(default="~/.cache/cpconsole", description="Base of per-process run directories")
+    tools: Tools = Tools()
 
 
 class Node(Strict):
@@ -143,8 +151,9 @@ class Node(Strict):
     ssh: SshSettings | None = None
     nic: str | None = None
     container: Container | None = None
-    env: Env = {}
+    env: Env = Field(default={}, description="Environment of everything run on this node, tools included")
     run_dir: str | None = None
+    tools: Tools | None = None
 
 
 class KvConnector(Strict):
@@ -235,6 +244,17 @@ class Timeouts(Strict):
     stop_grace: float = Field(default=30, gt=0, description="SIGTERM to SIGKILL when stopping")
 
 
+class Alerts(Strict):
+    """When the console raises alerts and calls a process stalled."""
+
+    hbm_pct: float = Field(default=95, gt=0, le=100, description="chip HBM use above this")
+    kv_cache_pct: float = Field(default=90, gt=0, le=100, description="KV-cache usage above this …")
+    kv_cache_for_s: float = Field(default=30, ge=0, description="… for this long")
+    waiting_for_s: float = Field(default=60, ge=0, description="requests waiting this long")
+    stall_after_s: float = Field(default=30, gt=0, description="no progress this long: stalled")
+    error_lines: bool = Field(default=True, description="an ERROR log line raises an alert")
+
+
 class Profile(Strict):
     name: Name
     versions: Versions = Versions()
@@ -246,6 +266,7 @@ class Profile(Strict):
     smoke: Smoke | None = None
     bench: Bench | None = None
     timeouts: Timeouts = Timeouts()
+    alerts: Alerts = Alerts()
 
 
 def flag_name(key: str) -> str:
