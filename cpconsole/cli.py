@@ -71,6 +71,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    """The console itself: Textual, over a session of this profile."""
+    _, plan = _plan_for(args)
+    from .core.session import Session
+    from .ui.app import ConsoleApp
+
+    return ConsoleApp(Session(plan)).run() or EXIT_OK
+
+
 def _names(plan: LaunchPlan, names: list[str] | None) -> list[str] | None:
     for name in names or []:
         plan.process(name)  # KeyError names the processes there are
@@ -119,6 +128,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "validate": (cmd_validate, "check a profile; exit 2 with file:line:col errors"),
+    "plan": (cmd_summary, "summarise the processes a profile starts, where"),
     "render": (cmd_render, "print the exact launch commands of every process"),
     "schema": (cmd_schema, "print the profile's JSON Schema (for editor completion)"),
     "up": (cmd_up, "start what is not running, in the guide's order, until ready"),
@@ -134,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cpconsole",
         description="Operations console for vLLM-Ascend context-parallel PD deployments.",
-        epilog="With only a PROFILE, cpconsole summarises its plan.",
+        epilog="With only a PROFILE, cpconsole opens the console (keyboard: 1 board, 2 logs, u up, D down, q quit).",
     )
     parser.add_argument("--version", action="version", version=f"cpconsole {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -163,11 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
-        # `cpconsole PROFILE`: the console itself (for now, the plan summary)
-        summary = argparse.ArgumentParser(prog="cpconsole")
-        summary.add_argument("profile", metavar="PROFILE")
-        args = summary.parse_args(argv)
-        args.func = cmd_summary
+        # `cpconsole PROFILE`: the console itself
+        console = argparse.ArgumentParser(prog="cpconsole")
+        console.add_argument("profile", metavar="PROFILE")
+        args = console.parse_args(argv)
+        args.func = cmd_console
     else:
         args = parser.parse_args(argv)
         if args.command is None:

@@ -97,8 +97,8 @@ def test_schema_is_json_schema_of_the_profile() -> None:
     assert schema["additionalProperties"] is False
 
 
-def test_bare_profile_prints_the_plan_summary() -> None:
-    done = cpconsole(GUIDE)
+def test_plan_prints_the_summary() -> None:
+    done = cpconsole("plan", GUIDE)
     assert done.returncode == 0
     assert "deepseek-v3.1-cp-1p1d  (3 nodes, 4 processes)" in done.stdout
     assert "prefill-1" in done.stdout and "headless" in done.stdout

@@ -52,6 +52,9 @@ def classify(lines: list[str]) -> FailureCause | None:
     return None
 
 
+# uvicorn access-log lines of health and metrics polls (ours, a load balancer's): noise, not news
+POLL_LINE = re.compile(r'"GET /(?:health|healthcheck|metrics|load|version|v1/models) HTTP/1\.1" \d{3}')
+
 _WAITING = re.compile(r"failed to connect to \[?([^\]\s]+)\]?:(\d+)")
 _LOADING = re.compile(r"Loading safetensors checkpoint shards:\s+(\d+)%")
 

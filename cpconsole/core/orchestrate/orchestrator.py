@@ -23,7 +23,7 @@ from ..remote import LogStore, ProcessHandle, RemoteError, Transport, scripts
 from ..remote.base import handle_from_manifest
 from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
-from .causes import FailureCause, classify, progress, waiting_for_peer
+from .causes import POLL_LINE, FailureCause, classify, progress, waiting_for_peer
 from .model import UP_STATES, Event, ProcessView, ProgressNoted, StageChanged, State, StateChanged
 from .stages import Stage, instance_of, stages, stop_order
 
@@ -129,8 +129,9 @@ class Orchestrator:
                 self._set(name, progress=note)
                 if name in self._launched:
                     self.events.publish(ProgressNoted(name, note))
-        if lines:
-            self._set(name, last_line=lines[-1][-300:])
+        news = [line for line in lines if not POLL_LINE.search(line)]
+        if news:
+            self._set(name, last_line=news[-1][-300:])
         return lines
 
     async def _last_lines(self, name: str) -> list[str]:

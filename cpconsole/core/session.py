@@ -1,0 +1,81 @@
+"""A console session: the orchestrator and the telemetry of one profile, kept current while
+someone looks. The UI holds one, sends it intents (up, down, restart) and reads its state;
+nothing here knows about the UI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+
+import httpx
+
+from .orchestrate import Orchestrator
+from .orchestrate.model import UP_STATES
+from .plan import LaunchPlan
+from .remote import Transport, transport_for
+from .telemetry.alerts import Alert, AlertEngine, hbm_limits
+from .telemetry.pollers import Telemetry
+
+
+class Session:
+    def __init__(self, plan: LaunchPlan, transports: Mapping[str, Transport] | None = None) -> None:
+        self.plan = plan
+        self.transports = dict(transports) if transports else {n.name: transport_for(n) for n in plan.nodes}
+        self.http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(3.0))
+        self.orchestrator = Orchestrator(plan, self.transports, http=self.http)
+        self.telemetry = Telemetry(plan, self.transports, self.http)
+        self.alerts: list[Alert] = []
+        self._alert_engine = AlertEngine(plan.alerts, hbm_limits(plan))
+        self._tasks: list[asyncio.Task[None]] = []
+        self.busy: str | None = None  # the intent being carried out, if any
+
+    async def start(self) -> None:
+        """Adopt what runs, then keep watching: process states, pollers, alerts."""
+        await self.orchestrator.adopt()
+        self.telemetry.start_nodes()
+        self._tasks = [
+            asyncio.create_task(self.orchestrator.watch(interval=1.0)),
+            asyncio.create_task(self._follow_states()),
+        ]
+
+    async def _follow_states(self) -> None:
+        while True:
+            running = [n for n, v in self.orchestrator.views.items() if v.state in UP_STATES]
+            await self.telemetry.sync(running)
+            self.alerts = self._alert_engine.evaluate(
+                time.time(),
+                npu={n: p.latest.value for n, p in self.telemetry.npu.items()},
+                metrics={n: p.latest.value for n, p in self.telemetry.metrics.items() if n in running},
+                stalled={n: v.reason for n, v in self.orchestrator.views.items() if v.state == "stalled"},
+            )
+            await asyncio.sleep(1.0)
+
+    async def _intent(self, label: str, action: asyncio.Future[bool] | asyncio.Task[bool]) -> bool:
+        self.busy = label
+        try:
+            return await action
+        finally:
+            self.busy = None
+
+    async def up(self) -> bool:
+        return await self._intent("starting", asyncio.ensure_future(self.orchestrator.up()))
+
+    async def down(self) -> bool:
+        return await self._intent("stopping", asyncio.ensure_future(self.orchestrator.down()))
+
+    async def restart(self, target: str) -> bool:
+        return await self._intent(f"restarting {target}", asyncio.ensure_future(self.orchestrator.restart(target)))
+
+    async def close(self) -> None:
+        """Leaving the console stops nothing that runs on the nodes."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.telemetry.stop()
+        await self.orchestrator.close()
+        await self.http.aclose()
+        await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)

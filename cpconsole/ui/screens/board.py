@@ -1,0 +1,70 @@
+"""Home: the roll-up, the process table, the nodes, the alerts."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from ...core.session import Session
+from ..widgets.node_panel import NodePanel
+from ..widgets.process_table import ProcessTable
+
+
+def rollup(session: Session) -> Text:
+    views = session.orchestrator.views
+    plan = session.plan
+    text = Text()
+    for role, short in (("prefill", "P"), ("decode", "D")):
+        names = [p.name for p in plan.processes if p.role == role]
+        if names:
+            ready = sum(views[n].state == "ready" for n in names)
+            text.append(f"{short} {ready}/{len(names)}  ", style="green" if ready == len(names) else "yellow")
+    if any(p.role == "proxy" for p in plan.processes):
+        ok = views["proxy"].state == "ready"
+        text.append("proxy " + ("✓" if ok else "✗") + "  ", style="green" if ok else "red")
+    every = all(v.state == "ready" for v in views.values())
+    text.append("ready" if every else (session.busy or "not ready"), style="bold green" if every else "bold yellow")
+    if session.alerts:
+        text.append(f"   {len(session.alerts)} alert(s)", style="bold red")
+    return text
+
+
+class BoardScreen(Screen[None]):
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="rollup")
+        with Vertical(id="board"):
+            yield ProcessTable(id="processes")
+            yield Static("NODES", classes="section")
+            yield NodePanel(id="nodes")
+            yield Static("ALERTS", classes="section")
+            yield Static(id="alerts")
+        yield Footer()
+
+    def refresh_from(self, session: Session) -> None:
+        self.query_one("#rollup", Static).update(rollup(session))
+        self.query_one(ProcessTable).show(
+            session.plan, session.orchestrator.views, session.telemetry.windows, time.time()
+        )
+        self.query_one(NodePanel).show({n: p.latest for n, p in session.telemetry.npu.items()})
+        alerts = Text()
+        for alert in session.alerts:
+            alerts.append(f"{alert.severity:<8} {alert.source:<12} {alert.message}\n",
+                          style="bold red" if alert.severity == "critical" else "yellow")  # fmt: skip
+        self.query_one("#alerts", Static).update(alerts or Text("none", style="dim"))
+
+    @property
+    def selected(self) -> str | None:
+        table = self.query_one(ProcessTable)
+        if table.row_count == 0:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)

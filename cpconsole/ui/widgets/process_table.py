@@ -1,0 +1,70 @@
+"""The board's process table: one row per process, state in colour, live numbers."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from ...core.orchestrate import ProcessView
+from ...core.plan import LaunchPlan
+from ...core.telemetry.window import MetricsWindow
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+STATE_STYLE = {
+    "ready": "bold green", "healthy": "green", "listening": "yellow", "starting": "yellow", "planned": "dim",
+    "exited": "red", "failed": "bold red", "stalled": "bold magenta", "drifted": "magenta", "unknown": "bold red",
+}  # fmt: skip
+COLUMNS = ("process", "role", "node", "pid", "state", "uptime", "health", "TTFT p50/p99", "gen tok/s", "last line")
+
+
+def uptime(view: ProcessView, now: float) -> str:
+    if view.state in ("planned", "exited", "failed") or not view.started_at:
+        return "-"
+    try:
+        started = time.mktime(time.strptime(view.started_at[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return "-"
+    seconds = int(max(0.0, now - started))
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else (f"{value * 1000:.0f}ms" if value < 10 else f"{value:.0f}s")
+
+
+class ProcessTable(DataTable[str | Text]):
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for column in COLUMNS:
+            self.add_column(column, key=column)
+
+    def show(
+        self, plan: LaunchPlan, views: dict[str, ProcessView], windows: dict[str, MetricsWindow], now: float
+    ) -> None:
+        for proc in plan.processes:
+            view = views[proc.name]
+            window = windows.get(proc.name)
+            ttft = "-"
+            gen = "-"
+            if window is not None:
+                p50, p99 = window.quantile("ttft", 0.5), window.quantile("ttft", 0.99)
+                ttft = f"{ms(p50)}/{ms(p99)}" if p50 is not None else "-"
+                rate = window.generation_tokens_per_s
+                gen = f"{rate:.1f}" if rate is not None else "-"
+            cells: list[str | Text] = [
+                proc.name, proc.role, proc.node, str(view.pid or "-"),
+                Text(view.label, style=STATE_STYLE.get(view.state, "")), uptime(view, now),
+                f"{view.health_ms:.0f}ms" if view.health_ms is not None else "-", ttft, gen,
+                ANSI.sub("", view.last_line)[-80:],
+            ]  # fmt: skip
+            if proc.name in self.rows:
+                for column, cell in zip(COLUMNS, cells, strict=True):
+                    self.update_cell(proc.name, column, cell)
+            else:
+                self.add_row(*cells, key=proc.name)

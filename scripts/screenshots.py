@@ -1,0 +1,56 @@
+"""Screenshots of the running console, from the demo: `.venv/bin/python scripts/screenshots.py`.
+
+Brings the demo topology up through the console (key `u`), lets the simulator's background load
+fill the panels, saves SVGs of the board and the logs into screenshots/ (PNGs too when
+rsvg-convert is installed), then brings everything down again (key `D`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cpconsole.core.plan import build_plan  # noqa: E402
+from cpconsole.core.profile import load_profile  # noqa: E402
+from cpconsole.core.session import Session  # noqa: E402
+from cpconsole.ui.app import ConsoleApp  # noqa: E402
+
+OUT = ROOT / "screenshots"
+
+
+async def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    app = ConsoleApp(Session(build_plan(load_profile(ROOT / "profiles/demo.yaml"))), refresh_s=0.5)
+    async with app.run_test(size=(150, 36)) as pilot:
+        await pilot.press("u")
+        for _ in range(600):
+            await pilot.pause(0.1)
+            views = app.session.orchestrator.views.values()
+            if all(v.state == "ready" for v in views):
+                break
+        await pilot.pause(12)  # background requests: rates, TTFT, HBM move
+        app.save_screenshot("board.svg", str(OUT))
+        await pilot.press("2")
+        await pilot.pause(1)
+        app.save_screenshot("logs.svg", str(OUT))
+        await pilot.press("1", "D")
+        for _ in range(300):
+            await pilot.pause(0.1)
+            if not app.session.busy:
+                break
+        await pilot.press("q")
+    if shutil.which("rsvg-convert"):
+        for name in ("board", "logs"):
+            subprocess.run(["rsvg-convert", "-b", "#000000", "-o", str(OUT / f"{name}.png"), str(OUT / f"{name}.svg")],
+                           check=True)  # fmt: skip
+    print(f"wrote {', '.join(sorted(p.name for p in OUT.iterdir()))} in {OUT}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

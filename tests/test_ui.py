@@ -1,0 +1,67 @@
+"""The console through Textual's Pilot: the demo brought up with a key press, the board filling
+in, logs of one process and of all, bringing it down; and a snapshot of the board."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from cpconsole.core.plan import build_plan
+from cpconsole.core.profile import load_profile, load_profile_text
+from cpconsole.core.session import Session
+from cpconsole.ui.app import ConsoleApp
+from cpconsole.ui.screens.board import BoardScreen
+from cpconsole.ui.screens.logs import LogsScreen
+from cpconsole.ui.widgets.process_table import ProcessTable
+
+from .conftest import PROFILES
+from .simcluster import demo_text
+
+
+async def wait_for(pilot, condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(timeout / 0.1)):
+        if condition():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("condition never became true")
+
+
+def cell(app: ConsoleApp, process: str, column: str) -> str:
+    return str(app.board.query_one(ProcessTable).get_cell(process, column))
+
+
+async def test_up_logs_and_down_from_the_keyboard(tmp_path: Path) -> None:
+    session = Session(build_plan(load_profile_text(demo_text(tmp_path))))
+    app = ConsoleApp(session, refresh_s=0.2)
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert isinstance(app.screen, BoardScreen)
+        assert cell(app, "decode-0", "state") == "planned"
+        await pilot.press("u")
+        await wait_for(
+            pilot,
+            lambda: all(cell(app, p, "state") == "ready" for p in ("prefill-0", "prefill-1", "decode-0", "proxy")),
+        )
+        assert "P 2/2" in str(app.board.query_one("#rollup").render()) and "ready" in str(
+            app.board.query_one("#rollup").render()
+        )
+        await wait_for(pilot, lambda: "HBM" in str(app.board.query_one("#nodes").render()))
+        assert cell(app, "prefill-0", "pid") != "-"
+        await pilot.press("2")
+        assert isinstance(app.screen, LogsScreen) and app.screen.process is None
+        await wait_for(pilot, lambda: app.screen.query_one("Log").line_count > 10)
+        assert any("decode-0  | " in line for line in app.screen.query_one("Log").lines)
+        await pilot.press("right_square_bracket")
+        assert app.screen.process == "prefill-0"
+        await pilot.press("1")
+        assert isinstance(app.screen, BoardScreen)
+        await pilot.press("D")
+        await wait_for(
+            pilot, lambda: all(cell(app, p, "state").startswith("exited") for p in ("prefill-0", "decode-0", "proxy"))
+        )
+        await pilot.press("q")
+    await asyncio.sleep(0)
+
+
+def test_board_snapshot(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    session = Session(build_plan(load_profile(PROFILES / "demo.yaml")))
+    assert snap_compare(ConsoleApp(session, live=False), terminal_size=(150, 30))
