@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -20,11 +19,11 @@ from .core.orchestrate.model import UP_STATES
 from .core.plan import LaunchPlan
 from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
 from .core.remote.launch import run_dir
+from .core.remote.logstore import strip_ansi
 from .core.telemetry.alerts import Alert, AlertEngine, hbm_limits
 from .core.telemetry.pollers import Poller, Telemetry
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 3
-ANSI = re.compile(r"\x1b\[[0-9;]*m")  # vLLM colours its log prefixes even in files
 
 
 @contextlib.asynccontextmanager
@@ -36,21 +35,6 @@ async def orchestrator(plan: LaunchPlan) -> AsyncIterator[Orchestrator]:
     finally:
         await orch.close()
         await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
-
-
-def _uptime(view: ProcessView) -> str:
-    if view.state in ("planned", "exited", "failed") or not view.started_at:
-        return "-"
-    try:
-        seconds = time.time() - time.mktime(time.strptime(view.started_at[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return "-"
-    seconds = max(0.0, seconds)
-    return (
-        f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-        if seconds >= 3600
-        else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    )
 
 
 def view_json(plan: LaunchPlan, view: ProcessView) -> dict[str, Any]:
@@ -85,8 +69,8 @@ def print_status(plan: LaunchPlan, views: list[ProcessView], out: TextIO) -> Non
     for view in views:
         proc = plan.process(view.name)
         health = f"{view.health_ms:.0f}ms" if view.health_ms is not None else "-"
-        rows.append((view.name, proc.role, proc.node, str(view.pid or "-"), view.label, _uptime(view), health,
-                     _strip(view.last_line)[:60]))  # fmt: skip
+        rows.append((view.name, proc.role, proc.node, str(view.pid or "-"), view.label, view.uptime(), health,
+                     strip_ansi(view.last_line)[:60]))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         out.write(
@@ -97,10 +81,6 @@ def print_status(plan: LaunchPlan, views: list[ProcessView], out: TextIO) -> Non
             out.write(f"\n{view.name} drifted from the profile:\n" + "".join(f"  {d}\n" for d in view.drift))
         if view.cause:
             out.write(f"\n{view.name}: {view.cause.summary}\n  hint: {view.cause.hint}\n  {view.cause.evidence}\n")
-
-
-def _strip(text: str) -> str:
-    return ANSI.sub("", text)
 
 
 def _exit_for(views: list[ProcessView]) -> int:
@@ -171,7 +151,7 @@ async def _run_verb(
                     lines = orch.stores[view.name].last(50)
                     if lines:
                         out.write(
-                            f"--- last {len(lines)} lines of {view.name}\n" + "\n".join(map(_strip, lines)) + "\n"
+                            f"--- last {len(lines)} lines of {view.name}\n" + "\n".join(map(strip_ansi, lines)) + "\n"
                         )
     code = _exit_for(views)
     return code if code != EXIT_OK or ok else EXIT_FAILED

@@ -30,6 +30,21 @@ class ProcessView:
     drift: tuple[str, ...] = ()
     last_line: str = ""
 
+    def uptime(self, now: float | None = None) -> str:
+        """How long it has run, e.g. 3m07s or 2h05m; "-" when it does not run."""
+        if self.state in ("planned", "exited", "failed") or not self.started_at:
+            return "-"
+        try:
+            started = time.mktime(time.strptime(self.started_at[:19], "%Y-%m-%dT%H:%M:%S"))
+        except ValueError:
+            return "-"
+        seconds = int(max(0.0, (now or time.time()) - started))
+        return (
+            f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+            if seconds >= 3600
+            else f"{seconds // 60}m{seconds % 60:02d}s"
+        )
+
     @property
     def label(self) -> str:
         if self.state == "exited":

@@ -6,6 +6,7 @@ sequence so readers can ask for "everything after line N" and see what they miss
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 
@@ -13,6 +14,11 @@ from .base import Transport
 from .types import TailChunk, TailEvent, TailItem
 
 MAX_PARTIAL = 1 << 20  # a "line" this long without a newline is cut into a line of its own
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # vLLM colours its log prefixes even in files
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)
 
 
 @dataclass(frozen=True)

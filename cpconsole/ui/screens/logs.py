@@ -3,17 +3,15 @@ Lines are written in batches (one write per refresh), ANSI colour codes stripped
 
 from __future__ import annotations
 
-import re
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, Static
 
 from ...core.orchestrate.causes import POLL_LINE
+from ...core.remote.logstore import strip_ansi
 from ...core.session import Session
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 MAX_LINE = 1000  # very long lines are cut for display
 
 
@@ -70,10 +68,11 @@ class LogsScreen(Screen[None]):
             start, lines = store.since(self._seen.get(name, 0))
             self._seen[name] = start + len(lines)
             prefix = f"{name:<{width}} | " if self.process is None else ""
+            # cut first: a megabyte-long line must not reach a regex
             batch.extend(
-                prefix + ANSI.sub("", line)[:MAX_LINE]
+                prefix + strip_ansi(line[: 2 * MAX_LINE])[:MAX_LINE]
                 for line in lines
-                if not (self.hide_polls and POLL_LINE.search(line))
+                if not (self.hide_polls and POLL_LINE.search(line, 0, 300))
             )
         if batch:
             self.query_one(Log).write_lines(batch)

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import re
-import time
-
 from rich.text import Text
 from textual.widgets import DataTable
 
 from ...core.orchestrate import ProcessView
 from ...core.plan import LaunchPlan
+from ...core.remote.logstore import strip_ansi
 from ...core.telemetry.window import MetricsWindow
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STATE_STYLE = {
     "ready": "bold green", "healthy": "green", "listening": "yellow", "starting": "yellow", "planned": "dim",
     "exited": "red", "failed": "bold red", "stalled": "bold magenta", "drifted": "magenta", "unknown": "bold red",
 }  # fmt: skip
 COLUMNS = ("process", "role", "node", "pid", "state", "uptime", "health", "TTFT p50/p99", "gen tok/s", "last line")
-
-
-def uptime(view: ProcessView, now: float) -> str:
-    if view.state in ("planned", "exited", "failed") or not view.started_at:
-        return "-"
-    try:
-        started = time.mktime(time.strptime(view.started_at[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return "-"
-    seconds = int(max(0.0, now - started))
-    return (
-        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-    )
 
 
 def ms(value: float | None) -> str:
@@ -59,9 +43,9 @@ class ProcessTable(DataTable[str | Text]):
                 gen = f"{rate:.1f}" if rate is not None else "-"
             cells: list[str | Text] = [
                 proc.name, proc.role, proc.node, str(view.pid or "-"),
-                Text(view.label, style=STATE_STYLE.get(view.state, "")), uptime(view, now),
+                Text(view.label, style=STATE_STYLE.get(view.state, "")), view.uptime(now),
                 f"{view.health_ms:.0f}ms" if view.health_ms is not None else "-", ttft, gen,
-                ANSI.sub("", view.last_line)[-80:],
+                strip_ansi(view.last_line)[-80:],
             ]  # fmt: skip
             if proc.name in self.rows:
                 for column, cell in zip(COLUMNS, cells, strict=True):
