@@ -126,6 +126,19 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return headless.exec_on(plan, known if where == "--all" else [where], command)
 
 
+def cmd_smoke(args: argparse.Namespace) -> int:
+    loaded, plan = _plan_for(args)
+    servers = [p.name for p in plan.processes if p.http_port]
+    target = args.target or ("proxy" if "proxy" in servers else servers[0])
+    if target not in servers:
+        print(f"cpconsole: {target} serves no HTTP; targets are {', '.join(servers)}", file=sys.stderr)
+        return EXIT_USAGE
+    smoke = loaded.profile.smoke
+    tokens = args.tokens or (smoke.needle_tokens if smoke and smoke.needle_tokens else 2000)
+    max_tokens = args.max_tokens or (smoke.max_tokens if smoke else 64)
+    return headless.smoke(plan, target, args.preset, tokens, args.depth, max_tokens, args.json)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "validate": (cmd_validate, "check a profile; exit 2 with file:line:col errors"),
     "plan": (cmd_summary, "summarise the processes a profile starts, where"),
@@ -137,6 +150,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "status": (cmd_status, "adopt what runs and show every process"),
     "logs": (cmd_logs, "print (and follow) the logs, merged with process prefixes"),
     "exec": (cmd_exec, "run a command on a node (or --all) and group identical output"),
+    "smoke": (cmd_smoke, "send a hello or a long-context needle request; TTFT, TPOT, pass/fail"),
 }
 
 
@@ -155,7 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("profile", metavar="PROFILE", help="profile YAML file")
         if name in ("render", "up", "down", "logs"):
             cmd.add_argument("--process", "-p", action="append", metavar="NAME", help="only this process (repeatable)")
-        if name in ("up", "down", "restart", "status"):
+        if name == "smoke":
+            cmd.add_argument("--preset", choices=("hello", "needle"), default="hello")
+            cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
+            cmd.add_argument(
+                "--tokens", type=int, help="needle prompt length (default: the profile's smoke.needle_tokens)"
+            )
+            cmd.add_argument("--depth", type=float, default=0.5, help="where the needle sits, 0-1 (default 0.5)")
+            cmd.add_argument("--max-tokens", type=int, help="answer budget (default: the profile's smoke.max_tokens)")
+        if name in ("up", "down", "restart", "status", "smoke"):
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "render":
             cmd.add_argument("--format", choices=("sh", "json"), default="sh")

@@ -20,6 +20,8 @@ from .core.plan import LaunchPlan
 from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
 from .core.remote.launch import run_dir
 from .core.remote.logstore import strip_ansi
+from .core.smoke.client import percentile, stream_request
+from .core.smoke.prompts import HELLO, needle_prompt
 from .core.telemetry.alerts import Alert, AlertEngine, hbm_limits
 from .core.telemetry.pollers import Poller, Telemetry
 
@@ -275,3 +277,56 @@ async def _exec(plan: LaunchPlan, nodes: list[str], command: list[str]) -> int:
 
 def exec_on(plan: LaunchPlan, nodes: list[str], command: list[str]) -> int:
     return asyncio.run(_exec(plan, nodes, command))
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.2f} s"
+
+
+async def _smoke(
+    plan: LaunchPlan, target: str, preset: str, tokens: int, depth: float, max_tokens: int
+) -> tuple[bool, dict[str, Any]]:
+    proc = plan.process(target)
+    base = f"http://{proc.address}:{proc.http_port}"
+    needle = needle_prompt(tokens, depth) if preset == "needle" else None
+    async with httpx.AsyncClient(trust_env=False) as http:
+        if needle is not None:
+            result = await stream_request(
+                http, base, model=plan.model_name, prompt=needle.prompt, max_tokens=max_tokens
+            )
+        else:
+            result = await stream_request(http, base, model=plan.model_name, messages=[{"role": "user", "content": HELLO}],
+                                          max_tokens=max_tokens)  # fmt: skip
+    passed = result.ok and (needle is None or needle.passed(result.text))
+    report: dict[str, Any] = {
+        "preset": preset, "target": target, "passed": passed, "error": result.error, "request_id": result.request_id,
+        "prompt_tokens": result.prompt_tokens, "output_tokens": result.output_tokens, "ttft_s": result.ttft_s,
+        "tpot_s": result.tpot_s, "itl_p50_s": percentile(result.itl_s, 0.5), "itl_p99_s": percentile(result.itl_s, 0.99),
+        "e2e_s": result.e2e_s, "tokens_per_s": result.tokens_per_s, "finish_reason": result.finish_reason,
+        "answer": result.text, "passphrase": needle.passphrase if needle else None, "depth": depth if needle else None,
+    }  # fmt: skip
+    return passed, report
+
+
+def smoke(plan: LaunchPlan, target: str, preset: str, tokens: int, depth: float, max_tokens: int, as_json: bool) -> int:
+    passed, report = asyncio.run(_smoke(plan, target, preset, tokens, depth, max_tokens))
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK if passed else EXIT_FAILED
+    what = f"needle of ~{tokens:,} tokens at {depth:.0%} depth" if preset == "needle" else "hello"
+    print(f"{what} via {target}")
+    if report["error"]:
+        print(f"FAIL  {report['error']}")
+        return EXIT_FAILED
+    print(f"answer: {report['answer'].strip()[:200]}")
+    if preset == "needle":
+        print(f"expected passphrase: {report['passphrase']}")
+    prompt = f"{report['prompt_tokens']:,}" if report["prompt_tokens"] is not None else "?"
+    print(
+        f"{'PASS' if passed else 'FAIL'}  prompt {prompt} tokens  TTFT {_ms(report['ttft_s'])}  "
+        f"TPOT {_ms(report['tpot_s'])}  ITL p50 {_ms(report['itl_p50_s'])} p99 {_ms(report['itl_p99_s'])}  "
+        f"{report['output_tokens']} tokens  {report['tokens_per_s'] or 0:.1f} tok/s  E2E {_ms(report['e2e_s'])}"
+    )
+    return EXIT_OK if passed else EXIT_FAILED

@@ -1,0 +1,139 @@
+"""The smoke client's measurements against a loopback server with known timing, its failures,
+the needle prompt, and `cpconsole smoke` against the simulated topology."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from cpconsole.core.smoke.client import percentile, stream_request
+from cpconsole.core.smoke.prompts import needle_prompt
+
+from .simcluster import demo_text
+from .sshd import free_port
+
+HOST = "127.0.0.41"
+
+
+def chunk(text: str, finish: str | None = None) -> bytes:
+    body = {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "choices": [{"index": 0, "text": text, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+async def scripted(request: Request) -> Response:
+    mode = (await request.json())["prompt"]
+    if mode == "http-error":
+        return JSONResponse({"error": {"message": "The model `x` does not exist."}}, status_code=404)
+
+    async def events() -> AsyncIterator[bytes]:
+        if mode == "timed":
+            for delay, text in ((0.2, ""), (0.1, "a"), (0.1, "bc"), (0.1, "d")):
+                await asyncio.sleep(delay)
+                yield chunk(text)
+            yield b'data: {"id":"cmpl-1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":4,"total_tokens":9}}\n\n'
+            yield b"data: [DONE]\n\n"
+        elif mode == "bad-json":
+            yield chunk("a") + b"data: {not json\n\n"
+        elif mode == "slow":
+            await asyncio.sleep(5)
+            yield chunk("late")
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = free_port(HOST)
+    app = Starlette(routes=[Route("/v1/completions", scripted, methods=["POST"])])
+    srv = uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="error"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.01)
+    yield f"http://{HOST}:{port}"
+    srv.should_exit = True
+    thread.join(5)
+
+
+async def request(base: str, prompt: str, timeout: float = 10) -> object:
+    async with httpx.AsyncClient(trust_env=False) as http:
+        return await stream_request(http, base, model="m", prompt=prompt, max_tokens=4, timeout=timeout)
+
+
+async def test_ttft_itl_tpot_like_vllm_bench(server: str) -> None:
+    result = await request(server, "timed")
+    assert result.ok and result.text == "abcd" and result.output_tokens == 4 and result.prompt_tokens == 5  # type: ignore[attr-defined]
+    assert result.ttft_s == pytest.approx(0.2, abs=0.08)  # the first chunk with choices, even empty  # type: ignore[attr-defined]
+    assert len(result.itl_s) == 3 and all(g == pytest.approx(0.1, abs=0.06) for g in result.itl_s)  # type: ignore[attr-defined]
+    assert result.e2e_s == pytest.approx(0.5, abs=0.1)  # type: ignore[attr-defined]
+    assert result.tpot_s == pytest.approx((result.e2e_s - result.ttft_s) / 3)  # type: ignore[attr-defined]
+    assert result.request_id.startswith("cpconsole-")  # type: ignore[attr-defined]
+
+
+async def test_failures_are_results(server: str) -> None:
+    missing = await request(server, "http-error")
+    assert missing.error == "HTTP 404: The model `x` does not exist." and missing.status == 404  # type: ignore[attr-defined]
+    bad = await request(server, "bad-json")
+    assert bad.error.startswith("bad JSON in the stream")  # type: ignore[attr-defined]
+    slow = await request(server, "slow", timeout=0.5)
+    assert slow.error == "timed out after 0.5 s"  # type: ignore[attr-defined]
+    with socket.socket() as closed:
+        closed.bind((HOST, 0))
+        port = closed.getsockname()[1]
+    refused = await request(f"http://{HOST}:{port}", "timed")
+    assert refused.error.startswith("connection failed")  # type: ignore[attr-defined]
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.99) == pytest.approx(3.97)
+    assert percentile([], 0.5) is None
+
+
+@pytest.mark.parametrize("depth", [0.1, 0.5, 0.9])
+def test_needle_sits_at_its_depth(depth: float) -> None:
+    needle = needle_prompt(20_000, depth, seed=3)
+    at = needle.prompt.index("The passphrase is")
+    assert abs(at / len(needle.prompt) - depth) < 0.02
+    assert needle.prompt.count("passphrase is") == 1 and needle.prompt.endswith("Answer with the passphrase only.")
+    assert needle.passed(f"It is {needle.passphrase.upper()}.") and not needle.passed("I do not know")
+
+
+def test_cpconsole_smoke_against_the_demo(tmp_path: Path) -> None:
+    profile = tmp_path / "demo.yaml"
+    profile.write_text(demo_text(tmp_path))
+
+    def cpconsole(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cpconsole", *args], capture_output=True, text=True, timeout=120)
+
+    try:
+        assert cpconsole("up", str(profile)).returncode == 0
+        done = cpconsole("smoke", str(profile), "--preset", "needle", "--json")
+        report = json.loads(done.stdout)
+        assert done.returncode == 0 and report["passed"] and report["passphrase"] in report["answer"]
+        assert 125_000 < report["prompt_tokens"] < 136_000 and report["ttft_s"] > 0.5  # 128k-class prefill takes time
+        too_long = cpconsole("smoke", str(profile), "--preset", "needle", "--tokens", "140000")
+        assert too_long.returncode == 1 and "maximum context length is 136000 tokens" in too_long.stdout
+        hello = cpconsole("smoke", str(profile), "--target", "decode-0")
+        assert hello.returncode == 0 and hello.stdout.startswith("hello via decode-0") and "PASS" in hello.stdout
+    finally:
+        cpconsole("down", str(profile))
