@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 
@@ -16,7 +16,8 @@ from .orchestrate.model import UP_STATES
 from .plan import LaunchPlan
 from .remote import Transport, transport_for
 from .telemetry.alerts import Alert, AlertEngine, hbm_limits
-from .telemetry.pollers import Telemetry
+from .telemetry.health import StallDetector, probe
+from .telemetry.pollers import Poller, Telemetry, api_url
 
 
 class Session:
@@ -30,6 +31,19 @@ class Session:
         self._alert_engine = AlertEngine(plan.alerts, hbm_limits(plan))
         self._tasks: list[asyncio.Task[None]] = []
         self.busy: str | None = None  # the intent being carried out, if any
+        servers = [p for p in plan.processes if p.http_port]
+        self.stalls = {p.name: StallDetector(plan.alerts.stall_after_s) for p in servers if p.role != "proxy"}
+        # a 1-token request to every API server and through the proxy, now and then
+        self.probes: dict[str, Poller[float]] = {
+            p.name: Poller(f"probe@{p.name}", self._probe_fetch(api_url(p)), interval=30.0, timeout=60.0)
+            for p in servers
+        }
+
+    def _probe_fetch(self, base: str) -> Callable[[], Awaitable[float]]:
+        async def fetch() -> float:
+            return await probe(self.http, base, self.plan.model_name)
+
+        return fetch
 
     async def start(self) -> None:
         """Adopt what runs, then keep watching: process states, pollers, alerts."""
@@ -44,6 +58,7 @@ class Session:
         while True:
             running = [n for n, v in self.orchestrator.views.items() if v.state in UP_STATES]
             await self.telemetry.sync(running)
+            await self._watch_stalls(running)
             self.alerts = self._alert_engine.evaluate(
                 time.time(),
                 npu={n: p.latest.value for n, p in self.telemetry.npu.items()},
@@ -51,6 +66,29 @@ class Session:
                 stalled={n: v.reason for n, v in self.orchestrator.views.items() if v.state == "stalled"},
             )
             await asyncio.sleep(1.0)
+
+    async def _watch_stalls(self, running: list[str]) -> None:
+        now = time.time()
+        for name, poller in self.probes.items():
+            ready = self.orchestrator.views[name].state in ("ready", "stalled")
+            if ready and not poller.running:
+                poller.start()
+            elif not ready and poller.running:
+                await poller.stop()
+        for name, detector in self.stalls.items():
+            if name not in running:
+                continue
+            sample = self.telemetry.metrics[name].latest
+            if sample.value is not None and sample.error is None:
+                total = sample.value.total
+                detector.observe(now, running=total.running, waiting=total.waiting,
+                                 generation_tokens=total.generation_tokens)  # fmt: skip
+            health = self.telemetry.health[name].latest
+            tried = self.probes[name].latest
+            if tried.at and (tried.value is not None or tried.error):
+                detector.observe_probe(now, health_ok=health.error is None and health.value is not None,
+                                       probe_ok=tried.error is None)  # fmt: skip
+            self.orchestrator.note_stall(name, detector.reason)
 
     async def _intent(self, label: str, action: asyncio.Future[bool] | asyncio.Task[bool]) -> bool:
         self.busy = label
@@ -76,6 +114,8 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.telemetry.stop()
+        for poller in self.probes.values():
+            await poller.stop()
         await self.orchestrator.close()
         await self.http.aclose()
         await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)

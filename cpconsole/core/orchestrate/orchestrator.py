@@ -88,6 +88,7 @@ class Orchestrator:
         self._seen: dict[str, int] = dict.fromkeys(self.views, 0)
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._launched: set[str] = set()  # progress of adopted processes is history, not news
+        self._telemetry_stalls: set[str] = set()
         self._http = http or httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(3.0))
         self._own_http = http is None
 
@@ -246,6 +247,18 @@ class Orchestrator:
         lines = await self._last_lines(name)
         self._set(name, state="exited", exit_code=status.exit_code, cause=classify(lines), health_ms=None,
                   reason=status.detail or "exited", last_line=lines[-1] if lines else self.views[name].last_line)  # fmt: skip
+
+    def note_stall(self, name: str, reason: str | None) -> None:
+        """Telemetry's verdict on a running server: stalled (with why), or moving again. Stalls the
+        orchestrator saw itself (a rank waiting for its master) are not telemetry's to clear."""
+        view = self.views[name]
+        if reason and view.state in ("ready", "healthy"):
+            self._telemetry_stalls.add(name)
+            self._set(name, state="stalled", reason=reason)
+        elif reason is None and name in self._telemetry_stalls:
+            self._telemetry_stalls.discard(name)
+            if view.state == "stalled":
+                self._set(name, state="ready", reason="moving again")
 
     # ------------------------------------------------------------ up
 
