@@ -73,11 +73,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_console(args: argparse.Namespace) -> int:
     """The console itself: Textual, over a session of this profile."""
-    _, plan = _plan_for(args)
+    loaded, plan = _plan_for(args)
     from .core.session import Session
     from .ui.app import ConsoleApp
 
-    return ConsoleApp(Session(plan)).run() or EXIT_OK
+    return ConsoleApp(Session(plan, findings=tuple(map(str, loaded.findings)))).run() or EXIT_OK
 
 
 def _names(plan: LaunchPlan, names: list[str] | None) -> list[str] | None:
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cpconsole",
         description="Operations console for vLLM-Ascend context-parallel PD deployments.",
-        epilog="With only a PROFILE, cpconsole opens the console (keyboard: 1 board, 2 logs, u up, D down, q quit).",
+        epilog="With only a PROFILE, cpconsole opens the console (keys: 1 board, 2 logs, 3 plan, u up, D down, q quit).",
     )
     parser.add_argument("--version", action="version", version=f"cpconsole {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -65,3 +65,24 @@ async def test_up_logs_and_down_from_the_keyboard(tmp_path: Path) -> None:
 def test_board_snapshot(snap_compare) -> None:  # type: ignore[no-untyped-def]
     session = Session(build_plan(load_profile(PROFILES / "demo.yaml")))
     assert snap_compare(ConsoleApp(session, live=False), terminal_size=(150, 30))
+
+
+async def test_plan_screen_shows_exactly_what_runs_and_the_warnings() -> None:
+    # the guide's own profile, not started: rendering it connects nowhere
+    loaded = load_profile(PROFILES / "deepseek-v3.1-cp-1p1d.yaml")
+    session = Session(build_plan(loaded), findings=tuple(map(str, loaded.findings)))
+    app = ConsoleApp(session, live=False)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.press("3")
+        from cpconsole.ui.screens.plan import PlanScreen
+
+        assert isinstance(app.screen, PlanScreen)
+        parts = [w.content for w in app.screen.query("Static")]
+        text = " ".join(getattr(p, "code", None) or str(p) for p in parts)  # Syntax keeps its source in .code
+        assert "Mooncake's random port range" in text and "prefill-1  (prefill on prefill-b, 192.0.0.2)" in text
+        assert "--headless" in text and "--kv-transfer-config" in text
+        await pilot.press("2")
+        assert isinstance(app.screen, LogsScreen)
+        await pilot.press("1")
+        assert isinstance(app.screen, BoardScreen)
+        await pilot.press("q")

@@ -21,8 +21,11 @@ from .telemetry.pollers import Poller, Telemetry, api_url
 
 
 class Session:
-    def __init__(self, plan: LaunchPlan, transports: Mapping[str, Transport] | None = None) -> None:
+    def __init__(
+        self, plan: LaunchPlan, transports: Mapping[str, Transport] | None = None, findings: tuple[str, ...] = ()
+    ) -> None:
         self.plan = plan
+        self.findings = findings  # the profile's warnings, as `file:line:col: …` lines
         self.transports = dict(transports) if transports else {n.name: transport_for(n) for n in plan.nodes}
         self.http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(3.0))
         self.orchestrator = Orchestrator(plan, self.transports, http=self.http)

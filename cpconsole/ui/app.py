@@ -10,6 +10,7 @@ from textual.binding import Binding
 from ..core.session import Session
 from .screens.board import BoardScreen
 from .screens.logs import LogsScreen
+from .screens.plan import PlanScreen
 
 
 class ConsoleApp(App[int]):
@@ -18,6 +19,7 @@ class ConsoleApp(App[int]):
     BINDINGS = [
         Binding("1", "board", "Board"),
         Binding("2", "logs", "Logs"),
+        Binding("3", "plan", "Plan"),
         Binding("enter", "logs_of_selected", "Logs of row", show=False),
         Binding("u", "up", "Up"),
         Binding("D", "down", "Down"),
@@ -42,7 +44,7 @@ class ConsoleApp(App[int]):
 
     def refresh_screens(self) -> None:
         screen = self.screen
-        if isinstance(screen, BoardScreen | LogsScreen):
+        if isinstance(screen, BoardScreen | LogsScreen | PlanScreen):
             screen.refresh_from(self.session)
 
     def action_board(self) -> None:
@@ -52,7 +54,17 @@ class ConsoleApp(App[int]):
     def action_logs(self, process: str | None = None) -> None:
         if isinstance(self.screen, LogsScreen):
             return
-        self.push_screen(LogsScreen(self.session, process))
+        self._switch(LogsScreen(self.session, process))
+
+    def action_plan(self) -> None:
+        if not isinstance(self.screen, PlanScreen):
+            self._switch(PlanScreen(self.session))
+
+    def _switch(self, screen: LogsScreen | PlanScreen) -> None:
+        """One screen above the board at a time."""
+        if self.screen is not self.board:
+            self.pop_screen()
+        self.push_screen(screen)
 
     def action_logs_of_selected(self) -> None:
         if self.screen is self.board:
