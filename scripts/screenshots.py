@@ -39,6 +39,9 @@ async def main() -> None:
         await pilot.press("2")
         await pilot.pause(1)
         app.save_screenshot("logs.svg", str(OUT))
+        await pilot.press("3")
+        await pilot.pause(1)
+        app.save_screenshot("npus.svg", str(OUT))
         await pilot.press("1", "D")
         for _ in range(300):
             await pilot.pause(0.1)
@@ -46,7 +49,7 @@ async def main() -> None:
                 break
         await pilot.press("q")
     if shutil.which("rsvg-convert"):
-        for name in ("board", "logs"):
+        for name in ("board", "logs", "npus"):
             subprocess.run(["rsvg-convert", "-b", "#000000", "-o", str(OUT / f"{name}.png"), str(OUT / f"{name}.svg")],
                            check=True)  # fmt: skip
     print(f"wrote {', '.join(sorted(p.name for p in OUT.iterdir()))} in {OUT}")

@@ -52,6 +52,13 @@ async def test_up_logs_and_down_from_the_keyboard(tmp_path: Path) -> None:
         assert any("decode-0  | " in line for line in app.screen.query_one("Log").lines)
         await pilot.press("right_square_bracket")
         assert app.screen.process == "prefill-0"
+        await pilot.press("3")
+        from cpconsole.ui.screens.npus import NpusScreen
+
+        assert isinstance(app.screen, NpusScreen)
+        await wait_for(pilot, lambda: all(hasattr(w.content, "rows") for w in app.screen.query(".npu-node")))
+        table = app.screen.query_one("#npu-decode-a").content
+        assert table.row_count == 16  # type: ignore[attr-defined]
         await pilot.press("1")
         assert isinstance(app.screen, BoardScreen)
         await pilot.press("D")
@@ -73,7 +80,7 @@ async def test_plan_screen_shows_exactly_what_runs_and_the_warnings() -> None:
     session = Session(build_plan(loaded), findings=tuple(map(str, loaded.findings)))
     app = ConsoleApp(session, live=False)
     async with app.run_test(size=(160, 60)) as pilot:
-        await pilot.press("3")
+        await pilot.press("4")
         from cpconsole.ui.screens.plan import PlanScreen
 
         assert isinstance(app.screen, PlanScreen)

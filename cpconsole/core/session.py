@@ -31,8 +31,10 @@ class Session:
         self.orchestrator = Orchestrator(plan, self.transports, http=self.http)
         self.telemetry = Telemetry(plan, self.transports, self.http)
         self.alerts: list[Alert] = []
+        self.npu_history: dict[str, list[tuple[float, float]]] = {}  # node → (HBM, AICore) fractions, newest last
         self._alert_engine = AlertEngine(plan.alerts, hbm_limits(plan))
         self._tasks: list[asyncio.Task[None]] = []
+        self._npu_seen: dict[str, float] = {}
         self.busy: str | None = None  # the intent being carried out, if any
         servers = [p for p in plan.processes if p.http_port]
         self.stalls = {p.name: StallDetector(plan.alerts.stall_after_s) for p in servers if p.role != "proxy"}
@@ -62,6 +64,7 @@ class Session:
             running = [n for n, v in self.orchestrator.views.items() if v.state in UP_STATES]
             await self.telemetry.sync(running)
             await self._watch_stalls(running)
+            self._note_npu_history()
             self.alerts = self._alert_engine.evaluate(
                 time.time(),
                 npu={n: p.latest.value for n, p in self.telemetry.npu.items()},
@@ -69,6 +72,19 @@ class Session:
                 stalled={n: v.reason for n, v in self.orchestrator.views.items() if v.state == "stalled"},
             )
             await asyncio.sleep(1.0)
+
+    def _note_npu_history(self, keep: int = 120) -> None:
+        for node, poller in self.telemetry.npu.items():
+            info, ok_at = poller.latest.value, poller.latest.ok_at
+            history = self.npu_history.setdefault(node, [])
+            if info is None or not info.chips or ok_at is None or ok_at == self._npu_seen.get(node):
+                continue
+            self._npu_seen[node] = ok_at
+            used = sum(c.hbm_used_mb or 0 for c in info.chips)
+            total = sum(c.hbm_total_mb or 0 for c in info.chips) or 1
+            aicore = sum(c.aicore_pct or 0 for c in info.chips) / (100 * len(info.chips))
+            history.append((used / total, aicore))
+            del history[:-keep]
 
     async def _watch_stalls(self, running: list[str]) -> None:
         now = time.time()

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from ..core.session import Session
 from .screens.board import BoardScreen
 from .screens.logs import LogsScreen
+from .screens.npus import NpusScreen
 from .screens.plan import PlanScreen
 
 
@@ -19,7 +20,8 @@ class ConsoleApp(App[int]):
     BINDINGS = [
         Binding("1", "board", "Board"),
         Binding("2", "logs", "Logs"),
-        Binding("3", "plan", "Plan"),
+        Binding("3", "npus", "NPUs"),
+        Binding("4", "plan", "Plan"),
         Binding("enter", "logs_of_selected", "Logs of row", show=False),
         Binding("u", "up", "Up"),
         Binding("D", "down", "Down"),
@@ -44,7 +46,7 @@ class ConsoleApp(App[int]):
 
     def refresh_screens(self) -> None:
         screen = self.screen
-        if isinstance(screen, BoardScreen | LogsScreen | PlanScreen):
+        if isinstance(screen, BoardScreen | LogsScreen | NpusScreen | PlanScreen):
             screen.refresh_from(self.session)
 
     def action_board(self) -> None:
@@ -56,11 +58,15 @@ class ConsoleApp(App[int]):
             return
         self._switch(LogsScreen(self.session, process))
 
+    def action_npus(self) -> None:
+        if not isinstance(self.screen, NpusScreen):
+            self._switch(NpusScreen(self.session))
+
     def action_plan(self) -> None:
         if not isinstance(self.screen, PlanScreen):
             self._switch(PlanScreen(self.session))
 
-    def _switch(self, screen: LogsScreen | PlanScreen) -> None:
+    def _switch(self, screen: LogsScreen | NpusScreen | PlanScreen) -> None:
         """One screen above the board at a time."""
         if self.screen is not self.board:
             self.pop_screen()

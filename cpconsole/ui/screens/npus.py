@@ -1,0 +1,72 @@
+"""Every chip of every node: HBM, AICore, temperature, power, health, and who uses it."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from ...core.session import Session
+from ..widgets.node_panel import HEALTH_STYLE, bar
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 24) -> str:
+    """Fractions 0-1, newest last, as block characters."""
+    recent = values[-width:]
+    return "".join(SPARK[min(len(SPARK) - 1, int(v * len(SPARK)))] for v in recent)
+
+
+class NpusScreen(Screen[None]):
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="npus"):
+            for node in self.session.plan.nodes:
+                yield Static(id=f"npu-{node.name}", classes="npu-node")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_from(self.session)
+
+    def refresh_from(self, session: Session) -> None:
+        for node in session.plan.nodes:
+            result = session.telemetry.npu[node.name].latest
+            widget = self.query_one(f"#npu-{node.name}", Static)
+            info = result.value
+            title = Text(f"{node.name}  {node.host}  ", style="bold")
+            if result.stale:
+                age = result.age()
+                title.append(f"stale{f' {age:.0f}s' if age is not None else ''}: {result.error}", style="bold yellow")
+            if info is None:
+                widget.update(title + Text("\nno npu-smi data yet", style="dim"))
+                continue
+            history = session.npu_history.get(node.name, [])
+            title.append(f"npu-smi {info.version}   HBM {sparkline([h for h, _ in history])}  "
+                         f"AICore {sparkline([a for _, a in history])}")  # fmt: skip
+            table = Table(title=title, title_justify="left", expand=True, box=None, padding=(0, 1))
+            for column in ("NPU/chip", "phy", "health", "HBM", "used/total MB", "AICore", "temp", "power", "processes"):
+                table.add_column(column)
+            users: dict[tuple[int, int], list[str]] = {}
+            for proc in info.processes:
+                users.setdefault((proc.npu_id, proc.chip_id), []).append(f"{proc.pid} {proc.name}".strip())
+            for chip in info.chips:
+                fraction = chip.hbm_fraction or 0.0
+                table.add_row(
+                    f"{chip.npu_id}/{chip.chip_id}", str(chip.phy_id if chip.phy_id is not None else "-"),
+                    Text(chip.health, style=HEALTH_STYLE.get(chip.health, "bold red")),
+                    Text(bar(fraction, 10), style="red" if fraction > 0.95 else "green"),
+                    f"{chip.hbm_used_mb}/{chip.hbm_total_mb}" if chip.hbm_total_mb else "-",
+                    f"{chip.aicore_pct}%" if chip.aicore_pct is not None else "-",
+                    f"{chip.temp_c}°C" if chip.temp_c is not None else "-",
+                    f"{chip.power_w:.1f} W" if chip.power_w is not None else "-",
+                    ", ".join(users.get((chip.npu_id, chip.chip_id), [])),
+                )  # fmt: skip
+            widget.update(table)
