@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cpconsole",
         description="Operations console for vLLM-Ascend context-parallel PD deployments.",
-        epilog="With only a PROFILE, cpconsole opens the console (keys: 1 board, 2 logs, 3 NPUs, 4 plan, u up, D down, q quit).",
+        epilog="With only a PROFILE, cpconsole opens the console (keys: 1 board, 2 logs, 3 NPUs, 4 metrics, 5 plan, u up, D down, q quit).",
     )
     parser.add_argument("--version", action="version", version=f"cpconsole {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -42,6 +42,9 @@ async def main() -> None:
         await pilot.press("3")
         await pilot.pause(1)
         app.save_screenshot("npus.svg", str(OUT))
+        await pilot.press("4")
+        await pilot.pause(1)
+        app.save_screenshot("metrics.svg", str(OUT))
         await pilot.press("1", "D")
         for _ in range(300):
             await pilot.pause(0.1)
@@ -49,7 +52,7 @@ async def main() -> None:
                 break
         await pilot.press("q")
     if shutil.which("rsvg-convert"):
-        for name in ("board", "logs", "npus"):
+        for name in ("board", "logs", "npus", "metrics"):
             subprocess.run(["rsvg-convert", "-b", "#000000", "-o", str(OUT / f"{name}.png"), str(OUT / f"{name}.svg")],
                            check=True)  # fmt: skip
     print(f"wrote {', '.join(sorted(p.name for p in OUT.iterdir()))} in {OUT}")

@@ -59,6 +59,13 @@ async def test_up_logs_and_down_from_the_keyboard(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: all(hasattr(w.content, "rows") for w in app.screen.query(".npu-node")))
         table = app.screen.query_one("#npu-decode-a").content
         assert table.row_count == 16  # type: ignore[attr-defined]
+        await pilot.press("4")
+        from cpconsole.ui.screens.metrics import MetricsScreen
+
+        assert isinstance(app.screen, MetricsScreen)
+        await wait_for(pilot, lambda: app.screen.query_one("#metrics-table").content.row_count == 2)
+        rows = app.screen.query_one("#metrics-table").content.columns[0]._cells  # type: ignore[attr-defined]
+        assert [str(c) for c in rows] == ["prefill-0", "decode-0"]
         await pilot.press("1")
         assert isinstance(app.screen, BoardScreen)
         await pilot.press("D")
@@ -80,7 +87,7 @@ async def test_plan_screen_shows_exactly_what_runs_and_the_warnings() -> None:
     session = Session(build_plan(loaded), findings=tuple(map(str, loaded.findings)))
     app = ConsoleApp(session, live=False)
     async with app.run_test(size=(160, 60)) as pilot:
-        await pilot.press("4")
+        await pilot.press("5")
         from cpconsole.ui.screens.plan import PlanScreen
 
         assert isinstance(app.screen, PlanScreen)

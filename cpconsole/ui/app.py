@@ -10,6 +10,7 @@ from textual.binding import Binding
 from ..core.session import Session
 from .screens.board import BoardScreen
 from .screens.logs import LogsScreen
+from .screens.metrics import MetricsScreen
 from .screens.npus import NpusScreen
 from .screens.plan import PlanScreen
 
@@ -21,7 +22,8 @@ class ConsoleApp(App[int]):
         Binding("1", "board", "Board"),
         Binding("2", "logs", "Logs"),
         Binding("3", "npus", "NPUs"),
-        Binding("4", "plan", "Plan"),
+        Binding("4", "metrics", "Metrics"),
+        Binding("5", "plan", "Plan"),
         Binding("enter", "logs_of_selected", "Logs of row", show=False),
         Binding("u", "up", "Up"),
         Binding("D", "down", "Down"),
@@ -46,7 +48,7 @@ class ConsoleApp(App[int]):
 
     def refresh_screens(self) -> None:
         screen = self.screen
-        if isinstance(screen, BoardScreen | LogsScreen | NpusScreen | PlanScreen):
+        if isinstance(screen, BoardScreen | LogsScreen | NpusScreen | MetricsScreen | PlanScreen):
             screen.refresh_from(self.session)
 
     def action_board(self) -> None:
@@ -62,11 +64,15 @@ class ConsoleApp(App[int]):
         if not isinstance(self.screen, NpusScreen):
             self._switch(NpusScreen(self.session))
 
+    def action_metrics(self) -> None:
+        if not isinstance(self.screen, MetricsScreen):
+            self._switch(MetricsScreen(self.session))
+
     def action_plan(self) -> None:
         if not isinstance(self.screen, PlanScreen):
             self._switch(PlanScreen(self.session))
 
-    def _switch(self, screen: LogsScreen | NpusScreen | PlanScreen) -> None:
+    def _switch(self, screen: LogsScreen | NpusScreen | MetricsScreen | PlanScreen) -> None:
         """One screen above the board at a time."""
         if self.screen is not self.board:
             self.pop_screen()

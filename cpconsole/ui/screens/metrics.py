@@ -1,0 +1,70 @@
+"""Per API server, from /metrics over the last minute: queue, KV cache, token rates, latency
+quantiles, speculative decoding, preemptions — and how fresh the numbers are."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from ...core.session import Session
+from ..widgets.node_panel import bar
+
+
+def _s(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _num(value: float | None, unit: str = "", digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+class MetricsScreen(Screen[None]):
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="metrics"):
+            yield Static(id="metrics-table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_from(self.session)
+
+    def refresh_from(self, session: Session) -> None:
+        table = Table(expand=True, box=None, padding=(0, 1))
+        for column in ("server", "run", "wait", "KV cache", "prompt tok/s", "gen tok/s", "TTFT p50/p99",
+                       "ITL p50/p99", "MTP accept", "accept len", "preempt", "age"):  # fmt: skip
+            table.add_column(column)
+        for name, poller in session.telemetry.metrics.items():
+            result = poller.latest
+            window = session.telemetry.windows[name]
+            total = result.value.total if result.value else None
+            usage = total.kv_cache_usage if total else None
+            age = result.age()
+            freshness = Text("-" if age is None else f"{age:.0f}s", style="bold yellow" if result.stale else "dim")
+            if result.stale and result.error:
+                freshness.append(f" {result.error[:30]}")
+            table.add_row(
+                Text(name, style="bold"),
+                _num(total.running if total else None, digits=0),
+                _num(total.waiting if total else None, digits=0),
+                Text(f"{bar(usage or 0.0, 8)} {usage:.0%}" if usage is not None else "-",
+                     style="red" if usage and usage > 0.9 else ""),
+                _num(window.prompt_tokens_per_s),
+                _num(window.generation_tokens_per_s),
+                f"{_s(window.quantile('ttft', 0.5))}/{_s(window.quantile('ttft', 0.99))}",
+                f"{_s(window.quantile('itl', 0.5))}/{_s(window.quantile('itl', 0.99))}",
+                _num(None if window.acceptance_rate is None else 100 * window.acceptance_rate, "%", 0),
+                _num(window.mean_acceptance_length, digits=2),
+                _num(total.preemptions if total else None, digits=0),
+                freshness,
+            )  # fmt: skip
+        self.query_one("#metrics-table", Static).update(table)
