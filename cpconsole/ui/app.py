@@ -8,6 +8,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from ..core.session import Session
+from .screens.base import SessionScreen
 from .screens.board import BoardScreen
 from .screens.logs import LogsScreen
 from .screens.metrics import MetricsScreen
@@ -48,7 +49,7 @@ class ConsoleApp(App[int]):
 
     def refresh_screens(self) -> None:
         screen = self.screen
-        if isinstance(screen, BoardScreen | LogsScreen | NpusScreen | MetricsScreen | PlanScreen):
+        if isinstance(screen, SessionScreen):
             screen.refresh_from(self.session)
 
     def action_board(self) -> None:
@@ -72,7 +73,7 @@ class ConsoleApp(App[int]):
         if not isinstance(self.screen, PlanScreen):
             self._switch(PlanScreen(self.session))
 
-    def _switch(self, screen: LogsScreen | NpusScreen | MetricsScreen | PlanScreen) -> None:
+    def _switch(self, screen: SessionScreen) -> None:
         """One screen above the board at a time."""
         if self.screen is not self.board:
             self.pop_screen()

@@ -7,12 +7,12 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from ...core.session import Session
 from ..widgets.node_panel import NodePanel
 from ..widgets.process_table import ProcessTable
+from .base import SessionScreen
 
 
 def rollup(session: Session) -> Text:
@@ -34,11 +34,7 @@ def rollup(session: Session) -> Text:
     return text
 
 
-class BoardScreen(Screen[None]):
-    def __init__(self, session: Session) -> None:
-        super().__init__()
-        self.session = session
-
+class BoardScreen(SessionScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="rollup")

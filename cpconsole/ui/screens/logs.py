@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, Static
 
 from ...core.orchestrate.causes import POLL_LINE
 from ...core.remote.logstore import strip_ansi
 from ...core.session import Session
+from .base import SessionScreen
 
 MAX_LINE = 1000  # very long lines are cut for display
 
 
-class LogsScreen(Screen[None]):
+class LogsScreen(SessionScreen):
     BINDINGS = [
         ("left_square_bracket", "cycle(-1)", "Prev"),
         ("right_square_bracket", "cycle(1)", "Next"),
@@ -23,8 +23,7 @@ class LogsScreen(Screen[None]):
     ]
 
     def __init__(self, session: Session, process: str | None = None) -> None:
-        super().__init__()
-        self.session = session
+        super().__init__(session)
         self.process = process  # None: every process, merged
         self.hide_polls = True
         self._seen: dict[str, int] = {}

@@ -7,11 +7,11 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from ...core.session import Session
 from ..widgets.node_panel import bar
+from .base import SessionScreen
 
 
 def _s(seconds: float | None) -> str:
@@ -24,11 +24,7 @@ def _num(value: float | None, unit: str = "", digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
-class MetricsScreen(Screen[None]):
-    def __init__(self, session: Session) -> None:
-        super().__init__()
-        self.session = session
-
+class MetricsScreen(SessionScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="metrics"):

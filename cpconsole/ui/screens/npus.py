@@ -6,11 +6,11 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from ...core.session import Session
 from ..widgets.node_panel import HEALTH_STYLE, bar
+from .base import SessionScreen
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -21,11 +21,7 @@ def sparkline(values: list[float], width: int = 24) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, int(v * len(SPARK)))] for v in recent)
 
 
-class NpusScreen(Screen[None]):
-    def __init__(self, session: Session) -> None:
-        super().__init__()
-        self.session = session
-
+class NpusScreen(SessionScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="npus"):

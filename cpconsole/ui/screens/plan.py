@@ -7,18 +7,14 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from ...core.plan import render_script
 from ...core.session import Session
+from .base import SessionScreen
 
 
-class PlanScreen(Screen[None]):
-    def __init__(self, session: Session) -> None:
-        super().__init__()
-        self.session = session
-
+class PlanScreen(SessionScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="plan"):
