@@ -139,6 +139,12 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return headless.smoke(plan, target, args.preset, tokens, args.depth, max_tokens, args.json)
 
 
+def cmd_preflight(args: argparse.Namespace) -> int:
+    loaded, plan = _plan_for(args)
+    model = loaded.profile.model
+    return headless.preflight(plan, model.path if model.check_path else None, args.json)
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "validate": (cmd_validate, "check a profile; exit 2 with file:line:col errors"),
     "plan": (cmd_summary, "summarise the processes a profile starts, where"),
@@ -150,6 +156,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "status": (cmd_status, "adopt what runs and show every process"),
     "logs": (cmd_logs, "print (and follow) the logs, merged with process prefixes"),
     "exec": (cmd_exec, "run a command on a node (or --all) and group identical output"),
+    "preflight": (cmd_preflight, "check every node before launch: reachability, chips, NPU links, ports, model"),
     "smoke": (cmd_smoke, "send a hello or a long-context needle request; TTFT, TPOT, pass/fail"),
 }
 
@@ -177,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
             cmd.add_argument("--depth", type=float, default=0.5, help="where the needle sits, 0-1 (default 0.5)")
             cmd.add_argument("--max-tokens", type=int, help="answer budget (default: the profile's smoke.max_tokens)")
-        if name in ("up", "down", "restart", "status", "smoke"):
+        if name in ("up", "down", "restart", "status", "smoke", "preflight"):
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "render":
             cmd.add_argument("--format", choices=("sh", "json"), default="sh")

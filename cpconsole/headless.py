@@ -17,6 +17,7 @@ import httpx
 from .core.orchestrate import Orchestrator, ProcessView, ProgressNoted, StageChanged, StateChanged
 from .core.orchestrate.model import UP_STATES
 from .core.plan import LaunchPlan
+from .core.preflight import Check, run_preflight
 from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
 from .core.remote.launch import run_dir
 from .core.remote.logstore import strip_ansi
@@ -330,3 +331,31 @@ def smoke(plan: LaunchPlan, target: str, preset: str, tokens: int, depth: float,
         f"{report['output_tokens']} tokens  {report['tokens_per_s'] or 0:.1f} tok/s  E2E {_ms(report['e2e_s'])}"
     )
     return EXIT_OK if passed else EXIT_FAILED
+
+
+async def _preflight(plan: LaunchPlan, model_path: str | None) -> list[Check]:
+    transports = {n.name: transport_for(n) for n in plan.nodes}
+    try:
+        return await run_preflight(plan, transports, model_path=model_path)
+    finally:
+        await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
+
+
+def preflight(plan: LaunchPlan, model_path: str | None, as_json: bool) -> int:
+    checks = asyncio.run(_preflight(plan, model_path))
+    if as_json:
+        print(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        width = max(len(c.check) for c in checks)
+        for node in dict.fromkeys(c.node for c in checks):
+            print(node)
+            for c in (c for c in checks if c.node == node):
+                print(
+                    f"  {c.status:<4}  {c.check:<{width}}  {c.evidence}"
+                    + (f"\n        hint: {c.hint}" if c.hint else "")
+                )
+        fails, warns = sum(c.status == "FAIL" for c in checks), sum(c.status == "WARN" for c in checks)
+        print(f"{fails} failed, {warns} warning(s), {len(checks) - fails - warns} passed")
+    if any(c.status == "FAIL" and c.check == "reachable" for c in checks):
+        return EXIT_UNREACHABLE
+    return EXIT_FAILED if any(c.status == "FAIL" for c in checks) else EXIT_OK

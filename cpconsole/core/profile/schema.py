@@ -83,6 +83,7 @@ class Versions(Strict):
 class Model(Strict):
     path: str = Field(description="Weights directory as seen by the serving processes")
     served_name: str | None = Field(default=None, description="--served-model-name")
+    check_path: bool = Field(default=True, description="preflight reads <path>/config.json on every node")
 
 
 class SshSettings(Strict):
