@@ -74,7 +74,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
 def test_unknown_key_without_a_close_match_lists_the_allowed_ones(tmp_path: Path) -> None:
     text = MINIMAL.replace("model: {path: /models/tiny}", "model: {path: /models/tiny, colour: red}")
     (message,) = errors(tmp_path, text)
-    assert message == "2:29: model.colour: unknown key 'colour' (allowed keys: path, served_name)"
+    assert message == "2:29: model.colour: unknown key 'colour' (allowed keys: check_path, path, served_name)"
 
 
 def test_unknown_key_deep_inside_a_union_field(tmp_path: Path) -> None:
