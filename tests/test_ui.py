@@ -4,10 +4,15 @@ in, logs of one process and of all, bringing it down; and a snapshot of the boar
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
+from cpconsole.core.orchestrate import Orchestrator
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile, load_profile_text
+from cpconsole.core.remote import LocalTransport
 from cpconsole.core.session import Session
 from cpconsole.ui.app import ConsoleApp
 from cpconsole.ui.screens.board import BoardScreen
@@ -16,6 +21,16 @@ from cpconsole.ui.widgets.process_table import ProcessTable
 
 from .conftest import PROFILES
 from .simcluster import demo_text
+
+
+@pytest.fixture
+async def demo_session(tmp_path: Path) -> AsyncIterator[Session]:
+    """A session over the fast demo; whatever a failing test left running is stopped afterwards."""
+    plan = build_plan(load_profile_text(demo_text(tmp_path)))
+    yield Session(plan)
+    cleanup = Orchestrator(plan, {n.name: LocalTransport(n.name) for n in plan.nodes})
+    await cleanup.down()
+    await cleanup.close()
 
 
 async def wait_for(pilot, condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -30,9 +45,8 @@ def cell(app: ConsoleApp, process: str, column: str) -> str:
     return str(app.board.query_one(ProcessTable).get_cell(process, column))
 
 
-async def test_up_logs_and_down_from_the_keyboard(tmp_path: Path) -> None:
-    session = Session(build_plan(load_profile_text(demo_text(tmp_path))))
-    app = ConsoleApp(session, refresh_s=0.2)
+async def test_up_logs_and_down_from_the_keyboard(demo_session: Session) -> None:
+    app = ConsoleApp(demo_session, refresh_s=0.2)
     async with app.run_test(size=(160, 48)) as pilot:
         assert isinstance(app.screen, BoardScreen)
         assert cell(app, "decode-0", "state") == "planned"
@@ -99,4 +113,38 @@ async def test_plan_screen_shows_exactly_what_runs_and_the_warnings() -> None:
         assert isinstance(app.screen, LogsScreen)
         await pilot.press("1")
         assert isinstance(app.screen, BoardScreen)
+        await pilot.press("q")
+
+
+def test_search_filter_and_error_jumps_are_plain_functions() -> None:
+    from cpconsole.core.logsearch import ERROR_LINE, compile_query, find, keep, parse_filter, step
+
+    lines = ["INFO start", "ERROR 01-02 boom", "GET /health 200", "INFO kv cache 5,000 tokens", "ValueError: bad"]
+    assert find(lines, compile_query("KV CACHE")) == [3]
+    assert find(lines, compile_query("[unclosed")) == []  # not a regex: searched as text
+    assert find(lines, ERROR_LINE) == [1, 4]
+    rule = parse_filter("!/health")
+    assert [line for line in lines if keep(line, rule)] == [lines[0], lines[1], lines[3], lines[4]]
+    assert parse_filter("") is None
+    assert step([1, 4], 1, 1) == 4 and step([1, 4], 4, 1) == 1 and step([1, 4], 1, -1) == 4 and step([], 0, 1) is None
+
+
+async def test_logs_search_and_filter_from_the_keyboard(demo_session: Session) -> None:
+    app = ConsoleApp(demo_session, refresh_s=0.2)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("u")
+        await wait_for(pilot, lambda: all(cell(app, p, "state") == "ready" for p in ("decode-0", "proxy")))
+        await pilot.press("2")
+        log = app.screen.query_one("Log")
+        await wait_for(pilot, lambda: log.line_count > 20)
+        await pilot.press("slash", *"KV cache size", "enter")
+        status = str(app.screen.query_one("#source").content)
+        assert "search: KV cache size (1/5 matches)" in status  # 3 × "GPU KV cache size:", 2 × "Multiplying the …"
+        await pilot.press("f", *"decode-0", "enter")
+        assert all(line.startswith("decode-0") for line in log.lines)
+        assert "filter: decode-0" in str(app.screen.query_one("#source").content)
+        await pilot.press("f", "ctrl+u", "enter")  # clear the filter
+        assert any(line.startswith("proxy") for line in log.lines)
+        await pilot.press("1", "D")
+        await wait_for(pilot, lambda: cell(app, "decode-0", "state").startswith("exited"))
         await pilot.press("q")

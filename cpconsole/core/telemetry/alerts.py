@@ -3,18 +3,17 @@ holding only after a condition lasted (KV cache full for 30 s, requests waiting 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..logsearch import ERROR_LINE
 from ..plan import LaunchPlan
 from ..profile.schema import Alerts
 from .npu_smi import NpuSmiInfo
 from .vllm_metrics import VllmMetrics
 
 Severity = Literal["critical", "warning"]
-ERROR_LINE = re.compile(r"(?:^|\s)(?:ERROR|CRITICAL)\s|Traceback \(most recent call last\)")
 
 
 def hbm_limits(plan: LaunchPlan, margin_pct: float = 3.0) -> dict[str, float]:

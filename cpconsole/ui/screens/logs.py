@@ -1,12 +1,16 @@
 """The log of one process, or all of them merged with prefixes; follows as lines arrive.
-Lines are written in batches (one write per refresh), ANSI colour codes stripped."""
+Lines are written in batches (one write per refresh), ANSI colour codes stripped. `/` searches
+(n/N for the next/previous match), `f` filters (`!text` inverts), e/E jump between error lines."""
 
 from __future__ import annotations
 
+import re
+
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.widgets import Footer, Header, Log, Static
+from textual.widgets import Footer, Header, Input, Log, Static
 
+from ...core.logsearch import ERROR_LINE, compile_query, find, keep, parse_filter, step
 from ...core.orchestrate.causes import POLL_LINE
 from ...core.remote.logstore import strip_ansi
 from ...core.session import Session
@@ -20,6 +24,14 @@ class LogsScreen(SessionScreen):
         ("left_square_bracket", "cycle(-1)", "Prev"),
         ("right_square_bracket", "cycle(1)", "Next"),
         ("h", "toggle_polls", "Health/metrics lines"),
+        ("slash", "ask('search')", "Search"),
+        ("f", "ask('filter')", "Filter"),
+        ("n", "jump(1)", "Next match"),
+        ("N", "jump(-1)", "Prev match"),
+        ("e", "error(1)", "Next error"),
+        ("E", "error(-1)", "Prev error"),
+        ("F", "toggle_follow", "Follow"),
+        ("escape", "close_prompt", "Close"),
     ]
 
     def __init__(self, session: Session, process: str | None = None) -> None:
@@ -27,11 +39,19 @@ class LogsScreen(SessionScreen):
         self.process = process  # None: every process, merged
         self.hide_polls = True
         self._seen: dict[str, int] = {}
+        self._lines: list[str] = []  # everything read since the last reset, before the filter
+        self._filter: tuple[re.Pattern[str], bool] | None = None
+        self._filter_text = ""
+        self._search = ""
+        self._matches: list[int] = []
+        self._at = -1
+        self._asking = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="source")
         yield Log(id="log", max_lines=20_000)
+        yield Input(id="prompt", classes="hidden")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -43,12 +63,85 @@ class LogsScreen(SessionScreen):
     def _reset(self) -> None:
         self.query_one(Log).clear()
         self._seen = {}
+        self._lines = []
+        self._matches, self._at = [], -1
+        self._status()
+        self.refresh_from(self.session)
+
+    def _status(self) -> None:
         label = self.process or "all processes"
         polls = "hidden" if self.hide_polls else "shown"
-        self.query_one("#source", Static).update(
-            Text(f"logs: {label}   [ and ] switch process   h: health/metrics polls {polls}")
-        )
-        self.refresh_from(self.session)
+        text = Text(f"logs: {label}   [ ] switch   h: polls {polls}   / search   f filter   e/E errors")
+        if self._filter_text:
+            text.append(f"   filter: {self._filter_text}", style="bold yellow")
+        if self._search:
+            where = f"{self._matches.index(self._at) + 1}/" if self._at in self._matches else ""
+            text.append(f"   search: {self._search} ({where}{len(self._matches)} matches)", style="bold cyan")
+        if not self.query_one(Log).auto_scroll:
+            text.append("   follow off (F)", style="bold magenta")
+        self.query_one("#source", Static).update(text)
+
+    # ------------------------------------------------------------ search, filter, errors
+
+    def action_ask(self, what: str) -> None:
+        prompt = self.query_one("#prompt", Input)
+        self._asking = what
+        prompt.placeholder = "search (regex or text)" if what == "search" else "filter: text keeps, !text hides"
+        prompt.value = self._search if what == "search" else self._filter_text
+        prompt.remove_class("hidden")
+        prompt.focus()
+
+    def action_close_prompt(self) -> None:
+        self.query_one("#prompt", Input).add_class("hidden")
+        self.query_one(Log).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_close_prompt()
+        if self._asking == "filter":
+            self._filter_text = event.value
+            self._filter = parse_filter(event.value)
+            self._redraw()
+        else:
+            self._search = event.value
+            self._find()
+            self.action_jump(1)
+        self._status()
+
+    def _visible(self) -> list[str]:
+        return [line for line in self._lines if keep(line, self._filter)]
+
+    def _redraw(self) -> None:
+        log = self.query_one(Log)
+        log.clear()
+        log.write_lines(self._visible())
+        self._find()
+
+    def _find(self) -> None:
+        lines = self.query_one(Log).lines
+        self._matches = find(lines, compile_query(self._search)) if self._search else []
+
+    def _goto(self, index: int | None) -> None:
+        if index is None:
+            self.notify("no match", severity="warning")
+            return
+        log = self.query_one(Log)
+        log.auto_scroll = False
+        self._at = index
+        log.scroll_to(y=max(0, index - 3), animate=False)
+        self._status()
+
+    def action_jump(self, direction: int) -> None:
+        self._goto(step(self._matches, self._at, direction))
+
+    def action_error(self, direction: int) -> None:
+        self._goto(step(find(self.query_one(Log).lines, ERROR_LINE), self._at, direction))
+
+    def action_toggle_follow(self) -> None:
+        log = self.query_one(Log)
+        log.auto_scroll = not log.auto_scroll
+        if log.auto_scroll:
+            log.scroll_end(animate=False)
+        self._status()
 
     def action_toggle_polls(self) -> None:
         self.hide_polls = not self.hide_polls
@@ -74,4 +167,8 @@ class LogsScreen(SessionScreen):
                 if not (self.hide_polls and POLL_LINE.search(line, 0, 300))
             )
         if batch:
-            self.query_one(Log).write_lines(batch)
+            self._lines.extend(batch)
+            del self._lines[:-20_000]
+            shown = [line for line in batch if keep(line, self._filter)]
+            if shown:
+                self.query_one(Log).write_lines(shown)
