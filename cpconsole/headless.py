@@ -290,7 +290,7 @@ async def _smoke(
     plan: LaunchPlan, target: str, preset: str, tokens: int, depth: float, max_tokens: int
 ) -> tuple[bool, dict[str, Any]]:
     proc = plan.process(target)
-    base = f"http://{proc.address}:{proc.http_port}"
+    base = proc.base_url
     needle = needle_prompt(tokens, depth) if preset == "needle" else None
     async with httpx.AsyncClient(trust_env=False) as http:
         if needle is not None:

@@ -77,6 +77,18 @@ class ProcessPlan(Frozen):
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
 
+    @property
+    def base_url(self) -> str:
+        """http://address:port of its HTTP server (IPv6 bracketed); empty when it serves none."""
+        if not self.http_port:
+            return ""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.http_port}"
+
+    @property
+    def health_path(self) -> str:
+        return "/healthcheck" if self.role == "proxy" else "/health"
+
     def as_json(self) -> dict[str, object]:
         return {
             "name": self.name,

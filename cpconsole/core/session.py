@@ -17,7 +17,7 @@ from .plan import LaunchPlan
 from .remote import Transport, transport_for
 from .telemetry.alerts import Alert, AlertEngine, hbm_limits
 from .telemetry.health import StallDetector, probe
-from .telemetry.pollers import Poller, Telemetry, api_url
+from .telemetry.pollers import Poller, Telemetry
 
 
 class Session:
@@ -40,7 +40,7 @@ class Session:
         self.stalls = {p.name: StallDetector(plan.alerts.stall_after_s) for p in servers if p.role != "proxy"}
         # a 1-token request to every API server and through the proxy, now and then
         self.probes: dict[str, Poller[float]] = {
-            p.name: Poller(f"probe@{p.name}", self._probe_fetch(api_url(p)), interval=30.0, timeout=60.0)
+            p.name: Poller(f"probe@{p.name}", self._probe_fetch(p.base_url), interval=30.0, timeout=60.0)
             for p in servers
         }
 

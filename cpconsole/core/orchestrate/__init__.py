@@ -1,8 +1,9 @@
 """Start order, readiness gates, failure causes, stop and adopt: the operator's loop."""
 
 from .causes import FailureCause, classify
-from .model import Event, ProcessView, ProgressNoted, StageChanged, State, StateChanged
-from .orchestrator import EventBus, Orchestrator, manifest_drift
+from .drift import manifest_drift
+from .model import Event, EventBus, ProcessView, ProgressNoted, StageChanged, State, StateChanged
+from .orchestrator import Orchestrator
 from .stages import Stage, stages, stop_order
 
 __all__ = [

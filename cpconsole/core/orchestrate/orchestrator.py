@@ -19,53 +19,18 @@ from typing import Any
 import httpx
 
 from ..plan import LaunchPlan, ProcessPlan
-from ..remote import LogStore, ProcessHandle, RemoteError, Transport, scripts
+from ..remote import LogStore, ProcessHandle, ProcessStatus, RemoteError, Transport, scripts
 from ..remote.base import handle_from_manifest
 from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
 from .causes import POLL_LINE, FailureCause, classify, progress, waiting_for_peer
-from .model import UP_STATES, Event, ProcessView, ProgressNoted, StageChanged, State, StateChanged
+from .drift import manifest_drift
+from .model import UP_STATES, EventBus, ProcessView, ProgressNoted, StageChanged, State, StateChanged
 from .stages import Stage, instance_of, stages, stop_order
 
 LAST_LINES = 50
 SETTLE_S = 3.0  # how long ranks without HTTP are watched for an early failure or stall
 RECENT_BYTES = 64 * 1024  # how much of an adopted log to read back for context
-
-
-class EventBus:
-    def __init__(self) -> None:
-        self._queues: list[asyncio.Queue[Event]] = []
-
-    def subscribe(self) -> asyncio.Queue[Event]:
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._queues.append(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
-        with contextlib.suppress(ValueError):
-            self._queues.remove(queue)
-
-    def publish(self, event: Event) -> None:
-        for queue in self._queues:
-            queue.put_nowait(event)
-
-
-def manifest_drift(manifest: Mapping[str, Any], proc: ProcessPlan) -> tuple[str, ...]:
-    """What differs between a running process's manifest and what the profile would launch now."""
-    lines: list[str] = []
-    running_env: dict[str, str] = dict(manifest.get("env") or {})
-    for key in sorted(set(running_env) | set(proc.env_dict)):
-        old, new = running_env.get(key), proc.env_dict.get(key)
-        if old != new:
-            lines.append(f"env {key}: {old!r} → {new!r}")
-    old_argv, new_argv = list(manifest.get("argv") or []), list(proc.argv)
-    if old_argv != new_argv:
-        removed = [w for w in old_argv if w not in new_argv]
-        added = [w for w in new_argv if w not in old_argv]
-        lines += [f"- {w}" for w in removed] + [f"+ {w}" for w in added]
-        if not removed and not added:
-            lines.append("argv: same words in another order")
-    return tuple(lines)
 
 
 class Orchestrator:
@@ -148,11 +113,9 @@ class Orchestrator:
         proc = self._proc(name)
         if not proc.http_port:
             return None
-        path = "/healthcheck" if proc.role == "proxy" else "/health"
-        host = f"[{proc.address}]" if ":" in proc.address else proc.address
         started = time.monotonic()
         try:
-            answer = await self._http.get(f"http://{host}:{proc.http_port}{path}")
+            answer = await self._http.get(proc.base_url + proc.health_path)
         except httpx.HTTPError:
             return None
         return (time.monotonic() - started) * 1000 if answer.status_code == 200 else None
@@ -240,13 +203,20 @@ class Orchestrator:
         except RemoteError as exc:
             self._set(name, state="unknown", reason=str(exc))
             return
-        if status.state == "running":
-            return
+        if status.state != "running":
+            await self._record_end(name, status, "exited")
+
+    async def _record_end(self, name: str, status: ProcessStatus, state: State) -> None:
+        """A process is no longer running: its exit code, the cause read from its last lines."""
         await asyncio.sleep(0.2)  # let the tail bring in the last lines
         self._scan(name)
         lines = await self._last_lines(name)
-        self._set(name, state="exited", exit_code=status.exit_code, cause=classify(lines), health_ms=None,
-                  reason=status.detail or "exited", last_line=lines[-1] if lines else self.views[name].last_line)  # fmt: skip
+        cause = classify(lines)
+        reason = (
+            cause.summary if state == "failed" and cause else (status.detail or f"exited with code {status.exit_code}")
+        )
+        self._set(name, state=state, exit_code=status.exit_code, cause=cause, health_ms=None, reason=reason,
+                  last_line=lines[-1] if lines else self.views[name].last_line)  # fmt: skip
 
     def note_stall(self, name: str, reason: str | None) -> None:
         """Telemetry's verdict on a running server: stalled (with why), or moving again. Stalls the
@@ -334,12 +304,7 @@ class Orchestrator:
             return True  # unreachable is not dead: keep waiting
         if status.state == "running":
             return True
-        await asyncio.sleep(0.3)  # let the tail bring in the last lines
-        self._scan(name)
-        lines = await self._last_lines(name)
-        cause = classify(lines)
-        self._set(name, state="failed", exit_code=status.exit_code, cause=cause,
-                  reason=cause.summary if cause else f"exited with code {status.exit_code}")  # fmt: skip
+        await self._record_end(name, status, "failed")
         return False
 
     async def _await_stage(self, stage: Stage) -> tuple[bool, str]:
@@ -386,7 +351,7 @@ class Orchestrator:
         ]
         body = {"model": self.plan.model_name, "prompt": "ping", "max_tokens": 1}
         for proc in targets:
-            url = f"http://{proc.address}:{proc.http_port}/v1/completions"
+            url = proc.base_url + "/v1/completions"
             headers = {"X-Request-Id": f"cpconsole-probe-{secrets.token_hex(6)}"}
             try:
                 answer = await self._http.post(url, json=body, headers=headers, timeout=self.plan.timeouts.probe)

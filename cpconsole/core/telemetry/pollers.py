@@ -98,11 +98,6 @@ class Poller(Generic[T]):
         return self._task is not None and not self._task.done()
 
 
-def api_url(proc: ProcessPlan) -> str:
-    host = f"[{proc.address}]" if ":" in proc.address else proc.address
-    return f"http://{host}:{proc.http_port}"
-
-
 class Telemetry:
     """Every poller of a deployment: one npu-smi poller per node, /metrics and /health pollers for
     each vLLM API server while it runs. `sync` starts and stops the per-process ones."""
@@ -161,7 +156,7 @@ class Telemetry:
         return fetch
 
     def _metrics_fetch(self, proc: ProcessPlan) -> Callable[[], Awaitable[VllmMetrics]]:
-        url = api_url(proc) + "/metrics"
+        url = proc.base_url + "/metrics"
 
         async def fetch() -> VllmMetrics:
             answer = await self.http.get(url)
@@ -173,7 +168,7 @@ class Telemetry:
         return fetch
 
     def _health_fetch(self, proc: ProcessPlan) -> Callable[[], Awaitable[float]]:
-        url = api_url(proc) + ("/healthcheck" if proc.role == "proxy" else "/health")
+        url = proc.base_url + proc.health_path
 
         async def fetch() -> float:
             started = time.monotonic()
