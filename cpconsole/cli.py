@@ -77,7 +77,8 @@ def cmd_console(args: argparse.Namespace) -> int:
     from .core.session import Session
     from .ui.app import ConsoleApp
 
-    return ConsoleApp(Session(plan, findings=tuple(map(str, loaded.findings)))).run() or EXIT_OK
+    session = Session(plan, findings=tuple(map(str, loaded.findings)), read_only=args.read_only)
+    return ConsoleApp(session).run() or EXIT_OK
 
 
 def _names(plan: LaunchPlan, names: list[str] | None) -> list[str] | None:
@@ -126,6 +127,27 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return headless.exec_on(plan, known if where == "--all" else [where], command)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    loaded, plan = _plan_for(args)
+    from .core.smoke.bench import BenchSettings, load_runs
+
+    if args.list:
+        print(headless.bench_table(load_runs(plan.profile)))
+        return EXIT_OK
+    defaults = loaded.profile.bench
+    settings = BenchSettings(
+        input_len=args.input_len or (defaults.random_input_len if defaults else 1024),
+        output_len=args.output_len or (defaults.random_output_len if defaults else 128),
+        num_prompts=args.num_prompts or (defaults.num_prompts if defaults else 20),
+        max_concurrency=args.max_concurrency,
+        target=args.target or "proxy",
+    )
+    servers = [p for p in plan.processes if p.http_port and p.role != "proxy"]
+    node = args.node or servers[0].node
+    plan.node(node)  # KeyError names the nodes there are
+    return headless.bench(plan, node, settings, args.json)
+
+
 def cmd_smoke(args: argparse.Namespace) -> int:
     loaded, plan = _plan_for(args)
     servers = [p.name for p in plan.processes if p.http_port]
@@ -134,9 +156,19 @@ def cmd_smoke(args: argparse.Namespace) -> int:
         print(f"cpconsole: {target} serves no HTTP; targets are {', '.join(servers)}", file=sys.stderr)
         return EXIT_USAGE
     smoke = loaded.profile.smoke
-    tokens = args.tokens or (smoke.needle_tokens if smoke and smoke.needle_tokens else 2000)
+    needle = args.needle if args.needle is not None else (smoke.needle_tokens if smoke else None)
+    try:
+        depths = [float(d) for d in args.depths.split(",")]
+    except ValueError:
+        depths = []
+    if not depths or not all(0 <= d <= 1 for d in depths):
+        print(
+            f"cpconsole: --depths wants fractions between 0 and 1, like 0.1,0.5,0.9 (got {args.depths!r})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     max_tokens = args.max_tokens or (smoke.max_tokens if smoke else 64)
-    return headless.smoke(plan, target, args.preset, tokens, args.depth, max_tokens, args.json)
+    return headless.smoke(plan, target, needle or None, depths, max_tokens, args.json)
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
@@ -157,7 +189,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "logs": (cmd_logs, "print (and follow) the logs, merged with process prefixes"),
     "exec": (cmd_exec, "run a command on a node (or --all) and group identical output"),
     "preflight": (cmd_preflight, "check every node before launch: reachability, chips, NPU links, ports, model"),
-    "smoke": (cmd_smoke, "send a hello or a long-context needle request; TTFT, TPOT, pass/fail"),
+    "bench": (cmd_bench, "run vllm bench serve against the proxy on a node; keep and compare the results"),
+    "smoke": (cmd_smoke, "health, probe path, a completion, the long-context needle; exit 0 only if all pass"),
 }
 
 
@@ -177,14 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("render", "up", "down", "logs"):
             cmd.add_argument("--process", "-p", action="append", metavar="NAME", help="only this process (repeatable)")
         if name == "smoke":
-            cmd.add_argument("--preset", choices=("hello", "needle"), default="hello")
             cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
             cmd.add_argument(
-                "--tokens", type=int, help="needle prompt length (default: the profile's smoke.needle_tokens)"
-            )
-            cmd.add_argument("--depth", type=float, default=0.5, help="where the needle sits, 0-1 (default 0.5)")
+                "--needle", type=int, metavar="TOKENS",
+                help="needle prompt length (default: the profile's smoke.needle_tokens; 0: no needle)",
+            )  # fmt: skip
+            cmd.add_argument("--depths", default="0.5", help="where the needle sits, fractions (default 0.5)")
             cmd.add_argument("--max-tokens", type=int, help="answer budget (default: the profile's smoke.max_tokens)")
-        if name in ("up", "down", "restart", "status", "smoke", "preflight"):
+        if name == "bench":
+            cmd.add_argument("--node", help="where vllm bench runs (default: the first API server's node)")
+            cmd.add_argument("--input-len", type=int, help="--random-input-len (default: the profile's bench section)")
+            cmd.add_argument("--output-len", type=int, help="--random-output-len")
+            cmd.add_argument("--num-prompts", type=int)
+            cmd.add_argument("--max-concurrency", type=int)
+            cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process to load")
+            cmd.add_argument("--list", action="store_true", help="only show the stored runs of this profile")
+        if name in ("up", "down", "restart", "status", "smoke", "preflight", "bench"):
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "render":
             cmd.add_argument("--format", choices=("sh", "json"), default="sh")
@@ -205,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `cpconsole PROFILE`: the console itself
         console = argparse.ArgumentParser(prog="cpconsole")
         console.add_argument("profile", metavar="PROFILE")
+        console.add_argument(
+            "--read-only", action="store_true", help="watch only: no up, down, restart or exec from this console"
+        )
         args = console.parse_args(argv)
         args.func = cmd_console
     else:
@@ -223,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `cpconsole status --json | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or the exit flush fails again
+        return EXIT_OK
     except Exception as exc:  # a bug of ours: say so in one line, full detail on request
         if os.environ.get("CPCONSOLE_DEBUG"):
             raise

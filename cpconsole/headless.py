@@ -21,8 +21,9 @@ from .core.preflight import Check, run_preflight
 from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
 from .core.remote.launch import run_dir
 from .core.remote.logstore import strip_ansi
-from .core.smoke.client import percentile, stream_request
-from .core.smoke.prompts import HELLO, needle_prompt
+from .core.smoke.bench import BenchRun, BenchSettings, load_runs, run_bench, store_run
+from .core.smoke.client import percentile
+from .core.smoke.suite import SmokeCheck, run_suite
 from .core.telemetry.alerts import Alert, AlertEngine, hbm_limits
 from .core.telemetry.pollers import Poller, Telemetry
 
@@ -125,6 +126,7 @@ async def _run_verb(
     *,
     narrate: bool = True,
     with_alerts: bool = False,
+    judge_states: bool = True,  # False: only the action's own success counts (down: nothing left running)
 ) -> int:
     out = sys.stdout
     alerts: list[Alert] = []
@@ -156,7 +158,7 @@ async def _run_verb(
                         out.write(
                             f"--- last {len(lines)} lines of {view.name}\n" + "\n".join(map(strip_ansi, lines)) + "\n"
                         )
-    code = _exit_for(views)
+    code = _exit_for(views) if judge_states else EXIT_OK
     return code if code != EXIT_OK or ok else EXIT_FAILED
 
 
@@ -187,7 +189,8 @@ def up(plan: LaunchPlan, only: list[str] | None, as_json: bool) -> int:
 
 
 def down(plan: LaunchPlan, only: list[str] | None, as_json: bool) -> int:
-    return asyncio.run(_run_verb(plan, as_json, lambda o: o.down(only), narrate=False))
+    # a process that had failed before is still reported, but stopping everything is what down is judged by
+    return asyncio.run(_run_verb(plan, as_json, lambda o: o.down(only), narrate=False, judge_states=False))
 
 
 def restart(plan: LaunchPlan, target: str, as_json: bool) -> int:
@@ -287,48 +290,39 @@ def _ms(seconds: float | None) -> str:
 
 
 async def _smoke(
-    plan: LaunchPlan, target: str, preset: str, tokens: int, depth: float, max_tokens: int
-) -> tuple[bool, dict[str, Any]]:
-    proc = plan.process(target)
-    base = proc.base_url
-    needle = needle_prompt(tokens, depth) if preset == "needle" else None
+    plan: LaunchPlan, target: str, needle_tokens: int | None, depths: list[float], max_tokens: int
+) -> list[SmokeCheck]:
     async with httpx.AsyncClient(trust_env=False) as http:
-        if needle is not None:
-            result = await stream_request(
-                http, base, model=plan.model_name, prompt=needle.prompt, max_tokens=max_tokens
-            )
-        else:
-            result = await stream_request(http, base, model=plan.model_name, messages=[{"role": "user", "content": HELLO}],
-                                          max_tokens=max_tokens)  # fmt: skip
-    passed = result.ok and (needle is None or needle.passed(result.text))
-    report: dict[str, Any] = {
-        "preset": preset, "target": target, "passed": passed, "error": result.error, "request_id": result.request_id,
-        "prompt_tokens": result.prompt_tokens, "output_tokens": result.output_tokens, "ttft_s": result.ttft_s,
-        "tpot_s": result.tpot_s, "itl_p50_s": percentile(result.itl_s, 0.5), "itl_p99_s": percentile(result.itl_s, 0.99),
-        "e2e_s": result.e2e_s, "tokens_per_s": result.tokens_per_s, "finish_reason": result.finish_reason,
-        "answer": result.text, "passphrase": needle.passphrase if needle else None, "depth": depth if needle else None,
-    }  # fmt: skip
-    return passed, report
+        return await run_suite(plan, http, target=target, needle_tokens=needle_tokens, depths=depths,
+                               max_tokens=max_tokens)  # fmt: skip
 
 
-def smoke(plan: LaunchPlan, target: str, preset: str, tokens: int, depth: float, max_tokens: int, as_json: bool) -> int:
-    passed, report = asyncio.run(_smoke(plan, target, preset, tokens, depth, max_tokens))
+def smoke(
+    plan: LaunchPlan, target: str, needle_tokens: int | None, depths: list[float], max_tokens: int, as_json: bool
+) -> int:
+    """Health, probe path, a completion and the needle(s); exit 0 only if every check passed."""
+    checks = asyncio.run(_smoke(plan, target, needle_tokens, depths, max_tokens))
+    passed = all(c.passed for c in checks)
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps({"passed": passed, "checks": [c.as_json() for c in checks]}, indent=2))
         return EXIT_OK if passed else EXIT_FAILED
-    what = f"needle of ~{tokens:,} tokens at {depth:.0%} depth" if preset == "needle" else "hello"
-    print(f"{what} via {target}")
-    if report["error"]:
-        print(f"FAIL  {report['error']}")
-        return EXIT_FAILED
-    print(f"answer: {report['answer'].strip()[:200]}")
-    if preset == "needle":
-        print(f"expected passphrase: {report['passphrase']}")
-    prompt = f"{report['prompt_tokens']:,}" if report["prompt_tokens"] is not None else "?"
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        print(f"{'PASS' if check.passed else 'FAIL'}  {check.name:<{width}}  {check.detail}")
+        result = check.result
+        if result is not None and result.ok:
+            prompt = f"{result.prompt_tokens:,}" if result.prompt_tokens is not None else "?"
+            if check.kind == "needle" and not check.prompt_tokens_measured:
+                prompt += " (estimated: no /tokenize)"
+            print(
+                f"{'':6}{'':<{width}}  prompt {prompt} tokens  TTFT {_ms(result.ttft_s)}  TPOT {_ms(result.tpot_s)}  "
+                f"ITL p50 {_ms(percentile(result.itl_s, 0.5))} p99 {_ms(percentile(result.itl_s, 0.99))}  "
+                f"{result.output_tokens} tokens  {result.tokens_per_s or 0:.1f} tok/s  E2E {_ms(result.e2e_s)}"
+            )
+    failed = [c.name for c in checks if not c.passed]
     print(
-        f"{'PASS' if passed else 'FAIL'}  prompt {prompt} tokens  TTFT {_ms(report['ttft_s'])}  "
-        f"TPOT {_ms(report['tpot_s'])}  ITL p50 {_ms(report['itl_p50_s'])} p99 {_ms(report['itl_p99_s'])}  "
-        f"{report['output_tokens']} tokens  {report['tokens_per_s'] or 0:.1f} tok/s  E2E {_ms(report['e2e_s'])}"
+        f"smoke: {len(checks) - len(failed)}/{len(checks)} passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
     )
     return EXIT_OK if passed else EXIT_FAILED
 
@@ -359,3 +353,48 @@ def preflight(plan: LaunchPlan, model_path: str | None, as_json: bool) -> int:
     if any(c.status == "FAIL" and c.check == "reachable" for c in checks):
         return EXIT_UNREACHABLE
     return EXIT_FAILED if any(c.status == "FAIL" for c in checks) else EXIT_OK
+
+
+def bench_table(runs: list[BenchRun], mark: str | None = None) -> str:
+    """Runs side by side, oldest first; `mark` flags the run just made."""
+    head = (f"{'run':<19} {'profile@':<9} {'in/out/n':<16} {'ok/fail':<8} {'req/s':>7} {'out tok/s':>10} "
+            f"{'TTFT mean':>10} {'TTFT p99':>9} {'TPOT mean':>10} {'TPOT p99':>9}")  # fmt: skip
+    lines = [head]
+    for run in runs:
+        s, cfg = run.summary, run.settings
+        shape = f"{cfg.get('input_len')}/{cfg.get('output_len')}/{cfg.get('num_prompts')}"
+        lines.append(
+            f"{run.started:<19} {run.digest[:8]:<9} {shape:<16} {f'{s.completed}/{s.failed}':<8} "
+            f"{s.request_throughput:>7.2f} {s.output_throughput:>10.1f} {s.mean_ttft_ms:>8.1f}ms {s.p99_ttft_ms:>7.1f}ms "
+            f"{s.mean_tpot_ms:>8.2f}ms {s.p99_tpot_ms:>7.2f}ms" + ("  ← this run" if run.started == mark else "")
+        )
+    return "\n".join(lines)
+
+
+async def _bench(plan: LaunchPlan, node: str, settings: BenchSettings, echo: bool) -> BenchRun:
+    transport = transport_for(plan.node(node))
+    try:
+        async for item in run_bench(plan, transport, settings):
+            if isinstance(item, BenchRun):
+                return item
+            if echo:
+                print(item, flush=True)
+    finally:
+        await transport.close()
+    raise RemoteError(node, "the bench ended without a result")
+
+
+def bench(plan: LaunchPlan, node: str, settings: BenchSettings, as_json: bool) -> int:
+    """Run `vllm bench serve` on a node, keep its result, compare it with the earlier runs."""
+    try:
+        run = asyncio.run(_bench(plan, node, settings, echo=not as_json))
+    except RemoteError as exc:
+        print(f"cpconsole: bench: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    path = store_run(run)
+    if as_json:
+        print(json.dumps({"stored": str(path), "summary": asdict(run.summary), "result": run.result}, indent=2))
+    else:
+        print(f"\nstored {path}\n")
+        print(bench_table(load_runs(plan.profile), mark=run.started))
+    return EXIT_OK if run.summary.failed == 0 and run.summary.completed > 0 else EXIT_FAILED

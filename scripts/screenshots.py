@@ -1,8 +1,9 @@
 """Screenshots of the running console, from the demo: `.venv/bin/python scripts/screenshots.py`.
 
 Brings the demo topology up through the console (key `u`), lets the simulator's background load
-fill the panels, saves SVGs of the board and the logs into screenshots/ (PNGs too when
-rsvg-convert is installed), then brings everything down again (key `D`).
+fill the panels, saves SVGs of every screen (board, logs, NPUs, metrics, a process's details, help,
+the stop confirmation) into screenshots/ (PNGs too when rsvg-convert is installed), then brings
+everything down again (`D`, confirmed with `y`).
 """
 
 from __future__ import annotations
@@ -45,14 +46,24 @@ async def main() -> None:
         await pilot.press("4")
         await pilot.pause(1)
         app.save_screenshot("metrics.svg", str(OUT))
-        await pilot.press("1", "D")
+        await pilot.press("1", "enter")  # the first row's details
+        await pilot.pause(1)
+        app.save_screenshot("details.svg", str(OUT))
+        await pilot.press("escape", "question_mark")
+        await pilot.pause(0.5)
+        app.save_screenshot("help.svg", str(OUT))
+        await pilot.press("escape", "D")
+        await pilot.pause(0.5)
+        app.save_screenshot("confirm.svg", str(OUT))
+        await pilot.press("y")
+        await pilot.pause(0.5)
         for _ in range(300):
             await pilot.pause(0.1)
             if not app.session.busy:
                 break
         await pilot.press("q")
     if shutil.which("rsvg-convert"):
-        for name in ("board", "logs", "npus", "metrics"):
+        for name in ("board", "logs", "npus", "metrics", "details", "help", "confirm"):
             subprocess.run(["rsvg-convert", "-b", "#000000", "-o", str(OUT / f"{name}.png"), str(OUT / f"{name}.svg")],
                            check=True)  # fmt: skip
     print(f"wrote {', '.join(sorted(p.name for p in OUT.iterdir()))} in {OUT}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cpconsole.core.remote import AlreadyRunning, ShellTransport, SpawnSpec
+from cpconsole.core.remote import AlreadyRunning, ShellTransport, SpawnSpec, scripts
 from cpconsole.core.remote.types import ProcessHandle
 
 PY = "/usr/bin/python3"  # readable by the /bin/sh login user, unlike a venv under /root
@@ -188,3 +188,38 @@ async def test_run_directories_under_the_login_home(transport: ShellTransport) -
         assert (await transport.stop(found, grace=5)).state == "exited"
     finally:
         await transport.run('rm -rf "$HOME"/' + base[2:])
+
+
+async def test_local_status_reads_what_the_status_script_prints(tmp_path: Path) -> None:
+    """LocalTransport answers status in-process; it must see exactly what the node script sees."""
+    from cpconsole.core.remote import LocalTransport
+    from cpconsole.core.remote.local import status_fields
+    from cpconsole.core.remote.scripts import parse_status, status
+
+    node = LocalTransport("local")
+
+    async def by_script(run_dir: str) -> dict[str, str]:
+        return parse_status((await node.run(status(run_dir))).text())
+
+    run_dir = str(tmp_path / "job")
+    assert status_fields(run_dir) == await by_script(run_dir) == {"missing": ""}
+    handle = await node.spawn_detached(spec(run_dir, "sleep 0.5; exit 4"))
+    running = status_fields(run_dir)
+    assert running == await by_script(run_dir) and running["proc"].startswith(("S ", "R "))
+    await wait_state(node, handle, "exited")
+    assert status_fields(run_dir) == await by_script(run_dir)
+    assert status_fields(run_dir)["exitcode"] == "4"
+    assert status_fields(run_dir).get("proc", "Z").startswith("Z")  # gone, or a zombie not yet reaped
+    await node.close()
+
+
+async def test_stop_also_ends_what_the_leader_left_in_its_group(transport: ShellTransport, nodes_dir: str) -> None:
+    """vLLM's resource tracker ignores SIGTERM and outlives the server: stop must not leave it."""
+    run_dir = run_dir_for(transport, nodes_dir, "stubborn")
+    body = f"{PY} -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)' &\nsleep 60"
+    handle = await transport.spawn_detached(spec(run_dir, body, "stubborn"))
+    await asyncio.sleep(0.5)
+    status = await transport.stop(handle, grace=1.5)
+    assert status.state == "exited"
+    # nothing of the group lives on (zombies aside: this sandbox's PID 1 does not reap)
+    assert (await transport.run(scripts.group_alive(handle))).text() == "gone\n"

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -127,13 +128,33 @@ def test_cpconsole_smoke_against_the_demo(tmp_path: Path) -> None:
 
     try:
         assert cpconsole("up", str(profile)).returncode == 0
-        done = cpconsole("smoke", str(profile), "--preset", "needle", "--json")
+        done = cpconsole("smoke", str(profile), "--json", "--depths", "0.1,0.9")
         report = json.loads(done.stdout)
-        assert done.returncode == 0 and report["passed"] and report["passphrase"] in report["answer"]
-        assert 125_000 < report["prompt_tokens"] < 136_000 and report["ttft_s"] > 0.5  # 128k-class prefill takes time
-        too_long = cpconsole("smoke", str(profile), "--preset", "needle", "--tokens", "140000")
+        assert done.returncode == 0 and report["passed"], done.stdout
+        names = [c["name"] for c in report["checks"]]
+        assert names == [
+            "health prefill-0", "health decode-0", "health proxy", "probe prefill-0", "probe decode-0", "probe proxy",
+            "completion proxy", "needle 10% via proxy", "needle 90% via proxy",
+        ]  # fmt: skip
+        needle = report["checks"][-1]
+        assert needle["passphrase"] in needle["answer"] and needle["prompt_tokens_measured"]
+        assert 125_000 < needle["prompt_tokens"] < 136_000 and needle["ttft_s"] > 0.5  # 128k-class prefill takes time
+        too_long = cpconsole("smoke", str(profile), "--needle", "140000")
         assert too_long.returncode == 1 and "maximum context length is 136000 tokens" in too_long.stdout
-        hello = cpconsole("smoke", str(profile), "--target", "decode-0")
-        assert hello.returncode == 0 and hello.stdout.startswith("hello via decode-0") and "PASS" in hello.stdout
+        hello = cpconsole("smoke", str(profile), "--target", "decode-0", "--needle", "0")
+        assert hello.returncode == 0 and "PASS  completion decode-0" in hello.stdout and "needle" not in hello.stdout
+        # the decode engine killed: the probe path names the broken hop, and smoke fails
+        decode = json.loads(cpconsole("status", str(profile), "--json").stdout)["processes"][2]
+        assert decode["name"] == "decode-0"
+        for child in psutil.Process(decode["pid"]).children(recursive=True):
+            child.kill()
+        broken = cpconsole("smoke", str(profile), "--json", "--needle", "0")
+        failed = [c["name"] for c in json.loads(broken.stdout)["checks"] if not c["passed"]]
+        assert broken.returncode == 1 and failed == [
+            "health decode-0",
+            "probe decode-0",
+            "probe proxy",
+            "completion proxy",
+        ]
     finally:
         cpconsole("down", str(profile))

@@ -3,23 +3,35 @@ in, logs of one process and of all, bringing it down; and a snapshot of the boar
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
+from textual.widgets import Static
 
 from cpconsole.core.orchestrate import Orchestrator
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile, load_profile_text
-from cpconsole.core.remote import LocalTransport
+from cpconsole.core.remote import LocalTransport, LogStore, TailChunk, TailEvent
 from cpconsole.core.session import Session
 from cpconsole.ui.app import ConsoleApp
 from cpconsole.ui.screens.board import BoardScreen
+from cpconsole.ui.screens.details import DetailsScreen
+from cpconsole.ui.screens.dialogs import ConfirmScreen, HelpScreen, QuitScreen
 from cpconsole.ui.screens.logs import LogsScreen
+from cpconsole.ui.screens.metrics import MetricsScreen
+from cpconsole.ui.screens.npus import NpusScreen
+from cpconsole.ui.screens.plan import PlanScreen
 from cpconsole.ui.widgets.process_table import ProcessTable
 
 from .conftest import PROFILES
+from .frozen import frozen_session
 from .simcluster import demo_text
 
 
@@ -41,58 +53,144 @@ async def wait_for(pilot, condition, timeout: float = 30.0) -> None:  # type: ig
     raise AssertionError("condition never became true")
 
 
+PROCESSES = ("prefill-0", "prefill-1", "decode-0", "proxy")
+
+
 def cell(app: ConsoleApp, process: str, column: str) -> str:
     return str(app.board.query_one(ProcessTable).get_cell(process, column))
 
 
-async def test_up_logs_and_down_from_the_keyboard(demo_session: Session) -> None:
+async def test_walkthrough_up_logs_npus_metrics_restart_and_quit_leaving_it_running(demo_session: Session) -> None:
     app = ConsoleApp(demo_session, refresh_s=0.2)
     async with app.run_test(size=(160, 48)) as pilot:
         assert isinstance(app.screen, BoardScreen)
         assert cell(app, "decode-0", "state") == "planned"
         await pilot.press("u")
-        await wait_for(
-            pilot,
-            lambda: all(cell(app, p, "state") == "ready" for p in ("prefill-0", "prefill-1", "decode-0", "proxy")),
-        )
-        assert "P 2/2" in str(app.board.query_one("#rollup").render()) and "ready" in str(
-            app.board.query_one("#rollup").render()
-        )
+        await wait_for(pilot, lambda: all(cell(app, p, "state") == "ready" for p in PROCESSES))
+        rollup = str(app.board.query_one("#rollup").render())
+        assert "P 2/2" in rollup and "ready" in rollup
         await wait_for(pilot, lambda: "HBM" in str(app.board.query_one("#nodes").render()))
         assert cell(app, "prefill-0", "pid") != "-"
+
+        # logs: merged, search, filter, switch process
         await pilot.press("2")
         assert isinstance(app.screen, LogsScreen) and app.screen.process is None
-        await wait_for(pilot, lambda: app.screen.query_one("Log").line_count > 10)
-        assert any("decode-0  | " in line for line in app.screen.query_one("Log").lines)
+        log = app.screen.query_one("Log")
+        await wait_for(pilot, lambda: log.line_count > 20)
+        assert any("decode-0  | " in line for line in log.lines)
+        await pilot.press("slash", *"KV cache size", "enter")
+        status = str(app.screen.query_one("#source").content)
+        assert "search: KV cache size (1/5 matches)" in status  # 3 × "GPU KV cache size:", 2 × "Multiplying the …"
+        await pilot.press("f", *"decode-0", "enter")
+        assert all(line.startswith("decode-0") for line in log.lines)
+        await pilot.press("f", "ctrl+u", "enter")  # clear the filter
+        assert any(line.startswith("proxy") for line in log.lines)
         await pilot.press("right_square_bracket")
         assert app.screen.process == "prefill-0"
-        await pilot.press("3")
-        from cpconsole.ui.screens.npus import NpusScreen
 
+        await pilot.press("3")
         assert isinstance(app.screen, NpusScreen)
         await wait_for(pilot, lambda: all(hasattr(w.content, "rows") for w in app.screen.query(".npu-node")))
-        table = app.screen.query_one("#npu-decode-a").content
-        assert table.row_count == 16  # type: ignore[attr-defined]
+        assert app.screen.query_one("#npu-decode-a").content.row_count == 16  # type: ignore[attr-defined]
         await pilot.press("4")
-        from cpconsole.ui.screens.metrics import MetricsScreen
-
         assert isinstance(app.screen, MetricsScreen)
         await wait_for(pilot, lambda: app.screen.query_one("#metrics-table").content.row_count == 2)
         rows = app.screen.query_one("#metrics-table").content.columns[0]._cells  # type: ignore[attr-defined]
         assert [str(c) for c in rows] == ["prefill-0", "decode-0"]
-        await pilot.press("1")
-        assert isinstance(app.screen, BoardScreen)
-        await pilot.press("D")
-        await wait_for(
-            pilot, lambda: all(cell(app, p, "state").startswith("exited") for p in ("prefill-0", "decode-0", "proxy"))
-        )
+
+        # details of the decode row, then restart it: declined once, then confirmed
+        await pilot.press("1", "down", "down", "enter")
+        assert isinstance(app.screen, DetailsScreen) and app.screen.process == "decode-0"
+        summary = str(app.screen.query_one("#summary").content)
+        assert "decode of decode" in summary and "--kv-transfer-config" in summary
+        old_pid = demo_session.orchestrator.views["decode-0"].pid
+        await pilot.press("r")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert isinstance(app.screen, DetailsScreen) and demo_session.busy is None
+        await pilot.press("r", "y")
+        await wait_for(pilot, lambda: demo_session.orchestrator.views["decode-0"].pid not in (None, old_pid))
+        await pilot.press("escape")
+        assert app.screen is app.board
+        await wait_for(pilot, lambda: all(cell(app, p, "state") == "ready" for p in PROCESSES))
+
         await pilot.press("q")
-    await asyncio.sleep(0)
+        assert isinstance(app.screen, QuitScreen)
+        await pilot.press("l")  # leave running: the default
+    assert app.return_value == 0
+    # the next console adopts what this one left running
+    again = Session(demo_session.plan)
+    await again.orchestrator.adopt()
+    assert {n: v.state for n, v in again.orchestrator.views.items() if v.state != "ready"} == {}
+    assert again.orchestrator.views["decode-0"].pid == demo_session.orchestrator.views["decode-0"].pid
+    await again.close()
 
 
-def test_board_snapshot(snap_compare) -> None:  # type: ignore[no-untyped-def]
-    session = Session(build_plan(load_profile(PROFILES / "demo.yaml")))
-    assert snap_compare(ConsoleApp(session, live=False), terminal_size=(150, 30))
+@pytest.fixture
+async def crashing_session(tmp_path: Path) -> AsyncIterator[Session]:
+    """The demo whose engines die after three requests (the sim's CPCONSOLE_SIM_CRASH_AFTER)."""
+    plan = build_plan(load_profile_text(demo_text(tmp_path, extra_env={"CPCONSOLE_SIM_CRASH_AFTER": "3"})))
+    yield Session(plan)
+    cleanup = Orchestrator(plan, {n.name: LocalTransport(n.name) for n in plan.nodes})
+    await cleanup.down()
+    await cleanup.close()
+
+
+async def test_a_dead_engine_and_a_killed_proxy_show_on_the_board_with_their_cause(crashing_session: Session) -> None:
+    app = ConsoleApp(crashing_session, refresh_s=0.2)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("u")
+        await wait_for(pilot, lambda: all(cell(app, p, "state") == "ready" for p in PROCESSES))
+        proxy = crashing_session.plan.process("proxy")
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+            for _ in range(4):
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.post(f"{proxy.base_url}/v1/completions",
+                                      json={"model": "deepseek_v3", "prompt": "hi", "max_tokens": 2})  # fmt: skip
+        await wait_for(pilot, lambda: cell(app, "decode-0", "state").startswith(("exited", "failed")))
+        assert cell(app, "decode-0", "why / last line") == "the engine died"
+        # the pid shown is the wrapper that records the exit code; kill the server under it, as the OOM killer would
+        (server,) = psutil.Process(int(cell(app, "proxy", "pid"))).children()
+        server.send_signal(signal.SIGKILL)
+        await wait_for(pilot, lambda: cell(app, "proxy", "state").startswith("exited"))
+        assert cell(app, "proxy", "state") == "exited(-9)"
+        assert cell(app, "proxy", "why / last line") == "killed by signal 9"
+        # the error line is one key away in the decode's log
+        await pilot.press(":", *"logs decode-0", "enter")
+        assert isinstance(app.screen, LogsScreen) and app.screen.process == "decode-0"
+        log = app.screen.query_one("Log")
+        await wait_for(pilot, lambda: log.line_count > 10)
+        await pilot.press("e")
+        assert "EngineCore encountered a fatal error" in log.lines[app.screen._at]
+        await wait_for(pilot, lambda: not crashing_session.running)  # the prefill engines died of it too
+        await pilot.press("q")  # nothing left running: no question
+    assert app.return_value == 0
+
+
+@pytest.fixture
+def utc() -> Iterator[None]:
+    """Times of day and uptimes are local time: snapshots render them in UTC, wherever they run."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+SNAPSHOT_KEYS = {
+    "board": [], "logs": ["2"], "npus": ["3"], "metrics": ["4"], "plan": ["5"], "details": ["down", "enter"],
+    "help": ["question_mark"], "quit": ["q"], "command": ["colon", *"restart d"], "confirm": ["D"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+@pytest.mark.parametrize("view", list(SNAPSHOT_KEYS))
+def test_snapshot(snap_compare, utc, view: str, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(frozen_session(), live=False), press=SNAPSHOT_KEYS[view], terminal_size=size)
 
 
 async def test_plan_screen_shows_exactly_what_runs_and_the_warnings() -> None:
@@ -102,8 +200,6 @@ async def test_plan_screen_shows_exactly_what_runs_and_the_warnings() -> None:
     app = ConsoleApp(session, live=False)
     async with app.run_test(size=(160, 60)) as pilot:
         await pilot.press("5")
-        from cpconsole.ui.screens.plan import PlanScreen
-
         assert isinstance(app.screen, PlanScreen)
         parts = [w.content for w in app.screen.query("Static")]
         text = " ".join(getattr(p, "code", None) or str(p) for p in parts)  # Syntax keeps its source in .code
@@ -129,22 +225,52 @@ def test_search_filter_and_error_jumps_are_plain_functions() -> None:
     assert step([1, 4], 1, 1) == 4 and step([1, 4], 4, 1) == 1 and step([1, 4], 1, -1) == 4 and step([], 0, 1) is None
 
 
-async def test_logs_search_and_filter_from_the_keyboard(demo_session: Session) -> None:
-    app = ConsoleApp(demo_session, refresh_s=0.2)
-    async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.press("u")
-        await wait_for(pilot, lambda: all(cell(app, p, "state") == "ready" for p in ("decode-0", "proxy")))
-        await pilot.press("2")
-        log = app.screen.query_one("Log")
-        await wait_for(pilot, lambda: log.line_count > 20)
-        await pilot.press("slash", *"KV cache size", "enter")
-        status = str(app.screen.query_one("#source").content)
-        assert "search: KV cache size (1/5 matches)" in status  # 3 × "GPU KV cache size:", 2 × "Multiplying the …"
-        await pilot.press("f", *"decode-0", "enter")
-        assert all(line.startswith("decode-0") for line in log.lines)
-        assert "filter: decode-0" in str(app.screen.query_one("#source").content)
-        await pilot.press("f", "ctrl+u", "enter")  # clear the filter
-        assert any(line.startswith("proxy") for line in log.lines)
-        await pilot.press("1", "D")
-        await wait_for(pilot, lambda: cell(app, "decode-0", "state").startswith("exited"))
-        await pilot.press("q")
+async def test_command_line_help_and_read_only(utc: None, tmp_path: Path) -> None:
+    session = frozen_session()
+    session.read_only = True
+    app = ConsoleApp(session, live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("colon", *"logs decode-0", "enter")
+        assert isinstance(app.screen, LogsScreen) and app.screen.process == "decode-0"
+        await pilot.press("colon", *"details proxy", "enter")
+        assert isinstance(app.screen, DetailsScreen) and app.screen.process == "proxy"
+        await pilot.press("colon", *"restat decode", "enter")  # a typo: said, nothing happens
+        assert any("did you mean 'restart'" in n.message for n in app._notifications)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        help_text = str(app.screen.query_one(Static).content)
+        assert ":restart TARGET" in help_text and "Logs" in help_text
+        await pilot.press("escape", "1", "u", "D", "r")  # read-only: refused, no question asked
+        assert app.screen is app.board and session.busy is None
+        assert sum("read-only console" in n.message for n in app._notifications) == 3
+        await pilot.press("q")  # read-only quits without asking, whatever runs
+    assert app.return_value == 0
+
+
+async def test_logs_banner_dropped_lines_and_save(utc: None, tmp_path: Path) -> None:
+    session = frozen_session()
+    store = LogStore(max_lines=100)
+    session.orchestrator.stores["decode-0"] = store
+    store.feed(TailChunk(0, b"".join(b"line %d\n" % i for i in range(50))))
+    app = ConsoleApp(session, live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("colon", *"logs decode-0", "enter")
+        screen = app.screen
+        assert isinstance(screen, LogsScreen)
+        screen.save_dir = tmp_path
+        assert screen.query_one("#banner").has_class("hidden")
+        store.feed(TailEvent("disconnected", "connection lost"))
+        store.feed(TailChunk(store.offset, b"".join(b"more %d\n" % i for i in range(300))))  # the ring keeps 100
+        screen.refresh_from(session)
+        await pilot.pause()
+        banner = screen.query_one("#banner")
+        assert not banner.has_class("hidden")
+        assert "decode-0: stream disconnected (connection lost) — resuming" in str(banner.content)
+        assert screen.dropped == 200 and "200 lines dropped" in str(screen.query_one("#source").content)
+        store.feed(TailEvent("resumed"))
+        screen.refresh_from(session)
+        assert banner.has_class("hidden")
+        await pilot.press("s")
+        (saved,) = tmp_path.glob("cpconsole-decode-0-*.log")
+        lines = saved.read_text().splitlines()
+        assert lines[:2] == ["line 0", "line 1"] and lines[-1] == "more 299" and len(lines) == 150

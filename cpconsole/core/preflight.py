@@ -48,28 +48,10 @@ def _listening(ss_output: str, address: str) -> set[int]:
     return ports
 
 
-async def _node_checks(
-    plan: LaunchPlan, node: NodePlan, transport: Transport, *, model_path: str | None, timeout: float
-) -> list[Check]:
+async def _npu_checks(node: NodePlan, transport: Transport, *, timeout: float) -> list[Check]:
+    """npu-smi (count, health, HBM in use) and hccn_tool (link, net health, IP) for every chip."""
     out: list[Check] = []
     name = node.name
-    started = time.time()
-    try:
-        hello = await transport.run("id -un; date +%s.%N", timeout=timeout)
-    except RemoteError as exc:
-        return [Check(name, "reachable", "FAIL", exc.what, "check the address, ssh_config, keys and known_hosts")]
-    latency = (time.time() - started) * 1000
-    lines = hello.text().split()
-    user = lines[0] if lines else "?"
-    out.append(Check(name, "reachable", "PASS", f"logged in as {user} in {latency:.0f} ms"))
-    try:
-        skew = float(lines[1]) - (started + time.time()) / 2
-        status: Status = "WARN" if abs(skew) > CLOCK_SKEW_WARN_S else "PASS"
-        out.append(Check(name, "clock", status, f"{skew:+.2f} s against this machine",
-                         "sync the clocks (chrony/ntp): log timestamps will not line up" if status == "WARN" else ""))  # fmt: skip
-    except (IndexError, ValueError):
-        out.append(Check(name, "clock", "WARN", "could not read the node's clock"))
-
     # chips, their health, and HBM someone else already holds
     try:
         smi = await transport.run(node.tool("npu_smi", "info"), timeout=timeout)
@@ -116,6 +98,33 @@ async def _node_checks(
                          "check optics/cabling and /etc/hccn.conf (hccn_tool -i N -link -g)" if bad else ""))  # fmt: skip
     except RemoteError as exc:
         out.append(Check(name, "NPU network", "FAIL", exc.what, "is hccn_tool installed?"))
+    return out
+
+
+async def _node_checks(
+    plan: LaunchPlan, node: NodePlan, transport: Transport, *, model_path: str | None, timeout: float
+) -> list[Check]:
+    out: list[Check] = []
+    name = node.name
+    started = time.time()
+    try:
+        hello = await transport.run("id -un; date +%s.%N", timeout=timeout)
+    except RemoteError as exc:
+        return [Check(name, "reachable", "FAIL", exc.what, "check the address, ssh_config, keys and known_hosts")]
+    latency = (time.time() - started) * 1000
+    lines = hello.text().split()
+    user = lines[0] if lines else "?"
+    out.append(Check(name, "reachable", "PASS", f"logged in as {user} in {latency:.0f} ms"))
+    try:
+        skew = float(lines[1]) - (started + time.time()) / 2
+        status: Status = "WARN" if abs(skew) > CLOCK_SKEW_WARN_S else "PASS"
+        out.append(Check(name, "clock", status, f"{skew:+.2f} s against this machine",
+                         "sync the clocks (chrony/ntp): log timestamps will not line up" if status == "WARN" else ""))  # fmt: skip
+    except (IndexError, ValueError):
+        out.append(Check(name, "clock", "WARN", "could not read the node's clock"))
+
+    if node.chips:  # chips: 0 is a node without accelerators (a CPU test bed)
+        out += await _npu_checks(node, transport, timeout=timeout)
 
     # ports this node's processes will listen on
     wanted = {

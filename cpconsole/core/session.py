@@ -7,25 +7,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import httpx
 
 from .orchestrate import Orchestrator
 from .orchestrate.model import UP_STATES
 from .plan import LaunchPlan
-from .remote import Transport, transport_for
+from .remote import RemoteError, RunResult, Transport, transport_for
 from .telemetry.alerts import Alert, AlertEngine, hbm_limits
 from .telemetry.health import StallDetector, probe
 from .telemetry.pollers import Poller, Telemetry
 
 
+class ReadOnly(RuntimeError):
+    """A session opened read-only was asked to change something."""
+
+
+@dataclass
+class AlertRecord:
+    """One alert's life: when it was raised and, once the condition went away, when it cleared."""
+
+    alert: Alert
+    raised_at: float
+    cleared_at: float | None = None
+
+
 class Session:
     def __init__(
-        self, plan: LaunchPlan, transports: Mapping[str, Transport] | None = None, findings: tuple[str, ...] = ()
+        self,
+        plan: LaunchPlan,
+        transports: Mapping[str, Transport] | None = None,
+        findings: tuple[str, ...] = (),
+        *,
+        read_only: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.plan = plan
         self.findings = findings  # the profile's warnings, as `file:line:col: …` lines
+        self.read_only = read_only
+        self.now = clock  # everything shown with an age or an uptime asks this clock
+        self.alert_history: list[AlertRecord] = []  # newest last
         self.transports = dict(transports) if transports else {n.name: transport_for(n) for n in plan.nodes}
         self.http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(3.0))
         self.orchestrator = Orchestrator(plan, self.transports, http=self.http)
@@ -55,7 +78,7 @@ class Session:
         await self.orchestrator.adopt()
         self.telemetry.start_nodes()
         self._tasks = [
-            asyncio.create_task(self.orchestrator.watch(interval=1.0)),
+            asyncio.create_task(self.orchestrator.watch(interval=2.0)),  # an exit shows within 2 s
             asyncio.create_task(self._follow_states()),
         ]
 
@@ -65,13 +88,26 @@ class Session:
             await self.telemetry.sync(running)
             await self._watch_stalls(running)
             self._note_npu_history()
-            self.alerts = self._alert_engine.evaluate(
-                time.time(),
+            self._set_alerts(self._alert_engine.evaluate(
+                self.now(),
                 npu={n: p.latest.value for n, p in self.telemetry.npu.items()},
                 metrics={n: p.latest.value for n, p in self.telemetry.metrics.items() if n in running},
                 stalled={n: v.reason for n, v in self.orchestrator.views.items() if v.state == "stalled"},
-            )
+            ))  # fmt: skip
             await asyncio.sleep(1.0)
+
+    def _set_alerts(self, alerts: list[Alert], keep: int = 500) -> None:
+        now = self.now()
+        active = {r.alert.key: r for r in self.alert_history if r.cleared_at is None}
+        for alert in alerts:
+            if alert.key not in active:
+                self.alert_history.append(AlertRecord(alert, now))
+        keys = {a.key for a in alerts}
+        for key, record in active.items():
+            if key not in keys:
+                record.cleared_at = now
+        del self.alert_history[:-keep]
+        self.alerts = alerts
 
     def _note_npu_history(self, keep: int = 120) -> None:
         for node, poller in self.telemetry.npu.items():
@@ -109,21 +145,44 @@ class Session:
                                        probe_ok=tried.error is None)  # fmt: skip
             self.orchestrator.note_stall(name, detector.reason)
 
-    async def _intent(self, label: str, action: asyncio.Future[bool] | asyncio.Task[bool]) -> bool:
+    async def exec(
+        self, nodes: Sequence[str], argv: Sequence[str], timeout: float = 30.0
+    ) -> dict[str, RunResult | str]:
+        """Run a command on nodes at once; a node that fails answers with the error text."""
+        if self.read_only:
+            raise ReadOnly("read-only session: exec is off")
+
+        async def one(node: str) -> RunResult | str:
+            try:
+                return await self.transports[node].run(list(argv), timeout=timeout)
+            except (RemoteError, OSError) as exc:
+                return str(exc) or type(exc).__name__
+
+        results = await asyncio.gather(*(one(n) for n in nodes))
+        return dict(zip(nodes, results, strict=True))
+
+    async def _intent(self, label: str, action: Callable[[], Awaitable[bool]]) -> bool:
+        if self.read_only:
+            raise ReadOnly(f"read-only session: {label} is off")
         self.busy = label
         try:
-            return await action
+            return await action()
         finally:
             self.busy = None
 
     async def up(self) -> bool:
-        return await self._intent("starting", asyncio.ensure_future(self.orchestrator.up()))
+        return await self._intent("starting", self.orchestrator.up)
 
     async def down(self) -> bool:
-        return await self._intent("stopping", asyncio.ensure_future(self.orchestrator.down()))
+        return await self._intent("stopping", self.orchestrator.down)
 
     async def restart(self, target: str) -> bool:
-        return await self._intent(f"restarting {target}", asyncio.ensure_future(self.orchestrator.restart(target)))
+        return await self._intent(f"restarting {target}", lambda: self.orchestrator.restart(target))
+
+    @property
+    def running(self) -> list[str]:
+        """Processes that are up in any sense (what quitting would leave behind)."""
+        return [n for n, v in self.orchestrator.views.items() if v.state in UP_STATES]
 
     async def close(self) -> None:
         """Leaving the console stops nothing that runs on the nodes."""

@@ -266,6 +266,13 @@ async def _serve(args: ServeArgs, log: VllmLog) -> int:
         log.engine("core.py:868", "EngineCore encountered a fatal error.", level="ERROR")
         log.write(f"RuntimeError: {why}\n")
         code = 1
+        if server is not None and fatal.is_set():
+            # what a real API server says when its engine dies, then it shuts uvicorn down and
+            # exits 0 (seen with vLLM 0.32: kill -9 of EngineCore → exit code 0)
+            log.api("async_llm.py:906", "AsyncLLM output_handler failed.", level="ERROR")
+            log.api("async_llm.py:906", "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an "
+                    "issue. See stack trace (above) for the root cause.", level="ERROR")  # fmt: skip
+            code = 0
     if server is not None and server_task is not None and not server_task.done():
         server.should_exit = True
         with contextlib.suppress(Exception):

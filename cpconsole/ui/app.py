@@ -2,33 +2,76 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
 
-from ..core.session import Session
+from ..core import commands as cmd
+from ..core.session import ReadOnly, Session
 from .screens.base import SessionScreen
 from .screens.board import BoardScreen
+from .screens.details import DetailsScreen
+from .screens.dialogs import ConfirmScreen, ExecScreen, HelpScreen, QuitScreen
 from .screens.logs import LogsScreen
 from .screens.metrics import MetricsScreen
 from .screens.npus import NpusScreen
 from .screens.plan import PlanScreen
+from .widgets.command_line import CommandLine
+
+SCREENS: dict[str, type[SessionScreen]] = {
+    "logs": LogsScreen, "npus": NpusScreen, "metrics": MetricsScreen, "plan": PlanScreen,
+}  # fmt: skip
+
+
+class ProcessCommands(Provider):
+    """Command palette entries per process: details, logs, restart."""
+
+    def _entries(self) -> list[tuple[str, str, str]]:
+        app = self.app
+        assert isinstance(app, ConsoleApp)
+        entries = []
+        for proc in app.session.plan.processes:
+            entries += [
+                (f"details {proc.name}", f"details({proc.name!r})", f"{proc.role} on {proc.node}"),
+                (f"logs {proc.name}", f"logs({proc.name!r})", f"follow {proc.name}'s log"),
+                (f"restart {proc.name}", f"restart({proc.name!r})", f"restart {proc.instance or proc.name} (asks)"),
+            ]
+        return entries
+
+    async def discover(self) -> Hits:
+        for title, action, help_text in self._entries():
+            yield DiscoveryHit(title, partial(self.app.run_action, action), help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, action, help_text in self._entries():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), partial(self.app.run_action, action), help=help_text)
 
 
 class ConsoleApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "cpconsole"
+    COMMANDS = App.COMMANDS | {ProcessCommands}
     BINDINGS = [
+        Binding("question_mark", "help", "Help"),
+        Binding("colon", "command_line", "Cmd"),
         Binding("1", "board", "Board"),
         Binding("2", "logs", "Logs"),
         Binding("3", "npus", "NPUs"),
         Binding("4", "metrics", "Metrics"),
         Binding("5", "plan", "Plan"),
-        Binding("enter", "logs_of_selected", "Logs of row", show=False),
+        Binding("l", "logs_of_selected", "Logs of row", show=False),
         Binding("u", "up", "Up"),
         Binding("D", "down", "Down"),
-        Binding("r", "restart", "Restart row"),
+        Binding("r", "restart", "Restart"),
+        Binding("escape", "board", "Back", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -37,7 +80,7 @@ class ConsoleApp(App[int]):
         self.session = session
         self.live = live
         self.refresh_s = refresh_s
-        self.sub_title = session.plan.profile
+        self.sub_title = session.plan.profile + ("  [read-only]" if session.read_only else "")
         self.board = BoardScreen(session)
 
     async def on_mount(self) -> None:
@@ -52,50 +95,175 @@ class ConsoleApp(App[int]):
         if isinstance(screen, SessionScreen):
             screen.refresh_from(self.session)
 
-    def action_board(self) -> None:
-        if self.screen is not self.board:
+    # ------------------------------------------------------------ screens
+
+    def _switch(self, screen: Screen[None]) -> None:
+        """One screen above the board at a time; a modal on top is closed first."""
+        while self.screen is not self.board:
             self.pop_screen()
+        if screen is not self.board:
+            self.push_screen(screen)
+
+    def action_board(self) -> None:
+        self._switch(self.board)
 
     def action_logs(self, process: str | None = None) -> None:
-        if isinstance(self.screen, LogsScreen):
+        if isinstance(self.screen, LogsScreen) and self.screen.process == process:
             return
         self._switch(LogsScreen(self.session, process))
 
+    def _show(self, name: str) -> None:
+        kind = SCREENS[name]
+        if type(self.screen) is not kind:
+            self._switch(kind(self.session))
+
     def action_npus(self) -> None:
-        if not isinstance(self.screen, NpusScreen):
-            self._switch(NpusScreen(self.session))
+        self._show("npus")
 
     def action_metrics(self) -> None:
-        if not isinstance(self.screen, MetricsScreen):
-            self._switch(MetricsScreen(self.session))
+        self._show("metrics")
 
     def action_plan(self) -> None:
-        if not isinstance(self.screen, PlanScreen):
-            self._switch(PlanScreen(self.session))
+        self._show("plan")
 
-    def _switch(self, screen: SessionScreen) -> None:
-        """One screen above the board at a time."""
-        if self.screen is not self.board:
-            self.pop_screen()
-        self.push_screen(screen)
+    def action_details(self, process: str) -> None:
+        self._switch(DetailsScreen(self.session, process))
+
+    def _selected(self) -> str | None:
+        if isinstance(self.screen, DetailsScreen | LogsScreen):
+            return self.screen.process
+        return self.board.selected if self.screen is self.board else None
 
     def action_logs_of_selected(self) -> None:
         if self.screen is self.board:
             self.action_logs(self.board.selected)
 
+    def action_help(self) -> None:
+        keys = [(b.key_display or b.key, b.description) for b in self.screen.BINDINGS if isinstance(b, Binding)]
+        keys += [(b.key, b.description) for b in self.BINDINGS if isinstance(b, Binding) and b.description]
+        self.push_screen(HelpScreen(f"{type(self.screen).__name__.removesuffix('Screen')} — keys", keys))
+
+    # ------------------------------------------------------------ intents
+
+    def _refuse_if_read_only(self) -> bool:
+        if self.session.read_only:
+            self.notify("read-only console: nothing is started or stopped", severity="warning")
+        return self.session.read_only
+
+    def _run_intent(self, label: str, work: object) -> None:
+        async def run() -> None:
+            try:
+                ok = await work  # type: ignore[misc]
+            except ReadOnly as exc:
+                self.notify(str(exc), severity="warning")
+                return
+            self.notify(
+                f"{label}: {'done' if ok else 'failed, see the board'}", severity="information" if ok else "error"
+            )
+
+        self.run_worker(run(), exclusive=True, group="intent")
+
     def action_up(self) -> None:
-        self.run_worker(self.session.up(), exclusive=True, group="intent")
-        self.notify("starting what is not running")
+        if not self._refuse_if_read_only():
+            self._run_intent("up", self.session.up())
+            self.notify("starting what is not running")
 
     def action_down(self) -> None:
-        self.run_worker(self.session.down(), exclusive=True, group="intent")
-        self.notify("stopping every process")
+        if self._refuse_if_read_only():
+            return
 
-    def action_restart(self) -> None:
-        target = self.board.selected
-        if target:
-            self.run_worker(self.session.restart(target), exclusive=True, group="intent")
-            self.notify(f"restarting {target}'s instance")
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run_intent("down", self.session.down())
+                self.notify("stopping every process")
+
+        self.push_screen(ConfirmScreen("Stop every process of this deployment?", yes="Stop all"), answered)
+
+    def action_restart(self, target: str | None = None) -> None:
+        target = target or self._selected()
+        if not target or self._refuse_if_read_only():
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run_intent(f"restart {target}", self.session.restart(target))
+                self.notify(f"restarting {target}'s instance")
+
+        self.push_screen(
+            ConfirmScreen(f"Restart {target}'s whole instance (every rank, in order)?", "Restart"), answered
+        )
+
+    def action_exec(self, nodes: tuple[str, ...], argv: tuple[str, ...]) -> None:
+        if self._refuse_if_read_only():
+            return
+
+        async def run() -> None:
+            results = await self.session.exec(nodes, argv)
+            await self.push_screen(ExecScreen(argv, results))
+
+        self.run_worker(run(), group="exec")
+
+    def action_command_line(self) -> None:
+        self.push_screen(CommandLine(self.session.plan), self._run_command)
+
+    def _run_command(self, text: str | None) -> None:
+        if not text:
+            return
+        try:
+            command = cmd.parse_command(text, self.session.plan)
+        except cmd.CommandError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        match command:
+            case cmd.Up():
+                self.action_up()
+            case cmd.Down():
+                self.action_down()
+            case cmd.Restart(target):
+                self.action_restart(target)
+            case cmd.ShowLogs(process):
+                self.action_logs(process)
+            case cmd.ShowDetails(process):
+                self.action_details(process)
+            case cmd.Exec(nodes, argv):
+                self.action_exec(nodes, argv)
+            case cmd.ShowScreen("board"):
+                self.action_board()
+            case cmd.ShowScreen(name):
+                self._show(name)
+            case cmd.Help():
+                self.action_help()
+            case cmd.Quit():
+                self.call_later(self.action_quit)
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for name, description in (("up", "Start what is not running"), ("down", "Stop every process (asks)"),
+                                  ("board", "Board"), ("logs", "Logs of all processes"), ("npus", "NPUs"),
+                                  ("metrics", "Metrics"), ("plan", "Plan: exactly what runs")):  # fmt: skip
+            yield SystemCommand(name.capitalize(), description, partial(self.run_action, name))
+
+    # ------------------------------------------------------------ leaving
+
+    async def action_quit(self) -> None:
+        running = self.session.running
+        if not running or self.session.read_only:
+            self.exit(0)
+            return
+
+        def answered(choice: str | None) -> None:
+            if choice == "leave":
+                self.exit(0)
+            elif choice == "stop":
+                self.notify("stopping every process, then quitting")
+
+                async def stop_then_exit() -> None:
+                    ok = await self.session.down()
+                    self.exit(0 if ok else 1)
+
+                self.run_worker(stop_then_exit(), exclusive=True, group="intent")
+
+        self.push_screen(QuitScreen(running), answered)
 
     async def on_unmount(self) -> None:
         await self.session.close()

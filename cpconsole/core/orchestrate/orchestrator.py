@@ -159,10 +159,7 @@ class Orchestrator:
             self._set(proc.name, state="drifted" if drift else "starting", pid=handle.pid, drift=drift,
                       started_at=started, reason="adopted")  # fmt: skip
         elif status.state == "exited":
-            lines = await self._last_lines(proc.name)
-            self._set(proc.name, state="exited", exit_code=status.exit_code, cause=classify(lines), started_at=started,
-                      pid=handle.pid,
-                      last_line=lines[-1] if lines else "", reason=status.detail or "exited")  # fmt: skip
+            self._ended(proc.name, status, await self._last_lines(proc.name), started_at=started, pid=handle.pid)
         else:
             self._set(proc.name, state="planned", reason=status.detail or "not running")
 
@@ -210,13 +207,15 @@ class Orchestrator:
         """A process is no longer running: its exit code, the cause read from its last lines."""
         await asyncio.sleep(0.2)  # let the tail bring in the last lines
         self._scan(name)
-        lines = await self._last_lines(name)
+        self._ended(name, status, await self._last_lines(name), failed=state == "failed", health_ms=None)
+
+    def _ended(self, name: str, status: ProcessStatus, lines: list[str], failed: bool = False, **more: Any) -> None:
+        """It stopped and nobody here asked it to: a known cause in its last lines makes it failed,
+        whatever the exit code (vLLM's API server exits 0 after its engine died)."""
         cause = classify(lines)
-        reason = (
-            cause.summary if state == "failed" and cause else (status.detail or f"exited with code {status.exit_code}")
-        )
-        self._set(name, state=state, exit_code=status.exit_code, cause=cause, health_ms=None, reason=reason,
-                  last_line=lines[-1] if lines else self.views[name].last_line)  # fmt: skip
+        reason = cause.summary if cause else (status.detail or f"exited with code {status.exit_code}")
+        self._set(name, state="failed" if cause or failed else "exited", exit_code=status.exit_code, cause=cause, reason=reason,
+                  last_line=lines[-1] if lines else self.views[name].last_line, **more)  # fmt: skip
 
     def note_stall(self, name: str, reason: str | None) -> None:
         """Telemetry's verdict on a running server: stalled (with why), or moving again. Stalls the

@@ -170,7 +170,7 @@ def world_size(profile: Profile) -> Iterator[Hit]:
             yield "error", ("instances", name, "nodes"), f"nodes of one instance need the same chip count ({listing})"
             continue
         total = sum(chips)
-        if par.world != total:
+        if total and par.world != total:  # chips: 0 nodes (CPU) run any world size
             formula = f"tp {par.tp} × pcp {par.pcp} × pp {par.pp} × dp {par.dp} = {par.world}"
             yield (
                 "error",

@@ -147,7 +147,7 @@ class Node(Strict):
     address: Host | None = Field(
         default=None, description="IP the services use (HCCL_IF_IP, master address); default: host"
     )
-    chips: int = Field(ge=1, le=256, description="NPU chips on this node (A3: 16)")
+    chips: int = Field(ge=0, le=256, description="NPU chips on this node (A3: 16); 0: no NPUs (a CPU node)")
     transport: TransportKind | None = None
     ssh: SshSettings | None = None
     nic: str | None = None

@@ -144,11 +144,22 @@ class ShellTransport(ABC):
         if answer != "sent":
             return await self.status(handle)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            status = await self.status(handle)
-            if status.state != "running":
-                return status
+        status = await self.status(handle)
+        while status.state == "running" and time.monotonic() < deadline:
             await asyncio.sleep(poll)
+            status = await self.status(handle)
+        if status.state != "running":
+            # the leader is gone; what it left in its group gets the rest of the grace, then SIGKILL
+            while await self._group_alive(handle):
+                if time.monotonic() >= deadline:
+                    await self.check(
+                        f"kill -KILL -{handle.pid} 2>/dev/null; true",
+                        "cannot signal the group",
+                        timeout=DEFAULT_TIMEOUT,
+                    )
+                    break
+                await asyncio.sleep(poll)
+            return status
         await self.signal(handle, "KILL")
         for _ in range(50):  # a killed group may linger as zombies until PID 1 reaps it
             status = await self.status(handle)
@@ -156,6 +167,12 @@ class ShellTransport(ABC):
                 return status
             await asyncio.sleep(poll)
         return await self.status(handle)
+
+    async def _group_alive(self, handle: ProcessHandle) -> bool:
+        result = await self.check(
+            scripts.group_alive(handle), "cannot check the process group", timeout=DEFAULT_TIMEOUT
+        )
+        return result.text().strip() == "alive"
 
     async def find(self, run_dir: str, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessHandle | None:
         """The process a run directory's manifest names, if the manifest is complete."""

@@ -1,5 +1,7 @@
 """LocalTransport: nodes that are this machine (the demo, loopback "nodes"), via asyncio
-subprocesses running the same node scripts as SSH does.
+subprocesses running the same node scripts as SSH does. One exception: `status`, which a
+watching console asks for every process every few seconds, reads the same run-directory files and
+/proc fields in-process (no shell per question) and is decided by the same `decide_status`.
 
 Commands see the console's own Python environment first on PATH, so a profile for local nodes
 can say `python3 -m cpconsole.sim …` and mean the interpreter cpconsole runs in."""
@@ -13,9 +15,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .base import DEFAULT_TIMEOUT, ShellTransport, Stream
+from .base import DEFAULT_TIMEOUT, ShellTransport, Stream, decide_status
 from .errors import RemoteError, RemoteTimeout
-from .types import RunResult
+from .scripts import BOOT_ID
+from .types import ProcessHandle, ProcessStatus, RunResult
 
 CHUNK = 1 << 16
 
@@ -84,6 +87,9 @@ class LocalTransport(ShellTransport):
                 await asyncio.shield(proc.communicate())  # drain the pipes too, or asyncio keeps them open
         return RunResult(proc.returncode, out, err)
 
+    async def status(self, handle: ProcessHandle, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessStatus:
+        return decide_status(handle, status_fields(handle.run_dir))
+
     async def open_stream(self, script: str) -> Stream:
         proc = await asyncio.create_subprocess_exec(
             "sh",
@@ -96,3 +102,32 @@ class LocalTransport(ShellTransport):
             env=self.env,
         )
         return LocalStream(proc)
+
+
+def _first_line(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline().strip()
+    except OSError:
+        return None
+
+
+def status_fields(run_dir: str) -> dict[str, str]:
+    """What scripts.status prints, read directly: pidfile, exitcode, boot, proc `state starttime`."""
+    run_dir = os.path.expanduser(run_dir)
+    if not os.path.isdir(run_dir):
+        return {"missing": ""}
+    fields: dict[str, str] = {"boot": _first_line(BOOT_ID) or ""}
+    pidfile = _first_line(os.path.join(run_dir, "pid"))
+    if pidfile is not None:
+        fields["pidfile"] = pidfile
+    code = _first_line(os.path.join(run_dir, "exitcode"))
+    if code is not None:
+        fields["exitcode"] = code
+    pid = pidfile.split()[0] if pidfile else ""
+    stat = _first_line(f"/proc/{pid}/stat") if pid.isdigit() else None
+    if stat:
+        after_comm = stat.rsplit(") ", 1)[-1].split()  # field 3 onwards: state … starttime (22)
+        if len(after_comm) >= 20:
+            fields["proc"] = f"{after_comm[0]} {after_comm[19]}"
+    return fields

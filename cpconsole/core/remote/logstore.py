@@ -6,6 +6,7 @@ sequence so readers can ask for "everything after line N" and see what they miss
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -52,6 +53,14 @@ class LogStore:
     def dropped(self) -> int:
         """Lines that fell out of the ring."""
         return self.total - len(self._lines)
+
+    @property
+    def disconnected(self) -> TailEvent | None:
+        """The tail's "disconnected" notice while it has not resumed yet, else None."""
+        for stored in reversed(self.events):
+            if stored.event.kind in ("disconnected", "resumed"):
+                return stored.event if stored.event.kind == "disconnected" else None
+        return None
 
     @property
     def first_seq(self) -> int:
@@ -102,11 +111,14 @@ class LogStore:
         skip = start - self.first_seq
         if skip >= len(self._lines):
             return self.total, []
-        return start, [self._lines[i] for i in range(skip, len(self._lines))]
+        return start, self.last(len(self._lines) - skip)
 
     def last(self, count: int) -> list[str]:
+        """The newest `count` lines, oldest first (walks from the right end of the ring)."""
         count = min(count, len(self._lines))
-        return [self._lines[i] for i in range(len(self._lines) - count, len(self._lines))]
+        newest = list(itertools.islice(reversed(self._lines), count))
+        newest.reverse()
+        return newest
 
 
 async def follow(transport: Transport, path: str, store: LogStore) -> None:

@@ -106,6 +106,22 @@ kill -{signame} -{handle.pid} 2>/dev/null && echo sent || echo failed
 """
 
 
+def group_alive(handle: ProcessHandle) -> str:
+    """Print `alive` while a live process of the wrapper's group is left (its leader may be gone:
+    vLLM's resource tracker ignores SIGTERM and outlives the server). The group id cannot be reused
+    while a member exists, so the check is safe right after the leader exited on this boot."""
+    return f"""{READ_BOOT}
+[ "$boot_now" = {shlex.quote(handle.boot_id)} ] || {{ echo gone; exit 0; }}
+for f in /proc/[0-9]*/stat; do
+  stat=; read -r stat 2>/dev/null < "$f" || continue
+  set -f; set -- ${{stat##*') '}}; set +f
+  # $1 state, $3 process group; zombies hold nothing and die with their reaper
+  [ "$3" = {handle.pid} ] && [ "$1" != Z ] && {{ echo alive; exit 0; }}
+done
+echo gone
+"""
+
+
 def stat(path: str) -> str:
     """Print `size inode` of a file, or `missing`."""
     return f"stat -c '%s %i' {shell_path(path)} 2>/dev/null || echo missing"

@@ -79,7 +79,7 @@ async def stream_request(
     base_url: str,
     *,
     model: str,
-    prompt: str | None = None,
+    prompt: str | list[int] | None = None,  # text, or token ids as vllm bench's random dataset sends
     messages: list[dict[str, str]] | None = None,
     max_tokens: int = 64,
     temperature: float = 0.0,

@@ -110,7 +110,7 @@ class Telemetry:
         *,
         npu_interval: float = 5.0,
         npu_timeout: float = 15.0,
-        metrics_interval: float = 2.0,
+        metrics_interval: float = 5.0,
         health_interval: float = 5.0,
         http_timeout: float = 3.0,
         on_result: Callable[[PollResult[object]], None] | None = None,
@@ -122,7 +122,7 @@ class Telemetry:
         self.metrics: dict[str, Poller[VllmMetrics]] = {}
         self.health: dict[str, Poller[float]] = {}
         self._on_result = on_result
-        for node in plan.nodes:
+        for node in (n for n in plan.nodes if n.chips):  # nothing to poll on a CPU node
             self.npu[node.name] = Poller(
                 f"npu-smi@{node.name}", self._npu_fetch(node, transports[node.name]),
                 interval=npu_interval, timeout=npu_timeout, on_result=self._emit,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Static
 
 from ...core.session import Session
 from ..widgets.node_panel import NodePanel
@@ -44,19 +42,23 @@ class BoardScreen(SessionScreen):
             yield NodePanel(id="nodes")
             yield Static("ALERTS", classes="section")
             yield Static(id="alerts")
-        yield Footer()
+        yield Footer(compact=True)
 
     def refresh_from(self, session: Session) -> None:
-        self.query_one("#rollup", Static).update(rollup(session))
+        self.draw("#rollup", rollup(session))
         self.query_one(ProcessTable).show(
-            session.plan, session.orchestrator.views, session.telemetry.windows, time.time()
+            session.plan, session.orchestrator.views, session.telemetry.windows, session.now()
         )
-        self.query_one(NodePanel).show({n: p.latest for n, p in session.telemetry.npu.items()})
+        self.query_one(NodePanel).show({n: p.latest for n, p in session.telemetry.npu.items()}, session.now())
         alerts = Text()
         for alert in session.alerts:
             alerts.append(f"{alert.severity:<8} {alert.source:<12} {alert.message}\n",
                           style="bold red" if alert.severity == "critical" else "yellow")  # fmt: skip
-        self.query_one("#alerts", Static).update(alerts or Text("none", style="dim"))
+        self.draw("#alerts", alerts or Text("none", style="dim"))
+
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row opens its details."""
+        await self.app.run_action(f"details({str(event.row_key.value)!r})")
 
     @property
     def selected(self) -> str | None:

@@ -1,10 +1,14 @@
 """The log of one process, or all of them merged with prefixes; follows as lines arrive.
 Lines are written in batches (one write per refresh), ANSI colour codes stripped. `/` searches
-(n/N for the next/previous match), `f` filters (`!text` inverts), e/E jump between error lines."""
+(n/N for the next/previous match), `f` filters (`!text` inverts), e/E jump between error lines,
+`s` saves what is shown. A banner says when a stream is disconnected and resuming; lines that fell
+out of a full ring before they could be shown are counted, never silently lost."""
 
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -31,6 +35,7 @@ class LogsScreen(SessionScreen):
         ("e", "error(1)", "Next error"),
         ("E", "error(-1)", "Prev error"),
         ("F", "toggle_follow", "Follow"),
+        ("s", "save", "Save"),
         ("escape", "close_prompt", "Close"),
     ]
 
@@ -46,13 +51,16 @@ class LogsScreen(SessionScreen):
         self._matches: list[int] = []
         self._at = -1
         self._asking = ""
+        self.dropped = 0  # lines that left a store's ring before this view read them
+        self.save_dir = Path.cwd()
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="source")
+        yield Static(id="banner", classes="hidden")
         yield Log(id="log", max_lines=20_000)
         yield Input(id="prompt", classes="hidden")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._reset()
@@ -65,6 +73,7 @@ class LogsScreen(SessionScreen):
         self._seen = {}
         self._lines = []
         self._matches, self._at = [], -1
+        self.dropped = 0
         self._status()
         self.refresh_from(self.session)
 
@@ -79,6 +88,8 @@ class LogsScreen(SessionScreen):
             text.append(f"   search: {self._search} ({where}{len(self._matches)} matches)", style="bold cyan")
         if not self.query_one(Log).auto_scroll:
             text.append("   follow off (F)", style="bold magenta")
+        if self.dropped:
+            text.append(f"   {self.dropped} lines dropped (ring full)", style="bold red")
         self.query_one("#source", Static).update(text)
 
     # ------------------------------------------------------------ search, filter, errors
@@ -152,12 +163,35 @@ class LogsScreen(SessionScreen):
         self.process = names[(names.index(self.process) + step) % len(names)]
         self._reset()
 
+    def action_save(self) -> None:
+        """Write what the view holds (after the filter) to a file in the working directory."""
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.session.now()))
+        path = self.save_dir / f"cpconsole-{self.process or 'all'}-{stamp}.log"
+        try:
+            path.write_text("".join(line + "\n" for line in self._visible()), encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"could not save: {exc}", severity="error")
+            return
+        self.notify(f"saved {len(self._visible())} lines to {path}")
+
+    def _banner(self, session: Session) -> None:
+        lost = [(n, e) for n in self._names() if (e := session.orchestrator.stores[n].disconnected)]
+        banner = self.query_one("#banner", Static)
+        banner.set_class(not lost, "hidden")
+        if lost:
+            banner.update(Text("  ".join(f"⚠ {n}: stream disconnected ({e.detail or 'no detail'}) — resuming"
+                                         for n, e in lost)))  # fmt: skip
+
     def refresh_from(self, session: Session) -> None:
+        self._banner(session)
         width = max(len(n) for n in self._names())
         batch: list[str] = []
+        dropped = self.dropped
         for name in self._names():
             store = session.orchestrator.stores[name]
-            start, lines = store.since(self._seen.get(name, 0))
+            seen = self._seen.get(name, store.first_seq)  # what fell out before the view opened is not news
+            start, lines = store.since(seen)
+            self.dropped += start - seen
             self._seen[name] = start + len(lines)
             prefix = f"{name:<{width}} | " if self.process is None else ""
             # cut first: a megabyte-long line must not reach a regex
@@ -172,3 +206,5 @@ class LogsScreen(SessionScreen):
             shown = [line for line in batch if keep(line, self._filter)]
             if shown:
                 self.query_one(Log).write_lines(shown)
+        if self.dropped != dropped:
+            self._status()

@@ -3,6 +3,8 @@ quantiles, speculative decoding, preemptions — and how fresh the numbers are."
 
 from __future__ import annotations
 
+import time
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -29,25 +31,35 @@ class MetricsScreen(SessionScreen):
         yield Header()
         with VerticalScroll(id="metrics"):
             yield Static(id="metrics-table")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.refresh_from(self.session)
 
     def refresh_from(self, session: Session) -> None:
+        now = session.now()
+        drawn_from = tuple(
+            (p.latest.ok_at, p.latest.error, int(p.latest.age(now) or 0) if p.latest.stale else None)
+            for p in session.telemetry.metrics.values()
+        )
+        if self._drawn.get("#metrics-table") == drawn_from:
+            return  # rebuilt only from a new scrape, or once a second while one is stale
         table = Table(expand=True, box=None, padding=(0, 1))
         for column in ("server", "run", "wait", "KV cache", "prompt tok/s", "gen tok/s", "TTFT p50/p99",
-                       "ITL p50/p99", "MTP accept", "accept len", "preempt", "age"):  # fmt: skip
+                       "ITL p50/p99", "MTP accept", "accept len", "preempt", "read at"):  # fmt: skip
             table.add_column(column)
         for name, poller in session.telemetry.metrics.items():
             result = poller.latest
             window = session.telemetry.windows[name]
             total = result.value.total if result.value else None
             usage = total.kv_cache_usage if total else None
-            age = result.age()
-            freshness = Text("-" if age is None else f"{age:.0f}s", style="bold yellow" if result.stale else "dim")
-            if result.stale and result.error:
-                freshness.append(f" {result.error[:30]}")
+            age = result.age(now)
+            if result.ok_at is None:
+                freshness = Text("never", style="bold yellow" if result.stale else "dim")
+            elif result.stale:
+                freshness = Text(f"stale {age:.0f}s {(result.error or '')[:30]}", style="bold yellow")
+            else:
+                freshness = Text(time.strftime("%H:%M:%S", time.localtime(result.ok_at)), style="dim")
             table.add_row(
                 Text(name, style="bold"),
                 _num(total.running if total else None, digits=0),
@@ -63,4 +75,4 @@ class MetricsScreen(SessionScreen):
                 _num(total.preemptions if total else None, digits=0),
                 freshness,
             )  # fmt: skip
-        self.query_one("#metrics-table", Static).update(table)
+        self.draw("#metrics-table", table, key=drawn_from)

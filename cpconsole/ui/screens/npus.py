@@ -25,26 +25,31 @@ class NpusScreen(SessionScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="npus"):
-            for node in self.session.plan.nodes:
-                yield Static(id=f"npu-{node.name}", classes="npu-node")
-        yield Footer()
+            for node in self.session.telemetry.npu:
+                yield Static(id=f"npu-{node}", classes="npu-node")
+            if not self.session.telemetry.npu:
+                yield Static(Text("no node of this profile has NPUs (chips: 0)", style="dim"))
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.refresh_from(self.session)
 
     def refresh_from(self, session: Session) -> None:
-        for node in session.plan.nodes:
+        for node in (n for n in session.plan.nodes if n.name in session.telemetry.npu):
             result = session.telemetry.npu[node.name].latest
-            widget = self.query_one(f"#npu-{node.name}", Static)
+            selector = f"#npu-{node.name}"
             info = result.value
             title = Text(f"{node.name}  {node.host}  ", style="bold")
             if result.stale:
-                age = result.age()
+                age = result.age(session.now())
                 title.append(f"stale{f' {age:.0f}s' if age is not None else ''}: {result.error}", style="bold yellow")
             if info is None:
-                widget.update(title + Text("\nno npu-smi data yet", style="dim"))
+                self.draw(selector, title + Text("\nno npu-smi data yet", style="dim"))
                 continue
             history = session.npu_history.get(node.name, [])
+            drawn_from = (result.ok_at, result.error, title.plain, len(history))
+            if self._drawn.get(selector) == drawn_from:
+                continue  # a table is rebuilt only from a new reading
             title.append(f"npu-smi {info.version}   HBM {sparkline([h for h, _ in history])}  "
                          f"AICore {sparkline([a for _, a in history])}")  # fmt: skip
             table = Table(title=title, title_justify="left", expand=True, box=None, padding=(0, 1))
@@ -65,4 +70,4 @@ class NpusScreen(SessionScreen):
                     f"{chip.power_w:.1f} W" if chip.power_w is not None else "-",
                     ", ".join(users.get((chip.npu_id, chip.chip_id), [])),
                 )  # fmt: skip
-            widget.update(table)
+            self.draw(selector, table, key=drawn_from)

@@ -25,7 +25,7 @@ class PlanScreen(SessionScreen):
                 )
                 yield Static(id=f"drift-{proc.name}", classes="drift")
                 yield Static(Syntax(render_script(proc), "bash", word_wrap=True, theme="ansi_dark"))
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         findings = Text()
@@ -42,4 +42,4 @@ class PlanScreen(SessionScreen):
                 if drift
                 else Text()
             )
-            self.query_one(f"#drift-{proc.name}", Static).update(text)
+            self.draw(f"#drift-{proc.name}", text)

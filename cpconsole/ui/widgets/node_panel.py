@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual.widgets import Static
 
@@ -19,9 +17,8 @@ def bar(fraction: float, width: int = 12) -> str:
 
 
 class NodePanel(Static):
-    def show(self, results: dict[str, PollResult[NpuSmiInfo]]) -> None:
+    def show(self, results: dict[str, PollResult[NpuSmiInfo]], now: float) -> None:
         text = Text()
-        now = time.time()
         for node, result in results.items():
             text.append(f"{node:<12}", style="bold")
             info = result.value
@@ -40,4 +37,6 @@ class NodePanel(Static):
                 age = result.age(now)
                 text.append(f"  stale {age:.0f}s" if age is not None else "  stale", style="bold yellow")
             text.append("\n")
-        self.update(text)
+        if text != getattr(self, "_shown", None):  # an idle console redraws nothing
+            self._shown = text
+            self.update(text)

@@ -14,7 +14,19 @@ STATE_STYLE = {
     "ready": "bold green", "healthy": "green", "listening": "yellow", "starting": "yellow", "planned": "dim",
     "exited": "red", "failed": "bold red", "stalled": "bold magenta", "drifted": "magenta", "unknown": "bold red",
 }  # fmt: skip
-COLUMNS = ("process", "role", "node", "pid", "state", "uptime", "health", "TTFT p50/p99", "gen tok/s", "last line")
+COLUMNS = (
+    "process",
+    "role",
+    "node",
+    "pid",
+    "state",
+    "uptime",
+    "health",
+    "TTFT p50/p99",
+    "gen tok/s",
+    "why / last line",
+)
+TROUBLE = ("exited", "failed", "stalled", "unknown", "drifted")
 
 
 def ms(value: float | None) -> str:
@@ -23,6 +35,7 @@ def ms(value: float | None) -> str:
 
 class ProcessTable(DataTable[str | Text]):
     def on_mount(self) -> None:
+        self._shown: dict[str, list[str | Text]] = {}
         self.cursor_type = "row"
         self.zebra_stripes = True
         for column in COLUMNS:
@@ -45,10 +58,16 @@ class ProcessTable(DataTable[str | Text]):
                 proc.name, proc.role, proc.node, str(view.pid or "-"),
                 Text(view.label, style=STATE_STYLE.get(view.state, "")), view.uptime(now),
                 f"{view.health_ms:.0f}ms" if view.health_ms is not None else "-", ttft, gen,
-                strip_ansi(view.last_line)[-80:],
+                Text(view.reason[:80], style="red") if view.state in TROUBLE and view.reason
+                else strip_ansi(view.last_line)[-80:],
             ]  # fmt: skip
-            if proc.name in self.rows:
-                for column, cell in zip(COLUMNS, cells, strict=True):
-                    self.update_cell(proc.name, column, cell)
+            before = self._shown.get(proc.name)
+            if before == cells:
+                continue  # an idle console redraws nothing
+            self._shown[proc.name] = cells
+            if before is not None:
+                for column, old, cell in zip(COLUMNS, before, cells, strict=True):
+                    if old != cell:
+                        self.update_cell(proc.name, column, cell)
             else:
                 self.add_row(*cells, key=proc.name)

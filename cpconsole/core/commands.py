@@ -1,0 +1,161 @@
+"""The console's `:` command line: text → a typed intent, checked against the plan.
+
+`:up`, `:down`, `:restart decode`, `:logs prefill-0`, `:exec all npu-smi info`, `:details proxy`,
+a screen name (`:npus`), `:help`, `:quit`. Parsing lives here so the UI only carries intents out and
+the headless side could reuse it; an unknown word or target is a `CommandError` saying what would do.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from dataclasses import dataclass
+
+from .plan import LaunchPlan
+
+SCREENS = ("board", "logs", "npus", "metrics", "plan", "prompt")
+
+
+class CommandError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Up:
+    pass
+
+
+@dataclass(frozen=True)
+class Down:
+    pass
+
+
+@dataclass(frozen=True)
+class Restart:
+    target: str  # a process or an instance name
+
+
+@dataclass(frozen=True)
+class ShowLogs:
+    process: str | None  # None: every process, merged
+
+
+@dataclass(frozen=True)
+class ShowDetails:
+    process: str
+
+
+@dataclass(frozen=True)
+class ShowScreen:
+    name: str
+
+
+@dataclass(frozen=True)
+class Exec:
+    nodes: tuple[str, ...]
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
+Command = Up | Down | Restart | ShowLogs | ShowDetails | ShowScreen | Exec | Help | Quit
+
+# every verb with its usage, for help and completion
+USAGE = {
+    "up": ":up                      start what is not running, in stage order",
+    "down": ":down                    stop every process, proxy first",
+    "restart": ":restart TARGET          restart an instance (or a process's instance)",
+    "logs": ":logs [PROCESS]          logs of one process, or all merged",
+    "details": ":details PROCESS         plan, state and last lines of one process",
+    "exec": ":exec NODE|all ARGV...   run a command on nodes, show the output",
+    "help": ":help                    keys and commands",
+    "quit": ":quit                    leave (asks what to do with running processes)",
+    **{name: f":{name:<23} go to the {name} screen" for name in SCREENS if name != "logs"},
+}
+MUTATING = (Up, Down, Restart, Exec)
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" — did you mean {close[0]!r}?" if close else f" (one of: {', '.join(choices)})"
+
+
+def parse_command(text: str, plan: LaunchPlan) -> Command:
+    try:
+        words = shlex.split(text.strip().removeprefix(":"))
+    except ValueError as exc:
+        raise CommandError(f"cannot split {text!r}: {exc}") from None
+    if not words:
+        raise CommandError("empty command; :help lists them")
+    verb, args = words[0].lower(), words[1:]
+    processes = [p.name for p in plan.processes]
+    instances = sorted({p.instance for p in plan.processes if p.instance})
+
+    def no_args() -> None:
+        if args:
+            raise CommandError(f":{verb} takes no arguments")
+
+    def one_process() -> str:
+        if len(args) != 1:
+            raise CommandError(f"usage: {USAGE[verb].split('  ')[0]}")
+        if args[0] not in processes:
+            raise CommandError(f"no process {args[0]!r}" + _suggest(args[0], processes))
+        return args[0]
+
+    match verb:
+        case "up":
+            no_args()
+            return Up()
+        case "down":
+            no_args()
+            return Down()
+        case "help" | "?":
+            return Help()
+        case "quit" | "q":
+            no_args()
+            return Quit()
+        case "restart":
+            if len(args) != 1:
+                raise CommandError("usage: :restart TARGET (an instance or a process)")
+            if args[0] not in processes + instances:
+                raise CommandError(f"nothing called {args[0]!r}" + _suggest(args[0], instances + processes))
+            return Restart(args[0])
+        case "logs":
+            return ShowLogs(one_process() if args else None)
+        case "details":
+            return ShowDetails(one_process())
+        case "exec":
+            if len(args) < 2:
+                raise CommandError("usage: :exec NODE|all ARGV...")
+            nodes = [n.name for n in plan.nodes]
+            target = args[0].split(",")
+            if target == ["all"]:
+                target = nodes
+            for node in target:
+                if node not in nodes:
+                    raise CommandError(f"no node {node!r}" + _suggest(node, nodes))
+            return Exec(tuple(target), tuple(args[1:]))
+        case _ if verb in SCREENS:
+            no_args()
+            return ShowScreen(verb)
+        case _:
+            raise CommandError(f"unknown command {verb!r}" + _suggest(verb, list(USAGE)))
+
+
+def completions(prefix: str, plan: LaunchPlan) -> list[str]:
+    """Whole command lines that start with what was typed, for the command line's suggester."""
+    text = prefix.removeprefix(":")
+    candidates = list(USAGE)
+    candidates += [f"logs {p.name}" for p in plan.processes]
+    candidates += [f"details {p.name}" for p in plan.processes]
+    candidates += [f"restart {i}" for i in sorted({p.instance for p in plan.processes if p.instance})]
+    candidates += [f"exec {n}" for n in ["all", *(n.name for n in plan.nodes)]]
+    return [c for c in candidates if c.startswith(text)]

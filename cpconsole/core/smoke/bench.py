@@ -1,0 +1,160 @@
+"""`vllm bench serve` runs: the command with the guide's intent (random dataset, its long input,
+--save-result) minus its three defects — no `--request-rate 0` (zero requests per second never
+sends), the proxy's `--base-url` instead of the default localhost:8000, and `--served-model-name`
+from the profile. Run on a node through the transport; the saved JSON is fetched back, stored with
+the profile's digest and compared with earlier runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import shlex
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..plan import LaunchPlan, ProcessPlan
+from ..remote import RemoteError, ShellTransport
+from ..remote.launch import run_dir
+from ..remote.scripts import shell_path
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    input_len: int = 1024
+    output_len: int = 128
+    num_prompts: int = 20
+    max_concurrency: int | None = None
+    target: str = "proxy"
+
+
+@dataclass(frozen=True)
+class BenchSummary:
+    """The numbers a run is compared by, from vllm bench serve's --save-result JSON."""
+
+    completed: int
+    failed: int
+    duration_s: float
+    request_throughput: float
+    output_throughput: float
+    mean_ttft_ms: float
+    p99_ttft_ms: float
+    mean_tpot_ms: float
+    p99_tpot_ms: float
+    mean_itl_ms: float
+
+    @classmethod
+    def from_result(cls, data: dict[str, Any]) -> BenchSummary:
+        try:
+            return cls(
+                completed=int(data["completed"]), failed=int(data.get("failed") or 0),
+                duration_s=float(data["duration"]), request_throughput=float(data["request_throughput"]),
+                output_throughput=float(data["output_throughput"]), mean_ttft_ms=float(data["mean_ttft_ms"]),
+                p99_ttft_ms=float(data["p99_ttft_ms"]), mean_tpot_ms=float(data["mean_tpot_ms"]),
+                p99_tpot_ms=float(data["p99_tpot_ms"]), mean_itl_ms=float(data["mean_itl_ms"]),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a vllm bench serve result: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    profile: str
+    digest: str
+    started: str  # ISO time, also the run's id
+    settings: dict[str, Any]
+    summary: BenchSummary
+    result: dict[str, Any]  # the whole saved JSON
+
+
+def _server_process(plan: LaunchPlan) -> ProcessPlan:
+    """The process whose command and environment the bench borrows: vLLM is installed there."""
+    return next(p for p in plan.processes if p.http_port and p.role != "proxy")
+
+
+def bench_argv(plan: LaunchPlan, settings: BenchSettings, result_dir: str, result_file: str) -> list[str]:
+    server = _server_process(plan)
+    vllm = list(server.argv[: server.argv.index("serve")])
+    model = server.argv[server.argv.index("serve") + 1]
+    argv = [
+        *vllm, "bench", "serve", "--backend", "openai", "--base-url", plan.process(settings.target).base_url,
+        "--model", model, "--served-model-name", plan.model_name, "--dataset-name", "random",
+        "--random-input-len", str(settings.input_len), "--random-output-len", str(settings.output_len),
+        "--num-prompts", str(settings.num_prompts), "--save-result", "--result-dir", result_dir,
+        "--result-filename", result_file,
+    ]  # fmt: skip
+    if settings.max_concurrency:
+        argv += ["--max-concurrency", str(settings.max_concurrency)]
+    return argv
+
+
+def bench_script(plan: LaunchPlan, settings: BenchSettings, stamp: str) -> tuple[str, str]:
+    """The sh that runs the bench on the server's node, and where its JSON lands."""
+    server = _server_process(plan)
+    result_dir = posixpath.join(posixpath.dirname(run_dir(plan, server)), "bench")
+    result_file = f"bench-{stamp}.json"
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in server.env)
+    # run inside the result directory (a ~ in it means the node's home, which only the shell knows)
+    script = f"{exports}mkdir -p {shell_path(result_dir)} && cd {shell_path(result_dir)} || exit 97\n"
+    script += f"exec {shlex.join(bench_argv(plan, settings, '.', result_file))} 2>&1\n"
+    return script, posixpath.join(result_dir, result_file)
+
+
+async def run_bench(
+    plan: LaunchPlan, transport: ShellTransport, settings: BenchSettings, *, stamp: str | None = None
+) -> AsyncIterator[str | BenchRun]:
+    """Yield the bench's output lines as they come, then the run with its parsed result."""
+    if stamp is None:  # to the millisecond: two runs in one second stay two runs
+        now = time.time()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+    script, result_path = bench_script(plan, settings, stamp)
+    stream = await transport.open_stream(script)
+    partial = b""
+    try:
+        while chunk := await stream.read():
+            partial += chunk
+            *lines, partial = re.split(rb"\r?\n|\r", partial)
+            for line in lines:
+                yield line.decode("utf-8", "replace")
+    finally:
+        await stream.close()
+    if partial:
+        yield partial.decode("utf-8", "replace")
+    try:
+        data = json.loads(await transport.read_file(result_path))
+    except (RemoteError, ValueError) as exc:
+        raise RemoteError(transport.node, f"the bench wrote no result at {result_path}: {exc}") from None
+    yield BenchRun(plan.profile, plan.digest, stamp, settings.__dict__, BenchSummary.from_result(data), data)
+
+
+def state_dir() -> Path:
+    """$XDG_STATE_HOME/cpconsole (default ~/.local/state/cpconsole): history that outlives a console."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "cpconsole"
+
+
+def store_run(run: BenchRun, root: Path | None = None) -> Path:
+    directory = (root or state_dir()) / "bench" / run.profile
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{run.started}.json"
+    record = {"profile": run.profile, "digest": run.digest, "started": run.started, "settings": run.settings,
+              "result": run.result}  # fmt: skip
+    path.write_text(json.dumps(record, indent=1))
+    return path
+
+
+def load_runs(profile: str, root: Path | None = None) -> list[BenchRun]:
+    """Every stored run of a profile, oldest first; unreadable files are skipped."""
+    runs = []
+    for path in sorted(((root or state_dir()) / "bench" / profile).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            summary = BenchSummary.from_result(record["result"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        runs.append(BenchRun(record["profile"], record["digest"], record["started"], record["settings"], summary,
+                             record["result"]))  # fmt: skip
+    return runs

@@ -1,0 +1,143 @@
+"""The smoke suite `cpconsole smoke` runs: every server's health, the probe path (a 1-token request
+to each prefill master, each decode and through the proxy, so a broken hop shows by name), a short
+completion, and the long-context needle at chosen depths. Every check is a value, pass or fail."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from ..plan import LaunchPlan, ProcessPlan
+from ..telemetry.health import probe
+from .client import RequestResult, percentile, stream_request
+from .prompts import HELLO, needle_prompt
+
+Kind = Literal["health", "probe", "completion", "needle"]
+
+
+@dataclass(frozen=True)
+class SmokeCheck:
+    kind: Kind
+    target: str
+    passed: bool
+    detail: str  # what was seen: latency, the error, the answer's start
+    latency_ms: float | None = None
+    result: RequestResult | None = None
+    depth: float | None = None
+    passphrase: str | None = None
+    prompt_tokens_measured: bool = False  # counted by the server's /tokenize, not estimated
+
+    @property
+    def name(self) -> str:
+        if self.kind == "needle":
+            return f"needle {self.depth:.0%} via {self.target}"
+        return f"{self.kind} {self.target}"
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "target": self.target, "passed": self.passed,
+                               "detail": self.detail, "latency_ms": self.latency_ms}  # fmt: skip
+        if self.result is not None:
+            r = self.result
+            out |= {
+                "error": r.error, "request_id": r.request_id, "prompt_tokens": r.prompt_tokens,
+                "output_tokens": r.output_tokens, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s,
+                "itl_p50_s": percentile(r.itl_s, 0.5), "itl_p99_s": percentile(r.itl_s, 0.99), "e2e_s": r.e2e_s,
+                "tokens_per_s": r.tokens_per_s, "finish_reason": r.finish_reason, "answer": r.text,
+            }  # fmt: skip
+        if self.kind == "needle":
+            out |= {
+                "depth": self.depth,
+                "passphrase": self.passphrase,
+                "prompt_tokens_measured": self.prompt_tokens_measured,
+            }
+        return out
+
+
+def _servers(plan: LaunchPlan) -> list[ProcessPlan]:
+    return [p for p in plan.processes if p.http_port]
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}: {exc.response.text.strip()[:200]}"
+    return str(exc) or type(exc).__name__
+
+
+async def _health(http: httpx.AsyncClient, proc: ProcessPlan, timeout: float) -> SmokeCheck:
+    started = time.monotonic()
+    try:
+        answer = await http.get(proc.base_url + proc.health_path, timeout=timeout)
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        return SmokeCheck("health", proc.name, False, _error_text(exc))
+    latency = (time.monotonic() - started) * 1000
+    return SmokeCheck("health", proc.name, True, f"{answer.status_code} in {latency:.0f} ms", latency)
+
+
+async def _probe(http: httpx.AsyncClient, plan: LaunchPlan, proc: ProcessPlan, timeout: float) -> SmokeCheck:
+    try:
+        latency = await probe(http, proc.base_url, plan.model_name, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return SmokeCheck("probe", proc.name, False, _error_text(exc))
+    return SmokeCheck("probe", proc.name, True, f"1 token in {latency:.0f} ms", latency)
+
+
+async def count_tokens(http: httpx.AsyncClient, plan: LaunchPlan, prompt: str) -> int | None:
+    """The prompt's length by a prefill server's /tokenize (the proxy has none); None if none answers."""
+    for proc in (p for p in _servers(plan) if p.role in ("prefill", "colocated")):
+        try:
+            answer = await http.post(proc.base_url + "/tokenize", json={"model": plan.model_name, "prompt": prompt},
+                                     timeout=60)  # fmt: skip
+            answer.raise_for_status()
+            return int(answer.json()["count"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _answer_detail(result: RequestResult) -> str:
+    return result.error or repr(result.text.strip()[:80])
+
+
+async def run_suite(
+    plan: LaunchPlan,
+    http: httpx.AsyncClient,
+    *,
+    target: str = "proxy",
+    needle_tokens: int | None = None,
+    depths: Sequence[float] = (0.5,),
+    max_tokens: int = 64,
+    timeout: float = 600.0,
+) -> list[SmokeCheck]:
+    servers = _servers(plan)
+    base = plan.process(target).base_url
+    checks = list(await asyncio.gather(*(_health(http, p, timeout=10) for p in servers)))
+    # hops in request order: prefill masters, decodes, then the proxy that joins them
+    order = {"prefill": 0, "colocated": 0, "decode": 1, "proxy": 2}
+    hops = sorted((p for p in servers), key=lambda p: order.get(p.role, 3))
+    checks += await asyncio.gather(*(_probe(http, plan, p, timeout=min(timeout, 120)) for p in hops))
+    hello = await stream_request(http, base, model=plan.model_name, messages=[{"role": "user", "content": HELLO}],
+                                 max_tokens=max_tokens, timeout=timeout)  # fmt: skip
+    checks.append(SmokeCheck("completion", target, hello.ok, _answer_detail(hello), None, hello))
+    for depth in depths if needle_tokens else ():
+        assert needle_tokens is not None
+        needle = needle_prompt(needle_tokens, depth)
+        measured = await count_tokens(http, plan, needle.prompt)
+        result = await stream_request(http, base, model=plan.model_name, prompt=needle.prompt,
+                                      max_tokens=max_tokens, timeout=timeout)  # fmt: skip
+        if measured is not None and result.prompt_tokens is None:
+            result = dataclasses.replace(result, prompt_tokens=measured)
+        passed = result.ok and needle.passed(result.text)
+        detail = (
+            "the passphrase came back" if passed
+            else result.error or f"no passphrase in the answer {result.text.strip()[:80]!r}"
+        )  # fmt: skip
+        checks.append(SmokeCheck("needle", target, passed, detail, None, result, depth, needle.passphrase,
+                                 measured is not None))  # fmt: skip
+    return checks

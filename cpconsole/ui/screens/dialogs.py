@@ -1,0 +1,134 @@
+"""Modal questions and read-outs: confirm a destructive action, what to do on quit, help, the
+output of `:exec`. Each answers with a plain value; the app decides what happens."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+from ...core.commands import USAGE
+from ...core.remote import RunResult
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """y confirms; n, esc or anything else declines. The default button is the safe one."""
+
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, question: str, yes: str = "Yes") -> None:
+        super().__init__()
+        self.question = question
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Text(self.question), classes="question")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.yes} (y)", variant="error", id="yes")
+                yield Button("Cancel (n)", variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class QuitScreen(ModalScreen[str]):
+    """Processes run on: leave them (default), stop them all first, or stay."""
+
+    BINDINGS = [
+        Binding("l,enter", "answer('leave')", "Leave running"),
+        Binding("s", "answer('stop')", "Stop all"),
+        Binding("c,escape", "answer('cancel')", "Cancel"),
+    ]
+
+    def __init__(self, running: list[str]) -> None:
+        super().__init__()
+        self.running = running
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(
+                Text(
+                    f"{len(self.running)} process(es) still running: {', '.join(self.running)}.\n"
+                    "They keep serving after the console quits; the next console adopts them."
+                ),
+                classes="question",
+            )
+            with Horizontal(classes="buttons"):
+                yield Button("Leave running (l)", variant="primary", id="leave")
+                yield Button("Stop all (s)", variant="error", id="stop")
+                yield Button("Cancel (c)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#leave", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "cancel")
+
+    def action_answer(self, choice: str) -> None:
+        self.dismiss(choice)
+
+
+class HelpScreen(ModalScreen[None]):
+    """The keys of the screen underneath, the app's keys, and the `:` commands."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def __init__(self, title: str, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        text.append(f"{self.title_text}\n\n", style="bold")
+        for key, description in self.keys:
+            text.append(f"  {key:<12}", style="bold cyan")
+            text.append(f"{description}\n")
+        text.append("\nCommands (type : first)\n", style="bold")
+        for usage in USAGE.values():
+            text.append(f"  {usage}\n")
+        text.append("\nctrl+p opens the command palette: processes and actions by name.\n", style="dim")
+        with VerticalScroll(classes="dialog wide"):
+            yield Static(text)
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)
+
+
+class ExecScreen(ModalScreen[None]):
+    """What `:exec` printed on each node, exit code first."""
+
+    BINDINGS = [Binding("escape,q", "close", "Close")]
+
+    def __init__(self, argv: tuple[str, ...], results: dict[str, RunResult | str]) -> None:
+        super().__init__()
+        self.argv = argv
+        self.results = results
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        text.append(f"$ {' '.join(self.argv)}\n", style="bold")
+        for node, result in self.results.items():
+            if isinstance(result, str):
+                text.append(f"\n── {node}: failed: {result}\n", style="bold red")
+                continue
+            style = "bold green" if result.ok else "bold red"
+            text.append(f"\n── {node}: exit {result.exit_code}\n", style=style)
+            text.append(result.text())
+            if result.stderr:
+                text.append(result.stderr.decode("utf-8", "replace"), style="red")
+        with VerticalScroll(classes="dialog wide"):
+            yield Static(text)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,49 @@
+"""A console session frozen at one moment, for snapshot tests: the demo's plan with every process
+up, and telemetry that the real parsers read from captured fixtures (A3 npu-smi, vLLM /metrics,
+a vLLM start-up log). Nothing runs and the clock stands still, so every render is the same."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from pathlib import Path
+
+from cpconsole.core.orchestrate import ProcessView
+from cpconsole.core.plan import build_plan
+from cpconsole.core.profile import load_profile
+from cpconsole.core.remote import TailChunk
+from cpconsole.core.session import Session
+from cpconsole.core.telemetry.npu_smi import parse_info
+from cpconsole.core.telemetry.pollers import PollResult
+from cpconsole.core.telemetry.vllm_metrics import parse_metrics
+
+from .conftest import PROFILES
+
+FIXTURES = Path(__file__).parent / "fixtures"
+STARTED = "2026-11-28T01:00:00"
+NOW = calendar.timegm(time.strptime(STARTED, "%Y-%m-%dT%H:%M:%S")) + 3723.0  # 1h02m03s later, rendered in UTC
+
+
+def frozen_session() -> Session:
+    plan = build_plan(load_profile(PROFILES / "demo.yaml"))
+    session = Session(plan, clock=lambda: NOW)
+    orchestrator, telemetry = session.orchestrator, session.telemetry
+    log = (FIXTURES / "vllm" / "startup-enforce-eager.log").read_bytes()
+    for i, proc in enumerate(plan.processes):
+        orchestrator.views[proc.name] = ProcessView(
+            proc.name, state="ready", since=NOW - 60, pid=41000 + i, started_at=STARTED, health_ms=3.0 + i,
+            last_line="INFO:     127.0.0.1:50112 - \"POST /v1/completions HTTP/1.1\" 200 OK",
+        )  # fmt: skip
+        orchestrator.stores[proc.name].feed(TailChunk(0, log))
+    npu = parse_info((FIXTURES / "npu-smi" / "vllm-ascend-issue-6085-a3-ascend910-16chip-procs.txt").read_text())
+    for node, poller in telemetry.npu.items():
+        poller.latest = PollResult(f"npu-smi@{node}", npu, NOW - 2, None, NOW - 2)
+        session.npu_history[node] = [(0.2 + 0.7 * min(1, k / 20), 0.1 + 0.8 * (k % 7) / 7) for k in range(40)]
+    # two scrapes of one real server, 27 s apart: rates and windowed quantiles come out of the real window code
+    before = parse_metrics((FIXTURES / "vllm" / "metrics.txt").read_text())
+    after = parse_metrics((FIXTURES / "vllm" / "metrics-after-bench.txt").read_text())
+    for name, poller in telemetry.metrics.items():
+        poller.latest = PollResult(f"metrics@{name}", after, NOW - 1, None, NOW - 1)
+        telemetry.windows[name].add(before, NOW - 28)
+        telemetry.windows[name].add(after, NOW - 1)
+    return session
