@@ -13,6 +13,7 @@ from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile
 from cpconsole.core.remote import TailChunk
 from cpconsole.core.session import Session
+from cpconsole.core.smoke.history import History
 from cpconsole.core.telemetry.npu_smi import parse_info
 from cpconsole.core.telemetry.pollers import PollResult
 from cpconsole.core.telemetry.vllm_metrics import parse_metrics
@@ -26,7 +27,7 @@ NOW = calendar.timegm(time.strptime(STARTED, "%Y-%m-%dT%H:%M:%S")) + 3723.0  # 1
 
 def frozen_session() -> Session:
     plan = build_plan(load_profile(PROFILES / "demo.yaml"))
-    session = Session(plan, clock=lambda: NOW)
+    session = Session(plan, clock=lambda: NOW, history=History(Path("/nonexistent/cpconsole/prompts.jsonl")))
     orchestrator, telemetry = session.orchestrator, session.telemetry
     log = (FIXTURES / "vllm" / "startup-enforce-eager.log").read_bytes()
     for i, proc in enumerate(plan.processes):

@@ -158,3 +158,23 @@ def test_cpconsole_smoke_against_the_demo(tmp_path: Path) -> None:
         ]
     finally:
         cpconsole("down", str(profile))
+
+
+def test_history_survives_damage_and_exports_markdown(tmp_path: Path) -> None:
+    from cpconsole.core.smoke.client import RequestResult
+    from cpconsole.core.smoke.history import History, PromptRecord, to_markdown
+
+    history = History(tmp_path / "prompts.jsonl")
+    ok = RequestResult(None, 200, 0.12, (0.01, 0.03), 0.2, 5, 3, "hi there", "stop", "cpconsole-1")
+    history.append(PromptRecord.of("2026-11-28T01:00:00", "demo", "proxy", "hello", 16, 0.0, ok))
+    with history.path.open("a") as f:
+        f.write("{not json\n")
+    failed = RequestResult("HTTP 400: too long", 400, request_id="cpconsole-2")
+    history.append(PromptRecord.of("2026-11-28T01:00:05", "other", "decode-0", "x" * 10, 16, 0.5, failed))
+    assert [r.request_id for r in history.load()] == ["cpconsole-1", "cpconsole-2"]
+    (mine,) = history.load("demo")
+    assert mine.stats() == "TTFT 120 ms  TPOT 40 ms  ITL p50 20 ms p99 30 ms  5 → 3 tokens  15.0 tok/s  E2E 200 ms"
+    markdown = to_markdown(history.load())
+    assert "## 2026-11-28T01:00:00 — proxy (demo)" in markdown and "hi there" in markdown
+    assert "(error) HTTP 400: too long" in markdown
+    assert History(tmp_path / "missing.jsonl").load() == []

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from textual.widgets import Static
+from textual.widgets import Log, Select, Static
 
 from cpconsole.core.orchestrate import Orchestrator
 from cpconsole.core.plan import build_plan
@@ -184,6 +184,7 @@ def utc() -> Iterator[None]:
 SNAPSHOT_KEYS = {
     "board": [], "logs": ["2"], "npus": ["3"], "metrics": ["4"], "plan": ["5"], "details": ["down", "enter"],
     "help": ["question_mark"], "quit": ["q"], "command": ["colon", *"restart d"], "confirm": ["D"],
+    "prompt": ["6", *"Hello, who are you?"],
 }  # fmt: skip
 
 
@@ -274,3 +275,42 @@ async def test_logs_banner_dropped_lines_and_save(utc: None, tmp_path: Path) -> 
         (saved,) = tmp_path.glob("cpconsole-decode-0-*.log")
         lines = saved.read_text().splitlines()
         assert lines[:2] == ["line 0", "line 1"] and lines[-1] == "more 299" and len(lines) == 150
+
+
+async def test_prompt_pane_streams_measures_keeps_history_and_probes_every_hop(tmp_path: Path) -> None:
+    from cpconsole.core.smoke.history import History
+    from cpconsole.ui.screens.prompt import PromptScreen
+
+    from .simcluster import cluster
+
+    c = cluster(tmp_path)  # only the decode server runs: the probe path must name the other hops
+    await c.start("decode-0")
+    try:
+        await c.wait_http("decode-0")
+        history = History(tmp_path / "state" / "prompts.jsonl")
+        app = ConsoleApp(Session(c.plan, history=history), live=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("6")
+            screen = app.screen
+            assert isinstance(screen, PromptScreen)
+            screen.export_dir = tmp_path
+            screen.query_one("#target", Select).value = "decode-0"
+            await pilot.press(*"hello there", "ctrl+r")
+            await wait_for(pilot, lambda: screen.last is not None)
+            record = screen.last
+            assert record is not None and record.error is None and record.target == "decode-0"
+            assert record.output_tokens and record.ttft_s and "TTFT" in str(screen.query_one("#prompt-stats").content)
+            answer = "\n".join(screen.query_one("#answer", Log).lines)
+            assert record.answer.strip()[:20] in answer  # streamed in, piece by piece
+            assert [r.prompt for r in history.load()] == ["hello there"]
+            await pilot.press("ctrl+t")
+            await wait_for(pilot, lambda: hasattr(screen.query_one("#prompt-stats").content, "columns"))
+            table = screen.query_one("#prompt-stats").content
+            hops = [str(cell) for cell in table.columns[0]._cells]  # type: ignore[attr-defined]
+            status = [str(cell) for cell in table.columns[1]._cells]  # type: ignore[attr-defined]
+            assert dict(zip(hops, status, strict=True)) == {"prefill-0": "FAIL", "decode-0": "ok", "proxy": "FAIL"}
+            await pilot.press("ctrl+e")
+            (exported,) = tmp_path.glob("cpconsole-prompts-*.md")
+            assert "hello there" in exported.read_text() and "TTFT" in exported.read_text()
+    finally:
+        await c.stop_all()

@@ -16,6 +16,9 @@ from .orchestrate import Orchestrator
 from .orchestrate.model import UP_STATES
 from .plan import LaunchPlan
 from .remote import RemoteError, RunResult, Transport, transport_for
+from .smoke.client import stream_request
+from .smoke.history import History, PromptRecord
+from .smoke.suite import SmokeCheck, probe_path
 from .telemetry.alerts import Alert, AlertEngine, hbm_limits
 from .telemetry.health import StallDetector, probe
 from .telemetry.pollers import Poller, Telemetry
@@ -43,12 +46,14 @@ class Session:
         *,
         read_only: bool = False,
         clock: Callable[[], float] = time.time,
+        history: History | None = None,
     ) -> None:
         self.plan = plan
         self.findings = findings  # the profile's warnings, as `file:line:col: …` lines
         self.read_only = read_only
         self.now = clock  # everything shown with an age or an uptime asks this clock
         self.alert_history: list[AlertRecord] = []  # newest last
+        self.history = history or History()
         self.transports = dict(transports) if transports else {n.name: transport_for(n) for n in plan.nodes}
         self.http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(3.0))
         self.orchestrator = Orchestrator(plan, self.transports, http=self.http)
@@ -160,6 +165,29 @@ class Session:
 
         results = await asyncio.gather(*(one(n) for n in nodes))
         return dict(zip(nodes, results, strict=True))
+
+    async def ask(
+        self,
+        target: str,
+        prompt: str,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        on_text: Callable[[str], None] | None = None,
+    ) -> PromptRecord:
+        """One streamed chat request to a server (the proxy by default), measured, kept in the history.
+        Never raises for what the server does: errors come back in the record."""
+        at = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.now()))
+        result = await stream_request(self.http, self.plan.process(target).base_url, model=self.plan.model_name,
+                                      messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
+                                      temperature=temperature, on_text=on_text)  # fmt: skip
+        record = PromptRecord.of(at, self.plan.profile, target, prompt, max_tokens, temperature, result)
+        with contextlib.suppress(OSError):  # a read-only home must not cost the answer
+            self.history.append(record)
+        return record
+
+    async def probe_path(self) -> list[SmokeCheck]:
+        return await probe_path(self.plan, self.http)
 
     async def _intent(self, label: str, action: Callable[[], Awaitable[bool]]) -> bool:
         if self.read_only:

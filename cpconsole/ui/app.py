@@ -21,10 +21,11 @@ from .screens.logs import LogsScreen
 from .screens.metrics import MetricsScreen
 from .screens.npus import NpusScreen
 from .screens.plan import PlanScreen
+from .screens.prompt import PromptScreen
 from .widgets.command_line import CommandLine
 
 SCREENS: dict[str, type[SessionScreen]] = {
-    "logs": LogsScreen, "npus": NpusScreen, "metrics": MetricsScreen, "plan": PlanScreen,
+    "logs": LogsScreen, "npus": NpusScreen, "metrics": MetricsScreen, "plan": PlanScreen, "prompt": PromptScreen,
 }  # fmt: skip
 
 
@@ -67,6 +68,7 @@ class ConsoleApp(App[int]):
         Binding("3", "npus", "NPUs"),
         Binding("4", "metrics", "Metrics"),
         Binding("5", "plan", "Plan"),
+        Binding("6", "prompt", "Prompt"),
         Binding("l", "logs_of_selected", "Logs of row", show=False),
         Binding("u", "up", "Up"),
         Binding("D", "down", "Down"),
@@ -125,6 +127,9 @@ class ConsoleApp(App[int]):
 
     def action_plan(self) -> None:
         self._show("plan")
+
+    def action_prompt(self) -> None:
+        self._show("prompt")
 
     def action_details(self, process: str) -> None:
         self._switch(DetailsScreen(self.session, process))
@@ -240,7 +245,8 @@ class ConsoleApp(App[int]):
         yield from super().get_system_commands(screen)
         for name, description in (("up", "Start what is not running"), ("down", "Stop every process (asks)"),
                                   ("board", "Board"), ("logs", "Logs of all processes"), ("npus", "NPUs"),
-                                  ("metrics", "Metrics"), ("plan", "Plan: exactly what runs")):  # fmt: skip
+                                  ("metrics", "Metrics"), ("plan", "Plan: exactly what runs"),
+                                  ("prompt", "Prompt pane: ask a server, probe every hop")):  # fmt: skip
             yield SystemCommand(name.capitalize(), description, partial(self.run_action, name))
 
     # ------------------------------------------------------------ leaving

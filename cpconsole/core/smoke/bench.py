@@ -7,7 +7,6 @@ the profile's digest and compared with earlier runs."""
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import re
 import shlex
@@ -21,6 +20,7 @@ from ..plan import LaunchPlan, ProcessPlan
 from ..remote import RemoteError, ShellTransport
 from ..remote.launch import run_dir
 from ..remote.scripts import shell_path
+from .history import state_dir
 
 
 @dataclass(frozen=True)
@@ -129,11 +129,6 @@ async def run_bench(
     except (RemoteError, ValueError) as exc:
         raise RemoteError(transport.node, f"the bench wrote no result at {result_path}: {exc}") from None
     yield BenchRun(plan.profile, plan.digest, stamp, settings.__dict__, BenchSummary.from_result(data), data)
-
-
-def state_dir() -> Path:
-    """$XDG_STATE_HOME/cpconsole (default ~/.local/state/cpconsole): history that outlives a console."""
-    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "cpconsole"
 
 
 def store_run(run: BenchRun, root: Path | None = None) -> Path:

@@ -17,6 +17,7 @@ import contextlib
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,7 @@ async def stream_request(
     temperature: float = 0.0,
     timeout: float = 600.0,
     request_id: str | None = None,
+    on_text: Callable[[str], None] | None = None,  # each piece of the answer as it arrives
 ) -> RequestResult:
     """One streamed completion (prompt) or chat completion (messages), measured."""
     chat = messages is not None
@@ -133,7 +135,10 @@ async def stream_request(
                     elif last is not None:
                         gaps.append(now - last)
                     last = now
-                    text.append(_piece(choices[0], chat))
+                    piece = _piece(choices[0], chat)
+                    text.append(piece)
+                    if on_text is not None and piece:
+                        on_text(piece)
                     finish = choices[0].get("finish_reason") or finish
     except httpx.TimeoutException:
         return RequestResult(f"timed out after {timeout:g} s", request_id=rid)

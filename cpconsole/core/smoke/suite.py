@@ -101,6 +101,13 @@ async def count_tokens(http: httpx.AsyncClient, plan: LaunchPlan, prompt: str) -
     return None
 
 
+async def probe_path(plan: LaunchPlan, http: httpx.AsyncClient, timeout: float = 120.0) -> list[SmokeCheck]:
+    """A 1-token request to every hop, in request order: prefill masters, decodes, then the proxy."""
+    order = {"prefill": 0, "colocated": 0, "decode": 1, "proxy": 2}
+    hops = sorted(_servers(plan), key=lambda p: order.get(p.role, 3))
+    return list(await asyncio.gather(*(_probe(http, plan, p, timeout=timeout) for p in hops)))
+
+
 def _answer_detail(result: RequestResult) -> str:
     return result.error or repr(result.text.strip()[:80])
 
@@ -118,10 +125,7 @@ async def run_suite(
     servers = _servers(plan)
     base = plan.process(target).base_url
     checks = list(await asyncio.gather(*(_health(http, p, timeout=10) for p in servers)))
-    # hops in request order: prefill masters, decodes, then the proxy that joins them
-    order = {"prefill": 0, "colocated": 0, "decode": 1, "proxy": 2}
-    hops = sorted((p for p in servers), key=lambda p: order.get(p.role, 3))
-    checks += await asyncio.gather(*(_probe(http, plan, p, timeout=min(timeout, 120)) for p in hops))
+    checks += await probe_path(plan, http, timeout=min(timeout, 120))
     hello = await stream_request(http, base, model=plan.model_name, messages=[{"role": "user", "content": HELLO}],
                                  max_tokens=max_tokens, timeout=timeout)  # fmt: skip
     checks.append(SmokeCheck("completion", target, hello.ok, _answer_detail(hello), None, hello))
