@@ -151,6 +151,9 @@ async def test_endpoints_and_errors(demo: Cluster) -> None:
         assert missing.status_code == 404 and missing.json()["error"]["message"] == "The model `gpt-4` does not exist."
         long = await client.post("/v1/completions", json={"prompt": "word " * 136_000, "max_tokens": 10})
         assert long.status_code == 400 and "maximum context length is 136000 tokens" in long.json()["error"]["message"]
+        too_long = (await client.post("/v1/completions", json={"prompt": "word " * 140_000})).json()["error"]
+        assert too_long["param"] == "input_tokens"  # vLLM 0.32's wording when the prompt alone does not fit
+        assert "your prompt contains at least 136001 input tokens" in too_long["message"]
         done = (await client.post("/v1/completions", json={"prompt": "hi there", "max_tokens": 5})).json()
         assert done["object"] == "text_completion" and done["usage"]["completion_tokens"] == 5
         assert done["choices"][0]["finish_reason"] == "length"

@@ -145,6 +145,16 @@ class SimServer:
         if model not in (None, "", self.args.model_name):
             return error(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
         limit = self.args.max_model_len
+        if limit and prompt_tokens > limit:
+            # vLLM 0.32's words when the prompt alone does not fit (seen against the real server)
+            return error(
+                400,
+                f"This model's maximum context length is {limit} tokens. However, your prompt contains at least "
+                f"{limit + 1} input tokens, which exceeds this limit even without any output tokens. Please reduce "
+                f"the length of the input prompt. (parameter=input_tokens, value={limit + 1})",
+                "BadRequestError",
+                "input_tokens",
+            )
         if limit and prompt_tokens + max_tokens > limit:
             return error(
                 400,
