@@ -129,7 +129,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     loaded, plan = _plan_for(args)
-    from .core.smoke.bench import BenchSettings, load_runs
+    from .core.smoke.bench import BenchSettings, load_runs, server_process
 
     if args.list:
         print(headless.bench_table(load_runs(plan.profile)))
@@ -142,8 +142,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         target=args.target or "proxy",
     )
-    servers = [p for p in plan.processes if p.http_port and p.role != "proxy"]
-    node = args.node or servers[0].node
+    node = args.node or server_process(plan).node  # where vLLM (and so vllm bench) is installed
     plan.node(node)  # KeyError names the nodes there are
     return headless.bench(plan, node, settings, args.json)
 

@@ -35,14 +35,19 @@ from .frozen import frozen_session
 from .simcluster import demo_text
 
 
-@pytest.fixture
-async def demo_session(tmp_path: Path) -> AsyncIterator[Session]:
-    """A session over the fast demo; whatever a failing test left running is stopped afterwards."""
-    plan = build_plan(load_profile_text(demo_text(tmp_path)))
+async def session_over(text: str) -> AsyncIterator[Session]:
+    """A session over a demo profile; whatever a failing test left running is stopped afterwards."""
+    plan = build_plan(load_profile_text(text))
     yield Session(plan)
     cleanup = Orchestrator(plan, {n.name: LocalTransport(n.name) for n in plan.nodes})
     await cleanup.down()
     await cleanup.close()
+
+
+@pytest.fixture
+async def demo_session(tmp_path: Path) -> AsyncIterator[Session]:
+    async for session in session_over(demo_text(tmp_path)):
+        yield session
 
 
 async def wait_for(pilot, condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -129,11 +134,8 @@ async def test_walkthrough_up_logs_npus_metrics_restart_and_quit_leaving_it_runn
 @pytest.fixture
 async def crashing_session(tmp_path: Path) -> AsyncIterator[Session]:
     """The demo whose engines die after three requests (the sim's CPCONSOLE_SIM_CRASH_AFTER)."""
-    plan = build_plan(load_profile_text(demo_text(tmp_path, extra_env={"CPCONSOLE_SIM_CRASH_AFTER": "3"})))
-    yield Session(plan)
-    cleanup = Orchestrator(plan, {n.name: LocalTransport(n.name) for n in plan.nodes})
-    await cleanup.down()
-    await cleanup.close()
+    async for session in session_over(demo_text(tmp_path, extra_env={"CPCONSOLE_SIM_CRASH_AFTER": "3"})):
+        yield session
 
 
 async def test_a_dead_engine_and_a_killed_proxy_show_on_the_board_with_their_cause(crashing_session: Session) -> None:

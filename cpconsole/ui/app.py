@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -155,10 +156,10 @@ class ConsoleApp(App[int]):
             self.notify("read-only console: nothing is started or stopped", severity="warning")
         return self.session.read_only
 
-    def _run_intent(self, label: str, work: object) -> None:
+    def _run_intent(self, label: str, work: Coroutine[Any, Any, bool]) -> None:
         async def run() -> None:
             try:
-                ok = await work  # type: ignore[misc]
+                ok = await work
             except ReadOnly as exc:
                 self.notify(str(exc), severity="warning")
                 return

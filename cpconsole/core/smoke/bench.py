@@ -6,6 +6,7 @@ the profile's digest and compared with earlier runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import re
@@ -71,13 +72,13 @@ class BenchRun:
     result: dict[str, Any]  # the whole saved JSON
 
 
-def _server_process(plan: LaunchPlan) -> ProcessPlan:
+def server_process(plan: LaunchPlan) -> ProcessPlan:
     """The process whose command and environment the bench borrows: vLLM is installed there."""
     return next(p for p in plan.processes if p.http_port and p.role != "proxy")
 
 
 def bench_argv(plan: LaunchPlan, settings: BenchSettings, result_dir: str, result_file: str) -> list[str]:
-    server = _server_process(plan)
+    server = server_process(plan)
     vllm = list(server.argv[: server.argv.index("serve")])
     model = server.argv[server.argv.index("serve") + 1]
     argv = [
@@ -94,7 +95,7 @@ def bench_argv(plan: LaunchPlan, settings: BenchSettings, result_dir: str, resul
 
 def bench_script(plan: LaunchPlan, settings: BenchSettings, stamp: str) -> tuple[str, str]:
     """The sh that runs the bench on the server's node, and where its JSON lands."""
-    server = _server_process(plan)
+    server = server_process(plan)
     result_dir = posixpath.join(posixpath.dirname(run_dir(plan, server)), "bench")
     result_file = f"bench-{stamp}.json"
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in server.env)
@@ -128,7 +129,7 @@ async def run_bench(
         data = json.loads(await transport.read_file(result_path))
     except (RemoteError, ValueError) as exc:
         raise RemoteError(transport.node, f"the bench wrote no result at {result_path}: {exc}") from None
-    yield BenchRun(plan.profile, plan.digest, stamp, settings.__dict__, BenchSummary.from_result(data), data)
+    yield BenchRun(plan.profile, plan.digest, stamp, dataclasses.asdict(settings), BenchSummary.from_result(data), data)
 
 
 def store_run(run: BenchRun, root: Path | None = None) -> Path:
