@@ -77,7 +77,9 @@ def cmd_console(args: argparse.Namespace) -> int:
     from .core.session import Session
     from .ui.app import ConsoleApp
 
-    session = Session(plan, findings=tuple(map(str, loaded.findings)), read_only=args.read_only)
+    model = loaded.profile.model
+    session = Session(plan, findings=tuple(map(str, loaded.findings)), read_only=args.read_only,
+                      model_path=model.path if model.check_path else None)  # fmt: skip
     return ConsoleApp(session).run() or EXIT_OK
 
 
@@ -173,7 +175,9 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 def cmd_preflight(args: argparse.Namespace) -> int:
     loaded, plan = _plan_for(args)
     model = loaded.profile.model
-    return headless.preflight(plan, model.path if model.check_path else None, args.json)
+    warnings = [str(f) for f in loaded.findings if f.severity == "warning"]
+    return headless.preflight(plan, model.path if model.check_path else None, args.json,
+                              hash_weights=args.hash_weights, profile_warnings=warnings, verbose=args.verbose)  # fmt: skip
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
@@ -187,7 +191,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "status": (cmd_status, "adopt what runs and show every process"),
     "logs": (cmd_logs, "print (and follow) the logs, merged with process prefixes"),
     "exec": (cmd_exec, "run a command on a node (or --all) and group identical output"),
-    "preflight": (cmd_preflight, "check every node before launch: reachability, chips, NPU links, ports, model"),
+    "preflight": (cmd_preflight, "check every node before launch: chips, NPU links and pings, ports, model, versions"),
     "bench": (cmd_bench, "run vllm bench serve against the proxy on a node; keep and compare the results"),
     "smoke": (cmd_smoke, "health, probe path, a completion, the long-context needle; exit 0 only if all pass"),
 }
@@ -224,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--max-concurrency", type=int)
             cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process to load")
             cmd.add_argument("--list", action="store_true", help="only show the stored runs of this profile")
+        if name == "preflight":
+            cmd.add_argument("--hash-weights", action="store_true", help="compare a sha256 of the weights index too")
+            cmd.add_argument("--verbose", "-v", action="store_true", help="every result on its own line, not folded")
         if name in ("up", "down", "restart", "status", "smoke", "preflight", "bench"):
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "render":

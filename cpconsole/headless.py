@@ -8,7 +8,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import asdict
 from typing import Any, TextIO
 
@@ -17,7 +17,7 @@ import httpx
 from .core.orchestrate import Orchestrator, ProcessView, ProgressNoted, StageChanged, StateChanged
 from .core.orchestrate.model import UP_STATES
 from .core.plan import LaunchPlan
-from .core.preflight import Check, run_preflight
+from .core.preflight import Check, Line, fold, run_preflight, tally
 from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
 from .core.remote.launch import run_dir
 from .core.remote.logstore import strip_ansi
@@ -327,29 +327,35 @@ def smoke(
     return EXIT_OK if passed else EXIT_FAILED
 
 
-async def _preflight(plan: LaunchPlan, model_path: str | None) -> list[Check]:
+async def _preflight(plan: LaunchPlan, model_path: str | None, hash_weights: bool,
+                     profile_warnings: Sequence[str]) -> list[Check]:  # fmt: skip
     transports = {n.name: transport_for(n) for n in plan.nodes}
     try:
-        return await run_preflight(plan, transports, model_path=model_path)
+        return await run_preflight(plan, transports, model_path=model_path, hash_weights=hash_weights,
+                                   profile_warnings=profile_warnings)  # fmt: skip
     finally:
         await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
 
 
-def preflight(plan: LaunchPlan, model_path: str | None, as_json: bool) -> int:
-    checks = asyncio.run(_preflight(plan, model_path))
-    if as_json:
-        print(json.dumps([asdict(c) for c in checks], indent=2))
-    else:
-        width = max(len(c.check) for c in checks)
-        for node in dict.fromkeys(c.node for c in checks):
-            print(node)
-            for c in (c for c in checks if c.node == node):
-                print(
-                    f"  {c.status:<4}  {c.check:<{width}}  {c.evidence}"
-                    + (f"\n        hint: {c.hint}" if c.hint else "")
-                )
-        fails, warns = sum(c.status == "FAIL" for c in checks), sum(c.status == "WARN" for c in checks)
-        print(f"{fails} failed, {warns} warning(s), {len(checks) - fails - warns} passed")
+def preflight_text(checks: Sequence[Check], verbose: bool = False) -> str:
+    """Folded: one line per identical good result, each problem in full with its hint."""
+    lines = [Line(c.status, c.check, f"{c.where}: {c.evidence}", c.hint) for c in checks] if verbose else fold(checks)
+    width = max((len(line.check) for line in lines), default=0)
+    out = []
+    for line in lines:
+        text = line.text.replace("\n", "\n" + " " * (width + 8))
+        out.append(
+            f"  {line.status:<4}  {line.check:<{width}}  {text}" + (f"\n        hint: {line.hint}" if line.hint else "")
+        )
+    failed, warned, passed = tally(checks)
+    out.append(f"{failed} failed, {warned} warning(s), {passed} passed")
+    return "\n".join(out)
+
+
+def preflight(plan: LaunchPlan, model_path: str | None, as_json: bool, *, hash_weights: bool = False,
+              profile_warnings: Sequence[str] = (), verbose: bool = False) -> int:  # fmt: skip
+    checks = asyncio.run(_preflight(plan, model_path, hash_weights, profile_warnings))
+    print(json.dumps([asdict(c) for c in checks], indent=2) if as_json else preflight_text(checks, verbose))
     if any(c.status == "FAIL" and c.check == "reachable" for c in checks):
         return EXIT_UNREACHABLE
     return EXIT_FAILED if any(c.status == "FAIL" for c in checks) else EXIT_OK

@@ -30,6 +30,15 @@ async def main() -> None:
     app = ConsoleApp(Session(build_plan(load_profile(ROOT / "profiles/demo.yaml"))), refresh_s=0.5)
     async with app.run_test(size=(150, 36)) as pilot:
         await pilot.press("u")
+        await pilot.pause(0.3)
+        app.save_screenshot("preflight-offer.svg", str(OUT))
+        await pilot.press("p")  # preflight, then up when it passes
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if app.session.preflight_checks is not None:
+                break
+        await pilot.pause(0.5)
+        app.save_screenshot("preflight.svg", str(OUT))
         for _ in range(600):
             await pilot.pause(0.1)
             views = app.session.orchestrator.views.values()

@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 
 from cpconsole.core.orchestrate import ProcessView
-from cpconsole.core.plan import build_plan
+from cpconsole.core.plan import LaunchPlan, build_plan
+from cpconsole.core.preflight import Check
 from cpconsole.core.profile import load_profile
 from cpconsole.core.remote import TailChunk
-from cpconsole.core.session import Session
+from cpconsole.core.session import AlertRecord, Session
 from cpconsole.core.smoke.history import History
+from cpconsole.core.telemetry.alerts import Alert
 from cpconsole.core.telemetry.npu_smi import parse_info
 from cpconsole.core.telemetry.pollers import PollResult
 from cpconsole.core.telemetry.vllm_metrics import parse_metrics
@@ -47,4 +49,32 @@ def frozen_session() -> Session:
         poller.latest = PollResult(f"metrics@{name}", after, NOW - 1, None, NOW - 1)
         telemetry.windows[name].add(before, NOW - 28)
         telemetry.windows[name].add(after, NOW - 1)
+    session.preflight_checks, session.preflight_took = preflight_results(plan), 3.2
+    session.alert_history = [
+        AlertRecord(Alert("hbm@decode-a", "warning", "decode-a", "HBM 96% on chip 3 (limit 95%)"), NOW - 1800, NOW - 1500),
+        AlertRecord(Alert("stall@decode-0", "critical", "decode-0", "no progress for 45 s with 3 running"), NOW - 240, NOW - 200),
+        AlertRecord(Alert("kv@prefill-0", "warning", "prefill-0", "KV cache 93% for 30 s"), NOW - 75),
+    ]  # fmt: skip
+    session.alerts = [session.alert_history[-1].alert]
     return session
+
+
+def preflight_results(plan: LaunchPlan) -> list[Check]:
+    """What the demo's nodes answer, with one DOWN link, its failed ping and a version mismatch."""
+    checks = [Check(n.name, "reachable", "PASS", "as root in 4 ms", same="as root") for n in plan.nodes]
+    for node in plan.nodes:
+        for chip in range(node.chips):
+            down = node.name == "prefill-b" and chip == 3
+            checks.append(Check(node.name, "NPU link", "FAIL" if down else "PASS", f"link {'DOWN' if down else 'UP'}",
+                                "check the optics and cabling: hccn_tool -i N -link -g" if down else "", chip=chip))  # fmt: skip
+    for chip in range(16):
+        lost = chip == 3
+        checks.append(Check("prefill-b", "NPU ping", "FAIL" if lost else "PASS", f"29.0.13.{chip}: {100 if lost else 0}.00% loss",
+                            "check the route between the NPU networks" if lost else "", chip=chip,
+                            peer=f"decode-a chip {chip}", same="0% loss"))  # fmt: skip
+    for node in plan.nodes:
+        version = "2.6.0" if node.name == "decode-a" else "2.7.1.post1"
+        checks.append(Check(node.name, "torch-npu version", "FAIL" if node.name == "decode-a" else "PASS", version,
+                            "install the same version on every node" if node.name == "decode-a" else ""))  # fmt: skip
+    checks.append(Check("profile", "profile", "WARN", "demo.yaml:40:5: an example warning from the profile"))
+    return checks

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import posixpath
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from cpconsole.core.remote import LocalTransport, ProcessHandle
 from cpconsole.core.remote.launch import spawn_spec
 
 from .conftest import PROFILES
+from .sshd import Sshd
 
 DEMO = (PROFILES / "demo.yaml").read_text()
 
@@ -85,3 +87,21 @@ class Cluster:
 def cluster(tmp: Path, **kwargs: object) -> Cluster:
     os.environ.pop("NO_COLOR", None)
     return Cluster(build_plan(load_profile_text(demo_text(tmp, **kwargs))))  # type: ignore[arg-type]
+
+
+def over_ssh(text: str, sshd: Sshd, tmp: Path, nodes_dir: str) -> str:
+    """A demo_text profile whose nodes are reached through the test sshd, as root: the venv's
+    interpreter lives under /root, out of reach of the unprivileged test user."""
+    python = sys.executable
+    text = text.replace(f"run_dir: {tmp}/run", f"run_dir: {nodes_dir}/run").replace(
+        "  transport: local", "  transport: ssh"
+    )
+    text = text.replace(
+        "vllm_command: [python3, -m, cpconsole.sim, vllm]", f"vllm_command: [{python}, -m, cpconsole.sim, vllm]"
+    )
+    text = text.replace("command: [python3, -m, cpconsole.proxy]", f"command: [{python}, -m, cpconsole.proxy]")
+    for tool in ("npu-smi", "hccn_tool", "python"):  # the login PATH has no venv
+        text = text.replace(f"[cpconsole-sim, {tool}]", f"[{python}, -m, cpconsole.sim, {tool}]")
+    text = text.replace("  env:\n", f"  ssh: {{user: root, port: {sshd.port}, identity_file: {sshd.client_key}, "
+                        f"known_hosts: {sshd.known_hosts}, config_file: {sshd.empty_config}}}\n  env:\n", 1)  # fmt: skip
+    return text.replace(f"CPCONSOLE_SIM_STATE: {tmp}/state", f"CPCONSOLE_SIM_STATE: {nodes_dir}/state")

@@ -24,7 +24,7 @@ from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
 
-from .simcluster import demo_text
+from .simcluster import demo_text, over_ssh
 from .sshd import Sshd
 
 
@@ -207,16 +207,7 @@ def test_causes_from_real_log_lines() -> None:
 
 
 async def test_up_and_down_over_the_real_sshd(sshd: Sshd, nodes_dir: str, tmp_path: Path) -> None:
-    # root logs in here: the venv's interpreter lives under /root, out of reach of the /bin/sh test user
-    text = demo_text(tmp_path).replace(f"run_dir: {tmp_path}/run", f"run_dir: {nodes_dir}/run")
-    text = text.replace("  transport: local", "  transport: ssh")
-    text = text.replace(
-        "vllm_command: [python3, -m, cpconsole.sim, vllm]", f"vllm_command: [{sys.executable}, -m, cpconsole.sim, vllm]"
-    )
-    text = text.replace("command: [python3, -m, cpconsole.proxy]", f"command: [{sys.executable}, -m, cpconsole.proxy]")
-    text = text.replace("  env:\n", f"  ssh: {{user: root, port: {sshd.port}, identity_file: {sshd.client_key}, "
-                        f"known_hosts: {sshd.known_hosts}, config_file: {sshd.empty_config}}}\n  env:\n", 1)  # fmt: skip
-    text = text.replace(f"CPCONSOLE_SIM_STATE: {tmp_path}/state", f"CPCONSOLE_SIM_STATE: {nodes_dir}/state")
+    text = over_ssh(demo_text(tmp_path), sshd, tmp_path, nodes_dir)
     plan = build_plan(load_profile_text(text))
     transports: dict[str, Transport] = {n.name: SSHTransport(n) for n in plan.nodes}
     o = Orchestrator(plan, transports)

@@ -1,19 +1,26 @@
-"""Preflight against the simulated nodes: a clean bill of health, then one broken thing at a time
-(DOWN link, unhealthy chip, missing chips, busy port, float16 model, unreachable node)."""
+"""Preflight against the simulated nodes (npu-smi, hccn_tool, a Python with the Ascend stack), locally
+and through the sshd: a clean bill of health, folded; then each broken thing, injected one by one,
+named with its node, chip and hint."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import time
 from pathlib import Path
 
+import pytest
+
 from cpconsole.core.plan import build_plan
-from cpconsole.core.preflight import run_preflight
+from cpconsole.core.preflight import Check, fold, ping_pairs, run_preflight
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
+from cpconsole.headless import preflight_text
 
-from .simcluster import demo_text
+from .simcluster import demo_text, over_ssh
 from .sshd import Sshd, free_port
+from .standins import install_docker_stand_in
 
 
 def node_env(text: str, node_ip: str, **env: str) -> str:
@@ -21,61 +28,145 @@ def node_env(text: str, node_ip: str, **env: str) -> str:
     return text.replace(f"env: {{CPCONSOLE_SIM_NODE: {node_ip},", f"env: {{{extra}CPCONSOLE_SIM_NODE: {node_ip},")
 
 
-async def checks_of(
-    text: str, model_path: str | None = None, transports: dict[str, Transport] | None = None
-) -> dict[tuple[str, str], object]:
+async def checks_of(text: str, model_path: str | None = None, ssh: bool = False) -> list[Check]:
     plan = build_plan(load_profile_text(text))
-    nodes = transports or {n.name: LocalTransport(n.name) for n in plan.nodes}
-    return {(c.node, c.check): c for c in await run_preflight(plan, nodes, model_path=model_path, timeout=20)}
+    nodes: dict[str, Transport] = {n.name: SSHTransport(n) if ssh else LocalTransport(n.name) for n in plan.nodes}
+    try:
+        return await run_preflight(plan, nodes, model_path=model_path, timeout=20)
+    finally:
+        for node in nodes.values():
+            await node.close()
 
 
-async def test_healthy_simulated_nodes_pass(tmp_path: Path) -> None:
+def failed(checks: list[Check]) -> dict[tuple[str, str, int | None], Check]:
+    return {(c.node, c.check, c.chip): c for c in checks if c.status != "PASS"}
+
+
+async def test_healthy_nodes_pass_and_fold_into_a_few_lines(tmp_path: Path) -> None:
+    started = time.monotonic()
     checks = await checks_of(demo_text(tmp_path))
-    assert {c.status for c in checks.values()} == {"PASS"}  # type: ignore[attr-defined]
-    assert checks[("decode-a", "NPU network")].evidence == "16/16 links UP"  # type: ignore[attr-defined]
+    took = time.monotonic() - started
+    assert {c.status for c in checks} == {"PASS"}, [c for c in checks if c.status != "PASS"]
+    lines = {line.text for line in fold(checks)}
+    assert {"link UP on 48/48 chips", "net health Success on 48/48 chips", "address set on 48/48 chips",
+            "OK on 48/48 chips", "16 chips on 3/3 nodes", "0% loss on 48/48 chip pairs", "0.13.0 on 3/3 nodes",
+            "2.7.1.post1 on 3/3 nodes", "8.3.RC1 on 3/3 nodes", "25.2.1 on 3/3 nodes"} <= lines  # fmt: skip
+    assert len(fold(checks)) < 25 < len(checks)
+    print(f"\npreflight of 3 nodes × 16 chips: {took:.2f} s, {len(checks)} results")
+    assert took < 5  # the issue's bound, here against the simulator
 
 
-async def test_each_broken_thing_is_named(tmp_path: Path) -> None:
+def test_the_chips_that_talk_are_pinged() -> None:
+    plan = build_plan(load_profile_text(demo_text(Path("/nonexistent"))))
+    # the two prefill nodes of one instance, and each prefill node to the decode node
+    assert ping_pairs(plan) == [("prefill-a", "prefill-b"), ("prefill-a", "decode-a"), ("prefill-b", "decode-a")]
+
+
+async def test_each_broken_thing_is_named_with_its_node_chip_and_hint(tmp_path: Path) -> None:
     text = demo_text(tmp_path)
-    text = node_env(
-        text,
-        "127.0.0.12",
-        CPCONSOLE_SIM_LINK_DOWN="3,7",
-        CPCONSOLE_SIM_NET_FAULT="9",
-        CPCONSOLE_SIM_NPU_HEALTH="5=Alarm",
-    )
-    text = node_env(text, "127.0.0.13", CPCONSOLE_SIM_CHIPS="8")
-    with socket.socket() as squatter:
+    text = node_env(text, "127.0.0.11", CPCONSOLE_SIM_PING_LOSS="6")
+    text = node_env(text, "127.0.0.12", CPCONSOLE_SIM_LINK_DOWN="3", CPCONSOLE_SIM_NET_FAULT="9",
+                    CPCONSOLE_SIM_NPU_HEALTH="5=Alarm")  # fmt: skip
+    text = node_env(text, "127.0.0.13", CPCONSOLE_SIM_CHIPS="8", CPCONSOLE_SIM_VERSIONS="torch-npu=2.6.0")
+    with socket.socket() as squatter:  # a real listener on decode-a's HTTP port
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.13", 8004))
         squatter.listen()
         checks = await checks_of(text)
-    link = checks[("prefill-b", "NPU network")]
-    assert (
-        link.status == "FAIL"
-        and link.evidence == "14/16 links UP; DOWN: chip 3, 7; net health: chip 3 Fault, chip 7 Fault, chip 9 Fault"
-    )  # type: ignore[attr-defined]
-    health = checks[("prefill-b", "chip health")]
-    assert health.status == "FAIL" and health.evidence == "2/1 Alarm"  # type: ignore[attr-defined]
-    chips = checks[("decode-a", "chips")]
-    assert chips.status == "FAIL" and chips.evidence == "8 chips, profile says 16"  # type: ignore[attr-defined]
-    ports = checks[("decode-a", "ports")]
-    assert ports.status == "FAIL" and ports.evidence.startswith("8004 (decode-0 http) already in use")  # type: ignore[attr-defined]
-    assert checks[("prefill-a", "ports")].status == "PASS"  # type: ignore[attr-defined]  # 8004 taken on .13 only
+    bad = failed(checks)
+    assert bad.pop(("prefill-b", "NPU link", 3)).evidence == "link DOWN"
+    assert bad.pop(("prefill-b", "NPU net health", 3)).evidence == "net health Fault"  # a DOWN port is unhealthy too
+    health = bad.pop(("prefill-b", "NPU net health", 9))
+    assert health.evidence == "net health Fault" and "-net_health" in health.hint
+    assert bad.pop(("prefill-b", "chip health", 5)).evidence == "Alarm"
+    assert bad.pop(("decode-a", "chips", None)).evidence == "8 chips, profile says 16"
+    # decode-a has 8 chips: 8..15 have no port, and nothing answers there
+    for chip in range(8, 16):
+        assert bad.pop(("decode-a", "NPU link", chip)).evidence == "link unknown"
+        bad.pop(("decode-a", "NPU net health", chip))
+        bad.pop(("decode-a", "NPU address", chip))
+    ports = bad.pop(("decode-a", "ports", None))
+    assert ports.evidence.startswith("8004 (decode-0 http) already in use") and "ss -ltnp" in ports.hint
+    # pings: from prefill-a chip 6 (lost) and from prefill-b chip 3 (its link is down)
+    pinged = [c for c in checks if c.check == "NPU ping" and c.status == "FAIL"]
+    assert {(c.node, c.chip, c.peer) for c in pinged} == {
+        ("prefill-a", 6, "prefill-b chip 6"), ("prefill-a", 6, "decode-a chip 6"),
+        ("prefill-b", 3, "decode-a chip 3"),
+    }  # fmt: skip
+    assert all(c.evidence.endswith("100.00% loss") and "hccn_tool" in c.hint for c in pinged)
+    for c in pinged:
+        bad.pop((c.node, c.check, c.chip), None)
+    version = bad.pop(("decode-a", "torch-npu version", None))
+    assert version.evidence == "2.6.0" and "prefill-a 2.7.1.post1" in version.hint
+    table = bad.pop(("(all)", "versions", None)).evidence
+    rows = [row.split() for row in table.splitlines()]
+    assert rows[1] == ["prefill-a", "prefill-b", "decode-a"] and ["vllm", "0.13.0", "0.13.0", "0.13.0"] in rows
+    assert ["torch-npu", "2.7.1.post1", "2.7.1.post1", "2.6.0", "≠"] in rows
+    assert bad == {}, bad
+    # the folded report: exceptions in full, the rest counted
+    report = preflight_text(checks)
+    assert "link UP on 39/48 chips" in report and "prefill-b chip 3: link DOWN" in report
+    assert "0% loss on 29/32 chip pairs" in report and "prefill-a chip 6 → decode-a chip 6" in report
 
 
-async def test_model_config_must_say_bfloat16(tmp_path: Path) -> None:
+async def test_model_config_must_say_bfloat16_and_the_weights_match(tmp_path: Path) -> None:
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"torch_dtype": "float16"}))
-    checks = await checks_of(demo_text(tmp_path), model_path=str(model))
-    bad = checks[("decode-a", "model")]
-    assert bad.status == "FAIL" and "change torch_dtype from float16 to bfloat16" in bad.hint  # type: ignore[attr-defined]
+    (model / "model.safetensors.index.json").write_text("{}")
+    bad = failed(await checks_of(demo_text(tmp_path), model_path=str(model)))
+    assert "change torch_dtype from float16 to bfloat16" in bad[("decode-a", "model", None)].hint
     (model / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
     good = await checks_of(demo_text(tmp_path), model_path=str(model))
-    assert good[("decode-a", "model")].status == "PASS"  # type: ignore[attr-defined]
-    missing = await checks_of(demo_text(tmp_path), model_path=str(tmp_path / "nowhere"))
-    assert missing[("prefill-a", "model")].status == "FAIL"  # type: ignore[attr-defined]
+    assert {c.status for c in good} == {"PASS"}
+    weights = [c for c in good if c.check == "weights"]
+    assert len(weights) == 3 and weights[0].evidence.startswith("model.safetensors.index.json 2 ")
+    missing = failed(await checks_of(demo_text(tmp_path), model_path=str(tmp_path / "nowhere")))
+    assert missing[("prefill-a", "model", None)].hint == "model.path must exist on every node"
+
+
+async def test_containers_must_run_and_map_every_chip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir, state = tmp_path / "bin", tmp_path / "docker"
+    install_docker_stand_in(bin_dir)
+    state.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_STAND_IN_DIR", str(state))
+    text = (
+        demo_text(tmp_path)
+        .replace(
+            "decode-a: {host: 127.0.0.13, chips: 16,", "decode-a: {host: 127.0.0.13, chips: 16, container: vllm-d,"
+        )
+        .replace(
+            "prefill-b: {host: 127.0.0.12, chips: 16,", "prefill-b: {host: 127.0.0.12, chips: 16, container: vllm-p,"
+        )
+    )
+    every = " ".join(f"/dev/davinci{i}" for i in range(16))
+    (state / "vllm-d").write_text(f"true false {' '.join(f'/dev/davinci{i}' for i in range(8))} /dev/davinci_manager\n")
+    # vllm-p does not exist yet
+    bad = failed(await checks_of(text))
+    devices = bad.pop(("decode-a", "devices", None))
+    assert devices.evidence == "vllm-d lacks /dev/davinci8, 9, 10, 11, 12, 13, 14, 15" and "only 8" in devices.hint
+    assert "No such object: vllm-p" in bad.pop(("prefill-b", "container", None)).evidence
+    assert bad == {}, bad  # versions were read inside the containers, through docker exec
+    (state / "vllm-p").write_text(f"false false {every}\n")
+    (state / "vllm-d").write_text("true true\n")  # privileged: every device
+    bad = failed(await checks_of(text))
+    stopped = bad.pop(("prefill-b", "container", None))
+    assert stopped.evidence == "vllm-p not running" and stopped.hint == "docker start vllm-p"
+    assert bad == {}, bad
+
+
+async def test_over_ssh_the_same_checks_find_the_same_faults(tmp_path: Path, sshd: Sshd, nodes_dir: str) -> None:
+    text = over_ssh(demo_text(tmp_path), sshd, tmp_path, nodes_dir)
+    clean = await checks_of(text, ssh=True)
+    assert {c.status for c in clean} == {"PASS"}, [c for c in clean if c.status != "PASS"]
+    assert {c.same for c in clean if c.check == "reachable"} == {"as root"}
+    text = node_env(text, "127.0.0.13", CPCONSOLE_SIM_LINK_DOWN="0", CPCONSOLE_SIM_VERSIONS="vllm=0.12.0")
+    bad = failed(await checks_of(text, ssh=True))
+    assert bad[("decode-a", "NPU link", 0)].evidence == "link DOWN"
+    assert bad[("decode-a", "vllm version", None)].evidence == "0.12.0"
+    assert {k for k in bad if k[1] == "NPU ping"} == set()  # decode-a's down port is pinged by no one: it only answers
+    assert len(bad) == 4, bad  # + net health of chip 0, + the version table
 
 
 async def test_an_unreachable_node_fails_alone(tmp_path: Path, sshd: Sshd) -> None:
@@ -86,3 +177,4 @@ async def test_an_unreachable_node_fails_alone(tmp_path: Path, sshd: Sshd) -> No
     assert checks[("decode-a", "reachable")].status == "FAIL"
     assert [k for k in checks if k[0] == "decode-a"] == [("decode-a", "reachable")]
     assert checks[("prefill-a", "chips")].status == "PASS"
+    assert ("prefill-a", "NPU ping") in checks  # prefill-a still pings prefill-b

@@ -15,6 +15,8 @@ import pytest
 from cpconsole.core.remote import AlreadyRunning, ShellTransport, SpawnSpec, scripts
 from cpconsole.core.remote.types import ProcessHandle
 
+from .standins import install_docker_stand_in
+
 PY = "/usr/bin/python3"  # readable by the /bin/sh login user, unlike a venv under /root
 
 
@@ -136,12 +138,10 @@ async def test_container_processes_run_through_docker_exec(transport: ShellTrans
     # command locally with the --env values, which is what `docker exec` does inside a container.
     bin_dir = Path(nodes_dir, "bin")
     bin_dir.mkdir()
-    (bin_dir / "docker").write_text(DOCKER_STAND_IN)
-    (bin_dir / "docker").chmod(0o755)
-    (bin_dir).chmod(0o755)
+    install_docker_stand_in(bin_dir)
     run_dir = run_dir_for(transport, nodes_dir)
     script = (
-        f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
+        f"export PATH={shlex.quote(str(bin_dir))}:$PATH DOCKER_STAND_IN_LOG=docker-container\n"
         "exec docker exec --env 'GREETING=hello world' ctr sh -c 'echo \"$GREETING\" > out; exit 4'"
     )
     handle = await transport.spawn_detached(spec(run_dir, script))
@@ -149,23 +149,6 @@ async def test_container_processes_run_through_docker_exec(transport: ShellTrans
     assert (await transport.status(handle)).exit_code == 4
     assert Path(run_dir, "out").read_text() == "hello world\n"
     assert Path(run_dir, "docker-container").read_text() == "ctr\n"
-
-
-DOCKER_STAND_IN = """#!/bin/sh
-# stand-in for `docker exec [--env K=V]... CONTAINER CMD...`: runs CMD here
-[ "$1" = exec ] || { echo "stand-in only knows exec" >&2; exit 125; }
-shift
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --env) export "$2"; shift 2 ;;
-    --workdir) cd "$2" || exit 126; shift 2 ;;
-    *) break ;;
-  esac
-done
-echo "$1" > docker-container
-shift
-exec "$@"
-"""
 
 
 def _alive(pid: int) -> bool:

@@ -54,6 +54,12 @@ async def scripted(request: Request) -> Response:
             yield b"data: [DONE]\n\n"
         elif mode == "bad-json":
             yield chunk("a") + b"data: {not json\n\n"
+        elif mode == "ragged":  # CRLF framing cut anywhere: inside a \r\n, a UTF-8 character, a "data:"
+            stream = (chunk("né").replace(b"\n", b"\r\n") + b": ping\r\n\r\n" + chunk("e", "length")
+                      + b"data: [DONE]\r\n\r\n")  # fmt: skip
+            for start in range(0, len(stream), 3):
+                yield stream[start : start + 3]
+                await asyncio.sleep(0)
         elif mode == "slow":
             await asyncio.sleep(5)
             yield chunk("late")
@@ -88,6 +94,12 @@ async def test_ttft_itl_tpot_like_vllm_bench(server: str) -> None:
     assert result.e2e_s == pytest.approx(0.5, abs=0.1)  # type: ignore[attr-defined]
     assert result.tpot_s == pytest.approx((result.e2e_s - result.ttft_s) / 3)  # type: ignore[attr-defined]
     assert result.request_id.startswith("cpconsole-")  # type: ignore[attr-defined]
+
+
+async def test_sse_framing_cut_at_any_byte(server: str) -> None:
+    result = await request(server, "ragged")
+    assert result.ok and result.text == "née" and result.finish_reason == "length"  # type: ignore[attr-defined]
+    assert len(result.itl_s) == 1  # two messages with choices; the comment is not one  # type: ignore[attr-defined]
 
 
 async def test_failures_are_results(server: str) -> None:

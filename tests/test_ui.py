@@ -23,11 +23,12 @@ from cpconsole.core.session import Session
 from cpconsole.ui.app import ConsoleApp
 from cpconsole.ui.screens.board import BoardScreen
 from cpconsole.ui.screens.details import DetailsScreen
-from cpconsole.ui.screens.dialogs import ConfirmScreen, HelpScreen, QuitScreen
+from cpconsole.ui.screens.dialogs import ChoiceScreen, ConfirmScreen, HelpScreen
 from cpconsole.ui.screens.logs import LogsScreen
 from cpconsole.ui.screens.metrics import MetricsScreen
 from cpconsole.ui.screens.npus import NpusScreen
 from cpconsole.ui.screens.plan import PlanScreen
+from cpconsole.ui.screens.preflight import PreflightScreen
 from cpconsole.ui.widgets.process_table import ProcessTable
 
 from .conftest import PROFILES
@@ -70,7 +71,14 @@ async def test_walkthrough_up_logs_npus_metrics_restart_and_quit_leaving_it_runn
     async with app.run_test(size=(160, 48)) as pilot:
         assert isinstance(app.screen, BoardScreen)
         assert cell(app, "decode-0", "state") == "planned"
+        # the first up of a session offers a preflight; it runs, passes, and the deployment starts
         await pilot.press("u")
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("p")
+        assert isinstance(app.screen, PreflightScreen)
+        await wait_for(pilot, lambda: "0 failed" in str(app.screen.query_one("#preflight-head").content))
+        assert "link UP on 48/48 chips" in str(app.screen.query_one("#preflight-table").content.columns[2]._cells)  # type: ignore[attr-defined]
+        await pilot.press("1")
         await wait_for(pilot, lambda: all(cell(app, p, "state") == "ready" for p in PROCESSES))
         rollup = str(app.board.query_one("#rollup").render())
         assert "P 2/2" in rollup and "ready" in rollup
@@ -120,7 +128,7 @@ async def test_walkthrough_up_logs_npus_metrics_restart_and_quit_leaving_it_runn
         await wait_for(pilot, lambda: all(cell(app, p, "state") == "ready" for p in PROCESSES))
 
         await pilot.press("q")
-        assert isinstance(app.screen, QuitScreen)
+        assert isinstance(app.screen, ChoiceScreen) and "still running" in app.screen.question
         await pilot.press("l")  # leave running: the default
     assert app.return_value == 0
     # the next console adopts what this one left running
@@ -141,7 +149,7 @@ async def crashing_session(tmp_path: Path) -> AsyncIterator[Session]:
 async def test_a_dead_engine_and_a_killed_proxy_show_on_the_board_with_their_cause(crashing_session: Session) -> None:
     app = ConsoleApp(crashing_session, refresh_s=0.2)
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.press("u")
+        await pilot.press("u", "s")  # start now, skipping the preflight offered first
         await wait_for(pilot, lambda: all(cell(app, p, "state") == "ready" for p in PROCESSES))
         proxy = crashing_session.plan.process("proxy")
         async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
@@ -186,7 +194,7 @@ def utc() -> Iterator[None]:
 SNAPSHOT_KEYS = {
     "board": [], "logs": ["2"], "npus": ["3"], "metrics": ["4"], "plan": ["5"], "details": ["down", "enter"],
     "help": ["question_mark"], "quit": ["q"], "command": ["colon", *"restart d"], "confirm": ["D"],
-    "prompt": ["6", *"Hello, who are you?"],
+    "prompt": ["6", *"Hello, who are you?"], "preflight": ["7"], "preflight-all": ["7", "v"], "alerts": ["8"],
 }  # fmt: skip
 
 

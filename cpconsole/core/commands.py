@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .plan import LaunchPlan
 
-SCREENS = ("board", "logs", "npus", "metrics", "plan", "prompt")
+SCREENS = ("board", "logs", "npus", "metrics", "plan", "prompt", "preflight", "alerts")
 
 
 class CommandError(ValueError):

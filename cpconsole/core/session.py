@@ -15,6 +15,7 @@ import httpx
 from .orchestrate import Orchestrator
 from .orchestrate.model import UP_STATES
 from .plan import LaunchPlan
+from .preflight import Check, run_preflight
 from .remote import RemoteError, RunResult, Transport, transport_for
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
@@ -47,8 +48,10 @@ class Session:
         read_only: bool = False,
         clock: Callable[[], float] = time.time,
         history: History | None = None,
+        model_path: str | None = None,
     ) -> None:
         self.plan = plan
+        self.model_path = model_path  # checked by preflight when set (the profile's model.check_path)
         self.findings = findings  # the profile's warnings, as `file:line:col: …` lines
         self.read_only = read_only
         self.now = clock  # everything shown with an age or an uptime asks this clock
@@ -64,6 +67,9 @@ class Session:
         self._tasks: list[asyncio.Task[None]] = []
         self._npu_seen: dict[str, float] = {}
         self.busy: str | None = None  # the intent being carried out, if any
+        self.preflight_checks: list[Check] | None = None  # the last preflight's results
+        self.preflight_took: float | None = None  # how long it took, in seconds
+        self.preflight_running = False
         servers = [p for p in plan.processes if p.http_port]
         self.stalls = {p.name: StallDetector(plan.alerts.stall_after_s) for p in servers if p.role != "proxy"}
         # a 1-token request to every API server and through the proxy, now and then
@@ -197,6 +203,18 @@ class Session:
             return await action()
         finally:
             self.busy = None
+
+    async def preflight(self) -> list[Check]:
+        """Every preflight check on every node; the results stay on the session."""
+        started = time.monotonic()
+        self.preflight_running = True
+        try:
+            checks = await run_preflight(self.plan, self.transports, model_path=self.model_path,
+                                         profile_warnings=self.findings)  # fmt: skip
+        finally:
+            self.preflight_running = False
+        self.preflight_checks, self.preflight_took = checks, time.monotonic() - started
+        return checks
 
     async def up(self) -> bool:
         return await self._intent("starting", self.orchestrator.up)

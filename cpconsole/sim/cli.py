@@ -1,14 +1,15 @@
-"""`cpconsole-sim` (or `python -m cpconsole.sim`): `vllm serve …`, `npu-smi …`, `hccn_tool …`,
+"""`cpconsole-sim` (or `python -m cpconsole.sim`): `vllm serve …`, `npu-smi …`, `hccn_tool …`, `python …`,
 `install-shims DIR` (writes `vllm`, `npu-smi` and `hccn_tool` commands into DIR)."""
 
 from __future__ import annotations
 
-import shlex
 import sys
-from pathlib import Path
 
 
 def install_shims(directory: str) -> int:
+    import shlex  # here: hccn_tool runs this module 48 times per node in a preflight; keep it light
+    from pathlib import Path
+
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     for name, tool in (("vllm", "vllm"), ("npu-smi", "npu-smi"), ("hccn_tool", "hccn_tool")):
@@ -35,6 +36,10 @@ def main(argv: list[str]) -> int:
         from .hccn_tool import main as hccn_tool
 
         return hccn_tool(rest)
+    if tool == "python":
+        from .pyenv import main as python
+
+        return python(rest)
     if tool == "install-shims" and len(rest) == 1:
         return install_shims(rest[0])
     print(__doc__, file=sys.stderr)

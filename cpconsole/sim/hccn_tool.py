@@ -2,7 +2,7 @@
 (tests/fixtures/hccn-tool). NPU i of node 127.0.0.X has address 29.0.X.i.
 
 Faults by chip id: CPCONSOLE_SIM_LINK_DOWN="2,3", CPCONSOLE_SIM_NET_FAULT="4",
-CPCONSOLE_SIM_NO_IP="5"."""
+CPCONSOLE_SIM_NO_IP="5", CPCONSOLE_SIM_PING_LOSS="6" (pings from chip 6 get no answer)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     elif command == "-ping" and len(rest) >= 3 and rest[:2] == ["-g", "address"]:
         target = rest[2]
         print(f"device {chip} PING {target}")
-        reachable = not down and target.startswith("29.0.")
+        reachable = not down and chip not in _ids("CPCONSOLE_SIM_PING_LOSS") and target.startswith("29.0.")
         if reachable:
             for seq in range(3):
                 print(f"recv seq={seq},time={0.034 + 0.006 * seq:.6f}ms")

@@ -11,8 +11,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 
 def node_name() -> str:
     connection = os.environ.get("SSH_CONNECTION", "").split()
@@ -44,6 +42,8 @@ def withdraw(pid: int, node: str | None = None) -> None:
 
 def processes(node: str | None = None) -> list[dict[str, Any]]:
     """Live sim processes of the node, oldest first."""
+    import psutil  # here, not at the top: hccn_tool, which never asks, must start fast
+
     found = []
     for path in sorted(node_dir(node).glob("*.json")):
         try:

@@ -14,19 +14,22 @@ from textual.screen import Screen
 
 from ..core import commands as cmd
 from ..core.session import ReadOnly, Session
+from .screens.alerts import AlertsScreen
 from .screens.base import SessionScreen
 from .screens.board import BoardScreen
 from .screens.details import DetailsScreen
-from .screens.dialogs import ConfirmScreen, ExecScreen, HelpScreen, QuitScreen
+from .screens.dialogs import ConfirmScreen, ExecScreen, HelpScreen, preflight_first_screen, quit_screen
 from .screens.logs import LogsScreen
 from .screens.metrics import MetricsScreen
 from .screens.npus import NpusScreen
 from .screens.plan import PlanScreen
+from .screens.preflight import PreflightScreen
 from .screens.prompt import PromptScreen
 from .widgets.command_line import CommandLine
 
 SCREENS: dict[str, type[SessionScreen]] = {
     "logs": LogsScreen, "npus": NpusScreen, "metrics": MetricsScreen, "plan": PlanScreen, "prompt": PromptScreen,
+    "preflight": PreflightScreen, "alerts": AlertsScreen,
 }  # fmt: skip
 
 
@@ -70,6 +73,8 @@ class ConsoleApp(App[int]):
         Binding("4", "metrics", "Metrics"),
         Binding("5", "plan", "Plan"),
         Binding("6", "prompt", "Prompt"),
+        Binding("7", "preflight", "Preflight"),
+        Binding("8", "alerts", "Alerts"),
         Binding("l", "logs_of_selected", "Logs of row", show=False),
         Binding("u", "up", "Up"),
         Binding("D", "down", "Down"),
@@ -85,6 +90,7 @@ class ConsoleApp(App[int]):
         self.refresh_s = refresh_s
         self.sub_title = session.plan.profile + ("  [read-only]" if session.read_only else "")
         self.board = BoardScreen(session)
+        self._preflight_offered = False
 
     async def on_mount(self) -> None:
         await self.push_screen(self.board)
@@ -132,6 +138,12 @@ class ConsoleApp(App[int]):
     def action_prompt(self) -> None:
         self._show("prompt")
 
+    def action_preflight(self) -> None:
+        self._show("preflight")
+
+    def action_alerts(self) -> None:
+        self._show("alerts")
+
     def action_details(self, process: str) -> None:
         self._switch(DetailsScreen(self.session, process))
 
@@ -170,9 +182,34 @@ class ConsoleApp(App[int]):
         self.run_worker(run(), exclusive=True, group="intent")
 
     def action_up(self) -> None:
-        if not self._refuse_if_read_only():
-            self._run_intent("up", self.session.up())
-            self.notify("starting what is not running")
+        if self._refuse_if_read_only():
+            return
+        if self.session.preflight_checks is not None or self.session.running or self._preflight_offered:
+            self._start()
+            return
+        self._preflight_offered = True  # offered once a session; `u` again starts without asking
+
+        def answered(choice: str | None) -> None:
+            if choice == "start":
+                self._start()
+            elif choice == "preflight":
+                self._show("preflight")
+                self.run_worker(self._preflight_then_start(), exclusive=True, group="preflight")
+
+        self.push_screen(preflight_first_screen(), answered)
+
+    def _start(self) -> None:
+        self._run_intent("up", self.session.up())
+        self.notify("starting what is not running")
+
+    async def _preflight_then_start(self) -> None:
+        checks = await self.session.preflight()
+        failed = sum(c.status == "FAIL" for c in checks)
+        if failed:
+            self.notify(f"preflight: {failed} failed — nothing started; fix them, or press u to start anyway",
+                        severity="error", timeout=10)  # fmt: skip
+        else:
+            self._start()
 
     def action_down(self) -> None:
         if self._refuse_if_read_only():
@@ -247,7 +284,9 @@ class ConsoleApp(App[int]):
         for name, description in (("up", "Start what is not running"), ("down", "Stop every process (asks)"),
                                   ("board", "Board"), ("logs", "Logs of all processes"), ("npus", "NPUs"),
                                   ("metrics", "Metrics"), ("plan", "Plan: exactly what runs"),
-                                  ("prompt", "Prompt pane: ask a server, probe every hop")):  # fmt: skip
+                                  ("prompt", "Prompt pane: ask a server, probe every hop"),
+                                  ("preflight", "Preflight: check every node before launch"),
+                                  ("alerts", "Alerts: every alert of this session")):  # fmt: skip
             yield SystemCommand(name.capitalize(), description, partial(self.run_action, name))
 
     # ------------------------------------------------------------ leaving
@@ -270,7 +309,7 @@ class ConsoleApp(App[int]):
 
                 self.run_worker(stop_then_exit(), exclusive=True, group="intent")
 
-        self.push_screen(QuitScreen(running), answered)
+        self.push_screen(quit_screen(running), answered)
 
     async def on_unmount(self) -> None:
         await self.session.close()

@@ -125,6 +125,8 @@ class Tools(Strict):
 
     npu_smi: Argv = ("npu-smi",)
     hccn_tool: Argv = ("hccn_tool",)
+    # the Python that runs vLLM, asked for package versions; unset: the interpreter of vllm_command
+    python: Argv | None = None
 
 
 class Defaults(Strict):

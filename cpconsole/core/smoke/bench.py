@@ -98,7 +98,8 @@ def bench_script(plan: LaunchPlan, settings: BenchSettings, stamp: str) -> tuple
     server = server_process(plan)
     result_dir = posixpath.join(posixpath.dirname(run_dir(plan, server)), "bench")
     result_file = f"bench-{stamp}.json"
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in server.env)
+    # unbuffered: its progress lines reach the pane as they are printed, not at exit
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in (*server.env, ("PYTHONUNBUFFERED", "1")))
     # run inside the result directory (a ~ in it means the node's home, which only the shell knows)
     script = f"{exports}mkdir -p {shell_path(result_dir)} && cd {shell_path(result_dir)} || exit 97\n"
     script += f"exec {shlex.join(bench_argv(plan, settings, '.', result_file))} 2>&1\n"

@@ -17,7 +17,7 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,23 @@ def _piece(choice: dict[str, Any], chat: bool) -> str:
     return str(delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning") or "")
 
 
+async def _sse_data(answer: httpx.Response) -> AsyncGenerator[str, None]:
+    """The `data:` payloads of an SSE stream, split on blank lines by hand: httpx's line iterator
+    (decode → text → lines) cost ~1 ms per request here, 3 % of a CPU-served TTFT."""
+    chunks = answer.aiter_bytes() if answer.headers.get("content-encoding") else answer.aiter_raw()
+    pending = b""
+    async for chunk in chunks:
+        pending = (pending + chunk).replace(b"\r\n", b"\n")  # a \r\n may straddle two chunks
+        *messages, pending = pending.split(b"\n\n")
+        for message in messages:
+            for line in message.split(b"\n"):
+                if line.startswith(b"data:"):
+                    yield line[5:].strip().decode("utf-8", "replace")
+    for line in pending.split(b"\n"):  # a last message without its blank line
+        if line.startswith(b"data:"):
+            yield line[5:].strip().decode("utf-8", "replace")
+
+
 async def stream_request(
     http: httpx.AsyncClient,
     base_url: str,
@@ -83,7 +100,7 @@ async def stream_request(
     prompt: str | list[int] | None = None,  # text, or token ids as vllm bench's random dataset sends
     messages: list[dict[str, str]] | None = None,
     max_tokens: int = 64,
-    temperature: float = 0.0,
+    temperature: float | None = 0.0,  # None: the server's default, as vllm bench serve sends
     timeout: float = 600.0,
     request_id: str | None = None,
     on_text: Callable[[str], None] | None = None,  # each piece of the answer as it arrives
@@ -91,8 +108,10 @@ async def stream_request(
     """One streamed completion (prompt) or chat completion (messages), measured."""
     chat = messages is not None
     rid = request_id or REQUEST_ID_PREFIX + secrets.token_hex(8)
-    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "temperature": temperature, "stream": True,
+    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "stream": True,
                             "stream_options": {"include_usage": True}}  # fmt: skip
+    if temperature is not None:
+        body["temperature"] = temperature
     body["messages" if chat else "prompt"] = messages if chat else prompt
     url = base_url.rstrip("/") + ("/v1/chat/completions" if chat else "/v1/completions")
     started = time.perf_counter()
@@ -103,7 +122,10 @@ async def stream_request(
     finish: str | None = None
     usage: dict[str, Any] = {}
     try:
-        async with http.stream("POST", url, json=body, headers={"X-Request-Id": rid}, timeout=timeout) as answer:
+        async with (
+            http.stream("POST", url, json=body, headers={"X-Request-Id": rid}, timeout=timeout) as answer,
+            contextlib.aclosing(_sse_data(answer)) as payloads,
+        ):
             if answer.status_code != 200:
                 detail = (await answer.aread()).decode("utf-8", "replace")
                 with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -111,10 +133,7 @@ async def stream_request(
                 return RequestResult(
                     f"HTTP {answer.status_code}: {str(detail)[:300]}", answer.status_code, request_id=rid
                 )
-            async for line in answer.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
+            async for payload in payloads:
                 if payload == "[DONE]":
                     break
                 try:

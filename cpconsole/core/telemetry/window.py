@@ -72,6 +72,22 @@ class MetricsWindow:
         grown = self._increase(value)
         return None if grown is None or self.span <= 0 else grown / self.span
 
+    def _rates(self, value: Callable[[EngineMetrics], float]) -> list[float]:
+        """The rate between each pair of successive scrapes in the window, oldest first."""
+        return [
+            increase([value(a.metrics), value(b.metrics)]) / (b.at - a.at)
+            for a, b in itertools.pairwise(self._scrapes)
+            if b.at > a.at
+        ]
+
+    @property
+    def prompt_rate_series(self) -> list[float]:
+        return self._rates(lambda m: m.prompt_tokens)
+
+    @property
+    def generation_rate_series(self) -> list[float]:
+        return self._rates(lambda m: m.generation_tokens)
+
     @property
     def prompt_tokens_per_s(self) -> float | None:
         return self._rate(lambda m: m.prompt_tokens)

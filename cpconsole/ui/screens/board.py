@@ -28,7 +28,9 @@ def rollup(session: Session) -> Text:
     every = all(v.state == "ready" for v in views.values())
     text.append("ready" if every else (session.busy or "not ready"), style="bold green" if every else "bold yellow")
     if session.alerts:
-        text.append(f"   {len(session.alerts)} alert(s)", style="bold red")
+        text.append(" · ", style="dim")
+        text.append(f"{len(session.alerts)} alert(s)", style="bold red")
+        text.append(" (8: history)", style="dim")
     return text
 
 

@@ -41,41 +41,55 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class QuitScreen(ModalScreen[str]):
-    """Processes run on: leave them (default), stop them all first, or stay."""
+class ChoiceScreen(ModalScreen[str]):
+    """A question with a few answers, each on a key; the first is the default (enter), the last
+    is what esc answers."""
 
-    BINDINGS = [
-        Binding("l,enter", "answer('leave')", "Leave running"),
-        Binding("s", "answer('stop')", "Stop all"),
-        Binding("c,escape", "answer('cancel')", "Cancel"),
-    ]
-
-    def __init__(self, running: list[str]) -> None:
+    def __init__(self, question: str, choices: list[tuple[str, str, str, str]]) -> None:
+        """choices: (answer, key, label, button variant), the default first, the way out last."""
         super().__init__()
-        self.running = running
+        self.question = question
+        self.choices = choices
+        first, last = choices[0], choices[-1]
+        for answer, key, label, _ in choices:
+            extra = ",enter" if answer == first[0] else ",escape" if answer == last[0] else ""
+            self._bindings.bind(key + extra, f"answer({answer!r})", label)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(
-                Text(
-                    f"{len(self.running)} process(es) still running: {', '.join(self.running)}.\n"
-                    "They keep serving after the console quits; the next console adopts them."
-                ),
-                classes="question",
-            )
+            yield Static(Text(self.question), classes="question")
             with Horizontal(classes="buttons"):
-                yield Button("Leave running (l)", variant="primary", id="leave")
-                yield Button("Stop all (s)", variant="error", id="stop")
-                yield Button("Cancel (c)", id="cancel")
+                for answer, key, label, variant in self.choices:
+                    yield Button(f"{label} ({key})", variant=variant, id=answer)  # type: ignore[arg-type]
 
     def on_mount(self) -> None:
-        self.query_one("#leave", Button).focus()
+        self.query_one(f"#{self.choices[0][0]}", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id or "cancel")
+        self.dismiss(event.button.id or self.choices[-1][0])
 
     def action_answer(self, choice: str) -> None:
         self.dismiss(choice)
+
+
+def quit_screen(running: list[str]) -> ChoiceScreen:
+    """Processes run on: leave them (default), stop them all first, or stay."""
+    return ChoiceScreen(
+        f"{len(running)} process(es) still running: {', '.join(running)}.\n"
+        "They keep serving after the console quits; the next console adopts them.",
+        [("leave", "l", "Leave running", "primary"), ("stop", "s", "Stop all", "error"),
+         ("cancel", "c", "Cancel", "default")],
+    )  # fmt: skip
+
+
+def preflight_first_screen() -> ChoiceScreen:
+    """Before the first `up` of a session: check the nodes first (default), start now, or stay."""
+    return ChoiceScreen(
+        "Check every node before starting? Preflight takes seconds; a DOWN NPU link, a taken port or "
+        "a float16 config otherwise shows up minutes into model loading.",
+        [("preflight", "p", "Preflight, then start", "primary"), ("start", "s", "Start now", "warning"),
+         ("cancel", "c", "Cancel", "default")],
+    )  # fmt: skip
 
 
 class HelpScreen(ModalScreen[None]):

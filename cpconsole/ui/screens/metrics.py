@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from ...core.session import Session
-from ..widgets.node_panel import bar
+from ..widgets.node_panel import bar, sparkline
 from .base import SessionScreen
 
 
@@ -24,6 +24,20 @@ def _s(seconds: float | None) -> str:
 
 def _num(value: float | None, unit: str = "", digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+COLUMNS = ("server", "run", "wait", "KV cache", "prompt tok/s", "gen tok/s", "TTFT p50/p99", "ITL p50/p99",
+           "MTP accept", "accept len", "preempt", "read at")  # fmt: skip
+WIDE = 140  # narrower terminals show the columns an incident needs first
+WIDE_ONLY = ("ITL p50/p99", "MTP accept", "accept len", "preempt")
+
+
+def _rate(now: float | None, series: list[float]) -> Text:
+    """The rate over the window, and how it moved (each scrape interval, scaled to the window's peak)."""
+    text = Text(_num(now))
+    if series:
+        text.append(" " + sparkline(series, width=8, top=max(series) or 1.0), style="cyan")
+    return text
 
 
 class MetricsScreen(SessionScreen):
@@ -38,16 +52,17 @@ class MetricsScreen(SessionScreen):
 
     def refresh_from(self, session: Session) -> None:
         now = session.now()
-        drawn_from = tuple(
+        wide = self.app.size.width >= WIDE
+        drawn_from = (wide, *(
             (p.latest.ok_at, p.latest.error, int(p.latest.age(now) or 0) if p.latest.stale else None)
             for p in session.telemetry.metrics.values()
-        )
+        ))  # fmt: skip
         if self._drawn.get("#metrics-table") == drawn_from:
             return  # rebuilt only from a new scrape, or once a second while one is stale
         table = Table(expand=True, box=None, padding=(0, 1))
-        for column in ("server", "run", "wait", "KV cache", "prompt tok/s", "gen tok/s", "TTFT p50/p99",
-                       "ITL p50/p99", "MTP accept", "accept len", "preempt", "read at"):  # fmt: skip
-            table.add_column(column)
+        for column in COLUMNS:
+            if wide or column not in WIDE_ONLY:
+                table.add_column(column, no_wrap=True)
         for name, poller in session.telemetry.metrics.items():
             result = poller.latest
             window = session.telemetry.windows[name]
@@ -60,14 +75,14 @@ class MetricsScreen(SessionScreen):
                 freshness = Text(f"stale {age:.0f}s {(result.error or '')[:30]}", style="bold yellow")
             else:
                 freshness = Text(time.strftime("%H:%M:%S", time.localtime(result.ok_at)), style="dim")
-            table.add_row(
+            cells: tuple[Text | str, ...] = (
                 Text(name, style="bold"),
                 _num(total.running if total else None, digits=0),
                 _num(total.waiting if total else None, digits=0),
                 Text(f"{bar(usage or 0.0, 8)} {usage:.0%}" if usage is not None else "-",
                      style="red" if usage and usage > 0.9 else ""),
-                _num(window.prompt_tokens_per_s),
-                _num(window.generation_tokens_per_s),
+                _rate(window.prompt_tokens_per_s, window.prompt_rate_series),
+                _rate(window.generation_tokens_per_s, window.generation_rate_series),
                 f"{_s(window.quantile('ttft', 0.5))}/{_s(window.quantile('ttft', 0.99))}",
                 f"{_s(window.quantile('itl', 0.5))}/{_s(window.quantile('itl', 0.99))}",
                 _num(None if window.acceptance_rate is None else 100 * window.acceptance_rate, "%", 0),
@@ -75,4 +90,7 @@ class MetricsScreen(SessionScreen):
                 _num(total.preemptions if total else None, digits=0),
                 freshness,
             )  # fmt: skip
+            table.add_row(
+                *(cell for column, cell in zip(COLUMNS, cells, strict=True) if wide or column not in WIDE_ONLY)
+            )
         self.draw("#metrics-table", table, key=drawn_from)

@@ -9,16 +9,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from ...core.session import Session
-from ..widgets.node_panel import HEALTH_STYLE, bar
+from ..widgets.node_panel import HEALTH_STYLE, bar, sparkline
 from .base import SessionScreen
-
-SPARK = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: list[float], width: int = 24) -> str:
-    """Fractions 0-1, newest last, as block characters."""
-    recent = values[-width:]
-    return "".join(SPARK[min(len(SPARK) - 1, int(v * len(SPARK)))] for v in recent)
 
 
 class NpusScreen(SessionScreen):

@@ -11,6 +11,16 @@ from ...core.telemetry.pollers import PollResult
 HEALTH_STYLE = {"OK": "green", "Warning": "yellow", "Alarm": "bold red", "Critical": "bold red"}
 
 
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 24, top: float = 1.0) -> str:
+    """Values from 0 to `top` (fractions by default), newest last, as block characters."""
+    recent = values[-width:]
+    scale = len(SPARK) / top if top > 0 else 0.0
+    return "".join(SPARK[max(0, min(len(SPARK) - 1, int(v * scale)))] for v in recent)
+
+
 def bar(fraction: float, width: int = 12) -> str:
     filled = round(max(0.0, min(1.0, fraction)) * width)
     return "█" * filled + "░" * (width - filled)

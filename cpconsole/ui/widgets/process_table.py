@@ -27,6 +27,8 @@ COLUMNS = (
     "why / last line",
 )
 TROUBLE = ("exited", "failed", "stalled", "unknown", "drifted")
+NARROW_WIDTH = 110  # below this, the columns one can do without give their room to "why / last line"
+NARROW_DROPS = ("role", "pid", "uptime")  # the name says the role; details (enter) has the rest
 
 
 def ms(value: float | None) -> str:
@@ -36,9 +38,22 @@ def ms(value: float | None) -> str:
 class ProcessTable(DataTable[str | Text]):
     def on_mount(self) -> None:
         self._shown: dict[str, list[str | Text]] = {}
+        self._columns: tuple[str, ...] = ()
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for column in COLUMNS:
+        self._fit(self.app.size.width)
+
+    def on_resize(self) -> None:
+        self._fit(self.app.size.width)
+
+    def _fit(self, width: int) -> None:
+        """The column set for this terminal width; rows come back on the next show()."""
+        wanted = tuple(c for c in COLUMNS if width >= NARROW_WIDTH or c not in NARROW_DROPS)
+        if wanted == self._columns:
+            return
+        self.clear(columns=True)
+        self._columns, self._shown = wanted, {}
+        for column in wanted:
             self.add_column(column, key=column)
 
     def show(
@@ -54,19 +69,20 @@ class ProcessTable(DataTable[str | Text]):
                 ttft = f"{ms(p50)}/{ms(p99)}" if p50 is not None else "-"
                 rate = window.generation_tokens_per_s
                 gen = f"{rate:.1f}" if rate is not None else "-"
-            cells: list[str | Text] = [
+            every: list[str | Text] = [
                 proc.name, proc.role, proc.node, str(view.pid or "-"),
                 Text(view.label, style=STATE_STYLE.get(view.state, "")), view.uptime(now),
                 f"{view.health_ms:.0f}ms" if view.health_ms is not None else "-", ttft, gen,
                 Text(view.reason[:80], style="red") if view.state in TROUBLE and view.reason
-                else strip_ansi(view.last_line)[-80:],
+                else " ".join(strip_ansi(view.last_line).split())[-80:],  # uvicorn pads with runs of spaces
             ]  # fmt: skip
+            cells = [cell for column, cell in zip(COLUMNS, every, strict=True) if column in self._columns]
             before = self._shown.get(proc.name)
             if before == cells:
                 continue  # an idle console redraws nothing
             self._shown[proc.name] = cells
             if before is not None:
-                for column, old, cell in zip(COLUMNS, before, cells, strict=True):
+                for column, old, cell in zip(self._columns, before, cells, strict=True):
                     if old != cell:
                         self.update_cell(proc.name, column, cell)
             else:

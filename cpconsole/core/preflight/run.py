@@ -1,0 +1,115 @@
+"""All nodes at once, then what only the nodes together can tell: NPU pings between the nodes that
+exchange data (the prefill nodes among themselves, every prefill node to every decode node), the
+same software and the same weights everywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shlex
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+from ..plan import LaunchPlan, NodePlan
+from ..remote import RemoteError, Transport
+from .node import UNKNOWN, NodeFacts, all_at_once, answers, node_facts
+from .report import ALL_NODES, Check, version_table
+
+SOFTWARE = ("vllm", "vllm-ascend", "torch-npu", "CANN", "driver")
+
+
+def ping_pairs(plan: LaunchPlan) -> list[tuple[str, str]]:
+    """(from, to) node pairs whose NPUs talk: within a prefill instance, and prefill → decode."""
+    roles: dict[str, set[str]] = {}
+    instances: dict[str, list[str]] = {}
+    for proc in plan.processes:
+        roles.setdefault(proc.role, set()).add(proc.node)
+        if proc.role == "prefill" and proc.instance:
+            instances.setdefault(proc.instance, []).append(proc.node)
+    pairs = [(a, b) for nodes in instances.values() for a in nodes for b in nodes if a < b]
+    pairs += [(p, d) for p in sorted(roles.get("prefill", ())) for d in sorted(roles.get("decode", ())) if p != d]
+    return list(dict.fromkeys(pairs))
+
+
+async def _pings(
+    source: NodePlan, targets: list[tuple[str, int, str]], transport: Transport, timeout: float
+) -> list[Check]:
+    """From each chip of `source` to (node, chip, NPU address): all at once, one block per ping."""
+    tool = shlex.join(source.tool("hccn_tool"))
+    script = all_at_once([f"{tool} -i {chip} -ping -g address {shlex.quote(ip)}" for _, chip, ip in targets])
+    try:
+        blocks = answers((await transport.run(script, timeout=timeout)).text())
+    except RemoteError as exc:
+        return [Check(source.name, "NPU ping", "FAIL", exc.what, chip=c, peer=f"{n} chip {c}") for n, c, _ in targets]
+    out = []
+    for n, (peer, chip, ip) in enumerate(targets):
+        sent = re.search(r"(\d+) packets transmitted, (\d+) received, ([\d.]+)% packet loss", blocks.get(n, ""))
+        ok = sent is not None and sent.group(2) != "0" and float(sent.group(3)) == 0
+        evidence = f"{ip}: {sent.group(3)}% loss" if sent else f"{ip}: no answer ({blocks.get(n, '').strip()[:80]})"
+        out.append(Check(source.name, "NPU ping", "PASS" if ok else "FAIL", evidence,
+                         "" if ok else "check the route between the NPU networks, the switch, and /etc/hccn.conf "
+                                       "(hccn_tool -i N -ping -g address IP)",
+                         chip=chip, peer=f"{peer} chip {chip}", same="0% loss"))  # fmt: skip
+    return out
+
+
+def _same_everywhere(check: str, values: Mapping[str, str | None], hint: str) -> list[Check]:
+    """PASS on every node when all agree, else FAIL on each node apart from the most common value."""
+    known = {node: value for node, value in values.items() if value is not None}
+    if not known:
+        return []
+    common, _ = Counter(known.values()).most_common(1)[0]
+    agree = len(set(known.values())) == 1
+    return [
+        Check(node, check, "PASS" if agree or value == common else "FAIL", value,
+              "" if agree else hint + f" ({len(known)} nodes: " + ", ".join(f"{n} {v}" for n, v in known.items()) + ")")
+        for node, value in known.items()
+    ]  # fmt: skip
+
+
+def _across(plan: LaunchPlan, facts: Mapping[str, NodeFacts]) -> list[Check]:
+    out: list[Check] = []
+    reporting = [n.name for n in plan.nodes if facts[n.name].versions]
+    versions = {s: {n: facts[n].versions[s] for n in reporting if s in facts[n].versions} for s in SOFTWARE}
+    for software, by_node in versions.items():
+        for check in _same_everywhere(f"{software} version", by_node, "install the same version on every node"):
+            missing = software == "vllm" and check.evidence == UNKNOWN
+            if missing:
+                check = Check(check.node, check.check, "FAIL", "not installed for the Python that runs vLLM",
+                              "install vllm, or set tools.python to the interpreter that runs it")  # fmt: skip
+            out.append(check)
+    if any(c.status == "FAIL" and c.check.endswith(" version") for c in out):
+        table = version_table({s: v for s, v in versions.items() if v}, reporting)
+        out.append(Check(ALL_NODES, "versions", "FAIL", "versions differ:\n" + table, "one release on every node"))
+    weights = {n.name: facts[n.name].weights for n in plan.nodes if facts[n.name].weights is not None}
+    out += _same_everywhere("weights", weights, "copy the same weights to every node (rsync -a keeps mtimes)")
+    return out
+
+
+async def run_preflight(
+    plan: LaunchPlan,
+    transports: Mapping[str, Transport],
+    *,
+    model_path: str | None,
+    hash_weights: bool = False,
+    profile_warnings: Sequence[str] = (),
+    timeout: float = 20.0,
+) -> list[Check]:
+    """Every check on every node, all nodes at once; then pings and comparisons across nodes."""
+    found = await asyncio.gather(*(
+        node_facts(plan, n, transports[n.name], model_path=model_path, hash_weights=hash_weights, timeout=timeout)
+        for n in plan.nodes
+    ))  # fmt: skip
+    facts = {n.name: f for n, f in zip(plan.nodes, found, strict=True)}
+    checks = [Check("profile", "profile", "WARN", warning) for warning in profile_warnings]
+    checks += [c for f in found for c in f.checks]
+    targets: dict[str, list[tuple[str, int, str]]] = {}
+    for src, dst in ping_pairs(plan):
+        if facts[src].reachable and facts[dst].reachable:
+            shared = range(min(plan.node(src).chips, plan.node(dst).chips))
+            targets.setdefault(src, []).extend(
+                (dst, c, facts[dst].npu_ips[c]) for c in shared if c in facts[dst].npu_ips
+            )
+    pings = await asyncio.gather(*(_pings(plan.node(s), t, transports[s], timeout) for s, t in targets.items() if t))
+    checks += [c for group in pings for c in group]
+    return checks + _across(plan, facts)
