@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 the profile or the command line is w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -74,12 +75,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     """The console itself: Textual, over a session of this profile."""
     loaded, plan = _plan_for(args)
-    from .core.session import Session
+    from .core.session import CheckSettings, Session
     from .ui.app import ConsoleApp
 
-    model = loaded.profile.model
     session = Session(plan, findings=tuple(map(str, loaded.findings)), read_only=args.read_only,
-                      model_path=model.path if model.check_path else None)  # fmt: skip
+                      checks=CheckSettings.of(loaded.profile))  # fmt: skip
     return ConsoleApp(session).run() or EXIT_OK
 
 
@@ -131,16 +131,18 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     loaded, plan = _plan_for(args)
-    from .core.smoke.bench import BenchSettings, load_runs, server_process
+    from .core.session import CheckSettings
+    from .core.smoke.bench import bench_table, load_runs, server_process
 
     if args.list:
-        print(headless.bench_table(load_runs(plan.profile)))
+        print(bench_table(load_runs(plan.profile)))
         return EXIT_OK
-    defaults = loaded.profile.bench
-    settings = BenchSettings(
-        input_len=args.input_len or (defaults.random_input_len if defaults else 1024),
-        output_len=args.output_len or (defaults.random_output_len if defaults else 128),
-        num_prompts=args.num_prompts or (defaults.num_prompts if defaults else 20),
+    defaults = CheckSettings.of(loaded.profile).bench
+    settings = dataclasses.replace(
+        defaults,
+        input_len=args.input_len or defaults.input_len,
+        output_len=args.output_len or defaults.output_len,
+        num_prompts=args.num_prompts or defaults.num_prompts,
         max_concurrency=args.max_concurrency,
         target=args.target or "proxy",
     )

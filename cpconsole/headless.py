@@ -21,7 +21,7 @@ from .core.preflight import Check, Line, fold, run_preflight, tally
 from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
 from .core.remote.launch import run_dir
 from .core.remote.logstore import strip_ansi
-from .core.smoke.bench import BenchRun, BenchSettings, load_runs, run_bench, store_run
+from .core.smoke.bench import BenchRun, BenchSettings, bench_table, load_runs, run_bench, store_run
 from .core.smoke.client import percentile
 from .core.smoke.suite import SmokeCheck, run_suite
 from .core.telemetry.alerts import Alert, AlertEngine, hbm_limits
@@ -359,22 +359,6 @@ def preflight(plan: LaunchPlan, model_path: str | None, as_json: bool, *, hash_w
     if any(c.status == "FAIL" and c.check == "reachable" for c in checks):
         return EXIT_UNREACHABLE
     return EXIT_FAILED if any(c.status == "FAIL" for c in checks) else EXIT_OK
-
-
-def bench_table(runs: list[BenchRun], mark: str | None = None) -> str:
-    """Runs side by side, oldest first; `mark` flags the run just made."""
-    head = (f"{'run':<19} {'profile@':<9} {'in/out/n':<16} {'ok/fail':<8} {'req/s':>7} {'out tok/s':>10} "
-            f"{'TTFT mean':>10} {'TTFT p99':>9} {'TPOT mean':>10} {'TPOT p99':>9}")  # fmt: skip
-    lines = [head]
-    for run in runs:
-        s, cfg = run.summary, run.settings
-        shape = f"{cfg.get('input_len')}/{cfg.get('output_len')}/{cfg.get('num_prompts')}"
-        lines.append(
-            f"{run.started:<19} {run.digest[:8]:<9} {shape:<16} {f'{s.completed}/{s.failed}':<8} "
-            f"{s.request_throughput:>7.2f} {s.output_throughput:>10.1f} {s.mean_ttft_ms:>8.1f}ms {s.p99_ttft_ms:>7.1f}ms "
-            f"{s.mean_tpot_ms:>8.2f}ms {s.p99_tpot_ms:>7.2f}ms" + ("  ← this run" if run.started == mark else "")
-        )
-    return "\n".join(lines)
 
 
 async def _bench(plan: LaunchPlan, node: str, settings: BenchSettings, echo: bool) -> BenchRun:

@@ -72,7 +72,7 @@ async def main() -> None:
                 break
         await pilot.press("q")
     if shutil.which("rsvg-convert"):
-        for name in ("board", "logs", "npus", "metrics", "details", "help", "confirm"):
+        for name in ("board", "logs", "npus", "metrics", "details", "help", "confirm", "preflight", "preflight-offer"):
             subprocess.run(["rsvg-convert", "-b", "#000000", "-o", str(OUT / f"{name}.png"), str(OUT / f"{name}.svg")],
                            check=True)  # fmt: skip
     print(f"wrote {', '.join(sorted(p.name for p in OUT.iterdir()))} in {OUT}")

@@ -116,6 +116,15 @@ async def test_model_config_must_say_bfloat16_and_the_weights_match(tmp_path: Pa
     (model / "model.safetensors.index.json").write_text("{}")
     bad = failed(await checks_of(demo_text(tmp_path), model_path=str(model)))
     assert "change torch_dtype from float16 to bfloat16" in bad[("decode-a", "model", None)].hint
+    (model / "config.json").write_text(json.dumps({"dtype": "float16"}))  # the key newer transformers write
+    assert failed(await checks_of(demo_text(tmp_path), model_path=str(model)))[("decode-a", "model", None)]
+    told = demo_text(tmp_path).replace(
+        "      max_model_len: 136000", "      max_model_len: 136000\n      dtype: float16"
+    )
+    overridden = [c for c in await checks_of(told, model_path=str(model)) if c.check == "model"]
+    assert {(c.status, c.evidence) for c in overridden} == {
+        ("PASS", "config.json dtype float16, run with --dtype float16")
+    }
     (model / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
     good = await checks_of(demo_text(tmp_path), model_path=str(model))
     assert {c.status for c in good} == {"PASS"}

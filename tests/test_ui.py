@@ -324,3 +324,52 @@ async def test_prompt_pane_streams_measures_keeps_history_and_probes_every_hop(t
             assert "hello there" in exported.read_text() and "TTFT" in exported.read_text()
     finally:
         await c.stop_all()
+
+
+async def test_prompt_pane_runs_the_needle_sweep_and_the_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cpconsole.core.session import CheckSettings
+    from cpconsole.core.smoke.bench import BenchSettings
+    from cpconsole.ui.screens.prompt import PromptScreen
+
+    from .simcluster import cluster
+    from .test_bench import FIXTURE, STAND_IN
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    c = cluster(tmp_path)
+    await c.start("decode-0")
+    vllm = tmp_path / "vllm"  # bench runs a stand-in that answers with the real captured result
+    vllm.write_text(STAND_IN.format(record=tmp_path / "argv", fixture=FIXTURE))
+    vllm.chmod(0o755)
+    plan = c.plan.model_copy(update={"processes": tuple(
+        p.model_copy(update={"argv": (str(vllm), *p.argv[p.argv.index("serve"):])}) if p.role != "proxy" else p
+        for p in c.plan.processes
+    )})  # fmt: skip
+    checks = CheckSettings(needle_tokens=3000, max_tokens=32, bench=BenchSettings(2048, 64, 20))
+    try:
+        await c.wait_http("decode-0")
+        app = ConsoleApp(Session(plan, checks=checks), live=False)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.press("6")
+            screen = app.screen
+            assert isinstance(screen, PromptScreen)
+            screen.query_one("#target", Select).value = "decode-0"
+            await pilot.press("ctrl+n")
+            stats = screen.query_one("#prompt-stats")
+            await wait_for(pilot, lambda: getattr(stats.content, "title", "") == "needle test")
+            table = stats.content
+            depths = [str(cell) for cell in table.columns[0]._cells]  # type: ignore[attr-defined]
+            found = [str(cell) for cell in table.columns[2]._cells]  # type: ignore[attr-defined]
+            assert depths == ["10%", "50%", "90%"] and found == ["found"] * 3
+            assert all(int(str(t).split()[0]) > 2500 for t in table.columns[1]._cells)  # type: ignore[attr-defined]
+
+            await pilot.press("ctrl+b")
+            assert isinstance(app.screen, ConfirmScreen) and "20 prompts of 2048 tokens" in app.screen.question
+            await pilot.press("y")
+            await wait_for(pilot, lambda: "this run" in str(stats.content))
+            assert "2048/64/20" in str(stats.content)
+            streamed = "\n".join(screen.query_one("#answer", Log).lines)
+            assert "Starting main benchmark run..." in streamed and "Serving Benchmark Result" in streamed
+            assert "--random-input-len\n2048" in (tmp_path / "argv").read_text()
+            assert len(list((tmp_path / "state" / "cpconsole" / "bench" / "demo").glob("*.json"))) == 1  # kept
+    finally:
+        await c.stop_all()

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -16,10 +16,12 @@ from .orchestrate import Orchestrator
 from .orchestrate.model import UP_STATES
 from .plan import LaunchPlan
 from .preflight import Check, run_preflight
-from .remote import RemoteError, RunResult, Transport, transport_for
+from .profile.schema import Profile
+from .remote import RemoteError, RunResult, ShellTransport, Transport, transport_for
+from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
-from .smoke.suite import SmokeCheck, probe_path
+from .smoke.suite import SmokeCheck, needle_checks, probe_path
 from .telemetry.alerts import Alert, AlertEngine, hbm_limits
 from .telemetry.health import StallDetector, probe
 from .telemetry.pollers import Poller, Telemetry
@@ -27,6 +29,29 @@ from .telemetry.pollers import Poller, Telemetry
 
 class ReadOnly(RuntimeError):
     """A session opened read-only was asked to change something."""
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """What the profile says about checking this deployment: the model to inspect before launch,
+    the needle test, the bench."""
+
+    model_path: str | None = None  # set when the profile asks for the model to be checked
+    needle_tokens: int | None = None
+    max_tokens: int = 64
+    bench: BenchSettings = field(default_factory=BenchSettings)
+
+    @classmethod
+    def of(cls, profile: Profile) -> CheckSettings:
+        bench = profile.bench
+        return cls(
+            profile.model.path if profile.model.check_path else None,
+            profile.smoke.needle_tokens if profile.smoke else None,
+            profile.smoke.max_tokens if profile.smoke else 64,
+            BenchSettings(bench.random_input_len, bench.random_output_len, bench.num_prompts)
+            if bench
+            else BenchSettings(),
+        )
 
 
 @dataclass
@@ -48,10 +73,10 @@ class Session:
         read_only: bool = False,
         clock: Callable[[], float] = time.time,
         history: History | None = None,
-        model_path: str | None = None,
+        checks: CheckSettings | None = None,
     ) -> None:
         self.plan = plan
-        self.model_path = model_path  # checked by preflight when set (the profile's model.check_path)
+        self.checks = checks or CheckSettings()
         self.findings = findings  # the profile's warnings, as `file:line:col: …` lines
         self.read_only = read_only
         self.now = clock  # everything shown with an age or an uptime asks this clock
@@ -70,6 +95,7 @@ class Session:
         self.preflight_checks: list[Check] | None = None  # the last preflight's results
         self.preflight_took: float | None = None  # how long it took, in seconds
         self.preflight_running = False
+        self.preflight_beside: list[str] = []  # processes that ran while it checked (their ports look taken)
         servers = [p for p in plan.processes if p.http_port]
         self.stalls = {p.name: StallDetector(plan.alerts.stall_after_s) for p in servers if p.role != "proxy"}
         # a 1-token request to every API server and through the proxy, now and then
@@ -195,6 +221,28 @@ class Session:
     async def probe_path(self) -> list[SmokeCheck]:
         return await probe_path(self.plan, self.http)
 
+    async def needle_sweep(self, target: str, depths: Sequence[float] = (0.1, 0.5, 0.9)) -> list[SmokeCheck]:
+        """The needle test at each depth, with the profile's prompt length (or a 4k one)."""
+        return await needle_checks(self.plan, self.http, target=target, tokens=self.checks.needle_tokens or 4096,
+                                   depths=depths, max_tokens=self.checks.max_tokens)  # fmt: skip
+
+    async def bench(self, on_line: Callable[[str], object]) -> BenchRun:
+        """`vllm bench serve` with the profile's settings on the first API server's node, its output
+        line by line to `on_line`; the run is stored with the earlier ones."""
+        if self.read_only:
+            raise ReadOnly("read-only session: bench is off")
+        settings = self.checks.bench
+        transport = self.transports[server_process(self.plan).node]
+        if not isinstance(transport, ShellTransport):
+            raise RemoteError(transport.node, "this transport cannot stream a command")
+        async for item in run_bench(self.plan, transport, settings):
+            if isinstance(item, BenchRun):
+                with contextlib.suppress(OSError):
+                    store_run(item)
+                return item
+            on_line(item)
+        raise RemoteError(transport.node, "the bench ended without a result")
+
     async def _intent(self, label: str, action: Callable[[], Awaitable[bool]]) -> bool:
         if self.read_only:
             raise ReadOnly(f"read-only session: {label} is off")
@@ -207,9 +255,9 @@ class Session:
     async def preflight(self) -> list[Check]:
         """Every preflight check on every node; the results stay on the session."""
         started = time.monotonic()
-        self.preflight_running = True
+        self.preflight_running, self.preflight_beside = True, self.running
         try:
-            checks = await run_preflight(self.plan, self.transports, model_path=self.model_path,
+            checks = await run_preflight(self.plan, self.transports, model_path=self.checks.model_path,
                                          profile_warnings=self.findings)  # fmt: skip
         finally:
             self.preflight_running = False

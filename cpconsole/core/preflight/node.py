@@ -193,8 +193,8 @@ async def _ports(
     return out
 
 
-async def _model(node: NodePlan, transport: Transport, facts: NodeFacts, path: str, hash_weights: bool,
-                 timeout: float) -> list[Check]:  # fmt: skip
+async def _model(node: NodePlan, server: ProcessPlan, transport: Transport, facts: NodeFacts, path: str,
+                 hash_weights: bool, timeout: float) -> list[Check]:  # fmt: skip
     out: list[Check] = []
     name = node.name
     config = f"{path.rstrip('/')}/config.json"
@@ -203,12 +203,17 @@ async def _model(node: NodePlan, transport: Transport, facts: NodeFacts, path: s
         out.append(Check(name, "model", "FAIL", f"{config} is not readable", "model.path must exist on every node"))
         return out
     try:
-        dtype = json.loads(result.stdout).get("torch_dtype")
+        config_data = json.loads(result.stdout)
+        dtype = config_data.get("torch_dtype") or config_data.get("dtype")  # transformers ≥ 4.56 writes "dtype"
     except (ValueError, AttributeError):
         dtype = None
-    good = dtype == "bfloat16"
-    out.append(Check(name, "model", "PASS" if good else "FAIL", f"config.json torch_dtype {dtype}",
-                              "" if good else "the guide: change torch_dtype from float16 to bfloat16 in config.json"))  # fmt: skip
+    # vLLM takes the dtype from config.json unless --dtype says otherwise
+    given = server.argv[server.argv.index("--dtype") + 1] if "--dtype" in server.argv[:-1] else "auto"
+    good = dtype == "bfloat16" or given != "auto"
+    out.append(Check(name, "model", "PASS" if good else "FAIL",
+                     f"config.json dtype {dtype}" + (f", run with --dtype {given}" if given != "auto" else ""),
+                     "" if good else "the guide: change torch_dtype from float16 to bfloat16 in config.json",
+                     same="dtype bfloat16" if dtype == "bfloat16" and given == "auto" else ""))  # fmt: skip
     # the weights' fingerprint: size and mtime of the safetensors index (one file for small models)
     digest = "sha256sum \"$f\" | cut -d' ' -f1; " if hash_weights else ""
     script = (f"cd {shell_path(path)} || exit 1\n"
@@ -352,7 +357,9 @@ async def node_facts(
         _containers(plan, node, transport, facts, timeout),
         _disk(node, transport, facts, timeout),
         _versions(node, servers[0], transport, facts, timeout) if servers else None,
-        _model(node, transport, facts, model_path, hash_weights, timeout) if servers and model_path else None,
+        _model(node, servers[0], transport, facts, model_path, hash_weights, timeout)
+        if servers and model_path
+        else None,
         *(_proxy(p, transport, facts, timeout) for p in plan.processes if p.node == name and p.role == "proxy"),
     ]
     for found in await asyncio.gather(*(part for part in parts if part is not None)):

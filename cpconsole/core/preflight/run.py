@@ -5,6 +5,7 @@ same software and the same weights everywhere."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import shlex
 from collections import Counter
@@ -82,7 +83,10 @@ def _across(plan: LaunchPlan, facts: Mapping[str, NodeFacts]) -> list[Check]:
         table = version_table({s: v for s, v in versions.items() if v}, reporting)
         out.append(Check(ALL_NODES, "versions", "FAIL", "versions differ:\n" + table, "one release on every node"))
     weights = {n.name: facts[n.name].weights for n in plan.nodes if facts[n.name].weights is not None}
-    out += _same_everywhere("weights", weights, "copy the same weights to every node (rsync -a keeps mtimes)")
+    out += [
+        dataclasses.replace(c, same="same size and mtime" if c.status == "PASS" else "")
+        for c in _same_everywhere("weights", weights, "copy the same weights to every node (rsync -a keeps mtimes)")
+    ]
     return out
 
 

@@ -155,3 +155,19 @@ def load_runs(profile: str, root: Path | None = None) -> list[BenchRun]:
         runs.append(BenchRun(record["profile"], record["digest"], record["started"], record["settings"], summary,
                              record["result"]))  # fmt: skip
     return runs
+
+
+def bench_table(runs: list[BenchRun], mark: str | None = None) -> str:
+    """Runs side by side, oldest first; `mark` flags the run just made."""
+    head = (f"{'run':<19} {'profile@':<9} {'in/out/n':<16} {'ok/fail':<8} {'req/s':>7} {'out tok/s':>10} "
+            f"{'TTFT mean':>10} {'TTFT p99':>9} {'TPOT mean':>10} {'TPOT p99':>9}")  # fmt: skip
+    lines = [head]
+    for run in runs:
+        s, cfg = run.summary, run.settings
+        shape = f"{cfg.get('input_len')}/{cfg.get('output_len')}/{cfg.get('num_prompts')}"
+        lines.append(
+            f"{run.started:<19} {run.digest[:8]:<9} {shape:<16} {f'{s.completed}/{s.failed}':<8} "
+            f"{s.request_throughput:>7.2f} {s.output_throughput:>10.1f} {s.mean_ttft_ms:>8.1f}ms {s.p99_ttft_ms:>7.1f}ms "
+            f"{s.mean_tpot_ms:>8.2f}ms {s.p99_tpot_ms:>7.2f}ms" + ("  ← this run" if run.started == mark else "")
+        )
+    return "\n".join(lines)

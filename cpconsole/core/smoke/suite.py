@@ -112,6 +112,30 @@ def _answer_detail(result: RequestResult) -> str:
     return result.error or repr(result.text.strip()[:80])
 
 
+async def needle_checks(
+    plan: LaunchPlan, http: httpx.AsyncClient, *, target: str, tokens: int, depths: Sequence[float], max_tokens: int,
+    timeout: float = 600.0,
+) -> list[SmokeCheck]:  # fmt: skip
+    """The passphrase at each depth of a `tokens`-long prompt; passed only when it comes back."""
+    base = plan.process(target).base_url
+    checks = []
+    for depth in depths:
+        needle = needle_prompt(tokens, depth)
+        measured = await count_tokens(http, plan, needle.prompt)
+        result = await stream_request(http, base, model=plan.model_name, prompt=needle.prompt,
+                                      max_tokens=max_tokens, timeout=timeout)  # fmt: skip
+        if measured is not None and result.prompt_tokens is None:
+            result = dataclasses.replace(result, prompt_tokens=measured)
+        passed = result.ok and needle.passed(result.text)
+        detail = (
+            "the passphrase came back" if passed
+            else result.error or f"no passphrase in the answer {result.text.strip()[:80]!r}"
+        )  # fmt: skip
+        checks.append(SmokeCheck("needle", target, passed, detail, None, result, depth, needle.passphrase,
+                                 measured is not None))  # fmt: skip
+    return checks
+
+
 async def run_suite(
     plan: LaunchPlan,
     http: httpx.AsyncClient,
@@ -129,19 +153,7 @@ async def run_suite(
     hello = await stream_request(http, base, model=plan.model_name, messages=[{"role": "user", "content": HELLO}],
                                  max_tokens=max_tokens, timeout=timeout)  # fmt: skip
     checks.append(SmokeCheck("completion", target, hello.ok, _answer_detail(hello), None, hello))
-    for depth in depths if needle_tokens else ():
-        assert needle_tokens is not None
-        needle = needle_prompt(needle_tokens, depth)
-        measured = await count_tokens(http, plan, needle.prompt)
-        result = await stream_request(http, base, model=plan.model_name, prompt=needle.prompt,
+    if needle_tokens:
+        checks += await needle_checks(plan, http, target=target, tokens=needle_tokens, depths=depths,
                                       max_tokens=max_tokens, timeout=timeout)  # fmt: skip
-        if measured is not None and result.prompt_tokens is None:
-            result = dataclasses.replace(result, prompt_tokens=measured)
-        passed = result.ok and needle.passed(result.text)
-        detail = (
-            "the passphrase came back" if passed
-            else result.error or f"no passphrase in the answer {result.text.strip()[:80]!r}"
-        )  # fmt: skip
-        checks.append(SmokeCheck("needle", target, passed, detail, None, result, depth, needle.passphrase,
-                                 measured is not None))  # fmt: skip
     return checks

@@ -1,6 +1,8 @@
 """The prompt pane: write a prompt, pick a target and parameters, watch the answer stream in, read
-TTFT/TPOT/ITL under it. ctrl+r sends, ctrl+t runs the probe path (a 1-token request per hop), ctrl+e
-exports the history as Markdown. Every request is kept in the history across runs."""
+TTFT/TPOT/ITL under it. ctrl+r sends, ctrl+t runs the probe path (a 1-token request per hop), ctrl+n
+the long-context needle test at three depths, ctrl+b `vllm bench serve` (its output streams below,
+then the runs side by side), ctrl+e exports the history as Markdown. Every request is kept in the
+history across runs."""
 
 from __future__ import annotations
 
@@ -14,16 +16,21 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Header, Input, Label, Log, Select, Static, TextArea
 
-from ...core.session import Session
+from ...core.remote import RemoteError
+from ...core.session import ReadOnly, Session
+from ...core.smoke.bench import bench_table, load_runs
 from ...core.smoke.history import PromptRecord, to_markdown
 from ...core.smoke.suite import SmokeCheck
 from .base import SessionScreen
+from .dialogs import ConfirmScreen
 
 
 class PromptScreen(SessionScreen):
     BINDINGS = [
         Binding("ctrl+r", "send", "Send", priority=True),
         Binding("ctrl+t", "probe_path", "Probe path", priority=True),
+        Binding("ctrl+n", "needle", "Needle sweep", priority=True),
+        Binding("ctrl+b", "bench", "Bench", priority=True),
         Binding("ctrl+e", "export", "Export history", priority=True),
     ]
 
@@ -101,6 +108,39 @@ class PromptScreen(SessionScreen):
 
         self.run_worker(probe(), exclusive=True, group="prompt")
 
+    def action_needle(self) -> None:
+        target = str(self.query_one("#target", Select).value)
+        tokens = self.session.checks.needle_tokens or 4096
+        stats = self.query_one("#prompt-stats", Static)
+        stats.update(Text(f"needle test through {target}: {tokens} tokens at 10 %, 50 %, 90 % …", style="yellow"))
+
+        async def sweep() -> None:
+            stats.update(depth_table(await self.session.needle_sweep(target)))
+
+        self.run_worker(sweep(), exclusive=True, group="prompt")
+
+    def action_bench(self) -> None:
+        settings = self.session.checks.bench
+        question = (f"Run vllm bench serve through the {settings.target}: {settings.num_prompts} prompts of "
+                    f"{settings.input_len} tokens in, {settings.output_len} out? It loads the deployment.")  # fmt: skip
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._bench(), exclusive=True, group="prompt")
+
+        self.app.push_screen(ConfirmScreen(question, "Run bench"), answered)
+
+    async def _bench(self) -> None:
+        answer, stats = self.query_one("#answer", Log), self.query_one("#prompt-stats", Static)
+        answer.write("\n── vllm bench serve\n")
+        stats.update(Text("vllm bench serve is running; its output streams below …", style="yellow"))
+        try:
+            run = await self.session.bench(answer.write_line)
+        except (RemoteError, ReadOnly) as exc:
+            stats.update(Text(f"bench: {exc}", style="bold red"))
+            return
+        stats.update(Text(bench_table(load_runs(self.session.plan.profile)[-5:], mark=run.started)))
+
     def action_export(self) -> None:
         records = self.session.history.load(self.session.plan.profile)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.session.now()))
@@ -111,6 +151,25 @@ class PromptScreen(SessionScreen):
             self.notify(f"could not export: {exc}", severity="error")
             return
         self.notify(f"exported {len(records)} prompt(s) to {path}")
+
+
+def depth_table(checks: list[SmokeCheck]) -> Table:
+    """The needle test per depth: did the passphrase come back, from how long a prompt, how fast."""
+    table = Table(title="needle test", title_justify="left", box=None, padding=(0, 1))
+    for column in ("depth", "prompt tokens", "result", "TTFT", "E2E", "detail"):
+        table.add_column(column)
+    for check in checks:
+        result = check.result
+        tokens = str(result.prompt_tokens) if result and result.prompt_tokens else "-"
+        table.add_row(
+            f"{check.depth:.0%}" if check.depth is not None else "-",
+            tokens + ("" if check.prompt_tokens_measured else " (estimated)"),
+            Text("found", style="green") if check.passed else Text("FAIL", style="bold red"),
+            f"{result.ttft_s:.2f} s" if result and result.ttft_s is not None else "-",
+            f"{result.e2e_s:.2f} s" if result and result.e2e_s is not None else "-",
+            check.detail[:80],
+        )
+    return table
 
 
 def hop_table(checks: list[SmokeCheck]) -> Table:
