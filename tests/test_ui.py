@@ -373,3 +373,29 @@ async def test_prompt_pane_runs_the_needle_sweep_and_the_bench(tmp_path: Path, m
             assert len(list((tmp_path / "state" / "cpconsole" / "bench" / "demo").glob("*.json"))) == 1  # kept
     finally:
         await c.stop_all()
+
+
+def test_a_board_at_rest_stays_still() -> None:
+    from cpconsole.core.orchestrate import ProcessView
+    from cpconsole.ui.widgets.process_table import steady
+
+    view = ProcessView("decode-0", state="ready", started_at="2026-11-28T01:00:00")
+    start = time.mktime(time.strptime("2026-11-28T01:00:00", "%Y-%m-%dT%H:%M:%S"))  # started_at is local time
+    assert [view.uptime(start + s) for s in (7, 59, 60, 61, 119, 3600 + 125)] == [
+        "0m07s",
+        "0m59s",
+        "1m",
+        "1m",
+        "1m",
+        "1h02m",
+    ]  # seconds only in the first minute
+    shown = None
+    for latency in (3.2, 4.1, 2.6, 4.9, 3.0):  # loopback jitter: the first value stays on screen
+        shown = steady(shown, latency)
+    assert shown == 3.2
+    assert (
+        steady(3.2, 9.0) == 9.0
+        and steady(40.0, 55.0) == 55.0
+        and steady(40.0, 48.0) == 40.0
+        and steady(3.0, None) is None
+    )

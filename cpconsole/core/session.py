@@ -85,7 +85,7 @@ class Session:
         self.transports = dict(transports) if transports else {n.name: transport_for(n) for n in plan.nodes}
         self.http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(3.0))
         self.orchestrator = Orchestrator(plan, self.transports, http=self.http)
-        self.telemetry = Telemetry(plan, self.transports, self.http)
+        self.telemetry = Telemetry(plan, self.transports, self.http, health_interval=10.0)  # the watch loop checks too
         self.alerts: list[Alert] = []
         self.npu_history: dict[str, list[tuple[float, float]]] = {}  # node → (HBM, AICore) fractions, newest last
         self._alert_engine = AlertEngine(plan.alerts, hbm_limits(plan))
@@ -115,7 +115,8 @@ class Session:
         await self.orchestrator.adopt()
         self.telemetry.start_nodes()
         self._tasks = [
-            asyncio.create_task(self.orchestrator.watch(interval=2.0)),  # an exit shows within 2 s
+            # an exit shows within 2 s; health every 6 s (the telemetry pollers ask every 5 s too)
+            asyncio.create_task(self.orchestrator.watch(interval=2.0, health_interval=6.0)),
             asyncio.create_task(self._follow_states()),
         ]
 

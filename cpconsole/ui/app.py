@@ -83,7 +83,7 @@ class ConsoleApp(App[int]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, session: Session, *, live: bool = True, refresh_s: float = 0.5) -> None:
+    def __init__(self, session: Session, *, live: bool = True, refresh_s: float = 1.0) -> None:
         super().__init__()
         self.session = session
         self.live = live

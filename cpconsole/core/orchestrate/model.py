@@ -33,7 +33,7 @@ class ProcessView:
     last_line: str = ""
 
     def uptime(self, now: float | None = None) -> str:
-        """How long it has run, e.g. 3m07s, 12m or 2h05m; "-" when it does not run."""
+        """How long it has run, e.g. 0m07s, 12m or 2h05m; "-" when it does not run."""
         if self.state in ("planned", "exited", "failed") or not self.started_at:
             return "-"
         try:
@@ -41,10 +41,10 @@ class ProcessView:
         except ValueError:
             return "-"
         seconds = int(max(0.0, (now or time.time()) - started))
-        # seconds only while they matter (a fresh start), so a long-running board stays still
+        # seconds only in the first minute (a fresh start): after that a board at rest stays still
         if seconds >= 3600:
             return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-        if seconds >= 300:
+        if seconds >= 60:
             return f"{seconds // 60}m"
         return f"{seconds // 60}m{seconds % 60:02d}s"
 

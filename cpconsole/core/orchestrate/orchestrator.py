@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import posixpath
 import secrets
 import time
@@ -185,13 +186,17 @@ class Orchestrator:
                 if master and self.views[master].state in ("ready", "drifted"):
                     self._set(name, state="ready")
 
-    async def watch(self, interval: float = 1.0) -> None:
-        """Keep the views current while someone looks: exits (with cause and last lines), health,
-        log progress. Runs until cancelled; never starts or stops anything."""
+    async def watch(self, interval: float = 1.0, health_interval: float | None = None) -> None:
+        """Keep the views current while someone looks: exits (with cause and last lines) every
+        `interval`, health and log progress every `health_interval` (default: as often). Runs until
+        cancelled; never starts or stops anything."""
+        checked = -math.inf
         while True:
             running = [n for n, v in self.views.items() if v.state in UP_STATES and n in self.handles]
             await asyncio.gather(*(self._check_exit(n) for n in running))
-            await self.refresh()
+            if time.monotonic() - checked >= (health_interval or interval):
+                checked = time.monotonic()
+                await self.refresh()
             await asyncio.sleep(interval)
 
     async def _check_exit(self, name: str) -> None:

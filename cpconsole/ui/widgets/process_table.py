@@ -31,6 +31,14 @@ NARROW_WIDTH = 110  # below this, the columns one can do without give their room
 NARROW_DROPS = ("role", "pid", "uptime")  # the name says the role; details (enter) has the rest
 
 
+def steady(shown: float | None, new: float | None) -> float | None:
+    """The health latency to show: the one shown already unless the new one differs by more than
+    2 ms and a quarter — loopback jitter (3 ms, 4 ms, 3 ms…) must not redraw the table every poll."""
+    if shown is None or new is None or abs(new - shown) > max(2.0, 0.25 * shown):
+        return new
+    return shown
+
+
 def ms(value: float | None) -> str:
     return "-" if value is None else (f"{value * 1000:.0f}ms" if value < 10 else f"{value:.0f}s")
 
@@ -38,6 +46,7 @@ def ms(value: float | None) -> str:
 class ProcessTable(DataTable[str | Text]):
     def on_mount(self) -> None:
         self._shown: dict[str, list[str | Text]] = {}
+        self._health: dict[str, float | None] = {}
         self._columns: tuple[str, ...] = ()
         self.cursor_type = "row"
         self.zebra_stripes = True
@@ -69,10 +78,11 @@ class ProcessTable(DataTable[str | Text]):
                 ttft = f"{ms(p50)}/{ms(p99)}" if p50 is not None else "-"
                 rate = window.generation_tokens_per_s
                 gen = f"{rate:.1f}" if rate is not None else "-"
+            health = self._health[proc.name] = steady(self._health.get(proc.name), view.health_ms)
             every: list[str | Text] = [
                 proc.name, proc.role, proc.node, str(view.pid or "-"),
                 Text(view.label, style=STATE_STYLE.get(view.state, "")), view.uptime(now),
-                f"{view.health_ms:.0f}ms" if view.health_ms is not None else "-", ttft, gen,
+                f"{health:.0f}ms" if health is not None else "-", ttft, gen,
                 Text(view.reason[:80], style="red") if view.state in TROUBLE and view.reason
                 else " ".join(strip_ansi(view.last_line).split())[-80:],  # uvicorn pads with runs of spaces
             ]  # fmt: skip
