@@ -60,6 +60,9 @@ async def scripted(request: Request) -> Response:
             for start in range(0, len(stream), 3):
                 yield stream[start : start + 3]
                 await asyncio.sleep(0)
+        elif mode == "port":  # which connection asked: the client's port
+            yield chunk(str(request.client.port if request.client else ""), "stop")
+            yield b"data: [DONE]\n\n"
         elif mode == "slow":
             await asyncio.sleep(5)
             yield chunk("late")
@@ -100,6 +103,13 @@ async def test_sse_framing_cut_at_any_byte(server: str) -> None:
     result = await request(server, "ragged")
     assert result.ok and result.text == "née" and result.finish_reason == "length"  # type: ignore[attr-defined]
     assert len(result.itl_s) == 1  # two messages with choices; the comment is not one  # type: ignore[attr-defined]
+
+
+async def test_requests_reuse_one_connection(server: str) -> None:
+    # each new connection costs the server and the client; reading the body to its end returns it to the pool
+    async with httpx.AsyncClient(trust_env=False) as http:
+        ports = [(await stream_request(http, server, model="m", prompt="port", max_tokens=1)).text for _ in range(3)]
+    assert ports[0] and ports == [ports[0]] * 3
 
 
 async def test_failures_are_results(server: str) -> None:

@@ -133,9 +133,13 @@ async def stream_request(
                 return RequestResult(
                     f"HTTP {answer.status_code}: {str(detail)[:300]}", answer.status_code, request_id=rid
                 )
+            done = False
             async for payload in payloads:
-                if payload == "[DONE]":
-                    break
+                # read on to the end of the body after [DONE]: a response left unread closes its
+                # connection, and the next request would pay for a new one (seen: one per request)
+                done = done or payload == "[DONE]"
+                if done:
+                    continue
                 try:
                     chunk = json.loads(payload)
                 except ValueError:
