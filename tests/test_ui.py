@@ -399,3 +399,16 @@ def test_a_board_at_rest_stays_still() -> None:
         and steady(40.0, 48.0) == 40.0
         and steady(3.0, None) is None
     )
+
+
+async def test_choice_dialog_keys_enter_takes_the_default_and_escape_the_way_out(utc: None) -> None:
+    app = ConsoleApp(frozen_session(), live=False)  # every process "ready": quitting asks
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("q")
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("escape")  # cancel: still here
+        assert app.screen is app.board
+        await pilot.press("q", "x")  # a key that is no answer changes nothing
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("enter")  # the default: leave them running
+    assert app.return_value == 0

@@ -4,6 +4,7 @@ output of `:exec`. Each answers with a plain value; the app decides what happens
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -45,15 +46,22 @@ class ChoiceScreen(ModalScreen[str]):
     """A question with a few answers, each on a key; the first is the default (enter), the last
     is what esc answers."""
 
+    BINDINGS = [Binding("escape", "answer_last", "Cancel", show=False)]
+
     def __init__(self, question: str, choices: list[tuple[str, str, str, str]]) -> None:
         """choices: (answer, key, label, button variant), the default first, the way out last."""
         super().__init__()
         self.question = question
         self.choices = choices
-        first, last = choices[0], choices[-1]
-        for answer, key, label, _ in choices:
-            extra = ",enter" if answer == first[0] else ",escape" if answer == last[0] else ""
-            self._bindings.bind(key + extra, f"answer({answer!r})", label)
+
+    def on_key(self, event: events.Key) -> None:
+        answer = next((a for a, key, _, _ in self.choices if key == event.key), None)
+        if answer is not None:
+            event.stop()
+            self.dismiss(answer)
+
+    def action_answer_last(self) -> None:
+        self.dismiss(self.choices[-1][0])
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -67,9 +75,6 @@ class ChoiceScreen(ModalScreen[str]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id or self.choices[-1][0])
-
-    def action_answer(self, choice: str) -> None:
-        self.dismiss(choice)
 
 
 def quit_screen(running: list[str]) -> ChoiceScreen:
