@@ -17,7 +17,7 @@ import httpx
 from .core.orchestrate import Orchestrator, ProcessView, ProgressNoted, StageChanged, StateChanged
 from .core.orchestrate.model import UP_STATES
 from .core.plan import LaunchPlan
-from .core.preflight import Check, Line, fold, run_preflight, tally
+from .core.preflight import Check, fold, run_preflight, tally
 from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
 from .core.remote.launch import run_dir
 from .core.remote.logstore import strip_ansi
@@ -339,7 +339,7 @@ async def _preflight(plan: LaunchPlan, model_path: str | None, hash_weights: boo
 
 def preflight_text(checks: Sequence[Check], verbose: bool = False) -> str:
     """Folded: one line per identical good result, each problem in full with its hint."""
-    lines = [Line(c.status, c.check, f"{c.where}: {c.evidence}", c.hint) for c in checks] if verbose else fold(checks)
+    lines = [c.line for c in checks] if verbose else fold(checks)
     width = max((len(line.check) for line in lines), default=0)
     out = []
     for line in lines:

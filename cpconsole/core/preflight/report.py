@@ -28,6 +28,11 @@ class Check:
         chip = f" chip {self.chip}" if self.chip is not None else ""
         return f"{self.node}{chip}" + (f" → {self.peer}" if self.peer else "")
 
+    @property
+    def line(self) -> Line:
+        """This result on its own line, in full."""
+        return Line(self.status, self.check, f"{self.where}: {self.evidence}", self.hint)
+
 
 @dataclass(frozen=True)
 class Line:
@@ -48,7 +53,7 @@ def fold(checks: Sequence[Check]) -> list[Line]:
         these = [c for c in checks if c.check == name]
         good = Counter(c.same or c.evidence for c in these if c.status == "PASS")
         lines += [Line("PASS", name, f"{text} on {n}/{len(these)} {_unit(these[0])}") for text, n in good.items()]
-        lines += [Line(c.status, name, f"{c.where}: {c.evidence}", c.hint) for c in these if c.status != "PASS"]
+        lines += [c.line for c in these if c.status != "PASS"]
     return lines
 
 

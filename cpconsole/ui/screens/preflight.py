@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from ...core.preflight import Line, fold, tally
+from ...core.preflight import fold, tally
 from ...core.session import Session
 from .base import SessionScreen
 
@@ -63,11 +63,7 @@ class PreflightScreen(SessionScreen):
         key = (id(checks), took, self.verbose)
         if checks is None or self._drawn.get("#preflight-table") == key:
             return
-        lines = (
-            [Line(c.status, c.check, f"{c.where}: {c.evidence}", c.hint) for c in checks]
-            if self.verbose
-            else fold(checks)
-        )
+        lines = [c.line for c in checks] if self.verbose else fold(checks)
         table = Table(expand=True, box=None, padding=(0, 1), show_header=True)
         table.add_column("", width=4, no_wrap=True)
         table.add_column("check", no_wrap=True)
