@@ -83,6 +83,13 @@ def cmd_console(args: argparse.Namespace) -> int:
     return ConsoleApp(session).run() or EXIT_OK
 
 
+def positive_float(text: str) -> float:
+    value = float(text)  # ValueError: argparse says "invalid positive_float value"
+    if not value > 0:  # vllm bench takes 0 as "no requests at all", never what was meant
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def _names(plan: LaunchPlan, names: list[str] | None) -> list[str] | None:
     for name in names or []:
         plan.process(name)  # KeyError names the processes there are
@@ -144,6 +151,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         output_len=args.output_len or defaults.output_len,
         num_prompts=args.num_prompts or defaults.num_prompts,
         max_concurrency=args.max_concurrency,
+        request_rate=args.request_rate or defaults.request_rate,
+        save_detailed=args.detailed,
         target=args.target or "proxy",
     )
     node = args.node or server_process(plan).node  # where vLLM (and so vllm bench) is installed
@@ -228,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--output-len", type=int, help="--random-output-len")
             cmd.add_argument("--num-prompts", type=int)
             cmd.add_argument("--max-concurrency", type=int)
+            cmd.add_argument(
+                "--request-rate", type=positive_float, metavar="PER_S",
+                help="Poisson arrivals per second (default: the profile's, else all at once)",
+            )  # fmt: skip
+            cmd.add_argument("--detailed", action="store_true", help="keep per-request TTFTs (--save-detailed)")
             cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process to load")
             cmd.add_argument("--list", action="store_true", help="only show the stored runs of this profile")
         if name == "preflight":

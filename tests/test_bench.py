@@ -88,3 +88,13 @@ def test_cpconsole_bench_stores_and_compares_runs(bench_profile: str, tmp_path: 
     assert json.loads(second.stdout)["summary"]["completed"] == 20
     listing = cpconsole("bench", str(profile), "--list").stdout.splitlines()
     assert listing[0].startswith("run ") and len(listing) == 3
+
+    refused = cpconsole("bench", str(profile), "--request-rate", "0")  # vllm bench: "send nothing"
+    assert refused.returncode == 2 and "--request-rate: must be more than 0, got 0" in refused.stderr
+    profile.write_text(bench_profile + "bench: {request_rate: 4}\n")  # Poisson arrivals from the profile
+    assert cpconsole("bench", str(profile), "--detailed").returncode == 0
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[argv.index("--request-rate") + 1] == "4.0" and "--save-detailed" in argv
+    assert cpconsole("bench", str(profile), "--request-rate", "0.5").returncode == 0  # the command line wins
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[argv.index("--request-rate") + 1] == "0.5" and "--save-detailed" not in argv

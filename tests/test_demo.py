@@ -50,3 +50,17 @@ def test_demo_over_ssh_is_the_demo_with_ssh_transport() -> None:
         and ssh.proxy
         and ssh.proxy.command == ("cpconsole-proxy",)
     )
+
+
+def test_real_vllm_over_ssh_is_the_cpu_profile_with_ssh_transport() -> None:
+    from cpconsole.core.profile import load_profile
+
+    from .conftest import PROFILES
+
+    local = load_profile(PROFILES / "cpu-1p1d.yaml").profile
+    ssh = load_profile(PROFILES / "cpu-1p1d-ssh.yaml").profile
+    assert ssh.instances == local.instances and ssh.nodes == local.nodes
+    assert ssh.defaults.model_copy(update={"transport": "local", "ssh": local.defaults.ssh}) == local.defaults
+    assert (ssh.defaults.transport, local.defaults.transport) == ("ssh", "local")
+    assert ssh.proxy and local.proxy and ssh.proxy.command == ("cpconsole-proxy",)
+    assert (ssh.model, ssh.bench, ssh.timeouts) == (local.model, local.bench, local.timeouts)

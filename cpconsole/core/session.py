@@ -48,7 +48,9 @@ class CheckSettings:
             profile.model.path if profile.model.check_path else None,
             profile.smoke.needle_tokens if profile.smoke else None,
             profile.smoke.max_tokens if profile.smoke else 64,
-            BenchSettings(bench.random_input_len, bench.random_output_len, bench.num_prompts)
+            BenchSettings(
+                bench.random_input_len, bench.random_output_len, bench.num_prompts, request_rate=bench.request_rate
+            )
             if bench
             else BenchSettings(),
         )

@@ -6,6 +6,8 @@ proxy in front — driven by cpconsole end to end. Run by scripts/test-vllm, whi
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import json
 import os
 import random
@@ -14,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from cpconsole.core.telemetry.pollers import Telemetry
 from cpconsole.core.telemetry.vllm_metrics import parse_metrics
 
 from ..conftest import PROFILES
+from ..sshd import make_sshd
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,21 +47,40 @@ def cpconsole(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[s
     return subprocess.run([sys.executable, "-m", "cpconsole", *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, LaunchPlan]]:
-    """The CPU profile with its run directories and KV folder in a temp dir; torn down at the end."""
+@pytest.fixture(scope="module", params=["local", "ssh"])
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, LaunchPlan]]:
+    """profiles/cpu-1p1d.yaml (local transport), then profiles/cpu-1p1d-ssh.yaml through an sshd of
+    the tier's own on the profile's addresses; run directories and the KV folder in temp dirs, torn
+    down at the end. Every test runs against one deployment of each."""
     if not Path(HOME, "vllm-venv", "bin", "vllm").exists():
         pytest.fail(f"no vLLM test bed in {HOME}: run scripts/setup-vllm (scripts/test-vllm does)")
-    tmp = tmp_path_factory.mktemp("cpu-1p1d")
-    text = (PROFILES / "cpu-1p1d.yaml").read_text()
+    over_ssh = request.param == "ssh"
+    name = "cpu-1p1d-ssh" if over_ssh else "cpu-1p1d"
+    tmp = tmp_path_factory.mktemp(name)
+    text = (PROFILES / f"{name}.yaml").read_text()
     kv = Path(tempfile.mkdtemp(prefix="cpconsole-kv-", dir="/dev/shm"))  # as the profile: in memory
     text = text.replace("/dev/shm/cpconsole-kv", str(kv)).replace("/var/tmp/cpconsole", HOME)
     text = text.replace("  run_dir: ~/.cache/cpconsole", f"  run_dir: {tmp}/run")
-    profile = tmp / "cpu-1p1d.yaml"
+    sshd = None
+    if over_ssh:  # as root: the KV folder and this venv are the test's own
+        sshd = make_sshd(["127.0.0.31", "127.0.0.32"])
+        text = text.replace("  ssh: {port: 22}", f"  ssh: {{user: root, port: {sshd.port}, identity_file: {sshd.client_key}, "
+                            f"known_hosts: {sshd.known_hosts}, config_file: {sshd.empty_config}}}")  # fmt: skip
+        text = text.replace("command: [cpconsole-proxy]", f"command: [{sys.executable}, -m, cpconsole.proxy]")
+    profile = tmp / f"{name}.yaml"
     profile.write_text(text)
-    yield profile, build_plan(load_profile_text(text))
-    cpconsole("down", str(profile))
-    shutil.rmtree(kv, ignore_errors=True)
+    plan = build_plan(load_profile_text(text))
+    assert {n.transport for n in plan.nodes} == {request.param}
+    try:
+        yield profile, plan
+    finally:
+        cpconsole("down", str(profile))
+        shutil.rmtree(kv, ignore_errors=True)
+        if sshd:
+            sshd.stop()
+            shutil.rmtree(sshd.dir, ignore_errors=True)
 
 
 def metrics(plan: LaunchPlan, name: str) -> str:
@@ -179,37 +202,54 @@ async def prompt_of(http: httpx.AsyncClient, server: str, rng: random.Random, to
     raise AssertionError(f"could not make a prompt of about {tokens} tokens")
 
 
-def test_bench_runs_real_vllm_bench_serve_and_the_client_agrees_on_ttft(deployment: tuple[Path, LaunchPlan]) -> None:
-    profile, plan = deployment
+def test_cpconsole_bench_runs_the_real_vllm_bench_serve(deployment: tuple[Path, LaunchPlan]) -> None:
+    profile, _ = deployment
     shape = ("--input-len", "256", "--output-len", "32", "--num-prompts", "16", "--max-concurrency", "1")
-    first = bench(profile, *shape)  # through the proxy: the default target
-    assert first["summary"]["completed"] == 16 and first["summary"]["failed"] == 0
-    assert first["result"]["max_concurrency"] == 1 and len(first["result"]["latencies"]) == 16
-    # TTFT through the proxy, by vllm bench serve and by our client side by side: ours sends one
-    # request at a time for as long as the bench's main run lasts — the same server and load (two
-    # requests in flight). Reported, and bounded loosely: two closed loops fall into phases (one
-    # keeps arriving while the other's prefill runs), which moved this ratio from 0.79 to 1.14.
+    run = bench(profile, *shape, "--detailed")  # on the prefill node, through the proxy: the default target
+    assert run["summary"]["completed"] == 16 and run["summary"]["failed"] == 0
+    assert run["result"]["max_concurrency"] == 1 and len(run["result"]["ttfts"]) == 16
+
+
+@pytest.mark.parametrize("deployment", ["local"], indirect=True)  # HTTP only: the transport plays no part
+def test_the_client_agrees_with_vllm_bench_serve_on_ttft(deployment: tuple[Path, LaunchPlan]) -> None:
+    _, plan = deployment
+    # Side by side: while the real vllm bench serve sends Poisson arrivals (2/s), our client sends its
+    # own (2/s) — the same server and load, neither loop in step with the other (two closed loops fell
+    # into phases: 0.79-1.14). Each of ours is paired with the bench request started nearest to it
+    # (--save-detailed start times; perf_counter is the machine's monotonic clock in both
+    # processes). Reported and loosely bounded: two processes contend for 2 cores with four vLLM
+    # processes, which moved this ratio 0.93-1.05 (the ratio of medians 0.66-1.02).
     server, prefill = plan.process("proxy").base_url, plan.process("prefill-0").base_url
     vocab = json.loads(Path(HOME, "tiny-llama", "config.json").read_text())["vocab_size"]
     rng = random.Random(7)
-    settings = BenchSettings(input_len=256, output_len=32, num_prompts=100, max_concurrency=1)
+    rate = 2.0
+    settings = BenchSettings(input_len=256, output_len=32, num_prompts=80, request_rate=rate, save_detailed=True)
 
-    async def side_by_side() -> tuple[BenchRun, list[float]]:
+    async def side_by_side() -> tuple[BenchRun, list[tuple[float, float]]]:
         main_run, done = asyncio.Event(), asyncio.Event()
-        ours: list[float] = []
+        ours: list[tuple[float, float]] = []  # (started, TTFT)
         async with httpx.AsyncClient(trust_env=False, timeout=60) as http:
-            prompts = [await prompt_of(http, prefill, rng, 256, vocab) for _ in range(160)]  # like the bench
+            prompts = [await prompt_of(http, prefill, rng, 256, vocab) for _ in range(120)]  # like the bench
+
+            async def one(prompt: str) -> None:
+                started = time.perf_counter()
+                result = await stream_request(  # the server's sampling defaults, as the bench sends
+                    http, server, model="tiny-llama", prompt=prompt, max_tokens=32, temperature=None
+                )
+                assert result.ok and abs((result.prompt_tokens or 0) - 257) <= 4, result
+                ours.append((started, result.ttft_s))  # type: ignore[arg-type]
 
             async def client() -> None:
                 await main_run.wait()
+                loop, sent = asyncio.get_running_loop(), []
+                at = loop.time()
                 for prompt in prompts:
-                    if done.is_set():
-                        return
-                    result = await stream_request(  # the server's sampling defaults, as the bench sends
-                        http, server, model="tiny-llama", prompt=prompt, max_tokens=32, temperature=None
-                    )
-                    assert result.ok and abs((result.prompt_tokens or 0) - 257) <= 4, result
-                    ours.append(result.ttft_s)  # type: ignore[arg-type]
+                    at += rng.expovariate(rate)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(done.wait(), max(0.0, at - loop.time()))
+                        break  # the bench has ended
+                    sent.append(asyncio.create_task(one(prompt)))
+                await asyncio.gather(*sent)
 
             sender = asyncio.create_task(client())
             transport = LocalTransport("cpu-p")
@@ -226,27 +266,36 @@ def test_bench_runs_real_vllm_bench_serve_and_the_client_agrees_on_ttft(deployme
         raise AssertionError("the bench ended without a result")
 
     run, ours = asyncio.run(side_by_side())
-    assert run.summary.completed == 100 and len(ours) >= 50, (run.summary, len(ours))
-    theirs = run.result["median_ttft_ms"] / 1000  # the saved result has no per-request TTFTs
-    ratio = statistics.median(ours) / theirs
-    print(f"\nTTFT median through the proxy, side by side: cpconsole client {statistics.median(ours) * 1000:.1f} ms "
-          f"({len(ours)} requests), vllm bench serve {theirs * 1000:.1f} ms (100 requests); ratio {ratio:.3f}")  # fmt: skip
+    theirs = sorted(zip(run.result["start_times"], run.result["ttfts"], strict=True))
+    ours = [(started, ttft) for started, ttft in ours if started <= theirs[-1][0]]  # within the bench's run
+    assert run.summary.completed == 80 and len(ours) >= 40, (run.summary, len(ours))
+    starts = [started for started, _ in theirs]
+
+    def nearest(started: float) -> float:
+        at = bisect.bisect(starts, started)
+        return min(theirs[max(at - 1, 0) : at + 1], key=lambda request: abs(request[0] - started))[1]
+
+    ratio = statistics.median(ttft / nearest(started) for started, ttft in ours)
+    print(f"\nTTFT through the proxy, side by side at {rate:g} + {rate:g} requests/s: cpconsole client median "
+          f"{statistics.median(t for _, t in ours) * 1000:.1f} ms ({len(ours)} requests), vllm bench serve "
+          f"{run.result['median_ttft_ms']:.1f} ms (80); median ratio to the nearest bench request {ratio:.3f}")  # fmt: skip
     assert 0.5 <= ratio <= 2.0  # a wrong definition (first byte, last token) lands far outside
 
-    # request by request: vllm bench serve's own request function and ours, alternating on the same
-    # server, so slow drift hits both alike. The issue asks for 10 %; on this 2-core box (two vLLM
-    # servers whose idle workers spin) medians of a hundred requests still moved 0.99-1.28 between
-    # runs, so the bound here catches a wrong definition and the ratio is reported (issue 10's note)
+    # request by request — the agreement the issue asks for: vllm bench serve's own request function
+    # (the code its TTFT comes from) and our client, one after the other on the same server at the
+    # same load, so this box's slow spells (TTFT ×2-3 for seconds) hit both of a pair alike; the
+    # median of the pairs' ratios. Ratios of medians moved 0.90-1.06 over runs, this 0.99-1.06.
     done = subprocess.run([str(Path(HOME, "vllm-venv", "bin", "python")), str(Path(__file__).parent / "paired_ttft.py"),
                            server, "tiny-llama", "100", "120"], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    paired = json.loads(done.stdout.splitlines()[-1])
-    ratio = statistics.median(paired["ours"]) / statistics.median(paired["theirs"])
-    print(f"TTFT median through the proxy, request by request: cpconsole client "
-          f"{statistics.median(paired['ours']) * 1000:.1f} ms, vllm bench's request function "
-          f"{statistics.median(paired['theirs']) * 1000:.1f} ms (100 each); ratio {ratio:.3f}")  # fmt: skip
-    assert 0.5 <= ratio <= 2.0
+    pairs = json.loads(done.stdout.splitlines()[-1])["pairs"]
+    ours_median, theirs_median = (statistics.median(column) for column in zip(*pairs, strict=True))
+    ratio = statistics.median(mine / bench for mine, bench in pairs)
+    print(f"TTFT through the proxy, request by request ({len(pairs)} pairs): cpconsole client median "
+          f"{ours_median * 1000:.1f} ms, vllm bench's request function {theirs_median * 1000:.1f} ms; "
+          f"median of the pairs' ratios {ratio:.3f}")  # fmt: skip
+    assert 0.9 <= ratio <= 1.1, "the client's TTFT disagrees with vllm bench serve's by more than 10 %"
 
 
 def test_kill_9_of_the_decode_engine_is_classified(deployment: tuple[Path, LaunchPlan]) -> None:

@@ -234,6 +234,7 @@ class Bench(Strict):
     random_input_len: int = Field(default=1024, ge=1)
     random_output_len: int = Field(default=128, ge=1)
     num_prompts: int = Field(default=20, ge=1)
+    request_rate: float | None = Field(default=None, gt=0, description="Poisson requests/s; unset: all at once")
 
 
 class Timeouts(Strict):

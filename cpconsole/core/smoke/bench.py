@@ -30,6 +30,8 @@ class BenchSettings:
     output_len: int = 128
     num_prompts: int = 20
     max_concurrency: int | None = None
+    request_rate: float | None = None  # Poisson arrivals per second; None: all at once (vLLM's inf)
+    save_detailed: bool = False  # per-request TTFTs, ITLs and start times in the stored JSON
     target: str = "proxy"
 
 
@@ -90,6 +92,10 @@ def bench_argv(plan: LaunchPlan, settings: BenchSettings, result_dir: str, resul
     ]  # fmt: skip
     if settings.max_concurrency:
         argv += ["--max-concurrency", str(settings.max_concurrency)]
+    if settings.request_rate:
+        argv += ["--request-rate", str(settings.request_rate)]
+    if settings.save_detailed:
+        argv.append("--save-detailed")
     return argv
 
 
