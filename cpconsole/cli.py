@@ -118,7 +118,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     _, plan = _plan_for(args)
-    return headless.logs(plan, _names(plan, args.process), args.follow, args.lines)
+    names = _names(plan, args.process)
+    if args.since_offset is not None and (len(names or []) != 1 or args.since_offset < 0):
+        print("cpconsole: --since-offset is a byte offset (0 or more) in one log: name its process with -p",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    return headless.logs(plan, names, args.follow, args.lines, args.since_offset)
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -256,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "logs":
             cmd.add_argument("--follow", "-f", action="store_true")
             cmd.add_argument("--lines", "-n", type=int, default=50, help="lines of each log to show first")
+            cmd.add_argument(
+                "--since-offset", type=int, metavar="BYTES",
+                help="one process's log as it is from this byte on, unprefixed; the next offset goes to stderr",
+            )  # fmt: skip
         if name == "exec":
             cmd.add_argument("words", nargs=argparse.REMAINDER, metavar="NODE|--all -- CMD")
     return parser

@@ -205,50 +205,70 @@ def status(plan: LaunchPlan, as_json: bool) -> int:
     return asyncio.run(_run_verb(plan, as_json, adopt, narrate=False, with_alerts=True))
 
 
-async def _logs(plan: LaunchPlan, names: list[str], follow: bool, lines: int) -> int:
+async def _logs(plan: LaunchPlan, names: list[str], follow: bool, lines: int, since_offset: int | None) -> int:
+    """The last lines of each log, prefixed with the process, or (since_offset, one process) its
+    raw bytes from that offset with the next offset on stderr; then maybe follow from the end."""
     transports: dict[str, ShellTransport] = {n.name: transport_for(n) for n in plan.nodes}
     width = max(len(n) for n in names)
     paths = {n: f"{run_dir(plan, plan.process(n))}/log" for n in names}
+    raw = since_offset is not None
     code = EXIT_OK
     try:
         offsets = {}
         for name in names:
             node = transports[plan.process(name).node]
             try:
-                text = (await node.run(scripts.last_lines(paths[name], lines), timeout=15)).text()
-                size = (await node.run(scripts.size(paths[name]), timeout=15)).text().strip()
-            except RemoteError as exc:
+                answer = await node.run(scripts.log_slice(paths[name], offset=since_offset, lines=lines), timeout=30)
+                if not answer.ok:
+                    raise RemoteError(node.node, answer.stderr.decode("utf-8", "replace").strip() or "no log")
+                size, start, data = scripts.parse_log_slice(answer.stdout)
+            except (RemoteError, ValueError) as exc:
                 print(f"{name:<{width}} | cannot read the log: {exc}", file=sys.stderr)
                 code = EXIT_UNREACHABLE
                 continue
-            for line in text.splitlines():
-                print(f"{name:<{width}} | {line}")
-            offsets[name] = int(size) if size.isdigit() else 0
+            if raw:
+                if start != since_offset:
+                    print(f"cpconsole: the log of {name} is shorter than {since_offset} bytes now (restarted?): "
+                          "from its start", file=sys.stderr)  # fmt: skip
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+                if not follow:
+                    print(f"next offset: {size}", file=sys.stderr)
+            else:
+                for line in data.decode("utf-8", "replace").splitlines():
+                    print(f"{name:<{width}} | {line}")
+            offsets[name] = size
         if follow:
-            await asyncio.gather(*(_follow_one(transports[plan.process(n).node], paths[n], offsets[n], n, width)
+            await asyncio.gather(*(_follow_one(transports[plan.process(n).node], paths[n], offsets[n], n, width, raw)
                                    for n in offsets))  # fmt: skip
     finally:
         await asyncio.gather(*(t.close() for t in transports.values()), return_exceptions=True)
     return code
 
 
-async def _follow_one(node: ShellTransport, path: str, offset: int, name: str, width: int) -> None:
+async def _follow_one(node: ShellTransport, path: str, offset: int, name: str, width: int, raw: bool) -> None:
     partial = b""
     async for item in node.tail(path, offset):
         if isinstance(item, TailEvent):
-            print(f"{name:<{width}} | -- {item.kind}: {item.detail}", flush=True)
+            print(
+                f"{name:<{width}} | -- {item.kind}: {item.detail}", file=sys.stderr if raw else sys.stdout, flush=True
+            )
             continue
         assert isinstance(item, TailChunk)
+        if raw:  # the bytes as they are: what a script resuming at an offset expects
+            sys.stdout.buffer.write(item.data)
+            sys.stdout.flush()
+            continue
         data = partial + item.data
         *complete, partial = data.split(b"\n")
         for line in complete:
             print(f"{name:<{width}} | {line.decode('utf-8', 'replace')}", flush=True)
 
 
-def logs(plan: LaunchPlan, only: list[str] | None, follow: bool, lines: int) -> int:
+def logs(plan: LaunchPlan, only: list[str] | None, follow: bool, lines: int, since_offset: int | None = None) -> int:
     names = only or [p.name for p in plan.processes]
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_logs(plan, names, follow, lines))
+        return asyncio.run(_logs(plan, names, follow, lines, since_offset))
     return EXIT_OK
 
 

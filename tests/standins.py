@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 # `docker exec [--env K=V]... [--workdir D] CONTAINER CMD...` runs CMD here, as docker exec runs it
-# inside the container; `docker inspect --format F NAME` prints the file $DOCKER_STAND_IN_DIR/NAME
+# inside the container: out of the client's process group (a signal to the client does not reach
+# it, as with docker), the client waiting for its exit code; `docker inspect --format F NAME` prints the file $DOCKER_STAND_IN_DIR/NAME
 # (what the format would print: "true false /dev/davinci0 …"), or fails as for a missing container.
+# A file $DOCKER_STAND_IN_DIR/NAME.path holds the PATH inside that container (an image without some tool).
 DOCKER = """#!/bin/sh
 case "$1" in
   exec)
+    run_apart=$(command -v setsid)  # the stand-in's own, whatever the container's PATH
     shift
     while [ $# -gt 0 ]; do
       case "$1" in
@@ -19,8 +22,10 @@ case "$1" in
       esac
     done
     [ -n "$DOCKER_STAND_IN_LOG" ] && echo "$1" >> "$DOCKER_STAND_IN_LOG"
+    [ -f "$DOCKER_STAND_IN_DIR/$1.path" ] && PATH=$(cat "$DOCKER_STAND_IN_DIR/$1.path")
     shift
-    exec "$@" ;;
+    "$run_apart" -w "$@" &
+    wait $! ;;
   inspect)
     name=$4
     [ -f "$DOCKER_STAND_IN_DIR/$name" ] || { echo "Error: No such object: $name" >&2; exit 1; }

@@ -108,3 +108,41 @@ def test_no_arguments_prints_help_and_exits_2() -> None:
     done = cpconsole()
     assert done.returncode == 2
     assert "validate" in done.stdout and "render" in done.stdout
+
+
+def test_logs_since_offset_gives_a_script_the_log_piece_by_piece(tmp_path: Path) -> None:
+    from cpconsole.core.plan import build_plan
+    from cpconsole.core.profile import load_profile_text
+    from cpconsole.core.remote.launch import run_dir
+
+    from .simcluster import demo_text
+
+    profile = write_profile(tmp_path, demo_text(tmp_path))
+    plan = build_plan(load_profile_text(profile.read_text()))
+    log = Path(run_dir(plan, plan.process("decode-0")), "log")
+    log.parent.mkdir(parents=True)
+    log.write_bytes(b"INFO first\nINFO second\n")
+    first = cpconsole("logs", profile, "-p", "decode-0", "--since-offset", "0")
+    assert (first.returncode, first.stdout, first.stderr) == (0, "INFO first\nINFO second\n", "next offset: 23\n")
+    with log.open("ab") as out:
+        out.write(b"WARNING third\n")
+    again = cpconsole("logs", profile, "-p", "decode-0", "--since-offset", "23")
+    assert (again.stdout, again.stderr) == ("WARNING third\n", "next offset: 37\n")
+    log.write_bytes(b"INFO restarted\n")  # a new log, shorter than the offset
+    restarted = cpconsole("logs", profile, "-p", "decode-0", "--since-offset", "37")
+    assert restarted.stdout == "INFO restarted\n" and "shorter than 37 bytes now" in restarted.stderr
+    follower = subprocess.Popen([sys.executable, "-m", "cpconsole", "logs", str(profile), "-p", "decode-0",
+                                 "--since-offset", "7", "-f"], stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert follower.stdout and follower.stdout.readline() == b"started\n"
+        with log.open("ab") as out:
+            out.write(b"INFO after\n")
+        assert follower.stdout.readline() == b"INFO after\n"  # followed on, as raw as before
+    finally:
+        follower.kill()
+        follower.wait()
+    merged = cpconsole("logs", profile, "-p", "decode-0", "-n", "1")  # the default: prefixed last lines
+    assert merged.stdout == "decode-0 | INFO after\n"
+    for wrong in (("--since-offset", "0"), ("-p", "decode-0", "--since-offset", "-1")):
+        refused = cpconsole("logs", profile, *wrong)
+        assert refused.returncode == 2 and "name its process with -p" in refused.stderr

@@ -79,7 +79,13 @@ def test_container_applies_to_vllm_but_proxy_opts_out(xpyd) -> None:  # type: ig
     assert xpyd.process("proxy").container is None
     script = render_script(xpyd.process("decode-0"))
     assert script.splitlines()[2] == "exec docker exec \\"
-    assert "    vllm-ascend vllm serve /root/.cache/DeepSeek-V3.1_w8a8mix_mtp \\" in script.splitlines()
+    lines = script.splitlines()
+    at = lines.index("    vllm-ascend \\")  # in there, the process keeps its group id where stop finds it
+    assert (
+        lines[at + 1]
+        == '    setsid -w sh -c \'echo $$ > "$0" && exec "$@"\' /tmp/cpconsole-deepseek-2p1d-dp-decode-0.pid \\'
+    )
+    assert lines[at + 2] == "    vllm serve /root/.cache/DeepSeek-V3.1_w8a8mix_mtp \\"
 
 
 def test_render_flags() -> None:

@@ -166,9 +166,13 @@ async def test_containers_must_run_and_map_every_chip(tmp_path: Path, monkeypatc
     assert bad == {}, bad  # versions were read inside the containers, through docker exec
     (state / "vllm-p").write_text(f"false false {every}\n")
     (state / "vllm-d").write_text("true true\n")  # privileged: every device
+    (state / "vllm-d.path").write_text(str(tmp_path / "empty"))  # an image without util-linux's setsid
     bad = failed(await checks_of(text))
     stopped = bad.pop(("prefill-b", "container", None))
     assert stopped.evidence == "vllm-p not running" and stopped.hint == "docker start vllm-p"
+    no_setsid = bad.pop(("decode-a", "setsid", None))
+    assert no_setsid.evidence == "no setsid in vllm-d" and "util-linux" in no_setsid.hint
+    assert "cannot ask vLLM's Python" in bad.pop(("decode-a", "software", None)).evidence  # no python there either
     assert bad == {}, bad
 
 

@@ -206,3 +206,52 @@ async def test_stop_also_ends_what_the_leader_left_in_its_group(transport: Shell
     assert status.state == "exited"
     # nothing of the group lives on (zombies aside: this sandbox's PID 1 does not reap)
     assert (await transport.run(scripts.group_alive(handle))).text() == "gone\n"
+
+
+@pytest.mark.parametrize("ignores_term", [False, True], ids=["stops-on-term", "ignores-term"])
+async def test_stop_reaches_a_process_in_its_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ignores_term: bool
+) -> None:
+    # docker exec passes no signal on: signalling the client's group (what stop did) ended the
+    # client and left the process running in the container. The stand-in behaves the same way.
+    from cpconsole.core.plan import build_plan
+    from cpconsole.core.profile import load_profile_data
+    from cpconsole.core.remote import LocalTransport
+    from cpconsole.core.remote.launch import run_dir, spawn_spec
+
+    install_docker_stand_in(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    trap = "trap '' TERM" if ignores_term else "trap 'echo stopped by TERM; exit 0' TERM"
+    server = f"{trap}; echo ready; while :; do sleep 0.05; done"
+    plan = build_plan(load_profile_data({
+        "name": f"in-container-{tmp_path.name}", "model": {"path": "/m", "check_path": False},
+        "defaults": {"transport": "local", "container": "ctr", "run_dir": str(tmp_path / "run"),
+                     "vllm_command": ["sh", "-c", server, "server"]},
+        "nodes": {"n1": {"host": "127.0.0.1", "chips": 1}},
+        "instances": {"s": {"role": "colocated", "nodes": ["n1"], "port": 8000}},
+    }))  # fmt: skip
+    proc = plan.process("s-0")
+    assert proc.container_pidfile
+    pidfile, log = Path(proc.container_pidfile), Path(run_dir(plan, proc), "log")
+    node = LocalTransport("n1")
+    try:
+        handle = await node.spawn_detached(spawn_spec(plan, proc))
+        for _ in range(200):
+            if log.exists() and "ready" in log.read_text() and pidfile.exists():
+                break
+            await asyncio.sleep(0.05)
+        inner = int(pidfile.read_text())  # the stand-in's "container" shares this machine's /tmp
+        assert await node.find(run_dir(plan, proc)) == handle  # adopted, it is stopped the same way
+        assert handle.container == "ctr"
+        status = await node.stop(handle, grace=1.0)
+        assert status.state == "exited"
+        for _ in range(100):  # a SIGKILLed group may stay a zombie for a moment
+            if not _alive(inner):
+                break
+            await asyncio.sleep(0.05)
+        assert not _alive(inner), "the process in the container outlived stop"
+        if not ignores_term:
+            assert status.exit_code == 0 and "stopped by TERM" in log.read_text()
+    finally:
+        await node.close()
+        pidfile.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ import posixpath
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from cpconsole.core.remote import LogStore, ShellTransport, SSHTransport, TailChunk, TailEvent, follow
+from cpconsole.core.remote import LogStore, ShellTransport, SSHTransport, TailChunk, TailEvent, follow, scripts
 from cpconsole.core.remote.tailing import NoticeSplitter
 
 from .sshd import Sshd
@@ -52,6 +52,25 @@ async def test_tail_from_offset_then_follow(transport: ShellTransport, nodes_dir
     chunks = [i for i in seen if isinstance(i, TailChunk)]
     assert chunks[0].offset == 4
     assert data_of(seen) == b"456789\nmore\n"
+
+
+async def test_a_log_slice_is_one_consistent_read(transport: ShellTransport, nodes_dir: str) -> None:
+    log = Path(nodes_dir, "odd name's log")
+    log.write_bytes(b"one\ntwo\nthree\n\x00\xffbytes\n")
+
+    async def slice_of(**how: int) -> tuple[int, int, bytes]:
+        answer = await transport.run(scripts.log_slice(str(log), **how))
+        assert answer.ok, answer.stderr
+        return scripts.parse_log_slice(answer.stdout)
+
+    assert await slice_of(offset=4) == (22, 4, b"two\nthree\n\x00\xffbytes\n")  # bytes as they are
+    assert await slice_of(offset=22) == (22, 22, b"")
+    assert await slice_of(offset=99) == (22, 0, log.read_bytes())  # shorter now: from the start
+    assert await slice_of(lines=2) == (22, 0, b"three\n\x00\xffbytes\n")
+    log.write_bytes(b"x" * (scripts.LOG_WINDOW + 10) + b"\nlast\n")
+    size, start, data = await slice_of(lines=1)
+    assert (size, start, data) == (scripts.LOG_WINDOW + 16, 16, b"last\n")  # only the window was read
+    assert not (await transport.run(scripts.log_slice(str(log) + ".missing"))).ok
 
 
 async def test_truncation_is_reported_and_reading_continues(transport: ShellTransport, nodes_dir: str) -> None:

@@ -62,7 +62,8 @@ def test_strings_arrive_byte_exact(
         expected = ["exec"]
         for key, value in proc.env:
             expected += ["--env", f"{key}={value}"]
-        assert got["argv"] == [*expected, "ctr", *proc.argv]
+        keep_group = ["setsid", "-w", "sh", "-c", 'echo $$ > "$0" && exec "$@"', "/tmp/cpconsole-prop-s-0.pid"]
+        assert got["argv"] == [*expected, "ctr", *keep_group, *proc.argv]
         return
     assert got["argv"] == list(proc.argv[1:])
     assert {k: v for k, v in got["env"].items() if k not in BASELINE} == env  # type: ignore[union-attr]

@@ -72,6 +72,7 @@ class ProcessPlan(Frozen):
     container: str | None
     cwd: str | None
     ports: tuple[PortUse, ...]
+    container_pidfile: str | None = None  # in the container: where the process records its group
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -97,6 +98,7 @@ class ProcessPlan(Frozen):
             "host": self.host,
             "address": self.address,
             "container": self.container,
+            "container_pidfile": self.container_pidfile,
             "cwd": self.cwd,
             "env": self.env_dict,
             "argv": list(self.argv),
@@ -244,6 +246,9 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
         found = effective_container(profile, node, owner)
         return found[0].name if found else None
 
+    def pidfile(process: str, container: str | None) -> str | None:
+        return f"/tmp/cpconsole-{profile.name}-{process}.pid" if container else None
+
     processes: list[ProcessPlan] = []
     for place in placements(profile):
         inst = profile.instances[place.instance]
@@ -263,9 +268,10 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
                 http_port=inst.port if place.serves_http else None,
                 env=tuple(env.items()),
                 argv=tuple(_vllm_argv(profile, inst, place)),
-                container=container_name(place.node, ("instances", place.instance)),
+                container=(container := container_name(place.node, ("instances", place.instance))),
                 cwd=inst.cwd,
                 ports=ports_of(place.process),
+                container_pidfile=pidfile(place.process, container),
             )
         )
     if profile.proxy is not None:
@@ -283,9 +289,10 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
                 http_port=proxy.port,
                 env=tuple(proxy.env.items()),
                 argv=tuple(_proxy_argv(profile)),
-                container=container_name(proxy.node, ("proxy",)),
+                container=(container := container_name(proxy.node, ("proxy",))),
                 cwd=proxy.cwd,
                 ports=ports_of("proxy"),
+                container_pidfile=pidfile("proxy", container),
             )
         )
     nodes = tuple(
@@ -326,15 +333,29 @@ def format_command(argv: tuple[str, ...] | list[str]) -> str:
     return " \\\n    ".join(" ".join(words) for words in lines)
 
 
+def docker_exec_words(proc: ProcessPlan) -> list[str]:
+    """`docker exec` into the process's container with its working directory and environment:
+    shell words, each quoted, up to and including the container's name."""
+    if not proc.container:
+        raise ValueError(f"{proc.name} runs in no container")
+    words = ["docker exec"]
+    if proc.cwd:
+        words.append(f"--workdir {shlex.quote(proc.cwd)}")
+    words += [f"--env {shlex.quote(f'{key}={value}')}" for key, value in proc.env]
+    return [*words, shlex.quote(proc.container)]
+
+
+# docker exec passes no signal on to what it started, so in the container the process starts a
+# session of its own and writes its group id to a file: stopping it signals that group in there
+KEEP_GROUP = shlex.quote('echo $$ > "$0" && exec "$@"')
+
+
 def render_script(proc: ProcessPlan) -> str:
     """A POSIX sh script that starts the process in the foreground (`exec`), env and all."""
     head = ["#!/bin/sh", f"# cpconsole: {proc.name} ({proc.role}) on node {proc.node}"]
     if proc.container:
-        options = ["docker exec"]
-        if proc.cwd:
-            options.append(f"--workdir {shlex.quote(proc.cwd)}")
-        options += [f"--env {shlex.quote(f'{key}={value}')}" for key, value in proc.env]
-        options.append(f"{shlex.quote(proc.container)} {format_command(proc.argv)}")
+        keep_group = f"setsid -w sh -c {KEEP_GROUP} {shlex.quote(proc.container_pidfile or '')}"
+        options = [*docker_exec_words(proc), keep_group, format_command(proc.argv)]
         return "\n".join([*head, "exec " + " \\\n    ".join(options)]) + "\n"
     body = [f"cd {shlex.quote(proc.cwd)} || exit 1"] if proc.cwd else []
     body += [f"export {key}={shlex.quote(value)}" for key, value in proc.env]

@@ -11,7 +11,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-from ..plan import LaunchPlan, NodePlan, ProcessPlan
+from ..plan import LaunchPlan, NodePlan, ProcessPlan, docker_exec_words
 from ..remote import RemoteError, Transport
 from ..remote.scripts import shell_path
 from ..telemetry.npu_smi import ParseError, parse_info
@@ -91,8 +91,7 @@ def in_place(proc: ProcessPlan, script: str) -> str:
     """`script` run where the process runs: in its container (`docker exec`) or on the node, with
     its environment."""
     if proc.container:
-        envs = " ".join(f"--env {shlex.quote(f'{k}={v}')}" for k, v in proc.env)
-        return f"docker exec {envs} {shlex.quote(proc.container)} sh -c {shlex.quote(script)}"
+        return f"{' '.join(docker_exec_words(proc))} sh -c {shlex.quote(script)}"
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in proc.env) + script
 
 
@@ -246,6 +245,8 @@ async def _containers(
         out.append(Check(node.name, "container", "PASS" if running else "FAIL",
                                   f"{container} {'running' if running else 'not running'}",
                                   "" if running else f"docker start {container}", same="running"))  # fmt: skip
+        if running:
+            out.append(await _setsid_in(node, transport, container, timeout))
         if words[1] == "true":
             out.append(Check(node.name, "devices", "PASS", f"{container} is privileged: every device",
                                       same=f"{node.chips} chips mapped"))  # fmt: skip
@@ -259,6 +260,20 @@ async def _containers(
                                   "(the guide's docker run maps only 8)" if missing else "",
                                   same=f"{node.chips} chips mapped"))  # fmt: skip
     return out
+
+
+async def _setsid_in(node: NodePlan, transport: Transport, container: str, timeout: float) -> Check:
+    """Processes start in their container under `setsid -w` (docker exec forwards no signal, so
+    stop signals their group in there): util-linux's setsid must be in the image."""
+    try:
+        result = await transport.run(["docker", "exec", container, "sh", "-c", "command -v setsid"], timeout=timeout)
+        found = result.ok and bool(result.stdout.strip())
+    except RemoteError:
+        found = False
+    if found:
+        return Check(node.name, "setsid", "PASS", f"{container} has setsid", same="in the container")
+    return Check(node.name, "setsid", "FAIL", f"no setsid in {container}",
+                 "install util-linux in the image: cpconsole starts and stops processes in there with it")  # fmt: skip
 
 
 async def _disk(node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float) -> list[Check]:

@@ -80,6 +80,8 @@ def handle_from_manifest(node: str, run_dir: str, data: bytes) -> ProcessHandle 
             pid=int(manifest["pid"]),
             start_ticks=int(manifest["start_ticks"]),
             boot_id=str(manifest["boot_id"]),
+            container=manifest.get("container") or None,
+            container_pidfile=manifest.get("container_pidfile") or None,
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -127,7 +129,11 @@ class ShellTransport(ABC):
                 self.node, f"cannot start {spec.name} in {spec.run_dir}", result.exit_code, result.stderr
             )
         pid, ticks, boot = result.text().split()
-        return ProcessHandle(self.node, spec.name, spec.run_dir, int(pid), int(ticks), boot)
+        container, pidfile = spec.manifest.get("container"), spec.manifest.get("container_pidfile")
+        return ProcessHandle(
+            self.node, spec.name, spec.run_dir, int(pid), int(ticks), boot,
+            str(container) if container else None, str(pidfile) if pidfile else None,
+        )  # fmt: skip
 
     async def status(self, handle: ProcessHandle, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessStatus:
         result = await self.check(scripts.status(handle.run_dir), "status", timeout=timeout)
@@ -152,11 +158,7 @@ class ShellTransport(ABC):
             # the leader is gone; what it left in its group gets the rest of the grace, then SIGKILL
             while await self._group_alive(handle):
                 if time.monotonic() >= deadline:
-                    await self.check(
-                        f"kill -KILL -{handle.pid} 2>/dev/null; true",
-                        "cannot signal the group",
-                        timeout=DEFAULT_TIMEOUT,
-                    )
+                    await self.check(scripts.kill_group(handle), "cannot signal the group", timeout=DEFAULT_TIMEOUT)
                     break
                 await asyncio.sleep(poll)
             return status

@@ -22,6 +22,7 @@ def spawn_spec(plan: LaunchPlan, proc: ProcessPlan, *, now: datetime | None = No
         "node": proc.node,
         "role": proc.role,
         "container": proc.container,
+        "container_pidfile": proc.container_pidfile,
         "argv": list(proc.argv),
         "env": proc.env_dict,
         "started_at": started,

@@ -91,10 +91,29 @@ true
 """
 
 
+def _in_container(handle: ProcessHandle, signame: str) -> str:
+    """sh that signals the group the process started in its container (docker exec forwards no
+    signal); fails when there is no such container, file or group."""
+    kill = f'kill -{signame} -"$(cat "$0")"'
+    return (
+        f"docker exec {shlex.quote(handle.container or '')} sh -c {shlex.quote(kill)} "
+        f"{shlex.quote(handle.container_pidfile or '')} 2>/dev/null"
+    )
+
+
 def signal(handle: ProcessHandle, signame: str) -> str:
-    """Signal the process group, only if the pid still is the process we started."""
+    """Signal the process group, only if the pid still is the process we started. A process in a
+    container gets it in there; the docker exec client on the node then ends when its process
+    does (signalled first, it would end at once and report an exit while the process lives on) —
+    but SIGKILL goes to both."""
     if not re.fullmatch(r"[A-Z0-9]+", signame):
         raise ValueError(f"bad signal name {signame!r}")
+    here = f"kill -{signame} -{handle.pid} 2>/dev/null"
+    if handle.container and handle.container_pidfile:
+        inside = _in_container(handle, signame)
+        send = f"{inside}; {here}" if signame == "KILL" else f"{inside} || {here}"  # no container: the node's group
+    else:
+        send = here
     return f"""{READ_BOOT}
 [ "$boot_now" = {shlex.quote(handle.boot_id)} ] || {{ echo rebooted; exit 0; }}
 pid={handle.pid}
@@ -102,8 +121,15 @@ pid={handle.pid}
 [ $# -ge 20 ] || {{ echo gone; exit 0; }}
 [ "${{20}}" = {handle.start_ticks} ] || {{ echo recycled; exit 0; }}
 [ "$1" = Z ] && {{ echo gone; exit 0; }}
-kill -{signame} -{handle.pid} 2>/dev/null && echo sent || echo failed
+{{ {send}; }} && echo sent || echo failed
 """
+
+
+def kill_group(handle: ProcessHandle) -> str:
+    """SIGKILL to what is left of the group once its leader is gone (and to the group in the
+    container)."""
+    inside = f"{_in_container(handle, 'KILL')}; " if handle.container and handle.container_pidfile else ""
+    return f"{inside}kill -KILL -{handle.pid} 2>/dev/null; true"
 
 
 def group_alive(handle: ProcessHandle) -> str:
@@ -142,6 +168,32 @@ def read(path: str) -> str:
 
 def last_lines(path: str, count: int) -> str:
     return f"tail -n {int(count)} {shell_path(path)}"
+
+
+LOG_WINDOW = 4 << 20  # the last lines are looked for in the last 4 MiB: a log may be many GB
+
+
+def log_slice(path: str, *, offset: int | None = None, lines: int = 50) -> str:
+    """`SIZE START` on one line, then the file's bytes from START up to SIZE: from `offset` (0
+    when the file is now shorter: the process restarted), else its last `lines` lines. One stat
+    for both, so following from SIZE afterwards repeats and misses nothing."""
+    p = shell_path(path)
+    if offset is None:
+        start = f'start=$((size - {LOG_WINDOW})); [ "$start" -lt 0 ] && start=0'
+        last = f" | tail -n {int(lines)}"
+    else:
+        start, last = f'start={int(offset)}; [ "$size" -lt "$start" ] && start=0', ""
+    return (
+        f'size=$(stat -c %s {p}) || exit 1\n{start}\necho "$size $start"\n'
+        f'dd if={p} iflag=skip_bytes,count_bytes skip="$start" count="$((size - start))" status=none{last}'
+    )
+
+
+def parse_log_slice(stdout: bytes) -> tuple[int, int, bytes]:
+    """(size, start, bytes) of a log_slice answer."""
+    head, _, data = stdout.partition(b"\n")
+    size, start = (int(word) for word in head.split())
+    return size, start, data
 
 
 def size(path: str) -> str:

@@ -41,6 +41,8 @@ class ProcessHandle:
     pid: int
     start_ticks: int
     boot_id: str
+    container: str | None = None  # started with docker exec: signalled in there
+    container_pidfile: str | None = None  # in the container: the group the process started
 
 
 ProcessState = Literal["running", "exited", "gone"]
