@@ -4,10 +4,12 @@ the pid-reuse guard, files, and containers — against a real sshd and the local
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import posixpath
 import shlex
+import signal
 from pathlib import Path
 
 import pytest
@@ -254,4 +256,7 @@ async def test_stop_reaches_a_process_in_its_container(
             assert status.exit_code == 0 and "stopped by TERM" in log.read_text()
     finally:
         await node.close()
-        pidfile.unlink(missing_ok=True)
+        if pidfile.exists():  # a failed stop leaves nothing behind either
+            with contextlib.suppress(ValueError, OSError):
+                os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+            pidfile.unlink()
