@@ -114,6 +114,18 @@ async def test_oom_at_startup_fails_with_cause_and_hint(tmp_path: Path) -> None:
     o = Orchestrator(plan, local_transports(plan))
     try:
         assert not await o.up()
+        # every rank dies of it; the stage gives up at the first one seen dead, which may be the
+        # headless rank a moment before its master: the watcher then sees the master's end too
+        watcher = asyncio.create_task(o.watch(interval=0.05))
+        try:
+            given_up = time.monotonic()
+            while o.views["prefill-0"].state != "failed":
+                assert time.monotonic() - given_up < 5, o.views["prefill-0"]
+                await asyncio.sleep(0.05)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         view = o.views["prefill-0"]
         assert view.state == "failed" and view.cause is not None
         assert view.cause.kind == "npu_oom" and "gpu-memory-utilization" in view.cause.hint
