@@ -4,6 +4,7 @@ named with its node, chip and hint."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -62,6 +63,30 @@ def test_the_chips_that_talk_are_pinged() -> None:
     plan = build_plan(load_profile_text(demo_text(Path("/nonexistent"))))
     # the two prefill nodes of one instance, and each prefill node to the decode node
     assert ping_pairs(plan) == [("prefill-a", "prefill-b"), ("prefill-a", "decode-a"), ("prefill-b", "decode-a")]
+
+
+async def test_ports_held_by_the_profiles_own_running_processes_are_no_conflict(tmp_path: Path) -> None:
+    from cpconsole.core.remote.launch import spawn_spec
+
+    text = demo_text(tmp_path)
+    plan = build_plan(load_profile_text(text))
+    node = LocalTransport("prefill-a")
+    handle = await node.spawn_detached(spawn_spec(plan, plan.process("proxy")))  # listens on 127.0.0.11:8005
+    try:
+        for _ in range(200):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.11", 8005)) == 0:
+                    break
+            await asyncio.sleep(0.05)
+        checks = await checks_of(text)
+    finally:
+        await node.stop(handle, grace=5)
+        await node.close()
+    ports = {c.node: c for c in checks if c.check == "ports"}
+    assert ports["prefill-a"].status == "PASS", ports["prefill-a"]
+    assert ports["prefill-a"].evidence.endswith("; not checked: proxy (running)")
+    assert ports["decode-a"].evidence == "18 port(s) free"  # nothing of ours runs there: all checked
+    assert "free, but for the running processes' own on 1/3 nodes" in {line.text for line in fold(checks)}
 
 
 @pytest.mark.parametrize("over", ["local", "ssh"])

@@ -57,8 +57,8 @@ class PreflightScreen(SessionScreen):
             head.append(f" · {warned} warning(s)", style="bold yellow" if warned else "dim")
             head.append(f" · {passed} passed · {took:.1f} s", style="dim")
             if session.preflight_beside:
-                head.append(f" · checked with {len(session.preflight_beside)} process(es) running: their ports "
-                            "show as taken", style="dim")  # fmt: skip
+                head.append(f" · checked with {len(session.preflight_beside)} process(es) running: their own "
+                            "ports not counted", style="dim")  # fmt: skip
         self.draw("#preflight-head", head)
         key = (id(checks), took, self.verbose)
         if checks is None or self._drawn.get("#preflight-table") == key:
