@@ -88,6 +88,14 @@ def test_container_applies_to_vllm_but_proxy_opts_out(xpyd) -> None:  # type: ig
     assert lines[at + 2] == "    vllm serve /root/.cache/DeepSeek-V3.1_w8a8mix_mtp \\"
 
 
+def test_the_container_cli_is_the_nodes_tools_docker() -> None:
+    text = (PROFILES / "deepseek-2p1d-dp.yaml").read_text()
+    text = text.replace("defaults:\n", "defaults:\n  tools: {docker: [sudo, docker]}\n", 1)
+    plan = build_plan(load_profile_text(text))
+    assert render_script(plan.process("decode-0")).splitlines()[2] == "exec sudo docker exec \\"
+    assert plan.process("decode-0").container_cli == ("sudo", "docker")
+
+
 def test_render_flags() -> None:
     args = {"enforce_eager": True, "enable-prefix-caching": False, "seed": 1024, "gpu_memory_utilization": 0.8,
             "quantization": "ascend", "skip": None, "cfg": {"a": [1, 2], "b": "x"}}  # fmt: skip

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -168,12 +167,12 @@ async def test_model_config_must_say_bfloat16_and_the_weights_match(tmp_path: Pa
 
 async def test_containers_must_run_and_map_every_chip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir, state = tmp_path / "bin", tmp_path / "docker"
-    install_docker_stand_in(bin_dir)
+    docker = install_docker_stand_in(bin_dir)  # the profile's tools.docker: inspect, exec and probes use it
     state.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("DOCKER_STAND_IN_DIR", str(state))
     text = (
         demo_text(tmp_path)
+        .replace("python: [cpconsole-sim, python]}", f"python: [cpconsole-sim, python], docker: [{docker}]}}")
         .replace(
             "decode-a: {host: 127.0.0.13, chips: 16,", "decode-a: {host: 127.0.0.13, chips: 16, container: vllm-d,"
         )

@@ -211,9 +211,7 @@ async def test_stop_also_ends_what_the_leader_left_in_its_group(transport: Shell
 
 
 @pytest.mark.parametrize("ignores_term", [False, True], ids=["stops-on-term", "ignores-term"])
-async def test_stop_reaches_a_process_in_its_container(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ignores_term: bool
-) -> None:
+async def test_stop_reaches_a_process_in_its_container(tmp_path: Path, ignores_term: bool) -> None:
     # docker exec passes no signal on: signalling the client's group (what stop did) ended the
     # client and left the process running in the container. The stand-in behaves the same way.
     from cpconsole.core.plan import build_plan
@@ -221,14 +219,13 @@ async def test_stop_reaches_a_process_in_its_container(
     from cpconsole.core.remote import LocalTransport
     from cpconsole.core.remote.launch import run_dir, spawn_spec
 
-    install_docker_stand_in(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    docker = install_docker_stand_in(tmp_path / "bin")  # the profile's tools.docker: not on PATH
     trap = "trap '' TERM" if ignores_term else "trap 'echo stopped by TERM; exit 0' TERM"
     server = f"{trap}; echo ready; while :; do sleep 0.05; done"
     plan = build_plan(load_profile_data({
         "name": f"in-container-{tmp_path.name}", "model": {"path": "/m", "check_path": False},
         "defaults": {"transport": "local", "container": "ctr", "run_dir": str(tmp_path / "run"),
-                     "vllm_command": ["sh", "-c", server, "server"]},
+                     "vllm_command": ["sh", "-c", server, "server"], "tools": {"docker": [str(docker)]}},
         "nodes": {"n1": {"host": "127.0.0.1", "chips": 1}},
         "instances": {"s": {"role": "colocated", "nodes": ["n1"], "port": 8000}},
     }))  # fmt: skip
@@ -244,7 +241,7 @@ async def test_stop_reaches_a_process_in_its_container(
             await asyncio.sleep(0.05)
         inner = int(pidfile.read_text())  # the stand-in's "container" shares this machine's /tmp
         assert await node.find(run_dir(plan, proc)) == handle  # adopted, it is stopped the same way
-        assert handle.container == "ctr"
+        assert (handle.container, handle.container_cli) == ("ctr", (str(docker),))
         status = await node.stop(handle, grace=1.0)
         assert status.state == "exited"
         for _ in range(100):  # a SIGKILLed group may stay a zombie for a moment

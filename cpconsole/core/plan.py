@@ -73,6 +73,7 @@ class ProcessPlan(Frozen):
     cwd: str | None
     ports: tuple[PortUse, ...]
     container_pidfile: str | None = None  # in the container: where the process records its group
+    container_cli: tuple[str, ...] = ("docker",)  # the node's tools.docker
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -99,6 +100,7 @@ class ProcessPlan(Frozen):
             "address": self.address,
             "container": self.container,
             "container_pidfile": self.container_pidfile,
+            "container_cli": list(self.container_cli),
             "cwd": self.cwd,
             "env": self.env_dict,
             "argv": list(self.argv),
@@ -246,6 +248,9 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
         found = effective_container(profile, node, owner)
         return found[0].name if found else None
 
+    def tools_of(node: str) -> Tools:
+        return profile.nodes[node].tools or profile.defaults.tools
+
     def pidfile(process: str, container: str | None) -> str | None:
         return f"/tmp/cpconsole-{profile.name}-{process}.pid" if container else None
 
@@ -272,6 +277,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
                 cwd=inst.cwd,
                 ports=ports_of(place.process),
                 container_pidfile=pidfile(place.process, container),
+                container_cli=tools_of(place.node).docker,
             )
         )
     if profile.proxy is not None:
@@ -293,6 +299,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
                 cwd=proxy.cwd,
                 ports=ports_of("proxy"),
                 container_pidfile=pidfile("proxy", container),
+                container_cli=tools_of(proxy.node).docker,
             )
         )
     nodes = tuple(
@@ -338,7 +345,7 @@ def docker_exec_words(proc: ProcessPlan) -> list[str]:
     shell words, each quoted, up to and including the container's name."""
     if not proc.container:
         raise ValueError(f"{proc.name} runs in no container")
-    words = ["docker exec"]
+    words = [f"{shlex.join(proc.container_cli)} exec"]
     if proc.cwd:
         words.append(f"--workdir {shlex.quote(proc.cwd)}")
     words += [f"--env {shlex.quote(f'{key}={value}')}" for key, value in proc.env]

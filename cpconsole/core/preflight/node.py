@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..plan import LaunchPlan, NodePlan, ProcessPlan, docker_exec_words
-from ..remote import RemoteError, Transport
+from ..remote import RemoteError, Transport, scripts
 from ..remote.launch import run_dir
 from ..remote.scripts import shell_path
 from ..telemetry.npu_smi import ParseError, parse_info
@@ -173,19 +173,15 @@ async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, timeout: 
 
 
 async def _running_here(plan: LaunchPlan, node: NodePlan, transport: Transport, timeout: float) -> set[str]:
-    """This profile's processes already running on the node (from their manifests): their ports
-    are taken by themselves."""
-    mine = [p for p in plan.processes if p.node == node.name and p.ports]
-
-    async def running(proc: ProcessPlan) -> bool:
-        try:
-            handle = await transport.find(run_dir(plan, proc), timeout=timeout)
-            return handle is not None and (await transport.status(handle, timeout=timeout)).state == "running"
-        except RemoteError:
-            return False
-
-    answers = await asyncio.gather(*(running(p) for p in mine))
-    return {p.name for p, up in zip(mine, answers, strict=True) if up}
+    """This profile's processes already running on the node (from their run directories): their
+    ports are taken by themselves."""
+    mine = {p.name: run_dir(plan, p) for p in plan.processes if p.node == node.name and p.ports}
+    if not mine:
+        return set()
+    try:
+        return set((await transport.run(scripts.running_among(mine), timeout=timeout)).text().split()) & set(mine)
+    except RemoteError:
+        return set()
 
 
 async def _ports(
@@ -252,7 +248,7 @@ async def _containers(
     for container in dict.fromkeys(p.container for p in plan.processes if p.node == node.name and p.container):
         form = "{{.State.Running}} {{.HostConfig.Privileged}} {{range .HostConfig.Devices}}{{.PathOnHost}} {{end}}"
         try:
-            result = await transport.run(["docker", "inspect", "--format", form, container], timeout=timeout)
+            result = await transport.run([*node.tools.docker, "inspect", "--format", form, container], timeout=timeout)
         except RemoteError as exc:
             out.append(Check(node.name, "container", "FAIL", exc.what, "is docker installed?"))
             continue
@@ -287,7 +283,8 @@ async def _setsid_in(node: NodePlan, transport: Transport, container: str, timeo
     """Processes start in their container under `setsid -w` (docker exec forwards no signal, so
     stop signals their group in there): util-linux's setsid must be in the image."""
     try:
-        result = await transport.run(["docker", "exec", container, "sh", "-c", "command -v setsid"], timeout=timeout)
+        probe = [*node.tools.docker, "exec", container, "sh", "-c", "command -v setsid"]
+        result = await transport.run(probe, timeout=timeout)
         found = result.ok and bool(result.stdout.strip())
     except RemoteError:
         found = False

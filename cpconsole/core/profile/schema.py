@@ -127,6 +127,8 @@ class Tools(Strict):
     hccn_tool: Argv = ("hccn_tool",)
     # the Python that runs vLLM, asked for package versions; unset: the interpreter of vllm_command
     python: Argv | None = None
+    # the container CLI for processes with a `container` (docker's commands: e.g. [sudo, docker], [isula])
+    docker: Argv = ("docker",)
 
 
 class Defaults(Strict):

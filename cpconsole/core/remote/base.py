@@ -82,6 +82,7 @@ def handle_from_manifest(node: str, run_dir: str, data: bytes) -> ProcessHandle 
             boot_id=str(manifest["boot_id"]),
             container=manifest.get("container") or None,
             container_pidfile=manifest.get("container_pidfile") or None,
+            container_cli=tuple(map(str, manifest.get("container_cli") or ("docker",))),
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -129,11 +130,13 @@ class ShellTransport(ABC):
                 self.node, f"cannot start {spec.name} in {spec.run_dir}", result.exit_code, result.stderr
             )
         pid, ticks, boot = result.text().split()
-        container, pidfile = spec.manifest.get("container"), spec.manifest.get("container_pidfile")
-        return ProcessHandle(
-            self.node, spec.name, spec.run_dir, int(pid), int(ticks), boot,
-            str(container) if container else None, str(pidfile) if pidfile else None,
-        )  # fmt: skip
+        # the manifest as written, with the pid fields: the same handle adoption will read back
+        manifest = json.dumps({"process": spec.name, **spec.manifest, "pid": int(pid), "start_ticks": int(ticks),
+                               "boot_id": boot}).encode()  # fmt: skip
+        handle = handle_from_manifest(self.node, spec.run_dir, manifest)
+        if handle is None:  # every field was just set: a manifest not of this kind
+            raise CommandFailed(self.node, f"cannot start {spec.name}: bad manifest", result.exit_code, result.stderr)
+        return handle
 
     async def status(self, handle: ProcessHandle, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessStatus:
         result = await self.check(scripts.status(handle.run_dir), "status", timeout=timeout)

@@ -23,6 +23,7 @@ def spawn_spec(plan: LaunchPlan, proc: ProcessPlan, *, now: datetime | None = No
         "role": proc.role,
         "container": proc.container,
         "container_pidfile": proc.container_pidfile,
+        "container_cli": list(proc.container_cli),
         "argv": list(proc.argv),
         "env": proc.env_dict,
         "started_at": started,

@@ -75,6 +75,19 @@ echo "$pid $ticks $boot"
 """
 
 
+def running_among(run_dirs: dict[str, str]) -> str:
+    """Print the name of each run directory (name → path) whose process still runs — its pid file
+    names a live process with the recorded start time on this boot, and no exit code is written —
+    in one shell for all of them."""
+    checks = [READ_BOOT]
+    for name, run_dir in run_dirs.items():
+        checks.append(f"""( cd {shell_path(run_dir)} 2>/dev/null && [ -f pid ] && [ ! -f exitcode ] || exit 0
+  read pid ticks boot < pid; [ "$boot" = "$boot_now" ] || exit 0
+  {PROC_FIELDS}
+  [ "${{20}}" = "$ticks" ] && [ "$1" != Z ] && echo {shlex.quote(name)} )""")
+    return "\n".join(checks) + "\ntrue\n"
+
+
 def status(run_dir: str) -> str:
     """Print what is known of a run directory, one `key value` per line."""
     return f"""cd {shell_path(run_dir)} 2>/dev/null || {{ echo missing; exit 0; }}
@@ -96,7 +109,7 @@ def _in_container(handle: ProcessHandle, signame: str) -> str:
     signal); fails when there is no such container, file or group."""
     kill = f'kill -{signame} -"$(cat "$0")"'
     return (
-        f"docker exec {shlex.quote(handle.container or '')} sh -c {shlex.quote(kill)} "
+        f"{shlex.join(handle.container_cli)} exec {shlex.quote(handle.container or '')} sh -c {shlex.quote(kill)} "
         f"{shlex.quote(handle.container_pidfile or '')} 2>/dev/null"
     )
 

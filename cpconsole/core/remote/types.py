@@ -43,6 +43,7 @@ class ProcessHandle:
     boot_id: str
     container: str | None = None  # started with docker exec: signalled in there
     container_pidfile: str | None = None  # in the container: the group the process started
+    container_cli: tuple[str, ...] = ("docker",)
 
 
 ProcessState = Literal["running", "exited", "gone"]
