@@ -266,6 +266,7 @@ async def test_logs_banner_dropped_lines_and_save(utc: None, tmp_path: Path) -> 
     app = ConsoleApp(session, live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("colon", *"logs decode-0", "enter")
+        await pilot.pause()  # the pushed screen composes on a later turn of the loop (seen under load)
         screen = app.screen
         assert isinstance(screen, LogsScreen)
         screen.save_dir = tmp_path

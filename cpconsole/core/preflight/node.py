@@ -16,6 +16,7 @@ from ..remote import RemoteError, Transport, scripts
 from ..remote.launch import run_dir
 from ..remote.scripts import shell_path
 from ..telemetry.npu_smi import ParseError, parse_info
+from .containers import container_checks
 from .report import Check, Status
 
 CLOCK_SKEW_WARN_S = 1.0
@@ -241,59 +242,6 @@ async def _model(node: NodePlan, server: ProcessPlan, transport: Transport, fact
     return out
 
 
-async def _containers(
-    plan: LaunchPlan, node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float
-) -> list[Check]:
-    out: list[Check] = []
-    for container in dict.fromkeys(p.container for p in plan.processes if p.node == node.name and p.container):
-        form = "{{.State.Running}} {{.HostConfig.Privileged}} {{range .HostConfig.Devices}}{{.PathOnHost}} {{end}}"
-        try:
-            result = await transport.run([*node.tools.docker, "inspect", "--format", form, container], timeout=timeout)
-        except RemoteError as exc:
-            out.append(Check(node.name, "container", "FAIL", exc.what, "is docker installed?"))
-            continue
-        words = result.text().split()
-        if not result.ok or len(words) < 2:
-            why = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[:200] or "no answer"
-            out.append(Check(node.name, "container", "FAIL", f"{container}: {why}",
-                                      "create it with the guide's `docker run` (name it as the profile says)"))  # fmt: skip
-            continue
-        running = words[0] == "true"
-        out.append(Check(node.name, "container", "PASS" if running else "FAIL",
-                                  f"{container} {'running' if running else 'not running'}",
-                                  "" if running else f"docker start {container}", same="running"))  # fmt: skip
-        if running:
-            out.append(await _setsid_in(node, transport, container, timeout))
-        if words[1] == "true":
-            out.append(Check(node.name, "devices", "PASS", f"{container} is privileged: every device",
-                                      same=f"{node.chips} chips mapped"))  # fmt: skip
-            continue
-        mapped = set(words[2:])
-        missing = [i for i in range(node.chips) if f"/dev/davinci{i}" not in mapped]
-        out.append(Check(node.name, "devices", "FAIL" if missing else "PASS",
-                                  f"{container} lacks /dev/davinci{', '.join(map(str, missing))}" if missing
-                                  else f"{container} maps /dev/davinci0-{node.chips - 1}",
-                                  f"map every chip: --device /dev/davinci0 … /dev/davinci{node.chips - 1} "
-                                  "(the guide's docker run maps only 8)" if missing else "",
-                                  same=f"{node.chips} chips mapped"))  # fmt: skip
-    return out
-
-
-async def _setsid_in(node: NodePlan, transport: Transport, container: str, timeout: float) -> Check:
-    """Processes start in their container under `setsid -w` (docker exec forwards no signal, so
-    stop signals their group in there): util-linux's setsid must be in the image."""
-    try:
-        probe = [*node.tools.docker, "exec", container, "sh", "-c", "command -v setsid"]
-        result = await transport.run(probe, timeout=timeout)
-        found = result.ok and bool(result.stdout.strip())
-    except RemoteError:
-        found = False
-    if found:
-        return Check(node.name, "setsid", "PASS", f"{container} has setsid", same="in the container")
-    return Check(node.name, "setsid", "FAIL", f"no setsid in {container}",
-                 "install util-linux in the image: cpconsole starts and stops processes in there with it")  # fmt: skip
-
-
 async def _disk(node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float) -> list[Check]:
     out: list[Check] = []
     # the run directory may not exist yet: the nearest existing parent is on the same disk
@@ -388,7 +336,7 @@ async def node_facts(
     parts = [
         _npu(node, transport, facts, timeout) if node.chips else None,  # chips: 0 is a node without NPUs
         _ports(plan, node, transport, facts, timeout),
-        _containers(plan, node, transport, facts, timeout),
+        container_checks(plan, node, transport, timeout),
         _disk(node, transport, facts, timeout),
         _versions(node, servers[0], transport, facts, timeout) if servers else None,
         _model(node, servers[0], transport, facts, model_path, hash_weights, timeout)
