@@ -89,21 +89,26 @@ async def test_up_reaches_ready_in_stages_then_down_leaves_nothing(orch: Orchest
     assert {v.label for v in orch.views.values()} == {"exited(-15)"}
 
 
-async def test_kill_9_is_seen_within_two_seconds_with_its_last_lines(orch: Orchestrator) -> None:
-    assert await orch.up()
-    watcher = asyncio.create_task(orch.watch(interval=0.5))
+async def watched_until(orch: Orchestrator, name: str, state: str, *, within: float, interval: float) -> None:
+    """Run the orchestrator's watcher (as the console does) until `name` is in `state`."""
+    watcher = asyncio.create_task(orch.watch(interval=interval))
     try:
-        server = next(c for c in psutil.Process(orch.handles["decode-0"].pid).children(recursive=True)
-                      if "cpconsole.sim" in " ".join(c.cmdline()))  # fmt: skip
-        server.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
-        while orch.views["decode-0"].state != "exited":
-            assert time.monotonic() - killed < 2, orch.views["decode-0"]
+        started = time.monotonic()
+        while orch.views[name].state != state:
+            assert time.monotonic() - started < within, orch.views[name]
             await asyncio.sleep(0.05)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+
+
+async def test_kill_9_is_seen_within_two_seconds_with_its_last_lines(orch: Orchestrator) -> None:
+    assert await orch.up()
+    server = next(c for c in psutil.Process(orch.handles["decode-0"].pid).children(recursive=True)
+                  if "cpconsole.sim" in " ".join(c.cmdline()))  # fmt: skip
+    server.send_signal(signal.SIGKILL)
+    await watched_until(orch, "decode-0", "exited", within=2, interval=0.5)
     view = orch.views["decode-0"]
     assert view.label == "exited(-9)" and view.last_line
     assert orch.stores["decode-0"].last(5)
@@ -116,16 +121,7 @@ async def test_oom_at_startup_fails_with_cause_and_hint(tmp_path: Path) -> None:
         assert not await o.up()
         # every rank dies of it; the stage gives up at the first one seen dead, which may be the
         # headless rank a moment before its master: the watcher then sees the master's end too
-        watcher = asyncio.create_task(o.watch(interval=0.05))
-        try:
-            given_up = time.monotonic()
-            while o.views["prefill-0"].state != "failed":
-                assert time.monotonic() - given_up < 5, o.views["prefill-0"]
-                await asyncio.sleep(0.05)
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        await watched_until(o, "prefill-0", "failed", within=5, interval=0.05)
         view = o.views["prefill-0"]
         assert view.state == "failed" and view.cause is not None
         assert view.cause.kind == "npu_oom" and "gpu-memory-utilization" in view.cause.hint
