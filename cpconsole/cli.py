@@ -25,8 +25,16 @@ def _print_findings(loaded: LoadedProfile) -> None:
 
 
 def _plan_for(args: argparse.Namespace) -> tuple[LoadedProfile, LaunchPlan]:
+    """The profile's plan; for a plan with SSH nodes, a loud line per node whose host key is not
+    verified (by the profile or ssh_config), on every verb that uses it."""
     loaded = load_profile(args.profile)
-    return loaded, build_plan(loaded)
+    plan = build_plan(loaded)
+    if any(node.transport == "ssh" for node in plan.nodes):
+        from .core.remote.ssh import unverified_nodes  # asyncssh: only for profiles that use it
+
+        for line in unverified_nodes(plan.nodes):
+            print(f"cpconsole: WARNING: {line}", file=sys.stderr)
+    return loaded, plan
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -103,12 +111,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     _, plan = _plan_for(args)
-    return headless.down(plan, _names(plan, args.process), args.json)
+    return headless.down(plan, _names(plan, args.process), args.json, force=args.force)
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
     _, plan = _plan_for(args)
-    return headless.restart(plan, args.target, args.json)
+    return headless.restart(plan, args.target, args.json, force=args.force)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -258,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--format", choices=("sh", "json"), default="sh")
         if name == "restart":
             cmd.add_argument("target", metavar="TARGET", help="an instance (e.g. prefill), a process, or proxy")
+        if name in ("down", "restart"):
+            cmd.add_argument(
+                "--force",
+                action="store_true",
+                help="stop processes another profile started in this one's run directories too",
+            )
         if name == "logs":
             cmd.add_argument("--follow", "-f", action="store_true")
             cmd.add_argument("--lines", "-n", type=int, default=50, help="lines of each log to show first")

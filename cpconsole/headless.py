@@ -1,5 +1,7 @@
 """The headless verbs for scripts: up, down, restart, status, logs, exec. Each returns an exit
-code: 0 ok, 1 a process failed, 2 bad profile or usage (raised as ProfileError), 3 unreachable."""
+code: 0 ok, 1 something is broken (a process failed or ended on its own, stalled, left processes
+behind, or a critical alert), 2 bad profile or usage (raised as ProfileError), 3 a node
+unreachable, 4 (status) nothing broken but not every process is up and ready."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import asdict
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import httpx
 
@@ -20,14 +22,14 @@ from .core.plan import LaunchPlan
 from .core.preflight import Check, fold, run_preflight, tally
 from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
 from .core.remote.launch import run_dir
-from .core.remote.logstore import strip_ansi
+from .core.safetext import terminal_safe, terminal_safe_lines
 from .core.smoke.bench import BenchRun, BenchSettings, bench_table, load_runs, run_bench, store_run
 from .core.smoke.client import percentile
 from .core.smoke.suite import SmokeCheck, run_suite
 from .core.telemetry.alerts import Alert, AlertEngine, hbm_limits
 from .core.telemetry.pollers import Poller, Telemetry
 
-EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE = 0, 1, 3
+EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_NOT_READY = 0, 1, 3, 4
 
 
 @contextlib.asynccontextmanager
@@ -74,7 +76,7 @@ def print_status(plan: LaunchPlan, views: list[ProcessView], out: TextIO) -> Non
         proc = plan.process(view.name)
         health = f"{view.health_ms:.0f}ms" if view.health_ms is not None else "-"
         rows.append((view.name, proc.role, proc.node, str(view.pid or "-"), view.label, view.uptime(), health,
-                     strip_ansi(view.last_line)[:60]))  # fmt: skip
+                     terminal_safe(view.last_line)[:60]))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         out.write(
@@ -83,15 +85,20 @@ def print_status(plan: LaunchPlan, views: list[ProcessView], out: TextIO) -> Non
     for view in views:
         if view.drift:
             out.write(f"\n{view.name} drifted from the profile:\n" + "".join(f"  {d}\n" for d in view.drift))
+            out.write(f"  ({view.reason})\n")
         if view.cause:
             out.write(f"\n{view.name}: {view.cause.summary}\n  hint: {view.cause.hint}\n  {view.cause.evidence}\n")
 
 
-def _exit_for(views: list[ProcessView]) -> int:
+def exit_code_for(views: list[ProcessView], alerts: Sequence[Alert] = ()) -> int:
+    """What `status` answers monitoring with: unreachable first, then broken, then not ready."""
     if any(v.state == "unknown" for v in views):
         return EXIT_UNREACHABLE
-    if any(v.state in ("failed", "stalled") for v in views):
+    broken = ("failed", "exited", "stalled")
+    if any(v.state in broken or v.leftovers for v in views) or any(a.severity == "critical" for a in alerts):
         return EXIT_FAILED
+    if any(not (v.state == "ready" or (v.state == "drifted" and v.health_ms is not None)) for v in views):
+        return EXIT_NOT_READY
     return EXIT_OK
 
 
@@ -125,9 +132,11 @@ async def _run_verb(
     action: Callable[[Orchestrator], Coroutine[Any, Any, bool]],
     *,
     narrate: bool = True,
-    with_alerts: bool = False,
-    judge_states: bool = True,  # False: only the action's own success counts (down: nothing left running)
+    judge: Literal["action", "started", "status"] = "started",
 ) -> int:
+    """Run an action and print the processes after it. Judged by: `action` its own success only
+    (down: nothing left running); `started` also any process broken or unreachable; `status` the
+    whole deployment with one round of alerts (exit_code_for)."""
     out = sys.stdout
     alerts: list[Alert] = []
     async with orchestrator(plan) as orch:
@@ -139,7 +148,7 @@ async def _run_verb(
                 await asyncio.sleep(0)
                 printer.cancel()
         views = list(orch.views.values())
-        if with_alerts:
+        if judge == "status":
             alerts = await alert_snapshot(orch)
         if as_json:
             json.dump({"processes": [view_json(plan, v) for v in views], "alerts": [asdict(a) for a in alerts]},
@@ -156,9 +165,15 @@ async def _run_verb(
                     lines = orch.stores[view.name].last(50)
                     if lines:
                         out.write(
-                            f"--- last {len(lines)} lines of {view.name}\n" + "\n".join(map(strip_ansi, lines)) + "\n"
+                            f"--- last {len(lines)} lines of {view.name}\n"
+                            + "\n".join(map(terminal_safe, lines))
+                            + "\n"
                         )
-    code = _exit_for(views) if judge_states else EXIT_OK
+    if judge == "status":
+        return exit_code_for(views, alerts)
+    code = exit_code_for(views) if judge == "started" else EXIT_OK
+    if code == EXIT_NOT_READY:  # up of a part: the rest need not be up
+        code = EXIT_OK
     return code if code != EXIT_OK or ok else EXIT_FAILED
 
 
@@ -188,13 +203,13 @@ def up(plan: LaunchPlan, only: list[str] | None, as_json: bool) -> int:
     return asyncio.run(_run_verb(plan, as_json, lambda o: o.up(only)))
 
 
-def down(plan: LaunchPlan, only: list[str] | None, as_json: bool) -> int:
+def down(plan: LaunchPlan, only: list[str] | None, as_json: bool, *, force: bool = False) -> int:
     # a process that had failed before is still reported, but stopping everything is what down is judged by
-    return asyncio.run(_run_verb(plan, as_json, lambda o: o.down(only), narrate=False, judge_states=False))
+    return asyncio.run(_run_verb(plan, as_json, lambda o: o.down(only, force=force), narrate=False, judge="action"))
 
 
-def restart(plan: LaunchPlan, target: str, as_json: bool) -> int:
-    return asyncio.run(_run_verb(plan, as_json, lambda o: o.restart(target)))
+def restart(plan: LaunchPlan, target: str, as_json: bool, *, force: bool = False) -> int:
+    return asyncio.run(_run_verb(plan, as_json, lambda o: o.restart(target, force=force)))
 
 
 def status(plan: LaunchPlan, as_json: bool) -> int:
@@ -202,7 +217,7 @@ def status(plan: LaunchPlan, as_json: bool) -> int:
         await orch.adopt()
         return True
 
-    return asyncio.run(_run_verb(plan, as_json, adopt, narrate=False, with_alerts=True))
+    return asyncio.run(_run_verb(plan, as_json, adopt, narrate=False, judge="status"))
 
 
 async def _logs(plan: LaunchPlan, names: list[str], follow: bool, lines: int, since_offset: int | None) -> int:
@@ -236,7 +251,7 @@ async def _logs(plan: LaunchPlan, names: list[str], follow: bool, lines: int, si
                     print(f"next offset: {size}", file=sys.stderr)
             else:
                 for line in data.decode("utf-8", "replace").splitlines():
-                    print(f"{name:<{width}} | {line}")
+                    print(f"{name:<{width}} | {terminal_safe(line)}")
             offsets[name] = size
         if follow:
             await asyncio.gather(*(_follow_one(transports[plan.process(n).node], paths[n], offsets[n], n, width, raw)
@@ -262,7 +277,7 @@ async def _follow_one(node: ShellTransport, path: str, offset: int, name: str, w
         data = partial + item.data
         *complete, partial = data.split(b"\n")
         for line in complete:
-            print(f"{name:<{width}} | {line.decode('utf-8', 'replace')}", flush=True)
+            print(f"{name:<{width}} | {terminal_safe(line.decode('utf-8', 'replace'))}", flush=True)
 
 
 def logs(plan: LaunchPlan, only: list[str] | None, follow: bool, lines: int, since_offset: int | None = None) -> int:
@@ -287,7 +302,7 @@ async def _exec(plan: LaunchPlan, nodes: list[str], command: list[str]) -> int:
             text = f"error: {result}\n"
             code = EXIT_UNREACHABLE
         else:
-            text = result.text() + result.stderr.decode("utf-8", "replace")
+            text = terminal_safe_lines(result.text() + result.stderr.decode("utf-8", "replace"))
             if not result.ok:
                 text += f"(exit {result.exit_code})\n"
                 code = max(code, EXIT_FAILED)

@@ -54,7 +54,7 @@ async def test_the_bench_runs_on_the_node_without_the_guides_defects(bench_profi
     assert flags["--base-url"] == "http://127.0.0.11:8005"  # the proxy, not localhost:8000
     assert flags["--served-model-name"] == "deepseek_v3" and flags["--model"] == "/models/DeepSeek-V3.1_w8a8mix_mtp"
     assert (flags["--dataset-name"], flags["--random-input-len"], flags["--num-prompts"]) == ("random", "131072", "20")
-    assert cwd == str(tmp_path / "run" / "demo" / "bench")
+    assert cwd == str(tmp_path / "run" / plan.run_key / "bench")
     assert isinstance(run, BenchRun) and run.result == json.loads(FIXTURE.read_text())
     assert run.summary == BenchSummary(
         completed=20, failed=0, duration_s=0.2740792669999337, request_throughput=72.97159036843469,

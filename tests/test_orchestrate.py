@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cpconsole.core.orchestrate import Orchestrator, StageChanged, StateChanged, classify, stages, stop_order
+from cpconsole.core.orchestrate import Orchestrator, StageChanged, StateChanged, classify, stages
 from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
@@ -64,7 +64,6 @@ def test_start_and_stop_order_follow_the_guide(tmp_path: Path) -> None:
         ("decode", ("decode-0",), ("decode-0",)),
         ("proxy", ("proxy",), ("proxy",)),
     ]
-    assert stop_order(plan) == ["proxy", "decode-0", "prefill-1", "prefill-0"]
 
 
 async def test_up_reaches_ready_in_stages_then_down_leaves_nothing(orch: Orchestrator) -> None:
@@ -86,7 +85,14 @@ async def test_up_reaches_ready_in_stages_then_down_leaves_nothing(orch: Orchest
     await asyncio.sleep(0.5)
     alive = [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert alive == []
-    assert {v.label for v in orch.views.values()} == {"exited(-15)"}
+    assert {v.label for v in orch.views.values()} == {"stopped"}
+    # another console (or `status`) afterwards: an operator's stop stays a stop, never a failure
+    # (the master logs that it lost its ranks; that is no cause when the stop was asked for)
+    later = Orchestrator(orch.plan, orch.transports)
+    await later.adopt()
+    assert {(v.state, v.cause) for v in later.views.values()} == {("stopped", None)}
+    assert all(v.reason.startswith(f"stopped by {later.operator} at ") for v in later.views.values())
+    await later.close()
 
 
 async def watched_until(orch: Orchestrator, name: str, state: str, *, within: float, interval: float) -> None:
@@ -231,7 +237,7 @@ async def test_up_and_down_over_the_real_sshd(sshd: Sshd, nodes_dir: str, tmp_pa
         await o.close()
         for t in transports.values():
             await t.close()
-    assert {v.state for v in o.views.values()} == {"exited"}
+    assert {v.state for v in o.views.values()} == {"stopped"}
     os.sync()
 
 
@@ -247,7 +253,7 @@ async def test_default_run_dir_under_home_is_adopted_and_stopped(tmp_path: Path)
         await second.adopt()
         assert second.views["decode-0"].state == "ready"
         assert await second.down()
-        assert second.views["decode-0"].state == "exited"
+        assert second.views["decode-0"].state == "stopped"
         await second.close()
     finally:
         subprocess.run(["sh", "-c", f'rm -rf "$HOME"/{marker}'], check=False)

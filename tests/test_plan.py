@@ -83,8 +83,9 @@ def test_container_applies_to_vllm_but_proxy_opts_out(xpyd) -> None:  # type: ig
     at = lines.index("    vllm-ascend \\")  # in there, the process keeps its group id where stop finds it
     assert (
         lines[at + 1]
-        == '    setsid -w sh -c \'echo $$ > "$0" && exec "$@"\' /tmp/cpconsole-deepseek-2p1d-dp-decode-0.pid \\'
+        == f'    setsid -w sh -c \'echo $$ > "$0" && exec "$@"\' /tmp/cpconsole-{xpyd.run_key}-decode-0.pid \\'
     )
+    assert xpyd.run_key.startswith("deepseek-2p1d-dp-") and len(xpyd.run_key) == len("deepseek-2p1d-dp-") + 8
     assert lines[at + 2] == "    vllm serve /root/.cache/DeepSeek-V3.1_w8a8mix_mtp \\"
 
 

@@ -9,7 +9,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -45,17 +44,13 @@ def failed(checks: list[Check]) -> dict[tuple[str, str, int | None], Check]:
 
 
 async def test_healthy_nodes_pass_and_fold_into_a_few_lines(tmp_path: Path) -> None:
-    started = time.monotonic()
     checks = await checks_of(demo_text(tmp_path))
-    took = time.monotonic() - started
     assert {c.status for c in checks} == {"PASS"}, [c for c in checks if c.status != "PASS"]
     lines = {line.text for line in fold(checks)}
     assert {"link UP on 48/48 chips", "net health Success on 48/48 chips", "address set on 48/48 chips",
             "OK on 48/48 chips", "16 chips on 3/3 nodes", "0% loss on 48/48 chip pairs", "0.13.0 on 3/3 nodes",
             "2.7.1.post1 on 3/3 nodes", "8.3.RC1 on 3/3 nodes", "25.2.1 on 3/3 nodes"} <= lines  # fmt: skip
     assert len(fold(checks)) < 25 < len(checks)
-    print(f"\npreflight of 3 nodes × 16 chips: {took:.2f} s, {len(checks)} results")
-    assert took < 5  # the bound, here against the simulator
 
 
 def test_the_chips_that_talk_are_pinged() -> None:

@@ -55,14 +55,22 @@ def profile_data(
 def test_strings_arrive_byte_exact(
     model: str, env: dict[str, str], args: dict[str, str], extra: str, container: bool
 ) -> None:
-    proc = build_plan(load_profile_data(profile_data(model, env, args, extra, container))).process("s-0")
+    plan = build_plan(load_profile_data(profile_data(model, env, args, extra, container)))
+    proc = plan.process("s-0")
     assert proc.argv[:4] == ("recorder", extra, "serve", model)
     got = run_sh(render_script(proc), path_first=BIN)
     if container:
         expected = ["exec"]
         for key, value in proc.env:
             expected += ["--env", f"{key}={value}"]
-        keep_group = ["setsid", "-w", "sh", "-c", 'echo $$ > "$0" && exec "$@"', "/tmp/cpconsole-prop-s-0.pid"]
+        keep_group = [
+            "setsid",
+            "-w",
+            "sh",
+            "-c",
+            'echo $$ > "$0" && exec "$@"',
+            f"/tmp/cpconsole-{plan.run_key}-s-0.pid",
+        ]
         assert got["argv"] == [*expected, "ctr", *keep_group, *proc.argv]
         return
     assert got["argv"] == list(proc.argv[1:])

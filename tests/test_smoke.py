@@ -174,6 +174,7 @@ def test_cpconsole_smoke_against_the_demo(tmp_path: Path) -> None:
         failed = [c["name"] for c in json.loads(broken.stdout)["checks"] if not c["passed"]]
         assert broken.returncode == 1 and failed == [
             "health decode-0",
+            "health proxy",  # degraded: no live decode behind it
             "probe decode-0",
             "probe proxy",
             "completion proxy",

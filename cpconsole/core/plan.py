@@ -6,6 +6,7 @@ The plan is the single source of truth for what is started: the remote layer wri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from collections.abc import Mapping
@@ -111,6 +112,8 @@ class ProcessPlan(Frozen):
 class LaunchPlan(Frozen):
     profile: str
     digest: str
+    run_key: str  # <profile>-<identity>: names its run directories; two profiles share one only if they are one
+
     model_name: str
     nodes: tuple[NodePlan, ...]
     processes: tuple[ProcessPlan, ...]
@@ -236,10 +239,24 @@ def _proxy_argv(profile: Profile) -> list[str]:
     ]  # fmt: skip
 
 
+def profile_identity(profile: Profile) -> str:
+    """What makes a deployment the same one across edits: its name, its nodes (name and host) and
+    its instances. Flags, env and versions may change (the process is then drifted); any of these
+    makes another deployment, with run directories of its own."""
+    identity = {
+        "name": profile.name,
+        "nodes": sorted((name, node.host) for name, node in profile.nodes.items()),
+        "instances": sorted(profile.instances),
+        "proxy": profile.proxy.node if profile.proxy else None,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def build_plan(loaded: LoadedProfile) -> LaunchPlan:
     """The launch plan of a profile that passed its rules."""
     profile = loaded.profile
     claims = port_claims(profile)
+    run_key = f"{profile.name}-{profile_identity(profile)}"
 
     def ports_of(process: str) -> tuple[PortUse, ...]:
         return tuple(PortUse(kind=c.kind, start=c.start, end=c.end) for c in claims if c.process == process)
@@ -252,7 +269,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
         return profile.nodes[node].tools or profile.defaults.tools
 
     def pidfile(process: str, container: str | None) -> str | None:
-        return f"/tmp/cpconsole-{profile.name}-{process}.pid" if container else None
+        return f"/tmp/cpconsole-{run_key}-{process}.pid" if container else None
 
     processes: list[ProcessPlan] = []
     for place in placements(profile):
@@ -319,6 +336,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
     return LaunchPlan(
         profile=profile.name,
         digest=loaded.digest,
+        run_key=run_key,
         model_name=profile.model.served_name or profile.model.path,
         nodes=nodes,
         processes=tuple(processes),

@@ -18,6 +18,7 @@ from .plan import LaunchPlan
 from .preflight import Check, run_preflight
 from .profile.schema import Profile
 from .remote import RemoteError, RunResult, ShellTransport, Transport, transport_for
+from .remote.ssh import unverified_nodes
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
@@ -80,6 +81,7 @@ class Session:
         self.plan = plan
         self.checks = checks or CheckSettings()
         self.findings = findings  # the profile's warnings, as `file:line:col: …` lines
+        self.unverified_host_keys = unverified_nodes(plan.nodes)  # shown on the board for as long as it runs
         self.read_only = read_only
         self.now = clock  # everything shown with an age or an uptime asks this clock
         self.alert_history: list[AlertRecord] = []  # newest last

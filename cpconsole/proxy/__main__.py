@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
-import uvicorn
-
-from .app import PdProxy, ProxySettings
+from .app import MAX_BODY_BYTES, PdProxy, ProxySettings
+from .server import serve
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -26,7 +26,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--waiting-retry-interval", type=float, default=10)  # accepted for compatibility
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    # cpconsole's own: what clients may do
+    parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="larger bodies get 413")
+    parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds for a request head to arrive")
+    parser.add_argument("--limit-concurrency", type=int, default=1024, help="past this many connections: 503")
+    parser.add_argument(
+        "--enable-instance-api", action="store_true", help="/instances/add|remove (off: 403); loopback or admin token"
+    )
+    parser.add_argument(
+        "--admin-token-env",
+        default="CPCONSOLE_PROXY_ADMIN_TOKEN",
+        help="environment variable holding the admin token the instance API asks of non-loopback clients",
+    )
     args = parser.parse_args(argv)
+    if args.max_body_bytes <= 0 or args.header_timeout <= 0 or args.limit_concurrency <= 0:
+        parser.error("--max-body-bytes, --header-timeout and --limit-concurrency must be positive")
     if len(args.prefiller_hosts) != len(args.prefiller_ports):
         parser.error("Number of prefiller hosts must match number of prefiller ports")
     if len(args.decoder_hosts) != len(args.decoder_ports):
@@ -43,13 +57,26 @@ def main(argv: list[str]) -> int:
     proxy = PdProxy(
         list(zip(args.prefiller_hosts, args.prefiller_ports, strict=True)),
         list(zip(args.decoder_hosts, args.decoder_ports, strict=True)),
-        ProxySettings(args.max_retries, args.retry_delay),
+        ProxySettings(
+            args.max_retries,
+            args.retry_delay,
+            max_body_bytes=args.max_body_bytes,
+            instance_api=args.enable_instance_api,
+            admin_token=os.environ.get(args.admin_token_env, ""),
+        ),
     )
     print(
         f"Initialized {len(args.prefiller_hosts)} prefill clients and {len(args.decoder_hosts)} decode clients.",
         flush=True,
     )
-    uvicorn.run(proxy.app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    serve(
+        proxy.app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        head_timeout=args.header_timeout,
+        limit_concurrency=args.limit_concurrency,
+    )
     return 0
 
 

@@ -1,13 +1,22 @@
 """A PD proxy, CLI- and API-compatible with vllm-ascend's load_balance_proxy_server_example.py:
 prefill with max_tokens=1 and `kv_transfer_params.do_remote_decode`, then decode with the params
-the prefiller returned, relayed back byte for byte. Works in front of real vLLM servers too."""
+the prefiller returned, relayed back byte for byte. Works in front of real vLLM servers too.
+
+What it accepts, unlike the example: request bodies are JSON objects of a bounded size (400, 413);
+its health says whether every role has a live backend; `/instances/add|remove` are off unless
+enabled, then open to loopback clients or to the admin token only, and the API key is forwarded
+only to the backends it was started with."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
+import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,6 +38,7 @@ class Backend:
     port: int
     active: int = 0
     order: int = 0
+    trusted: bool = True  # started with: gets the API key; added at run time: never does
 
     @property
     def base(self) -> str:
@@ -40,10 +50,50 @@ class Backend:
         return f"{self.host}:{self.port}"
 
 
+MAX_BODY_BYTES = 8 << 20  # a 128k-token prompt as JSON text, with room to spare
+HEALTH_TTL_S = 1.0  # backends' health is asked at most this often, however often we are asked
+
+
 @dataclass
 class ProxySettings:
     max_retries: int = 3
     retry_delay: float = 0.001
+    max_body_bytes: int = MAX_BODY_BYTES
+    instance_api: bool = False  # /instances/add|remove
+    admin_token: str = ""  # with instance_api: required of clients not on loopback
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object, read no further than `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, f"request body of {declared} bytes is over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks))
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(400, f"request body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -51,10 +101,10 @@ class Pool:
     backends: list[Backend] = field(default_factory=list)
     _added: int = 0
 
-    def add(self, host: str, port: int) -> None:
+    def add(self, host: str, port: int, *, trusted: bool = True) -> None:
         if not any(b.host == host and b.port == port for b in self.backends):
             self._added += 1
-            self.backends.append(Backend(host, port, order=self._added))
+            self.backends.append(Backend(host, port, order=self._added, trusted=trusted))
 
     def remove(self, host: str, port: int) -> None:
         self.backends = [b for b in self.backends if not (b.host == host and b.port == port)]
@@ -72,6 +122,7 @@ class PdProxy:
         for host, port in decode:
             self.pools["decode"].add(host, port)
         self.settings = settings
+        self._health: tuple[float, dict[Kind, int]] | None = None
         self.client = httpx.AsyncClient(
             timeout=None,
             trust_env=False,
@@ -94,9 +145,9 @@ class PdProxy:
         yield
         await self.client.aclose()
 
-    def _headers(self, request_id: str) -> dict[str, str]:
+    def _headers(self, request_id: str, backend: Backend) -> dict[str, str]:
         headers = {"X-Request-Id": request_id}
-        if os.environ.get("OPENAI_API_KEY"):
+        if os.environ.get("OPENAI_API_KEY") and backend.trusted:
             headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
         return headers
 
@@ -121,7 +172,10 @@ class PdProxy:
         return await self._forward(request, "/v1/chat/completions")
 
     async def _forward(self, request: Request, api: str) -> Response:
-        body: dict[str, Any] = await request.json()
+        try:
+            body = await read_json_object(request, self.settings.max_body_bytes)
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
         request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
         prefiller, decoder = self.pools["prefill"].pick(), self.pools["decode"].pick()
         if prefiller is None or decoder is None:
@@ -132,11 +186,13 @@ class PdProxy:
             prefill_body["max_completion_tokens"] = 1
         prefill_body["kv_transfer_params"] = {"do_remote_decode": True, "do_remote_prefill": False,
             "remote_engine_id": None, "remote_block_ids": None, "remote_host": None, "remote_port": None}  # fmt: skip
-        headers = self._headers(request_id)
         prefiller.active += 1
         try:
             answer = await self._retrying(
-                prefiller, lambda: self.client.post(prefiller.base + api, json=prefill_body, headers=headers)
+                prefiller,
+                lambda: self.client.post(
+                    prefiller.base + api, json=prefill_body, headers=self._headers(request_id, prefiller)
+                ),
             )
         except httpx.TransportError as exc:
             log.error(
@@ -150,14 +206,22 @@ class PdProxy:
             prefiller.active -= 1
         if answer.status_code != 200:
             return Response(answer.content, status_code=answer.status_code, media_type="application/json")
-        kv = answer.json().get("kv_transfer_params")
+        try:
+            prefilled = answer.json()
+        except ValueError:
+            prefilled = None
+        if not isinstance(prefilled, dict):
+            return JSONResponse({"error": f"prefiller {prefiller.name} answered no JSON object"}, status_code=502)
+        kv = prefilled.get("kv_transfer_params")
         decode_body = {**body, "kv_transfer_params": kv} if kv else body
         decoder.active += 1
         try:
             upstream = await self._retrying(
                 decoder,
                 lambda: self.client.send(
-                    self.client.build_request("POST", decoder.base + api, json=decode_body, headers=headers),
+                    self.client.build_request(
+                        "POST", decoder.base + api, json=decode_body, headers=self._headers(request_id, decoder)
+                    ),
                     stream=True,
                 ),
             )
@@ -179,13 +243,38 @@ class PdProxy:
             await upstream.aclose()
 
     async def healthcheck(self, request: Request) -> Response:
+        """ok (200) while every role has a live backend, else degraded (503)."""
+        live = await self._live_backends()
+        healthy = all(live.values())
         return JSONResponse(
             {
-                "status": "ok",
+                "status": "ok" if healthy else "degraded",
                 "prefill_instances": len(self.pools["prefill"].backends),
                 "decode_instances": len(self.pools["decode"].backends),
-            }
+                "live_prefill_instances": live["prefill"],
+                "live_decode_instances": live["decode"],
+            },
+            status_code=200 if healthy else 503,
         )
+
+    async def _live_backends(self) -> dict[Kind, int]:
+        """How many backends of each role answer /health, asked at most once per HEALTH_TTL_S."""
+        now = time.monotonic()
+        if self._health is not None and now - self._health[0] < HEALTH_TTL_S:
+            return self._health[1]
+
+        async def alive(backend: Backend) -> bool:
+            try:
+                answer = await self.client.get(backend.base + "/health", timeout=2)
+            except httpx.HTTPError:
+                return False
+            return answer.status_code == 200
+
+        live: dict[Kind, int] = {}
+        for kind, pool in self.pools.items():
+            live[kind] = sum(await asyncio.gather(*(alive(b) for b in pool.backends)))
+        self._health = (now, live)
+        return live
 
     async def models(self, request: Request) -> Response:
         for kind in ("decode", "prefill"):
@@ -196,20 +285,48 @@ class PdProxy:
                         return Response(answer.content, media_type="application/json")
         return JSONResponse({"error": "no backend answered /v1/models"}, status_code=503)
 
+    def _refuse_control(self, request: Request) -> Response | None:
+        """Why a client may not change the backends, or None when it may."""
+        if not self.settings.instance_api:
+            return JSONResponse({"error": "the instance API is off (start the proxy with --enable-instance-api)"},
+                                status_code=403)  # fmt: skip
+        token = self.settings.admin_token
+        if token:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return JSONResponse({"error": "wrong or missing admin token"}, status_code=401)
+        elif not is_loopback(request.client.host if request.client else None):
+            return JSONResponse({"error": "the instance API answers loopback clients only"}, status_code=403)
+        return None
+
     async def _instances(self, request: Request, add: bool) -> Response:
-        body = await request.json()
+        refusal = self._refuse_control(request)
+        if refusal is not None:
+            return refusal
+        try:
+            body = await read_json_object(request, 64 << 10)
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
         kind = body.get("type")
         if kind not in self.pools:
             return JSONResponse({"error": "type must be 'prefill' or 'decode'"}, status_code=400)
+        items = body.get("instances") or []
+        if not isinstance(items, list):
+            return JSONResponse({"error": "instances must be a list of host:port"}, status_code=400)
         changed = []
-        for item in body.get("instances") or []:
+        for item in items:
             host, _, port = str(item).rpartition(":")
-            if not host or not port.isdigit():
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 return JSONResponse({"error": f"bad instance '{item}', expected host:port"}, status_code=400)
             pool = self.pools[kind]
-            (pool.add if add else pool.remove)(host.strip("[]"), int(port))
+            if add:
+                pool.add(host.strip("[]"), int(port), trusted=False)
+            else:
+                pool.remove(host.strip("[]"), int(port))
             changed.append(item)
+        self._health = None
         verb = "added" if add else "removed"
+        log.warning("%s %s %s instance(s) at run time: %s", request.client, verb, kind, ", ".join(map(str, changed)))
         return JSONResponse({"message": f"{verb} {len(changed)} {kind} instance(s)", "instances": changed})
 
     async def add_instances(self, request: Request) -> Response:

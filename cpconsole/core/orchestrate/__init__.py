@@ -4,7 +4,7 @@ from .causes import FailureCause, classify
 from .drift import manifest_drift
 from .model import Event, EventBus, ProcessView, ProgressNoted, StageChanged, State, StateChanged
 from .orchestrator import Orchestrator
-from .stages import Stage, stages, stop_order
+from .stages import Stage, stages
 
 __all__ = [
     "Event",
@@ -20,5 +20,4 @@ __all__ = [
     "classify",
     "manifest_drift",
     "stages",
-    "stop_order",
 ]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -12,7 +15,17 @@ from typing import Literal
 from .causes import FailureCause
 
 State = Literal[
-    "planned", "starting", "listening", "healthy", "ready", "exited", "failed", "stalled", "drifted", "unknown"
+    "planned",
+    "starting",
+    "listening",
+    "healthy",
+    "ready",
+    "stopped",
+    "exited",
+    "failed",
+    "stalled",
+    "drifted",
+    "unknown",
 ]
 UP_STATES: frozenset[State] = frozenset({"starting", "listening", "healthy", "ready", "stalled", "drifted"})
 
@@ -31,10 +44,12 @@ class ProcessView:
     cause: FailureCause | None = None
     drift: tuple[str, ...] = ()
     last_line: str = ""
+    leftovers: int = 0  # processes of its group still alive after its leader ended
+    foreign: str = ""  # started by another profile (its run key) in this one's run directory
 
     def uptime(self, now: float | None = None) -> str:
         """How long it has run, e.g. 0m07s, 12m or 2h05m; "-" when it does not run."""
-        if self.state in ("planned", "exited", "failed") or not self.started_at:
+        if self.state in ("planned", "stopped", "exited", "failed") or not self.started_at:
             return "-"
         try:
             started = time.mktime(time.strptime(self.started_at[:19], "%Y-%m-%dT%H:%M:%S"))
@@ -50,9 +65,19 @@ class ProcessView:
 
     @property
     def label(self) -> str:
+        label: str = self.state
         if self.state == "exited":
-            return f"exited({self.exit_code if self.exit_code is not None else '?'})"
-        return self.state
+            label = f"exited({self.exit_code if self.exit_code is not None else '?'})"
+        return f"{label}+{self.leftovers}" if self.leftovers else label
+
+
+def operator() -> str:
+    """Who acts, as recorded on the nodes: user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)

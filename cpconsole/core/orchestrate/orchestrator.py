@@ -21,13 +21,14 @@ import httpx
 
 from ..plan import LaunchPlan, ProcessPlan
 from ..remote import LogStore, ProcessHandle, ProcessStatus, RemoteError, Transport, scripts
-from ..remote.base import handle_from_manifest
+from ..remote.base import handle_from_manifest, handle_from_pidfile
 from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
+from ..safetext import terminal_safe
 from .causes import POLL_LINE, FailureCause, classify, progress, waiting_for_peer
 from .drift import manifest_drift
-from .model import UP_STATES, EventBus, ProcessView, ProgressNoted, StageChanged, State, StateChanged
-from .stages import Stage, instance_of, stages, stop_order
+from .model import UP_STATES, EventBus, ProcessView, ProgressNoted, StageChanged, State, StateChanged, operator
+from .stages import Stage, instance_of, stages
 
 LAST_LINES = 50
 SETTLE_S = 3.0  # how long ranks without HTTP are watched for an early failure or stall
@@ -55,6 +56,7 @@ class Orchestrator:
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._launched: set[str] = set()  # progress of adopted processes is history, not news
         self._telemetry_stalls: set[str] = set()
+        self.operator = operator()
         self._http = http or httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(3.0))
         self._own_http = http is None
 
@@ -107,7 +109,11 @@ class Orchestrator:
             result = await self._node(name).run(scripts.last_lines(self.log_path(name), LAST_LINES), timeout=10)
         except RemoteError:
             return self.stores[name].last(LAST_LINES)
-        return result.text().splitlines() if result.ok else self.stores[name].last(LAST_LINES)
+        return (
+            [terminal_safe(line) for line in result.text().splitlines()]
+            if result.ok
+            else self.stores[name].last(LAST_LINES)
+        )
 
     async def health(self, name: str) -> float | None:
         """Milliseconds for the process's health endpoint to answer 200, else None."""
@@ -132,37 +138,74 @@ class Orchestrator:
         node = self.transports[proc.node]
         directory = run_dir(self.plan, proc)
         try:
-            result = await node.run(scripts.read(posixpath.join(directory, "manifest.json")), timeout=10)
-            if not result.ok:
-                self._set(proc.name, state="planned", reason="never started")
-                return
-            manifest = json.loads(result.stdout)
-            handle = handle_from_manifest(proc.node, directory, result.stdout)
+            manifest, handle, found_by = await self._find(proc, directory)
             if handle is None:
-                self._set(proc.name, state="unknown", reason="incomplete manifest")
+                self._set(proc.name, state="planned" if found_by == "never started" else "unknown", reason=found_by)
                 return
             status = await node.status(handle)
             size = await node.run(scripts.size(self.log_path(proc.name)), timeout=10)
         except RemoteError as exc:
             self._set(proc.name, state="unknown", reason=str(exc))
             return
-        except ValueError:
-            self._set(proc.name, state="unknown", reason="unreadable manifest")
-            return
         started = str(manifest.get("started_at") or "")
         if status.state == "running":
             self.handles[proc.name] = handle
-            drift = manifest_drift(manifest, proc) if manifest.get("digest") != self.plan.digest else ()
-            if manifest.get("digest") != self.plan.digest and not drift:
-                drift = ("the profile changed elsewhere; this process's argv and env are the same",)
+            if not manifest:
+                drift: tuple[str, ...] = ()
+            elif manifest.get("digest") != self.plan.digest:
+                drift = manifest_drift(manifest, proc) or (
+                    "the profile changed elsewhere; this process's argv and env are the same",
+                )
+            else:
+                drift = ()
             end = int(size.text().strip() or 0) if size.ok else 0
             self._follow(proc.name, max(0, end - RECENT_BYTES))
-            self._set(proc.name, state="drifted" if drift else "starting", pid=handle.pid, drift=drift,
-                      started_at=started, reason="adopted")  # fmt: skip
+            who = f"started by {manifest['started_by']} at {started}" if manifest.get("started_by") else found_by
+            reason = status.detail or (who if drift else found_by)
+            foreign = str(manifest.get("run_key") or self.plan.run_key)
+            if foreign != self.plan.run_key:
+                drift = (f"started by another profile ({foreign}); `down --force` stops it", *drift)
+            else:
+                foreign = ""
+            self._set(
+                proc.name,
+                foreign=foreign,
+                state="drifted" if drift else "starting",
+                pid=handle.pid,
+                drift=drift,
+                started_at=started,
+                reason=reason,
+                leftovers=status.leftovers,
+            )
         elif status.state == "exited":
+            self.handles[proc.name] = handle  # what it left in its group is still ours to stop
             self._ended(proc.name, status, await self._last_lines(proc.name), started_at=started, pid=handle.pid)
         else:
             self._set(proc.name, state="planned", reason=status.detail or "not running")
+
+    async def _find(self, proc: ProcessPlan, directory: str) -> tuple[dict[str, Any], ProcessHandle | None, str]:
+        """The process of a run directory by its manifest or, that lost or unreadable, by the pid
+        file the wrapper wrote itself: (manifest, handle, how it was found or why not)."""
+        node = self.transports[proc.node]
+        result = await node.run(scripts.read(posixpath.join(directory, "manifest.json")), timeout=10)
+        try:
+            manifest = json.loads(result.stdout) if result.ok else None
+        except ValueError:
+            manifest = None
+        if isinstance(manifest, dict):
+            handle = handle_from_manifest(proc.node, directory, result.stdout)
+            if handle is not None:
+                return manifest, handle, "adopted"
+        pidfile = await node.run(scripts.read(posixpath.join(directory, "pid")), timeout=10)
+        if not pidfile.ok:
+            return {}, None, "never started" if not result.ok else "unreadable manifest and no pid file"
+        like = ProcessHandle(
+            proc.node, proc.name, directory, 0, 0, "", proc.container, proc.container_pidfile, proc.container_cli
+        )
+        handle = handle_from_pidfile(like, pidfile.stdout)
+        if handle is None:
+            return {}, None, "unreadable manifest and pid file"
+        return {}, handle, "adopted by its pid file: manifest.json is missing or unreadable"
 
     async def refresh(self) -> None:
         """Health of every running process; headless ranks follow their master."""
@@ -215,12 +258,35 @@ class Orchestrator:
         self._ended(name, status, await self._last_lines(name), failed=state == "failed", health_ms=None)
 
     def _ended(self, name: str, status: ProcessStatus, lines: list[str], failed: bool = False, **more: Any) -> None:
-        """It stopped and nobody here asked it to: a known cause in its last lines makes it failed,
-        whatever the exit code (vLLM's API server exits 0 after its engine died)."""
+        """It no longer runs. Asked to stop: stopped. Otherwise nobody here asked it to: a known
+        cause in its last lines makes it failed, whatever the exit code (vLLM's API server exits 0
+        after its engine died)."""
+        last_line = lines[-1] if lines else self.views[name].last_line
+        left = f"; {status.leftovers} processes of its group still run: `down` stops them" if status.leftovers else ""
+        if status.stopped_by:
+            self._set(
+                name,
+                state="stopped",
+                exit_code=status.exit_code,
+                cause=None,
+                reason=f"stopped by {status.stopped_by}{left}",
+                last_line=last_line,
+                leftovers=status.leftovers,
+                **more,
+            )
+            return
         cause = classify(lines)
         reason = cause.summary if cause else (status.detail or f"exited with code {status.exit_code}")
-        self._set(name, state="failed" if cause or failed else "exited", exit_code=status.exit_code, cause=cause, reason=reason,
-                  last_line=lines[-1] if lines else self.views[name].last_line, **more)  # fmt: skip
+        self._set(
+            name,
+            state="failed" if cause or failed else "exited",
+            exit_code=status.exit_code,
+            cause=cause,
+            reason=reason + (left if cause else ""),
+            last_line=last_line,
+            leftovers=status.leftovers,
+            **more,
+        )
 
     def note_stall(self, name: str, reason: str | None) -> None:
         """Telemetry's verdict on a running server: stalled (with why), or moving again. Stalls the
@@ -282,7 +348,7 @@ class Orchestrator:
             self._set(name, state="failed", cause=cause, reason=f"{proc.address}:{proc.http_port} is already in use")
             return False
         try:
-            handle = await self._node(name).spawn_detached(spawn_spec(self.plan, proc))
+            handle = await self._node(name).spawn_detached(spawn_spec(self.plan, proc, started_by=self.operator))
         except RemoteError as exc:
             self._set(name, state="failed", reason=str(exc))
             return False
@@ -375,35 +441,68 @@ class Orchestrator:
 
     # ------------------------------------------------------------ down and restart
 
-    async def down(self, only: Iterable[str] | None = None) -> bool:
-        """Stop running processes in reverse start order; True when none is left running."""
+    async def down(self, only: Iterable[str] | None = None, *, force: bool = False) -> bool:
+        """Stop running processes, instance by instance in reverse start order (the ranks of one
+        instance together: a master must not see its ranks die before its own stop); True when
+        nothing of them is left running. Each stop is recorded on the node as asked for. A process
+        another profile started in this one's run directory is only stopped with `force`."""
         chosen = set(only) if only else None
         if not self.handles:
             await self.adopt()
+        requested_by = f"{self.operator} at {time.strftime('%Y-%m-%dT%H:%M:%S')}"
         ok = True
-        for name in stop_order(self.plan):
-            if (chosen is not None and name not in chosen) or name not in self.handles:
-                continue
-            if self.views[name].state not in UP_STATES and self.views[name].state != "unknown":
-                continue
-            try:
-                status = await self._node(name).stop(self.handles[name], grace=self.plan.timeouts.stop_grace)
-            except RemoteError as exc:
-                self._set(name, state="unknown", reason=str(exc))
-                ok = False
-                continue
-            if name in self._tails:
-                self._tails.pop(name).cancel()
-            self._set(name, state="exited" if status.state != "running" else "unknown", exit_code=status.exit_code,
-                      reason="stopped", health_ms=None)  # fmt: skip
-            ok = ok and status.state != "running"
+        for stage in reversed(stages(self.plan)):
+            names = [n for n in stage.start if (chosen is None or n in chosen) and self._needs_stop(n)]
+            spared = [n for n in names if self.views[n].foreign and not force]
+            for name in spared:
+                self._set(
+                    name,
+                    reason=f"not stopped: started by another profile ({self.views[name].foreign}); --force stops it",
+                )
+            results = await asyncio.gather(*(self._stop(n, requested_by) for n in names if n not in spared))
+            ok = all(results) and not spared and ok
         return ok
 
-    async def restart(self, target: str) -> bool:
+    def _needs_stop(self, name: str) -> bool:
+        """Started by us and not stopped yet: what runs is stopped, what ended is acknowledged."""
+        return name in self.handles and self.views[name].state != "stopped"
+
+    async def _stop(self, name: str, requested_by: str) -> bool:
+        view = self.views[name]
+        try:
+            status = await self._node(name).stop(
+                self.handles[name], grace=self.plan.timeouts.stop_grace, requested_by=requested_by
+            )
+        except RemoteError as exc:
+            self._set(name, state="unknown", reason=str(exc))
+            return False
+        if name in self._tails:
+            self._tails.pop(name).cancel()
+        if not status.settled:
+            self._set(
+                name,
+                state="unknown",
+                reason=f"still running after SIGKILL: {status.detail}",
+                leftovers=status.leftovers,
+            )
+            return False
+        before = "" if view.state in UP_STATES or view.state == "unknown" else f" (it had {view.label}: {view.reason})"
+        self._set(
+            name,
+            state="stopped",
+            exit_code=status.exit_code,
+            reason=f"stopped by {requested_by}{before}",
+            health_ms=None,
+            leftovers=0,
+            cause=None,
+        )
+        return True
+
+    async def restart(self, target: str, *, force: bool = False) -> bool:
         """Restart a whole instance (or the proxy) in order: ranks never restart alone."""
         names = instance_of(self.plan, target)
         await self.adopt()
-        if not await self.down(names):
+        if not await self.down(names, force=force):
             return False
         return await self.up(names)
 

@@ -39,10 +39,6 @@ def stages(plan: LaunchPlan) -> list[Stage]:
     return out
 
 
-def stop_order(plan: LaunchPlan) -> list[str]:
-    return [name for stage in reversed(stages(plan)) for name in reversed(stage.start)]
-
-
 def instance_of(plan: LaunchPlan, target: str) -> list[str]:
     """Process names a restart of `target` (an instance, a process, or "proxy") must cover: a rank
     cannot restart alone, its whole instance does."""

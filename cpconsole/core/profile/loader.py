@@ -5,6 +5,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
+import os
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -127,21 +130,87 @@ def _walk(node: yaml.Node, path: Loc, marks: dict[Loc, tuple[int, int]], errors:
             _walk(item, child, marks, errors, file)
 
 
+MAX_PROFILE_BYTES = 1 << 20  # a profile is a few KB; anything this big is not one
+MAX_NODES = 100_000  # YAML values after expanding aliases: a guide's profile has a few hundred
+
+
+def _refusal(file: str, mark: yaml.Mark | None, message: str) -> ProfileError:
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    return ProfileError([Finding("error", (), message, file, line, column)])
+
+
+def _expanded_size(root: yaml.Node, file: str) -> None:
+    """Refuse a document whose aliases expand it past MAX_NODES, or refer to themselves, before
+    anything expands it (a 500-byte "billion laughs" would take gigabytes)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else (list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        )
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_NODES:
+                why = f"YAML aliases expand this value to more than {MAX_NODES:,} values; write it out or use fewer"
+                raise _refusal(file, node.start_mark, why)
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise _refusal(file, node.start_mark, "a YAML alias refers to the value that contains it")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+
+
+def _check_values(data: Any, source: SourceMap) -> None:
+    """Values no YAML type check catches: NUL in strings, infinite or NaN numbers."""
+    findings: list[Finding] = []
+    stack: list[tuple[Loc, Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(((*path, str(k)), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(value))
+        elif isinstance(value, str) and "\x00" in value:
+            findings.append(source.place("error", path, "contains a NUL character; remove it"))
+        elif isinstance(value, float) and not math.isfinite(value):
+            findings.append(source.place("error", path, f"{value} is not a finite number; write a number"))
+    if findings:
+        raise ProfileError(sorted(findings, key=lambda f: (f.line, f.column)))
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
-    """YAML text → plain data and a SourceMap. Raises ProfileError on syntax errors."""
+    """YAML text → plain data and a SourceMap. Raises ProfileError on syntax errors and on
+    documents too large, too deep or expanding too far to be a profile."""
+    if len(text) > MAX_PROFILE_BYTES:
+        raise _refusal(
+            file, None, f"{len(text):,} characters is too large for a profile (at most {MAX_PROFILE_BYTES:,})"
+        )
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _expanded_size(node, file)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
         if "'\\t'" in problem:
             problem += " (indent with spaces, not tabs)"
-        raise ProfileError([Finding("error", (), f"YAML syntax: {problem}", file, line, col)]) from None
+        raise _refusal(file, exc.problem_mark or exc.context_mark, f"YAML syntax: {problem}") from None
     except yaml.YAMLError as exc:
-        raise ProfileError([Finding("error", (), f"YAML: {exc}", file)]) from None
+        raise _refusal(file, None, f"YAML: {exc}") from None
+    except RecursionError:
+        raise _refusal(file, None, "YAML nested too deeply to be a profile") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise _refusal(file, loader.get_mark(), f"YAML value: {exc}") from None
     finally:
         loader.dispose()
     marks: dict[Loc, tuple[int, int]] = {(): (1, 1)}
@@ -150,7 +219,9 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         _walk(node, (), marks, errors, file)
     if errors:
         raise ProfileError(errors)
-    return data, SourceMap(file, marks)
+    source = SourceMap(file, marks)
+    _check_values(data, source)
+    return data, source
 
 
 # ---------------------------------------------------------------- pydantic errors → findings
@@ -250,12 +321,31 @@ def load_data(data: Any, source: SourceMap) -> LoadedProfile:
     return LoadedProfile(profile, source, profile_digest(profile))
 
 
+def read_profile_text(path: str | Path) -> str:
+    """A profile file's text: a regular file (a FIFO or device would hang or never end) of at
+    most MAX_PROFILE_BYTES, in UTF-8. Raises ProfileError."""
+    name = str(path)
+
+    def refuse(reason: str) -> ProfileError:
+        return ProfileError([Finding("error", (), f"cannot read the profile: {reason}", name)])
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
+    except OSError as exc:
+        raise refuse(exc.strerror or str(exc)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise refuse("not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        data = file.read(MAX_PROFILE_BYTES + 1)
+    if len(data) > MAX_PROFILE_BYTES:
+        raise refuse(f"larger than {MAX_PROFILE_BYTES:,} bytes: not a profile")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise refuse(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def load_file(path: str | Path) -> LoadedProfile:
     """Read, parse and schema-validate a profile file."""
-    name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ProfileError([Finding("error", (), f"cannot read the profile: {reason}", name)]) from None
-    return load_text(text, name)
+    return load_text(read_profile_text(path), str(path))

@@ -12,13 +12,14 @@ import re
 from collections.abc import Callable, Iterator
 
 from .loader import Loc, Severity
-from .schema import Instance, Profile, flag_name
+from .schema import MAX_PARALLEL, Instance, Profile, flag_name
 from .topology import (
     PARALLEL_ARGS,
     as_ranges,
     effective_container,
     kv_ports,
     parallel_of,
+    parallel_size,
     placements,
     port_claims,
     positive_int,
@@ -104,6 +105,19 @@ def references(profile: Profile) -> Iterator[Hit]:
         yield "error", ("proxy", "node"), f"no node named '{profile.proxy.node}' ({hint})"
 
 
+def parallel_bounds(profile: Profile) -> Iterator[Hit]:
+    """Parallel sizes no cluster has: checked before any rule counts ranks."""
+    for name, inst in profile.instances.items():
+        for key in PARALLEL_ARGS.values():
+            value = inst.arg(key)
+            if positive_int(value) is not None and parallel_size(value) is None:
+                yield (
+                    "error",
+                    arg_path(name, inst, key),
+                    f"{key} {value} is over {MAX_PARALLEL} ranks; no cluster has that many",
+                )
+
+
 def derived_values(profile: Profile) -> Iterator[Hit]:
     for name, inst in profile.instances.items():
         for key in inst.vllm_args:
@@ -118,6 +132,12 @@ def derived_values(profile: Profile) -> Iterator[Hit]:
             value = inst.arg(key)
             if value is not None and positive_int(value) is None:
                 yield "error", arg_path(name, inst, key), f"{key} must be a positive whole number, not {value!r}"
+            elif key in PARALLEL_ARGS.values() and value is not None and parallel_size(value) is None:
+                yield (
+                    "error",
+                    arg_path(name, inst, key),
+                    f"{key} {value} is over {MAX_PARALLEL} ranks; no cluster has that many",
+                )
         flags = [flag_name(k) for k in inst.vllm_args]
         for flag in {f for f in flags if flags.count(f) > 1}:
             spelt = [k for k in inst.vllm_args if flag_name(k) == flag]
@@ -262,6 +282,19 @@ def unique_ports(profile: Profile) -> Iterator[Hit]:
                 break
 
 
+def kv_port_range(profile: Profile) -> Iterator[Hit]:
+    """Every kv listener a node derives from kv_port must be a port (vLLM would fail to bind it)."""
+    for place in placements(profile):
+        ports = kv_ports(profile.instances[place.instance], place.node_rank)
+        if ports and ports[-1] > 65535:
+            yield (
+                "error",
+                ("instances", place.instance, "kv_port"),
+                f"{place.process} would listen on {ports[0]}-{ports[-1]}, past the last port 65535; "
+                f"use kv_port ≤ {65535 - (ports[-1] - ports[0])}",
+            )
+
+
 def mooncake_port_range(profile: Profile) -> Iterator[Hit]:
     for place in placements(profile):
         inst = profile.instances[place.instance]
@@ -395,15 +428,17 @@ def ssh_rules(profile: Profile) -> Iterator[Hit]:
             yield "warning", ("nodes", name, "ssh", "verify_host_keys"), f"SSH host keys of {name} are NOT verified"
 
 
-# references first: later rules assume instance nodes exist
+# references first: later rules assume instance nodes exist; then sizes every rank count can use
 RULES: tuple[Rule, ...] = (
     references,
+    parallel_bounds,
     derived_values,
     context_parallel,
     world_size,
     engine_id_rules,
     kv_connector_rules,
     unique_ports,
+    kv_port_range,
     mooncake_port_range,
     version_rules,
     derived_env,
@@ -418,6 +453,6 @@ def check(profile: Profile) -> list[Hit]:
     hits: list[Hit] = []
     for rule in RULES:
         hits.extend(rule(profile))
-        if rule is references and any(h[0] == "error" for h in hits):
-            break  # the rest would trip over the missing nodes
+        if rule in (references, parallel_bounds) and any(h[0] == "error" for h in hits):
+            break  # the rest would trip over the missing nodes or count impossible ranks
     return hits

@@ -56,7 +56,14 @@ Name = Annotated[str, StringConstraints(pattern=NAME_RE, max_length=64)]
 HOST_RE = r"^[A-Za-z0-9._:%\[\]@-]+$"  # addresses and ssh_config aliases; nothing a shell would expand
 Host = Annotated[str, StringConstraints(pattern=HOST_RE, max_length=255)]
 PATTERN_HELP[HOST_RE] = "an address or ssh_config alias: letters, digits and . _ : % [ ] @ - only"
+RUN_DIR_RE = r"^(~|~/.*|/.*)$"
+RunDir = Annotated[str, StringConstraints(pattern=RUN_DIR_RE)]
+PATTERN_HELP[RUN_DIR_RE] = (
+    "run_dir must be absolute or start with ~/ (the login user's home): a relative one would depend "
+    "on where cpconsole is run from"
+)
 Port = Annotated[int, Field(ge=1, le=65535)]
+MAX_PARALLEL = 4096  # ranks of one parallel dimension: bounds every loop over ranks
 Env = dict[EnvName, Text]
 FlagName = Annotated[str, StringConstraints(pattern=FLAG_RE)]
 Flags = dict[FlagName, JsonValue]
@@ -142,7 +149,7 @@ class Defaults(Strict):
     container: Container | None = None
     env: Env = {}
     vllm_command: Argv = ("vllm",)
-    run_dir: str = Field(default="~/.cache/cpconsole", description="Base of per-process run directories")
+    run_dir: RunDir = Field(default="~/.cache/cpconsole", description="Base of per-process run directories")
     tools: Tools = Tools()
 
 
@@ -157,7 +164,7 @@ class Node(Strict):
     nic: str | None = None
     container: Container | None = None
     env: Env = Field(default={}, description="Environment of everything run on this node, tools included")
-    run_dir: str | None = None
+    run_dir: RunDir | None = None
     tools: Tools | None = None
 
 
@@ -176,7 +183,7 @@ class KvConnector(Strict):
 class DataParallel(Strict):
     """Data parallelism spread over the instance's nodes; per-node flags are derived."""
 
-    size: int = Field(ge=1)
+    size: int = Field(ge=1, le=MAX_PARALLEL)
     rpc_port: Port | None = None
     hybrid_lb: bool = Field(default=False, description="Every node runs its own API server (--data-parallel-hybrid-lb)")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .loader import Loc
-from .schema import Container, Instance, Node, Profile, Proxy
+from .schema import MAX_PARALLEL, Container, Instance, Node, Profile, Proxy
 
 PortKind = Literal["http", "master", "dp_rpc", "kv", "proxy"]
 
@@ -44,9 +44,16 @@ def positive_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+def parallel_size(value: object) -> int | None:
+    """A usable parallel size: a positive int no larger than MAX_PARALLEL."""
+    size = positive_int(value)
+    return size if size is not None and size <= MAX_PARALLEL else None
+
+
 def parallel_of(inst: Instance) -> Parallel:
-    """Parallel sizes of an instance; a missing or malformed value counts as 1 (rules report it)."""
-    sizes = {short: positive_int(inst.arg(flag)) or 1 for short, flag in PARALLEL_ARGS.items()}
+    """Parallel sizes of an instance; a missing, malformed or impossibly large value counts as 1
+    (rules report it)."""
+    sizes = {short: parallel_size(inst.arg(flag)) or 1 for short, flag in PARALLEL_ARGS.items()}
     return Parallel(dp=inst.data_parallel.size if inst.data_parallel else 1, **sizes)
 
 
@@ -151,6 +158,8 @@ def kv_ports(inst: Instance, node_rank: int) -> list[int]:
         return []
     par = parallel_of(inst)
     per_node = max(1, par.world // len(inst.nodes))
+    if per_node > MAX_PARALLEL:  # more ranks than any node has chips: the world-size rule says so
+        return []
     ports = set()
     for rank in range(node_rank * per_node, (node_rank + 1) * per_node):
         tp_rank = rank % par.tp

@@ -10,6 +10,7 @@ import posixpath
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from . import scripts
@@ -38,8 +39,10 @@ class Transport(Protocol):
     ) -> RunResult: ...
     async def spawn_detached(self, spec: SpawnSpec, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessHandle: ...
     async def status(self, handle: ProcessHandle, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessStatus: ...
-    async def signal(self, handle: ProcessHandle, signame: str, *, timeout: float = DEFAULT_TIMEOUT) -> str: ...
-    async def stop(self, handle: ProcessHandle, *, grace: float = 10.0) -> ProcessStatus: ...
+    async def signal(
+        self, handle: ProcessHandle, signame: str, *, timeout: float = DEFAULT_TIMEOUT, stop_note: str = ""
+    ) -> str: ...
+    async def stop(self, handle: ProcessHandle, *, grace: float = 10.0, requested_by: str = "") -> ProcessStatus: ...
     async def find(self, run_dir: str, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessHandle | None: ...
     def tail(self, path: str, from_offset: int = 0) -> AsyncIterator[TailItem]: ...
     async def read_file(self, path: str, *, timeout: float = DEFAULT_TIMEOUT) -> bytes: ...
@@ -50,7 +53,8 @@ class Transport(Protocol):
 
 
 def decide_status(handle: ProcessHandle, fields: dict[str, str]) -> ProcessStatus:
-    """Running only if the pid is still the process we started (same boot, same start time)."""
+    """Running only if the pid is still the process we started (same boot, same start time) or,
+    its wrapper gone before recording an exit code, while its group or session has members."""
     if "missing" in fields:
         return ProcessStatus("gone", detail="run directory is missing")
     if fields.get("boot") != handle.boot_id:
@@ -60,14 +64,22 @@ def decide_status(handle: ProcessHandle, fields: dict[str, str]) -> ProcessStatu
         return ProcessStatus("gone", detail="the run directory belongs to a newer start")
     proc = fields.get("proc", "").split()
     code = fields.get("exitcode")
+    stopped_by = fields.get("stopped", "")
     if len(proc) == 2 and proc[1] == str(handle.start_ticks) and proc[0] != "Z":
-        return ProcessStatus("running")
+        return ProcessStatus("running", stopped_by=stopped_by)
+    members = fields.get("members", "0")
+    leftovers = int(members) if members.isdigit() else 0
+    plural = "process" if leftovers == 1 else "processes"
+    if code is None and leftovers:
+        detail = f"its wrapper (pid {handle.pid}) is gone; {leftovers} {plural} of its group still run"
+        return ProcessStatus("running", None, detail, leftovers, stopped_by)
+    left = f"; {leftovers} {plural} of its group still run" if leftovers else ""
     if code is not None and code.lstrip("-").isdigit():
         value = int(code)
         if 128 < value <= 128 + 64:  # sh reports death by signal N as 128+N; say -N, as Python does
-            return ProcessStatus("exited", 128 - value, f"killed by signal {value - 128}")
-        return ProcessStatus("exited", value)
-    return ProcessStatus("exited", None, "killed before it could record an exit code")
+            return ProcessStatus("exited", 128 - value, f"killed by signal {value - 128}{left}", leftovers, stopped_by)
+        return ProcessStatus("exited", value, left.removeprefix("; "), leftovers, stopped_by)
+    return ProcessStatus("exited", None, "killed before it could record an exit code", 0, stopped_by)
 
 
 def handle_from_manifest(node: str, run_dir: str, data: bytes) -> ProcessHandle | None:
@@ -86,6 +98,22 @@ def handle_from_manifest(node: str, run_dir: str, data: bytes) -> ProcessHandle 
         )
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def handle_from_pidfile(like: ProcessHandle, data: bytes) -> ProcessHandle | None:
+    """The process a run directory's pid file (`pid start_ticks boot_id`, written by the wrapper
+    itself) names, the rest as in `like`: how a process is found when its manifest is lost."""
+    words = data.decode("ascii", "replace").split()
+    if len(words) != 3 or not words[0].isdigit() or not words[1].isdigit():
+        return None
+    return replace(like, pid=int(words[0]), start_ticks=int(words[1]), boot_id=words[2])
+
+
+SPAWN_FAILURES = {
+    scripts.SPAWN_NO_RUN_DIR: ": the run directory could not be written (disk full? permissions?)",
+    scripts.SPAWN_NO_PID: ": the process never wrote its pid file (disk full?) and was not started",
+    scripts.SPAWN_NO_MANIFEST: ": manifest.json could not be written (disk full?); the process was stopped again",
+}
 
 
 class ShellTransport(ABC):
@@ -123,17 +151,17 @@ class ShellTransport(ABC):
         head = json.dumps({"process": spec.name, **spec.manifest}, ensure_ascii=False)[:-1]
         script = scripts.spawn(spec.run_dir, head)
         result = await self.run(script, timeout=timeout, input=spec.script.encode())
-        if result.exit_code == 98:
+        if result.exit_code == scripts.SPAWN_RUNNING:
             raise AlreadyRunning(self.node, f"{spec.name} is still running as pid {result.text().strip()}")
         if not result.ok:
+            why = SPAWN_FAILURES.get(result.exit_code or 0, "")
             raise CommandFailed(
-                self.node, f"cannot start {spec.name} in {spec.run_dir}", result.exit_code, result.stderr
+                self.node, f"cannot start {spec.name} in {spec.run_dir}{why}", result.exit_code, result.stderr
             )
         pid, ticks, boot = result.text().split()
         # the manifest as written, with the pid fields: the same handle adoption will read back
-        manifest = json.dumps({"process": spec.name, **spec.manifest, "pid": int(pid), "start_ticks": int(ticks),
-                               "boot_id": boot}).encode()  # fmt: skip
-        handle = handle_from_manifest(self.node, spec.run_dir, manifest)
+        manifest = {"process": spec.name, **spec.manifest, "pid": int(pid), "start_ticks": int(ticks), "boot_id": boot}
+        handle = handle_from_manifest(self.node, spec.run_dir, json.dumps(manifest).encode())
         if handle is None:  # every field was just set: a manifest not of this kind
             raise CommandFailed(self.node, f"cannot start {spec.name}: bad manifest", result.exit_code, result.stderr)
         return handle
@@ -142,42 +170,38 @@ class ShellTransport(ABC):
         result = await self.check(scripts.status(handle.run_dir), "status", timeout=timeout)
         return decide_status(handle, scripts.parse_status(result.text()))
 
-    async def signal(self, handle: ProcessHandle, signame: str, *, timeout: float = DEFAULT_TIMEOUT) -> str:
-        """Signal the process group. Answers sent | gone | recycled | rebooted | failed."""
-        result = await self.check(scripts.signal(handle, signame), f"cannot signal {handle.name}", timeout=timeout)
+    async def signal(
+        self, handle: ProcessHandle, signame: str, *, timeout: float = DEFAULT_TIMEOUT, stop_note: str = ""
+    ) -> str:
+        """Signal the process group and session, or what is left of them. Answers sent | gone |
+        recycled | rebooted | failed."""
+        script = scripts.signal(handle, signame, stop_note=stop_note)
+        result = await self.check(script, f"cannot signal {handle.name}", timeout=timeout)
         return result.text().strip()
 
-    async def stop(self, handle: ProcessHandle, *, grace: float = 10.0, poll: float = 0.1) -> ProcessStatus:
-        """SIGTERM to the group, then SIGKILL after `grace` seconds; never a recycled pid."""
-        answer = await self.signal(handle, "TERM")
-        if answer != "sent":
-            return await self.status(handle)
-        deadline = time.monotonic() + grace
+    async def stop(
+        self, handle: ProcessHandle, *, grace: float = 10.0, poll: float = 0.1, requested_by: str = ""
+    ) -> ProcessStatus:
+        """SIGTERM to the group, then SIGKILL after `grace` seconds to whatever of it is left; never
+        a recycled pid. Returns once nothing of the group runs (or SIGKILL could not end it).
+        `requested_by` is recorded on the node: the end is a stop, not a failure."""
+        answer = await self.signal(handle, "TERM", stop_note=requested_by)
         status = await self.status(handle)
-        while status.state == "running" and time.monotonic() < deadline:
+        if answer != "sent":
+            return status
+        deadline = time.monotonic() + grace
+        while not status.settled and time.monotonic() < deadline:
             await asyncio.sleep(poll)
             status = await self.status(handle)
-        if status.state != "running":
-            # the leader is gone; what it left in its group gets the rest of the grace, then SIGKILL
-            while await self._group_alive(handle):
-                if time.monotonic() >= deadline:
-                    await self.check(scripts.kill_group(handle), "cannot signal the group", timeout=DEFAULT_TIMEOUT)
-                    break
-                await asyncio.sleep(poll)
+        if status.settled:
             return status
         await self.signal(handle, "KILL")
         for _ in range(50):  # a killed group may linger as zombies until PID 1 reaps it
             status = await self.status(handle)
-            if status.state != "running":
+            if status.settled:
                 return status
             await asyncio.sleep(poll)
-        return await self.status(handle)
-
-    async def _group_alive(self, handle: ProcessHandle) -> bool:
-        result = await self.check(
-            scripts.group_alive(handle), "cannot check the process group", timeout=DEFAULT_TIMEOUT
-        )
-        return result.text().strip() == "alive"
+        return status
 
     async def find(self, run_dir: str, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessHandle | None:
         """The process a run directory's manifest names, if the manifest is complete."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from ..safetext import terminal_safe
+
 
 class RemoteError(Exception):
     """Something failed on or on the way to a node."""
 
     def __init__(self, host: str, what: str) -> None:
         self.host = host
-        self.what = what
-        super().__init__(f"{host}: {what}")
+        self.what = terminal_safe(what)  # may quote a node's stderr
+        super().__init__(f"{host}: {self.what}")
 
 
 class ConnectFailed(RemoteError):

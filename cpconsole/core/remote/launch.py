@@ -10,14 +10,16 @@ from .types import SpawnSpec
 
 
 def run_dir(plan: LaunchPlan, proc: ProcessPlan) -> str:
-    """<node run_dir>/<profile>/<process>, e.g. ~/.cache/cpconsole/deepseek-v3.1-cp-1p1d/prefill-0."""
-    return posixpath.join(plan.node(proc.node).run_dir, plan.profile, proc.name)
+    """<node run_dir>/<profile>-<identity>/<process>, e.g.
+    ~/.cache/cpconsole/deepseek-v3.1-cp-1p1d-3f9a01c2/prefill-0."""
+    return posixpath.join(plan.node(proc.node).run_dir, plan.run_key, proc.name)
 
 
-def spawn_spec(plan: LaunchPlan, proc: ProcessPlan, *, now: datetime | None = None) -> SpawnSpec:
+def spawn_spec(plan: LaunchPlan, proc: ProcessPlan, *, now: datetime | None = None, started_by: str = "") -> SpawnSpec:
     started = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     manifest: dict[str, object] = {
         "profile": plan.profile,
+        "run_key": plan.run_key,
         "digest": plan.digest,
         "node": proc.node,
         "role": proc.role,
@@ -27,5 +29,6 @@ def spawn_spec(plan: LaunchPlan, proc: ProcessPlan, *, now: datetime | None = No
         "argv": list(proc.argv),
         "env": proc.env_dict,
         "started_at": started,
+        "started_by": started_by,
     }
     return SpawnSpec(proc.name, run_dir(plan, proc), render_script(proc), manifest)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import signal
 import sys
 from collections.abc import Sequence
 
 from .base import DEFAULT_TIMEOUT, ShellTransport, Stream, decide_status
 from .errors import RemoteError, RemoteTimeout
-from .scripts import BOOT_ID
+from .scripts import BOOT_ID, STOPPED
 from .types import ProcessHandle, ProcessStatus, RunResult
 
 CHUNK = 1 << 16
@@ -48,9 +49,23 @@ class LocalStream:
         await self._proc.wait()
 
 
-def _local_env() -> dict[str, str]:
+def login_home() -> str | None:
+    """This user's home from the password database: what `~` means on a node reached over SSH
+    too, whatever $HOME the console happened to inherit (unset under some service managers,
+    another user's under sudo)."""
+    try:
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return None
+    return home if home.startswith("/") else None
+
+
+def _local_env(home: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", os.defpath)])
+    env.pop("HOME", None)  # no home: the node scripts refuse ~ (scripts.HOME) rather than use /
+    if home:
+        env["HOME"] = home
     return env
 
 
@@ -59,7 +74,8 @@ class LocalTransport(ShellTransport):
 
     def __init__(self, node: str) -> None:
         super().__init__(node)
-        self.env = _local_env()
+        self.home = login_home()
+        self.env = _local_env(self.home)
 
     async def run(
         self, command: str | Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, input: bytes | None = None
@@ -88,7 +104,15 @@ class LocalTransport(ShellTransport):
         return RunResult(proc.returncode, out, err)
 
     async def status(self, handle: ProcessHandle, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessStatus:
-        return decide_status(handle, status_fields(handle.run_dir))
+        return decide_status(handle, status_fields(self._expand(handle.run_dir)))
+
+    def _expand(self, path: str) -> str:
+        """A leading ~ as the node scripts resolve it (the same HOME)."""
+        if path == "~" or path.startswith("~/"):
+            if not self.home:
+                raise RemoteError(self.node, "this user has no home directory, so ~ cannot be resolved")
+            return self.home + path[1:]
+        return path
 
     async def open_stream(self, script: str) -> Stream:
         proc = await asyncio.create_subprocess_exec(
@@ -112,22 +136,44 @@ def _first_line(path: str) -> str | None:
         return None
 
 
+def _after_comm(stat: str) -> list[str]:
+    """/proc/PID/stat from field 3 on (state, ppid, pgrp, session, …, starttime at index 19)."""
+    return stat.rsplit(") ", 1)[-1].split()
+
+
+def _members(pid: str) -> int:
+    """Live processes whose group or session is `pid` (as scripts._count_members counts them)."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _after_comm(_first_line(f"/proc/{entry.name}/stat") or "")
+        if len(fields) >= 4 and fields[0] != "Z" and pid in (fields[2], fields[3]):
+            count += 1
+    return count
+
+
 def status_fields(run_dir: str) -> dict[str, str]:
-    """What scripts.status prints, read directly: pidfile, exitcode, boot, proc `state starttime`."""
-    run_dir = os.path.expanduser(run_dir)
+    """What scripts.status prints, read directly (`run_dir` absolute): pidfile, exitcode, stopped, boot, proc
+    `state starttime`, and members when the leader is gone."""
     if not os.path.isdir(run_dir):
         return {"missing": ""}
-    fields: dict[str, str] = {"boot": _first_line(BOOT_ID) or ""}
+    fields: dict[str, str] = {}
     pidfile = _first_line(os.path.join(run_dir, "pid"))
     if pidfile is not None:
         fields["pidfile"] = pidfile
     code = _first_line(os.path.join(run_dir, "exitcode"))
     if code is not None:
         fields["exitcode"] = code
-    pid = pidfile.split()[0] if pidfile else ""
-    stat = _first_line(f"/proc/{pid}/stat") if pid.isdigit() else None
-    if stat:
-        after_comm = stat.rsplit(") ", 1)[-1].split()  # field 3 onwards: state … starttime (22)
-        if len(after_comm) >= 20:
-            fields["proc"] = f"{after_comm[0]} {after_comm[19]}"
+    stopped = _first_line(os.path.join(run_dir, STOPPED))
+    if stopped is not None:
+        fields["stopped"] = stopped
+    fields["boot"] = _first_line(BOOT_ID) or ""
+    words = pidfile.split() if pidfile else []
+    pid = words[0] if words else ""
+    stat = _after_comm(_first_line(f"/proc/{pid}/stat") or "") if pid.isdigit() else []
+    if len(stat) >= 20:
+        fields["proc"] = f"{stat[0]} {stat[19]}"
+    if pid.isdigit() and words[2:3] == [fields["boot"]] and (len(stat) < 20 or stat[0] == "Z"):
+        fields["members"] = str(_members(pid))
     return fields

@@ -7,19 +7,18 @@ sequence so readers can ask for "everything after line N" and see what they miss
 from __future__ import annotations
 
 import itertools
-import re
 from collections import deque
 from dataclasses import dataclass
 
+from ..safetext import terminal_safe
 from .base import Transport
 from .types import TailChunk, TailEvent, TailItem
 
-MAX_PARTIAL = 1 << 20  # a "line" this long without a newline is cut into a line of its own
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # vLLM colours its log prefixes even in files
+MAX_LINE = 64 << 10  # bytes of one line that are kept; the rest is cut (and said so)
 
 
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)
+def cut_note(dropped: int) -> bytes:
+    return f" … [{dropped} more bytes of this line not shown]".encode()
 
 
 @dataclass(frozen=True)
@@ -28,17 +27,20 @@ class StoreEvent:
     event: TailEvent
 
 
-def _split(text: str) -> list[str]:
-    lines = text.split("\n")
-    if "\r" in text:  # progress bars redraw with \r: keep what a terminal would show
-        lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in lines]
-    return lines
+def _show(line: bytes) -> str:
+    """One line as a terminal may show it: progress bars redraw with \r (keep what a terminal
+    would show), and nothing in it may act on the terminal."""
+    text = line.decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.rstrip("\r").rsplit("\r", 1)[-1]
+    return terminal_safe(text)
 
 
 class LogStore:
     def __init__(self, max_lines: int = 100_000, max_events: int = 1000) -> None:
         self._lines: deque[str] = deque(maxlen=max_lines)
-        self._partial = b""
+        self._partial = bytearray()  # the unfinished last line, at most MAX_LINE bytes of it
+        self._partial_dropped = 0  # what of it was past MAX_LINE
         self.total = 0
         """Complete lines ever stored; the next line gets this sequence number."""
         self.offset = 0
@@ -69,7 +71,7 @@ class LogStore:
     @property
     def partial(self) -> str:
         """The unfinished last line as a terminal would show it (e.g. a progress bar)."""
-        return _split(self._partial.decode("utf-8", "replace"))[-1]
+        return _show(bytes(self._partial))
 
     def feed(self, item: TailItem) -> int:
         """Store a tail item; answer how many complete lines it added."""
@@ -83,25 +85,32 @@ class LogStore:
             return added
         return self._add(item)
 
+    def _grow_partial(self, data: bytes) -> None:
+        """Append to the unfinished line without copying what it holds; past MAX_LINE, count only."""
+        room = MAX_LINE - len(self._partial)
+        self._partial += data[:room] if room > 0 else b""
+        self._partial_dropped += max(0, len(data) - max(room, 0))
+
     def _add(self, chunk: TailChunk) -> int:
         self.offset = chunk.offset + len(chunk.data)
-        buffer = self._partial + chunk.data
-        cut = buffer.rfind(b"\n")
-        if cut == -1:
-            self._partial = buffer
-            return self._flush_partial() if len(buffer) > MAX_PARTIAL else 0
-        self._partial = buffer[cut + 1 :]
-        lines = _split(buffer[:cut].decode("utf-8", "replace"))
-        self._lines.extend(lines)
-        self.total += len(lines)
-        return len(lines)
+        pieces = chunk.data.split(b"\n")
+        for piece in pieces[:-1]:
+            self._grow_partial(piece)
+            self._end_line()
+        self._grow_partial(pieces[-1])
+        return len(pieces) - 1
+
+    def _end_line(self) -> None:
+        line = bytes(self._partial) + (cut_note(self._partial_dropped) if self._partial_dropped else b"")
+        self._lines.append(_show(line))
+        self.total += 1
+        self._partial.clear()
+        self._partial_dropped = 0
 
     def _flush_partial(self) -> int:
-        if not self._partial:
+        if not self._partial and not self._partial_dropped:
             return 0
-        self._lines.append(_split(self._partial.decode("utf-8", "replace"))[-1])
-        self._partial = b""
-        self.total += 1
+        self._end_line()
         return 1
 
     def since(self, seq: int) -> tuple[int, list[str]]:

@@ -19,14 +19,19 @@ PROC_FIELDS = "stat=; read -r stat 2>/dev/null < /proc/\"$pid\"/stat; set -f; se
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 READ_BOOT = f"read -r boot_now < {BOOT_ID}"
 LOG = "log"
+STOPPED = "stopped"  # written before stop's first signal: the end was asked for, it is no failure
+
+
+# The login user's home; a node without one refuses (an empty $HOME made ~/x mean /x).
+HOME = '"${HOME:?is not set on this node, so ~ cannot be resolved; set run_dir to an absolute path}"'
 
 
 def shell_path(path: str) -> str:
     """Quote a path for sh, keeping a leading ~ meaning the login user's home."""
     if path == "~":
-        return '"$HOME"'
+        return HOME
     if path.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(path[2:])
+        return HOME + "/" + shlex.quote(path[2:])
     return shlex.quote(path)
 
 
@@ -34,71 +39,133 @@ def join(run_dir: str, name: str) -> str:
     return posixpath.join(run_dir, name)
 
 
+def _each_process(test: str) -> str:
+    """sh running `test` for every process, with $1 its state, $3 its group, $4 its session and
+    $f its /proc/PID/stat path. Builtins only."""
+    return f"""set +f  # PROC_FIELDS turned globbing off
+for f in /proc/[0-9]*/stat; do
+  stat=; read -r stat 2>/dev/null < "$f" || continue
+  set -f; set -- ${{stat##*') '}}; set +f
+  {test}
+done"""
+
+
+def _count_members(pid: str) -> str:
+    """sh setting $members to the live processes (zombies hold nothing) whose group or session is
+    `pid`: what a wrapper started lives on there after the wrapper itself is gone. Only asked while
+    no other live process has that pid: a pid is not reused while a group or session of that id
+    has members, so then every member is ours."""
+    test = f'[ "$1" != Z ] && {{ [ "$3" = {pid} ] || [ "$4" = {pid} ]; }} && members=$((members + 1))'
+    return f"members=0\n{_each_process(test)}"
+
+
+def _signal_members(pid: int, signame: str) -> str:
+    """sh signalling process group `pid` and each member of session `pid` that moved to a group of
+    its own; succeeds if anything was signalled."""
+    stray = (
+        f'[ "$1" != Z ] && [ "$4" = {pid} ] && [ "$3" != {pid} ] || continue\n'
+        f'  member=${{f#/proc/}}; kill -{signame} "${{member%/stat}}" 2>/dev/null && sent=0'
+    )
+    return f"""sent=1
+kill -{signame} -{pid} 2>/dev/null && sent=0
+{_each_process(stray)}
+[ "$sent" = 0 ]"""
+
+
 # The wrapper is the session and group leader (setsid). It records itself, runs launch.sh in
 # the foreground and writes its exit code. `trap :` lets a group-wide SIGTERM reach launch.sh
 # (a trap with a command is reset in children, unlike an ignored signal) while the wrapper
-# survives to record the code.
+# survives to record the code. Without its pid file nothing could find the process: then it
+# does not start. The log is opened for appending (by spawn), so a truncation leaves no hole.
 WRAPPER = f"""trap : TERM INT HUP
 pid=$$
 {PROC_FIELDS}
 {READ_BOOT}
-echo "$$ ${{20}} $boot_now" > pid.tmp && mv pid.tmp pid
+echo "$$ ${{20}} $boot_now" > pid.tmp && mv pid.tmp pid || exit 95
 sh ./launch.sh
 echo $? > exitcode.tmp && mv exitcode.tmp exitcode
 """
+
+# spawn's exit codes
+SPAWN_RUNNING = 98  # an earlier start still runs (its leader, or what it left in its group)
+SPAWN_NO_RUN_DIR = 97  # the run directory or launch.sh could not be written
+SPAWN_NO_PID = 96  # the wrapper never recorded itself (it could not write its pid file)
+SPAWN_NO_MANIFEST = 95  # the manifest could not be written: the process was stopped again
 
 
 def spawn(run_dir: str, manifest_head: str, wait_steps: int = 500) -> str:
     """Start launch.sh (read from stdin) detached; print `pid ticks boot_id`.
 
     `manifest_head` is the manifest's JSON without its closing brace; the pid fields are
-    appended once the process exists. Exit 98 means an earlier process is still running.
+    appended once the process exists. Every write is checked: a process whose manifest could not
+    be written is killed again rather than left running where nothing would find it.
     """
     return f"""umask 022
-mkdir -p {shell_path(run_dir)} && cd {shell_path(run_dir)} || exit 97
-if [ -f pid ] && [ ! -f exitcode ]; then
+mkdir -p {shell_path(run_dir)} && cd {shell_path(run_dir)} || exit {SPAWN_NO_RUN_DIR}
+{READ_BOOT}
+if [ -f pid ]; then
   read pid ticks boot < pid
   {PROC_FIELDS}
-  if [ "${{20}}" = "$ticks" ] && [ "$1" != Z ]; then echo "$pid"; exit 98; fi
+  if [ $# -ge 20 ] && [ "${{20}}" = "$ticks" ] && [ "$1" != Z ]; then
+    [ -f exitcode ] || {{ echo "$pid"; exit {SPAWN_RUNNING}; }}
+  elif [ "$boot" = "$boot_now" ] && {{ [ $# -lt 20 ] || [ "$1" = Z ]; }}; then
+    # the wrapper is gone, what it started may not be: a new start would lose it
+    {_count_members('"$pid"')}
+    [ "$members" -gt 0 ] && {{ echo "$pid ($members processes of its group)"; exit {SPAWN_RUNNING}; }}
+  fi
 fi
-rm -f pid exitcode
-if [ -f {LOG} ]; then mv -f {LOG} {LOG}.1; fi
-cat > launch.sh && chmod 755 launch.sh || exit 97
-setsid sh -c {shlex.quote(WRAPPER)} > {LOG} 2>&1 < /dev/null &
+rm -f pid exitcode manifest.json {STOPPED} || exit {SPAWN_NO_RUN_DIR}
+if [ -f {LOG} ]; then mv -f {LOG} {LOG}.1 || exit {SPAWN_NO_RUN_DIR}; fi
+cat > launch.sh && chmod 755 launch.sh || exit {SPAWN_NO_RUN_DIR}
+setsid sh -c {shlex.quote(WRAPPER)} >> {LOG} 2>&1 < /dev/null &
 i=0
 while [ ! -s pid ] && [ $i -lt {wait_steps} ]; do sleep 0.01; i=$((i+1)); done
-[ -s pid ] || exit 96
+[ -s pid ] || exit {SPAWN_NO_PID}
 read pid ticks boot < pid
-printf '%s, "pid": %s, "start_ticks": %s, "boot_id": "%s"}}\\n' {shlex.quote(manifest_head)} "$pid" "$ticks" "$boot" \\
-  > manifest.json.tmp && mv manifest.json.tmp manifest.json
+if ! printf '%s, "pid": %s, "start_ticks": %s, "boot_id": "%s"}}\\n' {shlex.quote(manifest_head)} "$pid" "$ticks" \\
+    "$boot" > manifest.json.tmp || ! mv manifest.json.tmp manifest.json; then
+  kill -KILL -"$pid" 2>/dev/null; rm -f manifest.json.tmp
+  exit {SPAWN_NO_MANIFEST}
+fi
 echo "$pid $ticks $boot"
 """
 
 
 def running_among(run_dirs: dict[str, str]) -> str:
     """Print the name of each run directory (name → path) whose process still runs — its pid file
-    names a live process with the recorded start time on this boot, and no exit code is written —
-    in one shell for all of them."""
+    names a live process with the recorded start time on this boot and no exit code is written,
+    or its leader is gone and its group lives on — in one shell for all of them."""
     checks = [READ_BOOT]
     for name, run_dir in run_dirs.items():
-        checks.append(f"""( cd {shell_path(run_dir)} 2>/dev/null && [ -f pid ] && [ ! -f exitcode ] || exit 0
+        checks.append(f"""( cd {shell_path(run_dir)} 2>/dev/null && [ -f pid ] || exit 0
   read pid ticks boot < pid; [ "$boot" = "$boot_now" ] || exit 0
   {PROC_FIELDS}
-  [ "${{20}}" = "$ticks" ] && [ "$1" != Z ] && echo {shlex.quote(name)} )""")
+  if [ $# -ge 20 ] && [ "$1" != Z ]; then
+    [ "${{20}}" = "$ticks" ] && [ ! -f exitcode ] && echo {shlex.quote(name)}
+  else
+    {_count_members('"$pid"')}
+    [ "$members" -gt 0 ] && echo {shlex.quote(name)}
+  fi )""")
     return "\n".join(checks) + "\ntrue\n"
 
 
 def status(run_dir: str) -> str:
-    """Print what is known of a run directory, one `key value` per line."""
+    """Print what is known of a run directory, one `key value` per line; `members N` when the
+    leader is gone on this boot (N: what lives on in its group and session)."""
     return f"""cd {shell_path(run_dir)} 2>/dev/null || {{ echo missing; exit 0; }}
 if [ -f pid ]; then read -r line < pid; echo "pidfile $line"; fi
 if [ -f exitcode ]; then read -r code < exitcode; echo "exitcode $code"; fi
+if [ -f {STOPPED} ]; then read -r note < {STOPPED}; echo "stopped $note"; fi
 {READ_BOOT}
 echo "boot $boot_now"
 if [ -f pid ]; then
   read pid ticks boot < pid
   {PROC_FIELDS}
   [ $# -ge 20 ] && echo "proc $1 ${{20}}"
+  if [ "$boot" = "$boot_now" ] && {{ [ $# -lt 20 ] || [ "$1" = Z ]; }}; then
+    {_count_members('"$pid"')}
+    echo "members $members"
+  fi
 fi
 true
 """
@@ -114,50 +181,36 @@ def _in_container(handle: ProcessHandle, signame: str) -> str:
     )
 
 
-def signal(handle: ProcessHandle, signame: str) -> str:
-    """Signal the process group, only if the pid still is the process we started. A process in a
-    container gets it in there; the docker exec client on the node then ends when its process
-    does (signalled first, it would end at once and report an exit while the process lives on) —
-    but SIGKILL goes to both."""
+def signal(handle: ProcessHandle, signame: str, *, stop_note: str = "") -> str:
+    """Signal the process group and session, only if the pid still is the process we started or,
+    its leader gone, what is left of its group. Answers sent | gone | recycled | rebooted | failed.
+    A process in a container gets it in there; the docker exec client on the node then ends when
+    its process does (signalled first, it would end at once and report an exit while the process
+    lives on) — but SIGKILL goes to both. `stop_note` (who asked) is written to the run directory
+    first, even when nothing runs any more: the end is then taken as a stop (one that follows),
+    or a failure acknowledged (one that came before)."""
     if not re.fullmatch(r"[A-Z0-9]+", signame):
         raise ValueError(f"bad signal name {signame!r}")
-    here = f"kill -{signame} -{handle.pid} 2>/dev/null"
+    here = _signal_members(handle.pid, signame)
     if handle.container and handle.container_pidfile:
         inside = _in_container(handle, signame)
-        send = f"{inside}; {here}" if signame == "KILL" else f"{inside} || {here}"  # no container: the node's group
+        joiner = ";" if signame == "KILL" else "||"  # no container: the node's group
+        send = f"{{ {inside}; }} {joiner} {{\n{here}\n}}"
     else:
         send = here
+    marker = shell_path(join(handle.run_dir, STOPPED))
+    note = f"printf '%s\\n' {shlex.quote(stop_note)} > {marker}\n" if stop_note else ""
     return f"""{READ_BOOT}
 [ "$boot_now" = {shlex.quote(handle.boot_id)} ] || {{ echo rebooted; exit 0; }}
 pid={handle.pid}
 {PROC_FIELDS}
-[ $# -ge 20 ] || {{ echo gone; exit 0; }}
-[ "${{20}}" = {handle.start_ticks} ] || {{ echo recycled; exit 0; }}
-[ "$1" = Z ] && {{ echo gone; exit 0; }}
-{{ {send}; }} && echo sent || echo failed
-"""
-
-
-def kill_group(handle: ProcessHandle) -> str:
-    """SIGKILL to what is left of the group once its leader is gone (and to the group in the
-    container)."""
-    inside = f"{_in_container(handle, 'KILL')}; " if handle.container and handle.container_pidfile else ""
-    return f"{inside}kill -KILL -{handle.pid} 2>/dev/null; true"
-
-
-def group_alive(handle: ProcessHandle) -> str:
-    """Print `alive` while a live process of the wrapper's group is left (its leader may be gone:
-    vLLM's resource tracker ignores SIGTERM and outlives the server). The group id cannot be reused
-    while a member exists, so the check is safe right after the leader exited on this boot."""
-    return f"""{READ_BOOT}
-[ "$boot_now" = {shlex.quote(handle.boot_id)} ] || {{ echo gone; exit 0; }}
-for f in /proc/[0-9]*/stat; do
-  stat=; read -r stat 2>/dev/null < "$f" || continue
-  set -f; set -- ${{stat##*') '}}; set +f
-  # $1 state, $3 process group; zombies hold nothing and die with their reaper
-  [ "$3" = {handle.pid} ] && [ "$1" != Z ] && {{ echo alive; exit 0; }}
-done
-echo gone
+leader=
+if [ $# -ge 20 ] && [ "$1" != Z ]; then
+  [ "${{20}}" = {handle.start_ticks} ] || {{ echo recycled; exit 0; }}
+  leader=alive
+fi
+{note}if {send}
+then echo sent; elif [ -n "$leader" ]; then echo failed; else echo gone; fi
 """
 
 

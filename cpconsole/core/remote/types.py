@@ -51,9 +51,20 @@ ProcessState = Literal["running", "exited", "gone"]
 
 @dataclass(frozen=True)
 class ProcessStatus:
+    """`running` while the process we started lives, or — its wrapper killed before the launch
+    script ended — while anything of its group or session does. `leftovers` counts what lives on
+    after the leader is gone; `stopped_by` is set when the end was asked for by a stop."""
+
     state: ProcessState
     exit_code: int | None = None
     detail: str = ""
+    leftovers: int = 0
+    stopped_by: str = ""
+
+    @property
+    def settled(self) -> bool:
+        """Nothing of it runs any more."""
+        return self.state != "running" and not self.leftovers
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,10 @@ def rollup(session: Session) -> Text:
     views = session.orchestrator.views
     plan = session.plan
     text = Text()
+    if session.unverified_host_keys:
+        nodes = ", ".join(line.split(":", 1)[0] for line in session.unverified_host_keys)
+        text.append(f"⚠ SSH host keys NOT verified: {nodes}", style="bold white on red")
+        text.append("  ")
     for role, short in (("prefill", "P"), ("decode", "D")):
         names = [p.name for p in plan.processes if p.role == role]
         if names:

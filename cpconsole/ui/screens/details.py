@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from ...core.orchestrate.causes import POLL_LINE
-from ...core.remote.logstore import strip_ansi
+from ...core.safetext import terminal_safe
 from ...core.session import Session
 from ..widgets.process_table import STATE_STYLE, ms
 from .base import SessionScreen
@@ -82,5 +82,7 @@ class DetailsScreen(SessionScreen):
         lines = [line for line in recent if not POLL_LINE.search(line, 0, 300)][-TAIL:]
         self.draw(
             "#tail",
-            Text("\n".join(strip_ansi(line)[:400] for line in lines) or "no output yet", style="" if lines else "dim"),
+            Text(
+                "\n".join(terminal_safe(line)[:400] for line in lines) or "no output yet", style="" if lines else "dim"
+            ),
         )

@@ -16,7 +16,7 @@ from textual.widgets import Footer, Header, Input, Log, Static
 
 from ...core.logsearch import ERROR_LINE, compile_query, find, keep, parse_filter, step
 from ...core.orchestrate.causes import POLL_LINE
-from ...core.remote.logstore import strip_ansi
+from ...core.safetext import terminal_safe
 from ...core.session import Session
 from .base import SessionScreen
 
@@ -196,7 +196,7 @@ class LogsScreen(SessionScreen):
             prefix = f"{name:<{width}} | " if self.process is None else ""
             # cut first: a megabyte-long line must not reach a regex
             batch.extend(
-                prefix + strip_ansi(line[: 2 * MAX_LINE])[:MAX_LINE]
+                prefix + terminal_safe(line[: 2 * MAX_LINE])[:MAX_LINE]
                 for line in lines
                 if not (self.hide_polls and POLL_LINE.search(line, 0, 300))
             )

@@ -7,11 +7,11 @@ from textual.widgets import DataTable
 
 from ...core.orchestrate import ProcessView
 from ...core.plan import LaunchPlan
-from ...core.remote.logstore import strip_ansi
+from ...core.safetext import terminal_safe
 from ...core.telemetry.window import MetricsWindow
 
 STATE_STYLE = {
-    "ready": "bold green", "healthy": "green", "listening": "yellow", "starting": "yellow", "planned": "dim",
+    "ready": "bold green", "healthy": "green", "listening": "yellow", "starting": "yellow", "planned": "dim", "stopped": "dim",
     "exited": "red", "failed": "bold red", "stalled": "bold magenta", "drifted": "magenta", "unknown": "bold red",
 }  # fmt: skip
 COLUMNS = (
@@ -84,7 +84,7 @@ class ProcessTable(DataTable[str | Text]):
                 Text(view.label, style=STATE_STYLE.get(view.state, "")), view.uptime(now),
                 f"{health:.0f}ms" if health is not None else "-", ttft, gen,
                 Text(view.reason[:80], style="red") if view.state in TROUBLE and view.reason
-                else " ".join(strip_ansi(view.last_line).split())[-80:],  # uvicorn pads with runs of spaces
+                else " ".join(terminal_safe(view.last_line).split())[-80:],  # uvicorn pads with runs of spaces
             ]  # fmt: skip
             cells = [cell for column, cell in zip(COLUMNS, every, strict=True) if column in self._columns]
             before = self._shown.get(proc.name)
