@@ -1,7 +1,8 @@
 """The headless verbs for scripts: up, down, restart, status, logs, exec. Each returns an exit
 code: 0 ok, 1 something is broken (a process failed or ended on its own, stalled, left processes
 behind, or a critical alert), 2 bad profile or usage (raised as ProfileError), 3 a node
-unreachable, 4 (status) nothing broken but not every process is up and ready."""
+unreachable, 4 (status) nothing broken but not every process is up and ready, 5 (up, down,
+restart) another change of the deployment is under way (its holder is named)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from typing import Any, Literal, TextIO
 import httpx
 
 from .core.orchestrate import Orchestrator, ProcessView, ProgressNoted, StageChanged, StateChanged
-from .core.orchestrate.model import UP_STATES
+from .core.orchestrate.lock import DeploymentBusy
+from .core.orchestrate.model import UP_STATES, Notice
 from .core.plan import LaunchPlan
 from .core.preflight import Check, fold, run_preflight, tally
 from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
@@ -29,7 +31,7 @@ from .core.smoke.suite import SmokeCheck, run_suite
 from .core.telemetry.alerts import Alert, AlertEngine, hbm_limits
 from .core.telemetry.pollers import Poller, Telemetry
 
-EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_NOT_READY = 0, 1, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_NOT_READY, EXIT_BUSY = 0, 1, 3, 4, 5
 
 
 @contextlib.asynccontextmanager
@@ -59,6 +61,7 @@ def view_json(plan: LaunchPlan, view: ProcessView) -> dict[str, Any]:
         "progress": view.progress,
         "last_line": view.last_line,
         "drift": list(view.drift),
+        "leftovers": view.leftovers,
         "cause": None
         if view.cause is None
         else {
@@ -88,6 +91,10 @@ def print_status(plan: LaunchPlan, views: list[ProcessView], out: TextIO) -> Non
             out.write(f"  ({view.reason})\n")
         if view.cause:
             out.write(f"\n{view.name}: {view.cause.summary}\n  hint: {view.cause.hint}\n  {view.cause.evidence}\n")
+        if view.leftovers:
+            out.write(
+                f"\n{view.name}: {view.leftovers} process(es) of its group still run after it ended; `down` stops them\n"
+            )
 
 
 def exit_code_for(views: list[ProcessView], alerts: Sequence[Alert] = ()) -> int:
@@ -102,12 +109,16 @@ def exit_code_for(views: list[ProcessView], alerts: Sequence[Alert] = ()) -> int
     return EXIT_OK
 
 
-async def _print_events(orch: Orchestrator, out: TextIO) -> None:
+async def _print_events(orch: Orchestrator, out: TextIO, *, notices_only: bool = False) -> None:
     queue = orch.events.subscribe()
     while True:
         event = await queue.get()
         stamp = time.strftime("%H:%M:%S")
-        if isinstance(event, StateChanged):
+        if isinstance(event, Notice):
+            out.write(f"{stamp} -- {event.text}\n")
+        elif notices_only:
+            continue
+        elif isinstance(event, StateChanged):
             view = event.view
             if view.state == "starting" and view.pid:
                 extra = f"pid {view.pid}"
@@ -140,13 +151,15 @@ async def _run_verb(
     out = sys.stdout
     alerts: list[Alert] = []
     async with orchestrator(plan) as orch:
-        printer = asyncio.create_task(_print_events(orch, sys.stderr)) if narrate and not as_json else None
+        printer = asyncio.create_task(_print_events(orch, sys.stderr, notices_only=as_json or not narrate))
         try:
             ok = await action(orch)
+        except DeploymentBusy as exc:
+            print(f"cpconsole: {exc}; nothing was changed", file=sys.stderr)
+            return EXIT_BUSY
         finally:
-            if printer:
-                await asyncio.sleep(0)
-                printer.cancel()
+            await asyncio.sleep(0)
+            printer.cancel()
         views = list(orch.views.values())
         if judge == "status":
             alerts = await alert_snapshot(orch)

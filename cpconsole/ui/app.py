@@ -13,6 +13,8 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 
 from ..core import commands as cmd
+from ..core.orchestrate.lock import DeploymentBusy
+from ..core.remote import RemoteError
 from ..core.session import ReadOnly, Session
 from .screens.alerts import AlertsScreen
 from .screens.base import SessionScreen
@@ -172,8 +174,11 @@ class ConsoleApp(App[int]):
         async def run() -> None:
             try:
                 ok = await work
-            except ReadOnly as exc:
-                self.notify(str(exc), severity="warning")
+            except (ReadOnly, DeploymentBusy) as exc:
+                self.notify(str(exc), severity="warning", timeout=10)
+                return
+            except RemoteError as exc:
+                self.notify(f"{label}: {exc}", severity="error", timeout=10)
                 return
             self.notify(
                 f"{label}: {'done' if ok else 'failed, see the board'}", severity="information" if ok else "error"

@@ -102,7 +102,15 @@ class StageChanged:
     at: float = field(default_factory=time.time)
 
 
-Event = StateChanged | ProgressNoted | StageChanged
+@dataclass(frozen=True)
+class Notice:
+    """Something an operator should read that is no state of a process (e.g. a lock taken over)."""
+
+    text: str
+    at: float = field(default_factory=time.time)
+
+
+Event = StateChanged | ProgressNoted | StageChanged | Notice
 
 
 class EventBus:

@@ -13,7 +13,7 @@ import math
 import posixpath
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -27,12 +27,14 @@ from ..remote.logstore import follow
 from ..safetext import terminal_safe
 from .causes import POLL_LINE, FailureCause, classify, progress, waiting_for_peer
 from .drift import manifest_drift
-from .model import UP_STATES, EventBus, ProcessView, ProgressNoted, StageChanged, State, StateChanged, operator
+from .lock import DeploymentLock, holder_for, lock_dir
+from .model import UP_STATES, EventBus, Notice, ProcessView, ProgressNoted, StageChanged, State, StateChanged, operator
 from .stages import Stage, instance_of, stages
 
 LAST_LINES = 50
 SETTLE_S = 3.0  # how long ranks without HTTP are watched for an early failure or stall
 RECENT_BYTES = 64 * 1024  # how much of an adopted log to read back for context
+DOWN_WAITS_S = 120.0  # for an up asked to stop (or another down) to let go of the lock
 
 
 class Orchestrator:
@@ -260,16 +262,15 @@ class Orchestrator:
     def _ended(self, name: str, status: ProcessStatus, lines: list[str], failed: bool = False, **more: Any) -> None:
         """It no longer runs. Asked to stop: stopped. Otherwise nobody here asked it to: a known
         cause in its last lines makes it failed, whatever the exit code (vLLM's API server exits 0
-        after its engine died)."""
+        after its engine died). What its group left running is counted in `leftovers`."""
         last_line = lines[-1] if lines else self.views[name].last_line
-        left = f"; {status.leftovers} processes of its group still run: `down` stops them" if status.leftovers else ""
         if status.stopped_by:
             self._set(
                 name,
                 state="stopped",
                 exit_code=status.exit_code,
                 cause=None,
-                reason=f"stopped by {status.stopped_by}{left}",
+                reason=f"stopped by {status.stopped_by}",
                 last_line=last_line,
                 leftovers=status.leftovers,
                 **more,
@@ -282,7 +283,7 @@ class Orchestrator:
             state="failed" if cause or failed else "exited",
             exit_code=status.exit_code,
             cause=cause,
-            reason=reason + (left if cause else ""),
+            reason=reason,
             last_line=last_line,
             leftovers=status.leftovers,
             **more,
@@ -302,8 +303,62 @@ class Orchestrator:
 
     # ------------------------------------------------------------ up
 
+    # ------------------------------------------------------------ one change at a time
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(
+        self, verb: str, *, wait: float = 0.0, cancel_holder: bool = False
+    ) -> AsyncIterator[DeploymentLock]:
+        """Hold the deployment's lock for a change (DeploymentBusy when another one is under way)."""
+        node, directory = lock_dir(self.plan)
+        lock = DeploymentLock(self.transports[node], directory, holder_for(self.operator, verb))
+        await lock.acquire(wait=wait, cancel_holder=cancel_holder)
+        for notice in lock.notices:
+            self.events.publish(Notice(notice))
+        try:
+            yield lock
+        finally:
+            await lock.release()
+
+    async def _unless_cancelled(self, lock: DeploymentLock, work: Coroutine[Any, Any, bool]) -> bool:
+        """Run a change until it ends or another operator's `down` asks it to stop."""
+        task = asyncio.ensure_future(work)
+        asked = asyncio.ensure_future(lock.cancelled.wait())
+        try:
+            await asyncio.wait({task, asked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            asked.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            self.events.publish(Notice(f"cancelled: {lock.cancelled_by} is stopping this deployment"))
+            return False
+        return task.result()
+
     async def up(self, only: Iterable[str] | None = None) -> bool:
-        """Start what is not running, stage by stage, then probe through the proxy."""
+        """Start what is not running, stage by stage, then probe through the proxy; stops early
+        when another operator's `down` asks."""
+        async with self._exclusive("up") as lock:
+            return await self._unless_cancelled(lock, self._up(only))
+
+    async def down(self, only: Iterable[str] | None = None, *, force: bool = False) -> bool:
+        """Stop what runs (see _down). An `up` or `restart` under way elsewhere is asked to stop
+        and waited for; another `down` is waited for."""
+        async with self._exclusive("down", wait=DOWN_WAITS_S, cancel_holder=True):
+            return await self._down(only, force=force)
+
+    async def restart(self, target: str, *, force: bool = False) -> bool:
+        """Restart a whole instance (or the proxy) in order: ranks never restart alone."""
+        names = instance_of(self.plan, target)
+        async with self._exclusive("restart") as lock:
+            return await self._unless_cancelled(lock, self._restart(names, force))
+
+    async def _restart(self, names: list[str], force: bool) -> bool:
+        return await self._down(names, force=force) and await self._up(names)
+
+    async def _up(self, only: Iterable[str] | None = None) -> bool:
         chosen = set(only) if only else None
         await self.adopt()
         for stage in stages(self.plan):
@@ -441,14 +496,13 @@ class Orchestrator:
 
     # ------------------------------------------------------------ down and restart
 
-    async def down(self, only: Iterable[str] | None = None, *, force: bool = False) -> bool:
+    async def _down(self, only: Iterable[str] | None = None, *, force: bool = False) -> bool:
         """Stop running processes, instance by instance in reverse start order (the ranks of one
         instance together: a master must not see its ranks die before its own stop); True when
         nothing of them is left running. Each stop is recorded on the node as asked for. A process
         another profile started in this one's run directory is only stopped with `force`."""
         chosen = set(only) if only else None
-        if not self.handles:
-            await self.adopt()
+        await self.adopt()  # under the lock: what another console started a moment ago counts too
         requested_by = f"{self.operator} at {time.strftime('%Y-%m-%dT%H:%M:%S')}"
         ok = True
         for stage in reversed(stages(self.plan)):
@@ -497,14 +551,6 @@ class Orchestrator:
             cause=None,
         )
         return True
-
-    async def restart(self, target: str, *, force: bool = False) -> bool:
-        """Restart a whole instance (or the proxy) in order: ranks never restart alone."""
-        names = instance_of(self.plan, target)
-        await self.adopt()
-        if not await self.down(names, force=force):
-            return False
-        return await self.up(names)
 
     async def close(self) -> None:
         for task in self._tails.values():

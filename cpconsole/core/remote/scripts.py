@@ -281,3 +281,47 @@ def parse_status(text: str) -> dict[str, str]:
         key, _, value = line.partition(" ")
         fields[key] = value.strip()
     return fields
+
+
+# The deployment lock (orchestrate/lock.py): flock on a file in the run directory base, held by
+# this shell for as long as its heartbeat can be written — the console reading it went away
+# (closed, killed, disconnected), the next write fails and the kernel releases the lock.
+LOCK_BEAT_S = 1
+
+
+def hold_lock(directory: str, holder: str, *, wait: int = 0, cancel_note: str = "") -> str:
+    """Take the lock and print `held`, then a heartbeat line a second (`cancel WHO` once another
+    operator asked for the holder to stop). Before `held`: `stale HOLDER` when the last holder went
+    away without releasing it, `cancelling HOLDER` / `waited HOLDER` when `cancel_note` / `wait`
+    were used. Instead of it: `busy HOLDER` or `error WHY`."""
+    ask = (
+        f"printf '%s\\n' {shlex.quote(cancel_note)} > cancel && echo \"cancelling $holder\"\n  " if cancel_note else ""
+    )
+    busy = 'echo "busy $holder"; exit 0'
+    waiting = f"flock -w {int(wait)} 9 || {{ {busy}; }}" if wait > 0 else busy
+    return f"""dir={shell_path(directory)}
+mkdir -p "$dir" && cd "$dir" || {{ echo "error cannot create $dir"; exit 0; }}
+command -v flock > /dev/null || {{ echo "error flock is not installed on this node (util-linux)"; exit 0; }}
+exec 9>> lock || {{ echo "error cannot open $dir/lock"; exit 0; }}
+if ! flock -n 9; then
+  holder=$(cat holder 2>/dev/null)
+  {ask}{waiting}
+  echo "waited $holder"
+fi
+if [ -s holder ]; then echo "stale $(cat holder)"; fi  # a release empties it: its holder went away
+rm -f cancel
+printf '%s\\n' {shlex.quote(holder)} > holder.tmp && mv holder.tmp holder || {{ echo "error cannot write $dir/holder"; exit 0; }}
+echo "held $$"
+while :; do
+  if [ -f cancel ]; then note=$(cat cancel 9>&-); rm -f cancel; echo "cancel $note" || exit 0
+  else echo . || exit 0; fi
+  sleep {LOCK_BEAT_S} 9>&-  # only this shell holds the lock: when it ends, the lock is free
+done
+"""
+
+
+def release_lock(directory: str, holder_pid: int) -> str:
+    """Empty the holder file while the lock is still held (the next holder sees a clean release),
+    end the holding shell and wait until the lock is free: the next change may start at once."""
+    d = shell_path(directory)
+    return f"cd {d} && : > holder && kill {int(holder_pid)} 2>/dev/null; flock -w 5 {d}/lock true"
