@@ -24,6 +24,7 @@ from .core.plan import LaunchPlan
 from .core.preflight import Check, fold, run_preflight, tally
 from .core.remote import RemoteError, ShellTransport, TailChunk, TailEvent, scripts, transport_for
 from .core.remote.launch import run_dir
+from .core.remote.logstore import Lines
 from .core.safetext import terminal_safe, terminal_safe_lines
 from .core.smoke.bench import BenchRun, BenchSettings, bench_table, load_runs, run_bench, store_run
 from .core.smoke.client import percentile
@@ -275,7 +276,7 @@ async def _logs(plan: LaunchPlan, names: list[str], follow: bool, lines: int, si
 
 
 async def _follow_one(node: ShellTransport, path: str, offset: int, name: str, width: int, raw: bool) -> None:
-    partial = b""
+    lines = Lines()  # as the console shows them: inert, one line's length capped
     async for item in node.tail(path, offset):
         if isinstance(item, TailEvent):
             print(
@@ -287,10 +288,8 @@ async def _follow_one(node: ShellTransport, path: str, offset: int, name: str, w
             sys.stdout.buffer.write(item.data)
             sys.stdout.flush()
             continue
-        data = partial + item.data
-        *complete, partial = data.split(b"\n")
-        for line in complete:
-            print(f"{name:<{width}} | {terminal_safe(line.decode('utf-8', 'replace'))}", flush=True)
+        for line in lines.feed(item.data):
+            print(f"{name:<{width}} | {line}", flush=True)
 
 
 def logs(plan: LaunchPlan, only: list[str] | None, follow: bool, lines: int, since_offset: int | None = None) -> int:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from cpconsole.core.orchestrate.lock import DeploymentBusy, DeploymentLock, Holder, lock_dir
@@ -89,3 +90,23 @@ def test_down_stops_an_up_under_way_and_a_second_up_is_refused(tmp_path: Path) -
         if starting.poll() is None:
             starting.kill()
         cpconsole("down", profile)
+
+
+async def test_release_leaves_no_process_behind(transport: ShellTransport, nodes_dir: str) -> None:
+    directory = f"{nodes_dir}/{transport.node}/deployment"
+    lock = DeploymentLock(transport, directory, holder("gina@jump"))
+    await lock.acquire()
+    for _ in range(400):  # the heartbeat's sleep is running beside the holding shell
+        if [p for p in in_directory(directory) if p.info["name"] == "sleep"]:
+            break
+        await asyncio.sleep(0.025)
+    await lock.release()
+    assert [p.info["cmdline"] for p in in_directory(directory)] == []
+
+
+def in_directory(directory: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cwd", "name", "cmdline", "status"]):
+        if process.info["cwd"] == directory and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found

@@ -228,11 +228,12 @@ class ShellTransport(ABC):
                         yield TailEvent("truncated", f"{path} shrank to {size} bytes")
                         offset = 0
                     inode = new_inode
-                stream = await self.open_stream(scripts.tail(path, offset))
+                shown_as = scripts.follow_name(name)
+                stream = await self.open_stream(scripts.tail(path, offset, shown_as))
                 if down:
                     yield TailEvent("resumed", f"from byte {offset}")
                     down = False
-                splitter = NoticeSplitter(name)
+                splitter = NoticeSplitter(shown_as)
                 try:
                     while data := await stream.read():
                         backoff.reset()

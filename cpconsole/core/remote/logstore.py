@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..safetext import terminal_safe
 from .base import Transport
-from .types import TailChunk, TailEvent, TailItem
+from .types import TailEvent, TailItem
 
 MAX_LINE = 64 << 10  # bytes of one line that are kept; the rest is cut (and said so)
 
@@ -36,11 +36,47 @@ def _show(line: bytes) -> str:
     return terminal_safe(text)
 
 
+class Lines:
+    """Bytes in, whole lines out as a terminal may show them (see _show), each at most MAX_LINE
+    bytes of its head: a line that never ends costs no more memory or copying than that."""
+
+    def __init__(self) -> None:
+        self._partial = bytearray()  # the unfinished last line, at most MAX_LINE bytes of it
+        self._partial_dropped = 0  # what of it was past MAX_LINE
+
+    @property
+    def partial(self) -> str:
+        return _show(bytes(self._partial))
+
+    def feed(self, data: bytes) -> list[str]:
+        pieces = data.split(b"\n")
+        lines = []
+        for piece in pieces[:-1]:
+            self._grow(piece)
+            lines.append(self._end())
+        self._grow(pieces[-1])
+        return lines
+
+    def flush(self) -> str | None:
+        """The unfinished line as a line of its own, if there is one."""
+        return self._end() if self._partial or self._partial_dropped else None
+
+    def _grow(self, data: bytes) -> None:
+        room = MAX_LINE - len(self._partial)
+        self._partial += data[:room] if room > 0 else b""
+        self._partial_dropped += max(0, len(data) - max(room, 0))
+
+    def _end(self) -> str:
+        line = bytes(self._partial) + (cut_note(self._partial_dropped) if self._partial_dropped else b"")
+        self._partial.clear()
+        self._partial_dropped = 0
+        return _show(line)
+
+
 class LogStore:
     def __init__(self, max_lines: int = 100_000, max_events: int = 1000) -> None:
         self._lines: deque[str] = deque(maxlen=max_lines)
-        self._partial = bytearray()  # the unfinished last line, at most MAX_LINE bytes of it
-        self._partial_dropped = 0  # what of it was past MAX_LINE
+        self._assembler = Lines()
         self.total = 0
         """Complete lines ever stored; the next line gets this sequence number."""
         self.offset = 0
@@ -71,47 +107,26 @@ class LogStore:
     @property
     def partial(self) -> str:
         """The unfinished last line as a terminal would show it (e.g. a progress bar)."""
-        return _show(bytes(self._partial))
+        return self._assembler.partial
 
     def feed(self, item: TailItem) -> int:
         """Store a tail item; answer how many complete lines it added."""
         if isinstance(item, TailEvent):
+            lines = []
             if item.kind in ("truncated", "rotated"):
-                added = self._flush_partial()
+                last = self._assembler.flush()
+                lines = [last] if last is not None else []
                 self.offset = 0
-            else:
-                added = 0
+            self._store(lines)
             self.events.append(StoreEvent(self.total, item))
-            return added
-        return self._add(item)
+            return len(lines)
+        self.offset = item.offset + len(item.data)
+        return self._store(self._assembler.feed(item.data))
 
-    def _grow_partial(self, data: bytes) -> None:
-        """Append to the unfinished line without copying what it holds; past MAX_LINE, count only."""
-        room = MAX_LINE - len(self._partial)
-        self._partial += data[:room] if room > 0 else b""
-        self._partial_dropped += max(0, len(data) - max(room, 0))
-
-    def _add(self, chunk: TailChunk) -> int:
-        self.offset = chunk.offset + len(chunk.data)
-        pieces = chunk.data.split(b"\n")
-        for piece in pieces[:-1]:
-            self._grow_partial(piece)
-            self._end_line()
-        self._grow_partial(pieces[-1])
-        return len(pieces) - 1
-
-    def _end_line(self) -> None:
-        line = bytes(self._partial) + (cut_note(self._partial_dropped) if self._partial_dropped else b"")
-        self._lines.append(_show(line))
-        self.total += 1
-        self._partial.clear()
-        self._partial_dropped = 0
-
-    def _flush_partial(self) -> int:
-        if not self._partial and not self._partial_dropped:
-            return 0
-        self._end_line()
-        return 1
+    def _store(self, lines: list[str]) -> int:
+        self._lines.extend(lines)
+        self.total += len(lines)
+        return len(lines)
 
     def since(self, seq: int) -> tuple[int, list[str]]:
         """Lines numbered seq and later still held; also the number of the first one returned

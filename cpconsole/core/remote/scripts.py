@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import secrets
 import shlex
 
 from .types import ProcessHandle
@@ -219,13 +220,23 @@ def stat(path: str) -> str:
     return f"stat -c '%s %i' {shell_path(path)} 2>/dev/null || echo missing"
 
 
-def tail(path: str, offset: int) -> str:
+def tail(path: str, offset: int, shown_as: str | None = None) -> str:
     """Follow a file by name from a byte offset; tail's own notices are merged into the stream
-    (2>&1) so they arrive exactly where they happened. C locale keeps their wording fixed."""
+    (2>&1) so they arrive exactly where they happened. C locale keeps their wording fixed.
+    `shown_as` is the file's name as tail is given it, and so as its notices name it: a spelling
+    of the name no log line can guess (see follow_name) keeps lines that merely look like notices
+    data."""
     directory, name = posixpath.split(path)
+    given = shown_as or name
     return (
-        f"cd {shell_path(directory or '.')} || exit 1\nLC_ALL=C exec tail -c +{offset + 1} -F {shlex.quote(name)} 2>&1"
+        f"cd {shell_path(directory or '.')} || exit 1\nLC_ALL=C exec tail -c +{offset + 1} -F {shlex.quote(given)} 2>&1"
     )
+
+
+def follow_name(name: str) -> str:
+    """`name` spelt with 64 random redundant `./` or `.//` in front: the same file, but a name
+    that only this one tail's notices carry."""
+    return "".join(secrets.choice(("./", ".//")) for _ in range(64)) + name
 
 
 def read(path: str) -> str:
@@ -322,6 +333,8 @@ done
 
 def release_lock(directory: str, holder_pid: int) -> str:
     """Empty the holder file while the lock is still held (the next holder sees a clean release),
-    end the holding shell and wait until the lock is free: the next change may start at once."""
+    end the holding shell and its heartbeat's sleep, and wait until the lock is free: the next
+    change may start at once."""
     d = shell_path(directory)
-    return f"cd {d} && : > holder && kill {int(holder_pid)} 2>/dev/null; flock -w 5 {d}/lock true"
+    pid = int(holder_pid)  # the leader of its own group (a new session: sshd's, or the local transport's)
+    return f"cd {d} && : > holder && {{ kill -TERM -{pid} || kill -TERM {pid}; }} 2>/dev/null; flock -w 5 {d}/lock true"
