@@ -77,7 +77,7 @@ async def test_stop_kills_the_whole_group_and_records_the_signal(transport: Shel
     status = await transport.stop(handle, grace=5)
     assert (status.state, status.exit_code) == ("exited", -15)  # SIGTERM, recorded by the wrapper as 128 + 15
     await asyncio.sleep(0.1)
-    assert not _alive(child)
+    assert not alive(child)
 
 
 async def test_stop_escalates_to_kill_after_the_grace_period(transport: ShellTransport, nodes_dir: str) -> None:
@@ -153,7 +153,8 @@ async def test_container_processes_run_through_docker_exec(transport: ShellTrans
     assert Path(run_dir, "docker-container").read_text() == "ctr\n"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """A live process, not a zombie."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(") ", 1)[1].split()[0] != "Z"
@@ -245,10 +246,10 @@ async def test_stop_reaches_a_process_in_its_container(tmp_path: Path, ignores_t
         status = await node.stop(handle, grace=1.0)
         assert status.state == "exited"
         for _ in range(100):  # a SIGKILLed group may stay a zombie for a moment
-            if not _alive(inner):
+            if not alive(inner):
                 break
             await asyncio.sleep(0.05)
-        assert not _alive(inner), "the process in the container outlived stop"
+        assert not alive(inner), "the process in the container outlived stop"
         if not ignores_term:
             assert status.exit_code == 0 and "stopped by TERM" in log.read_text()
     finally:

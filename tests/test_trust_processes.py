@@ -17,15 +17,7 @@ from cpconsole.core.remote import AlreadyRunning, CommandFailed, LocalTransport,
 from cpconsole.core.remote.local import login_home
 from cpconsole.core.remote.types import ProcessHandle
 
-from .test_remote_processes import run_dir_for, spec
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(") ", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+from .test_remote_processes import alive, run_dir_for, spec
 
 
 async def wait_for_file(path: Path) -> str:
