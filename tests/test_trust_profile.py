@@ -58,6 +58,8 @@ def test_numbers_no_cluster_has_are_refused_without_counting_to_them(tmp_path: P
 
 
 def test_non_finite_numbers_nul_characters_and_non_addresses_are_refused(tmp_path: Path) -> None:
+    raw = write_profile(tmp_path, "name: demo\nmodel: {path: /m\x00}\n", "raw.yaml")
+    refused(raw, "2:17", "character U\\+0000 is not allowed in YAML")
     refused(variant(tmp_path, "max_model_len: 136000", "max_model_len: .inf"), r"\d+:7", "not a finite number")
     nul = variant(tmp_path, "    HCCL_BUFFSIZE", '    EXTRA: "a\\0b"\n    HCCL_BUFFSIZE')
     refused(nul, r"\d+:5", "defaults.env.EXTRA: contains a NUL character")

@@ -194,7 +194,13 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         raise _refusal(
             file, None, f"{len(text):,} characters is too large for a profile (at most {MAX_PROFILE_BYTES:,})"
         )
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character such as NUL, anywhere in the text
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, exc.position - before.rfind("\n")
+        why = f"character U+{int(exc.character):04X} is not allowed in YAML; remove it"
+        raise ProfileError([Finding("error", (), why, file, line, column)]) from None
     try:
         node = loader.get_single_node()
         if node is not None:
