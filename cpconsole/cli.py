@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__, headless
+from .core.names import UsageError, did_you_mean
 from .core.plan import LaunchPlan, build_plan, plan_json, render_script
 from .core.profile import LoadedProfile, Profile, ProfileError, load_profile
 
@@ -48,11 +49,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     _, plan = _plan_for(args)
     names: list[str] = args.process or []
-    try:
-        chosen = [plan.process(n) for n in names] if names else list(plan.processes)
-    except KeyError as exc:
-        print(f"cpconsole: {exc.args[0]}", file=sys.stderr)
-        return EXIT_USAGE
+    chosen = [plan.process(n) for n in names] if names else list(plan.processes)
     if args.format == "json":
         print(plan_json(plan, names))
         return EXIT_OK
@@ -100,8 +97,17 @@ def positive_float(text: str) -> float:
 
 def _names(plan: LaunchPlan, names: list[str] | None) -> list[str] | None:
     for name in names or []:
-        plan.process(name)  # KeyError names the processes there are
+        plan.process(name)  # UsageError names the processes there are
     return names
+
+
+def _http_target(plan: LaunchPlan, target: str | None) -> str:
+    """A process that serves HTTP (default: the proxy, else the first API server)."""
+    servers = [p.name for p in plan.processes if p.http_port]
+    chosen = target or ("proxy" if "proxy" in servers else servers[0])
+    if chosen not in servers:
+        raise UsageError(f"{chosen} serves no HTTP ({did_you_mean(chosen, servers, 'targets are')})")
+    return chosen
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -128,9 +134,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     _, plan = _plan_for(args)
     names = _names(plan, args.process)
     if args.since_offset is not None and (len(names or []) != 1 or args.since_offset < 0):
-        print("cpconsole: --since-offset is a byte offset (0 or more) in one log: name its process with -p",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_USAGE
+        raise UsageError("--since-offset is a byte offset (0 or more) in one log: name its process with -p")
     return headless.logs(plan, names, args.follow, args.lines, args.since_offset)
 
 
@@ -140,12 +144,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
     words: list[str] = args.words
     where, command = (words[0], words[1:]) if words else ("", [])
     command = command[1:] if command[:1] == ["--"] else command
-    if where != "--all" and where not in known:
-        print(f"cpconsole: exec NODE|--all -- CMD; nodes are {', '.join(known)}", file=sys.stderr)
-        return EXIT_USAGE
+    if not words:
+        raise UsageError(f"exec NODE|--all -- CMD; nodes are {', '.join(known)}")
+    if where != "--all":
+        plan.node(where)  # UsageError names the nodes there are
     if not command:
-        print("cpconsole: exec needs a command after --", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("exec needs a command after --")
     return headless.exec_on(plan, known if where == "--all" else [where], command)
 
 
@@ -166,20 +170,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         request_rate=args.request_rate or defaults.request_rate,
         save_detailed=args.detailed,
-        target=args.target or "proxy",
+        target=_http_target(plan, args.target),
     )
     node = args.node or server_process(plan).node  # where vLLM (and so vllm bench) is installed
-    plan.node(node)  # KeyError names the nodes there are
+    plan.node(node)  # UsageError names the nodes there are
     return headless.bench(plan, node, settings, args.json)
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
     loaded, plan = _plan_for(args)
-    servers = [p.name for p in plan.processes if p.http_port]
-    target = args.target or ("proxy" if "proxy" in servers else servers[0])
-    if target not in servers:
-        print(f"cpconsole: {target} serves no HTTP; targets are {', '.join(servers)}", file=sys.stderr)
-        return EXIT_USAGE
+    target = _http_target(plan, args.target)
     smoke = loaded.profile.smoke
     needle = args.needle if args.needle is not None else (smoke.needle_tokens if smoke else None)
     try:
@@ -187,11 +187,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     except ValueError:
         depths = []
     if not depths or not all(0 <= d <= 1 for d in depths):
-        print(
-            f"cpconsole: --depths wants fractions between 0 and 1, like 0.1,0.5,0.9 (got {args.depths!r})",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        raise UsageError(f"--depths wants fractions between 0 and 1, like 0.1,0.5,0.9 (got {args.depths!r})")
     max_tokens = args.max_tokens or (smoke.max_tokens if smoke else 64)
     return headless.smoke(plan, target, needle or None, depths, max_tokens, args.json)
 
@@ -307,8 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for finding in exc.findings:
             print(finding, file=sys.stderr)
         return EXIT_USAGE
-    except KeyError as exc:
-        print(f"cpconsole: {exc.args[0]}", file=sys.stderr)
+    except UsageError as exc:
+        print(f"cpconsole: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

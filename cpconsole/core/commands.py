@@ -7,10 +7,10 @@ the headless side could reuse it; an unknown word or target is a `CommandError` 
 
 from __future__ import annotations
 
-import difflib
 import shlex
 from dataclasses import dataclass
 
+from .names import did_you_mean
 from .plan import LaunchPlan
 
 SCREENS = ("board", "logs", "npus", "metrics", "plan", "prompt", "preflight", "alerts")
@@ -84,8 +84,8 @@ MUTATING = (Up, Down, Restart, Exec)
 
 
 def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" — did you mean {close[0]!r}?" if close else f" (one of: {', '.join(choices)})"
+    hint = did_you_mean(word, choices, "one of")
+    return f" — {hint}" if hint.startswith("did") else f" ({hint})"
 
 
 def parse_command(text: str, plan: LaunchPlan) -> Command:

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from .names import unknown
 from .profile import LoadedProfile
 from .profile.schema import Alerts, Instance, Profile, SshSettings, Timeouts, Tools, TransportKind, flag_name
 from .profile.topology import (
@@ -124,11 +125,13 @@ class LaunchPlan(Frozen):
         for proc in self.processes:
             if proc.name == name:
                 return proc
-        names = ", ".join(p.name for p in self.processes)
-        raise KeyError(f"no process named '{name}' (processes: {names})")
+        raise unknown("process", name, [p.name for p in self.processes], "processes")
 
     def node(self, name: str) -> NodePlan:
-        return next(n for n in self.nodes if n.name == name)
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise unknown("node", name, [n.name for n in self.nodes])
 
 
 # ---------------------------------------------------------------- building

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..names import unknown
 from ..plan import LaunchPlan
 
 ROLE_ORDER = ("prefill", "colocated", "decode")
@@ -45,4 +46,5 @@ def instance_of(plan: LaunchPlan, target: str) -> list[str]:
     for stage in stages(plan):
         if target == stage.name or target in stage.start:
             return list(stage.start)
-    raise KeyError(f"no instance or process named '{target}'")
+    names = [name for stage in stages(plan) for name in (stage.name, *stage.start)]
+    raise unknown("instance or process", target, names, "instances and processes")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -18,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from ..names import did_you_mean
 from .schema import PATTERN_HELP, Profile
 
 Severity = Literal["error", "warning", "info"]
@@ -282,9 +282,7 @@ def _finding_from_pydantic(error: ErrorDetails, source: SourceMap) -> Finding:
         key = str(loc[-1])
         model = _model_at(loc[:-1])
         allowed = sorted(model.model_fields) if model else []
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
-        return source.place("error", loc, f"unknown key '{key}' ({hint})")
+        return source.place("error", loc, f"unknown key '{key}' ({did_you_mean(key, allowed, 'allowed keys')})")
     if kind == "missing":
         return source.place("error", loc[:-1], f"missing required key '{loc[-1]}'")
     message = str(error["msg"]).removeprefix("Value error, ")

@@ -6,11 +6,11 @@ Facts behind the rules: ../shared/reference/vllm-ascend-facts.md (§0 versions, 
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
 
+from ..names import did_you_mean
 from .loader import Loc, Severity
 from .schema import MAX_PARALLEL, Instance, Profile, flag_name
 from .topology import (
@@ -93,15 +93,12 @@ def references(profile: Profile) -> Iterator[Hit]:
         for index, node in enumerate(inst.nodes):
             path: Loc = ("instances", name, "nodes", index)
             if node not in profile.nodes:
-                close = difflib.get_close_matches(node, known, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"nodes are: {', '.join(known)}"
-                yield "error", path, f"no node named '{node}' ({hint})"
+                yield "error", path, f"no node named '{node}' ({did_you_mean(node, known, 'nodes are')})"
             elif node in seen:
                 yield "error", path, f"node '{node}' is listed twice; each node hosts one rank block"
             seen.add(node)
     if profile.proxy and profile.proxy.node not in profile.nodes:
-        close = difflib.get_close_matches(profile.proxy.node, known, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"nodes are: {', '.join(known)}"
+        hint = did_you_mean(profile.proxy.node, known, "nodes are")
         yield "error", ("proxy", "node"), f"no node named '{profile.proxy.node}' ({hint})"
 
 
