@@ -83,9 +83,9 @@ def test_render_one_process_as_shell() -> None:
 
 
 def test_render_unknown_process_exits_2() -> None:
-    done = cpconsole("render", GUIDE, "--process", "decoder")
+    done = cpconsole("render", GUIDE, "--process", "zzz")
     assert done.returncode == 2
-    assert "no process named 'decoder' (processes are: prefill-0, prefill-1, decode-0, proxy)" in done.stderr
+    assert "no process named 'zzz' (processes are: prefill-0, prefill-1, decode-0, proxy)" in done.stderr
 
 
 def test_schema_is_json_schema_of_the_profile() -> None:
