@@ -59,6 +59,25 @@ def test_a2_with_trailing_spaces_and_a_process() -> None:
     assert info.processes[0].name == "python3.8" and info.processes[0].memory_mb == 17400
 
 
+def test_310p3_with_power_na_and_memory_only() -> None:
+    info = parse_info((NPU / "nvtop-issue-421-atlas300i-duo-310p3-partial.txt").read_text())
+    seen = [(c.chip_id, c.name, c.power_w, c.temp_c, c.memory_used_mb, c.memory_total_mb) for c in info.chips]
+    assert seen == [(0, "310P3", None, 45, 1529, 44280), (1, "310P3", None, 43, 1412, 43693)]
+    assert {(c.npu_id, c.hbm_total_mb) for c in info.chips} == {(2, None)}
+
+
+def test_na_fields_fail_only_themselves() -> None:
+    """The 310P3 table with the cells Atlas 200I/310B-class devices print as NA (constructed from
+    the real one: bus id, AICore, temperature): those fields are None, the chip still parses."""
+    real = (NPU / "nvtop-issue-421-atlas300i-duo-310p3-partial.txt").read_text()
+    text = real.replace("| 0000:01:00.0    | 0            1529", "| NA              | NA           1529", 1)
+    text = text.replace("| NA           45  ", "| NA           NA  ", 1)
+    first, second = parse_info(text).chips
+    assert (first.bus_id, first.aicore_pct, first.temp_c) == (None, None, None)
+    assert (first.memory_used_mb, first.health) == (1529, "OK")
+    assert (second.bus_id, second.temp_c) == ("0000:01:00.0", 43)
+
+
 def test_910a_warning_ddr_and_hbm_columns() -> None:
     info = parse_info((NPU / "openyuanrong-functionsystem-910a-health-warning.txt").read_text())
     assert {c.health for c in info.chips} == {"Warning"} and info.worst_health == "Warning"
@@ -115,8 +134,8 @@ def test_wider_columns_and_touching_numbers() -> None:
     [
         ("hello world\n", 1, "not a table row"),
         ("| NPU   Name | Health | Power(W) |\n| 0 910B | OK | 90 40 0 / 0 |\n", 2, "without its second"),
-        ("| NPU   Name | Health | P |\n| Chip | Bus-Id | A |\n| 0 910B | OK | 90 40 0 / 0 |\n| 0 | nonsense | 0 0 / 0 |\n",
-         4, "bus id"),
+        ("| NPU   Name | Health | P |\n| Chip | Bus-Id | A |\n| x 910B | OK | 90 40 0 / 0 |\n| 0 | NA | 0 0 / 0 |\n",
+         3, "NPU id"),
         ("| 0 910B | OK | 90 40 |\n", 1, "no npu-smi table header"),
         ("", 1, "not `npu-smi info` output"),
     ],

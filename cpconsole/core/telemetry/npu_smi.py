@@ -1,6 +1,7 @@
 """`npu-smi info` and its `-t` key-value views, read from their structure rather than from fixed
 columns: table rows are split on `|`, chip rows are told apart by their health or bus-id cell, and
-"used / total" pairs are found wherever they stand (the numbers may touch the `/`).
+"used / total" pairs are found wherever they stand (the numbers may touch the `/`). A field that
+says NA, - or something unknown is None; the rest of the chip and of the node still parse.
 
 Garbage in gives a ParseError naming the line, never another kind of exception.
 """
@@ -37,7 +38,7 @@ class NpuChip:
     memory_total_mb: int | None
     hbm_used_mb: int | None
     hbm_total_mb: int | None
-    bus_id: str
+    bus_id: str | None  # None where npu-smi says NA (Atlas 200I/310B-class devices have no PCIe bus)
 
     @property
     def hbm_fraction(self) -> float | None:
@@ -183,10 +184,8 @@ def _chip(top: tuple[int, list[str]], bottom: tuple[int, list[str]], layout: _La
     if not ids:
         raise ParseError(line_b, "missing chip id")
     chip_id = _int(ids[0], line_b, "chip id")
-    phy = _int(ids[1], line_b, "Phy-ID") if layout.has_phy and len(ids) > 1 else None
-    bus = b[1]
-    if not _BUS.match(bus):
-        raise ParseError(line_b, f"expected a bus id like 0000:C1:00.0, got {bus!r}")
+    phy = int(ids[1]) if layout.has_phy and len(ids) > 1 and ids[1].isdigit() else None
+    bus = b[1] if _BUS.match(b[1]) else None  # NA, - or a form we do not know: that field only
     b_singles, b_pairs = _split_values(b[2])
     aicore = _number(b_singles[0], line_b, "AICore %") if b_singles else None
     names = layout.pair_names or (("memory", "hbm") if len(b_pairs) == 2 else ("memory",))
