@@ -4,6 +4,7 @@ stale within its timeout, keeps its last good sample, and never holds up the oth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +17,9 @@ from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, Transport
 from cpconsole.core.telemetry.pollers import Poller, Telemetry
 
+from .conftest import FIXTURES
 from .simcluster import Cluster, demo_text
+from .sshd import free_port
 
 
 def plan_with(tmp: Path, decode_env: dict[str, str], node_env: dict[str, str] | None = None) -> LaunchPlan:
@@ -106,3 +109,33 @@ async def test_garbage_metrics_are_an_error_not_an_exception(tmp_path: Path, htt
         assert result.value is None and result.error is not None and "line 1" in result.error
     finally:
         await cluster.stop_all()
+
+
+async def test_a_kept_alive_connection_the_server_closed_is_tried_once_more() -> None:
+    """A server that answers one request per connection and drops the next one unanswered (its
+    keep-alive ran out as the client reused the connection): the poll still succeeds."""
+    metrics = (FIXTURES / "vllm" / "metrics.txt").read_bytes()
+    answered = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(metrics))
+        writer.write(metrics)
+        await writer.drain()
+        answered += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")  # the next request on this connection: dropped
+        writer.close()
+
+    host = "127.0.0.47"
+    server = await asyncio.start_server(serve, host, free_port(host))
+    port = server.sockets[0].getsockname()[1]
+    plan = build_plan(load_profile_text(demo_text(Path("/nonexistent"))))
+    proc = plan.process("decode-0").model_copy(update={"address": host, "http_port": port})
+    async with server, httpx.AsyncClient(trust_env=False, timeout=5) as client:
+        telemetry = Telemetry(plan, {n.name: LocalTransport(n.name) for n in plan.nodes}, client)
+        poller = Poller("metrics@test", telemetry._metrics_fetch(proc), interval=1, timeout=5)
+        results = [await poller.poll_once() for _ in range(3)]
+    assert [r.error for r in results] == [None, None, None]
+    assert answered == 3  # each poll after the first found its connection dropped, and retried

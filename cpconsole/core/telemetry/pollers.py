@@ -98,6 +98,15 @@ class Poller(Generic[T]):
         return self._task is not None and not self._task.done()
 
 
+async def get_once_more_if_stale(http: httpx.AsyncClient, url: str) -> httpx.Response:
+    """GET, and once more when a kept-alive connection turned out closed by the server (it closed it
+    as we reused it: "Server disconnected without sending a response"); a second failure is real."""
+    try:
+        return await http.get(url)
+    except (httpx.RemoteProtocolError, httpx.ReadError):
+        return await http.get(url)
+
+
 class Telemetry:
     """Every poller of a deployment: one npu-smi poller per node, /metrics and /health pollers for
     each vLLM API server while it runs. `sync` starts and stops the per-process ones."""
@@ -159,7 +168,7 @@ class Telemetry:
         url = proc.base_url + "/metrics"
 
         async def fetch() -> VllmMetrics:
-            answer = await self.http.get(url)
+            answer = await get_once_more_if_stale(self.http, url)
             answer.raise_for_status()
             metrics = parse_metrics(answer.text)
             self.windows[proc.name].add(metrics, time.time())
@@ -172,7 +181,7 @@ class Telemetry:
 
         async def fetch() -> float:
             started = time.monotonic()
-            answer = await self.http.get(url)
+            answer = await get_once_more_if_stale(self.http, url)
             answer.raise_for_status()
             return (time.monotonic() - started) * 1000
 
