@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from cpconsole.core.orchestrate import Orchestrator, StageChanged, StateChanged, classify, stages
+from cpconsole.core.orchestrate.causes import explain
 from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
@@ -218,6 +219,16 @@ def test_causes_from_real_log_lines() -> None:
         cause = classify(["INFO something", line, "INFO after"])
         assert cause is not None and cause.kind == kind, line
     assert classify(["all good"]) is None
+
+
+def test_zmq_port_clash_is_blamed_on_mooncakes_range_only_when_the_kv_ports_are_in_it() -> None:
+    line = ["zmq.error.ZMQError: Address already in use (addr='tcp://192.0.0.1:30003')"]
+    guide = explain(line, [(30000, 30015)], chips=16)  # the guide's kv_port 30000
+    assert guide is not None and "inside Mooncake's random port range 20000-35999" in guide.hint
+    assert "move kv_port to 36000 or above" in guide.hint
+    demo = explain(line, [(36000, 36015)], chips=16)  # above the range: another cause
+    assert demo is not None and demo.kind == "zmq_port" and "Mooncake's random range, so not that" in demo.hint
+    assert "get_open_port" in demo.hint and "random port range" not in demo.hint
 
 
 async def test_up_and_down_over_the_real_sshd(sshd: Sshd, nodes_dir: str, tmp_path: Path) -> None:

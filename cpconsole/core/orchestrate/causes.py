@@ -4,7 +4,9 @@ Patterns: vllm-ascend-facts.md §6 (vLLM 0.13 / vllm-ascend messages)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from ..profile.rules import MOONCAKE_RANDOM_BASE
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], str, str], ...] = (
      "ranks started too far apart or an NPU link is down: start all ranks together, raise HCCL_CONNECT_TIMEOUT, "
      "check `hccn_tool -i N -link -g` (cpconsole preflight)"),
     ("zmq_port", re.compile(r"ZMQError: Address already in use"), "a kv-transfer port is already in use",
-     "kv_port inside Mooncake's random range [20000, 20000 + chips·1000)? move it above (cpconsole validate warns)"),
+     "see zmq_hint: which of its causes fits depends on the process's kv ports"),
     ("port_in_use", re.compile(r"\[Errno 98\] Address already in use|address already in use", re.I),
      "the HTTP port is already in use", "another server listens on this host and port: find it with `ss -ltnp`"),
     ("model_missing", re.compile(r"(?i)(no such file or directory|does not exist|is not a valid model).*(model|config\.json|weight)|"
@@ -41,6 +43,33 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], str, str], ...] = (
     ("bad_arguments", re.compile(r"vllm serve: error:|AssertionError|ValueError"), "vLLM refused its arguments",
      "fix the flag named in the error (cpconsole validate catches the known ones)"),
 )  # fmt: skip
+
+
+def zmq_hint(kv_ranges: list[tuple[int, int]], chips: int) -> str:
+    """Why a ZMQ port was taken. Mooncake's transport picks random ports in [20000, 20000 +
+    chips·1000): kv ports in there collide now and then. Outside it, the same error has other
+    causes (vLLM's get_open_port / shm_broadcast race, two ranks starting at once, a stale process)."""
+    end = MOONCAKE_RANDOM_BASE + chips * 1000 - 1
+    inside = [(a, b) for a, b in kv_ranges if a <= end and b >= MOONCAKE_RANDOM_BASE]
+    if inside:
+        a, b = inside[0]
+        return (
+            f"its kv ports {a}-{b} lie inside Mooncake's random port range {MOONCAKE_RANDOM_BASE}-{end}: "
+            f"move kv_port to {end + 1} or above (cpconsole validate warns)"
+        )
+    return (
+        "its kv ports are outside Mooncake's random range, so not that: a process of an earlier run may still "
+        "hold the port (`ss -ltnp`, `cpconsole status`), two ranks may have started at once on one host, or "
+        "vLLM's get_open_port raced another process for a free port (restart the instance)"
+    )
+
+
+def explain(lines: list[str], kv_ranges: list[tuple[int, int]], chips: int) -> FailureCause | None:
+    """classify, with the hints that depend on the process's own ports."""
+    cause = classify(lines)
+    if cause is not None and cause.kind == "zmq_port":
+        return replace(cause, hint=zmq_hint(kv_ranges, chips))
+    return cause
 
 
 def classify(lines: list[str]) -> FailureCause | None:

@@ -25,7 +25,7 @@ from ..remote.base import handle_from_manifest, handle_from_pidfile
 from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
 from ..safetext import terminal_safe
-from .causes import POLL_LINE, FailureCause, classify, progress, waiting_for_peer
+from .causes import POLL_LINE, FailureCause, explain, progress, waiting_for_peer
 from .drift import manifest_drift
 from .lock import DeploymentLock, holder_for, lock_dir
 from .model import UP_STATES, EventBus, Notice, ProcessView, ProgressNoted, StageChanged, State, StateChanged, operator
@@ -276,7 +276,9 @@ class Orchestrator:
                 **more,
             )
             return
-        cause = classify(lines)
+        proc = self._proc(name)
+        kv = [(port.start, port.end) for port in proc.ports if port.kind == "kv"]
+        cause = explain(lines, kv, self.plan.node(proc.node).chips)
         reason = cause.summary if cause else (status.detail or f"exited with code {status.exit_code}")
         self._set(
             name,
