@@ -15,11 +15,14 @@ import pytest
 
 from cpconsole.core.plan import build_plan
 from cpconsole.core.preflight import Check, fold, ping_pairs, run_preflight
+from cpconsole.core.preflight.node import _hbm_check
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
+from cpconsole.core.telemetry.npu_smi import parse_info
 from cpconsole.headless import preflight_text
 
-from .simcluster import demo_text, over_ssh
+from .conftest import FIXTURES
+from .simcluster import cluster, demo_text, over_ssh
 from .sshd import Sshd, free_port
 from .standins import install_docker_stand_in
 
@@ -81,6 +84,27 @@ async def test_ports_held_by_the_profiles_own_running_processes_are_no_conflict(
     assert ports["prefill-a"].evidence.endswith("; not checked: proxy (running)")
     assert ports["decode-a"].evidence == "18 port(s) free"  # nothing of ours runs there: all checked
     assert "free, but for the running processes' own on 1/3 nodes" in {line.text for line in fold(checks)}
+
+
+async def test_hbm_held_by_the_profiles_own_running_processes_is_no_conflict(tmp_path: Path) -> None:
+    text = demo_text(tmp_path)
+    c = cluster(tmp_path)
+    try:
+        await c.start("decode-0")  # the simulated server takes HBM on every chip of decode-a
+        await c.wait_http("decode-0")
+        checks = await checks_of(text)
+    finally:
+        await c.stop_all()
+    hbm = {x.node: x for x in checks if x.check == "HBM free"}
+    assert hbm["decode-a"].status == "PASS", hbm["decode-a"]
+    assert hbm["decode-a"].evidence == "16 chip(s) use HBM; not counted: decode-0 (running)"
+    assert hbm["prefill-a"].evidence == "no chip holds HBM"
+
+
+def test_hbm_held_by_another_job_is_a_warning() -> None:
+    real = (FIXTURES / "npu-smi" / "vllm-ascend-issue-6085-a3-ascend910-16chip-procs.txt").read_text()
+    check = _hbm_check("n1", parse_info(real), ours=set())
+    assert check.status == "WARN" and check.evidence.startswith("16 chip(s) already use HBM (pids 3742688, 3742689")
 
 
 @pytest.mark.parametrize("over", ["local", "ssh"])

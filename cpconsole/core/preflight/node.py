@@ -15,7 +15,7 @@ from ..plan import LaunchPlan, NodePlan, ProcessPlan, docker_exec_words
 from ..remote import RemoteError, Transport, scripts
 from ..remote.launch import run_dir
 from ..remote.scripts import shell_path
-from ..telemetry.npu_smi import ParseError, parse_info
+from ..telemetry.npu_smi import NpuSmiInfo, ParseError, parse_info
 from .containers import container_checks
 from .report import Check, Status
 
@@ -110,8 +110,9 @@ def python_of(node: NodePlan, server: ProcessPlan) -> str:
             "[ -n \"$shebang\" ] || exit 96\nset -- $shebang")  # fmt: skip
 
 
-async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float) -> list[Check]:
-    """npu-smi (count, health, HBM in use, driver) and hccn_tool (link, net health, IP) per chip."""
+async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, ours: set[str], timeout: float) -> list[Check]:
+    """npu-smi (count, health, HBM in use, driver) and hccn_tool (link, net health, IP) per chip.
+    HBM held while this profile's own processes run on the node (`ours`) is theirs, no conflict."""
     name = node.name
     out: list[Check] = []
     try:
@@ -135,11 +136,7 @@ async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, timeout: 
             out.append(Check(name, "chip health", "PASS" if ok else "FAIL", chip.health,
                              "" if ok else "see `npu-smi info -t health -i N -c C` and the device log",
                              chip=chip.phy_id if chip.phy_id is not None else chip.npu_id))  # fmt: skip
-        busy = [c for c in info.chips if (c.hbm_fraction or 0) > HBM_BUSY_FRACTION]
-        pids = ", ".join(str(p) for p in sorted({p.pid for p in info.processes})) or "?"
-        out.append(Check(name, "HBM free", "WARN" if busy else "PASS",
-                         f"{len(busy)} chip(s) already use HBM (pids {pids})" if busy else "no chip holds HBM",
-                         "another job still runs on the chips: stop it first" if busy else ""))  # fmt: skip
+        out.append(_hbm_check(name, info, ours))
 
     # every chip's network port, all chips at once
     tool = shlex.join(node.tool("hccn_tool"))
@@ -173,9 +170,22 @@ async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, timeout: 
     return out
 
 
+def _hbm_check(node: str, info: NpuSmiInfo, ours: set[str]) -> Check:
+    busy = [c for c in info.chips if (c.hbm_fraction or 0) > HBM_BUSY_FRACTION]
+    if busy and ours:  # as for ports: the profile's running processes hold their own chips
+        running = ", ".join(sorted(ours))
+        evidence = f"{len(busy)} chip(s) use HBM; not counted: {running} (running)"
+        return Check(node, "HBM free", "PASS", evidence, same="free, but for the running processes' own")
+    if busy:
+        pids = ", ".join(str(p) for p in sorted({p.pid for p in info.processes})) or "?"
+        evidence = f"{len(busy)} chip(s) already use HBM (pids {pids})"
+        return Check(node, "HBM free", "WARN", evidence, "another job still runs on the chips: stop it first")
+    return Check(node, "HBM free", "PASS", "no chip holds HBM", same="free")
+
+
 async def _running_here(plan: LaunchPlan, node: NodePlan, transport: Transport, timeout: float) -> set[str]:
     """This profile's processes already running on the node (from their run directories): their
-    ports are taken by themselves."""
+    ports and chips are taken by themselves."""
     mine = {p.name: run_dir(plan, p) for p in plan.processes if p.node == node.name and p.ports}
     if not mine:
         return set()
@@ -186,10 +196,9 @@ async def _running_here(plan: LaunchPlan, node: NodePlan, transport: Transport, 
 
 
 async def _ports(
-    plan: LaunchPlan, node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float
+    plan: LaunchPlan, node: NodePlan, transport: Transport, facts: NodeFacts, ours: set[str], timeout: float
 ) -> list[Check]:
     out: list[Check] = []
-    ours = await _running_here(plan, node, transport, timeout)
     wanted = {
         (use.kind, proc.name, port)
         for proc in plan.processes if proc.node == node.name and proc.name not in ours
@@ -333,9 +342,10 @@ async def node_facts(
 
     # the rest at once, listed in this order
     servers = [p for p in plan.processes if p.node == name and p.role != "proxy"]
+    ours = await _running_here(plan, node, transport, timeout)  # their ports and chips are no conflict
     parts = [
-        _npu(node, transport, facts, timeout) if node.chips else None,  # chips: 0 is a node without NPUs
-        _ports(plan, node, transport, facts, timeout),
+        _npu(node, transport, facts, ours, timeout) if node.chips else None,  # chips: 0 is a node without NPUs
+        _ports(plan, node, transport, facts, ours, timeout),
         container_checks(plan, node, transport, timeout),
         _disk(node, transport, facts, timeout),
         _versions(node, servers[0], transport, facts, timeout) if servers else None,
