@@ -58,7 +58,7 @@ async def test_poller_keeps_the_last_good_value_and_marks_it_stale() -> None:
     assert (first.value, first.error) == (1.0, None)
     started = time.monotonic()
     hung = await poller.poll_once()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5  # the 0.2 s timeout ended it, not the 10 s fetch
     assert (hung.value, hung.error, hung.stale) == (1.0, "no answer within 0.2 s", True)
     assert hung.ok_at == first.ok_at and hung.age() is not None
     bad = await poller.poll_once()

@@ -303,9 +303,7 @@ class Orchestrator:
             if view.state == "stalled":
                 self._set(name, state="ready", reason="moving again")
 
-    # ------------------------------------------------------------ up
-
-    # ------------------------------------------------------------ one change at a time
+    # ------------------------------------------------------------ up, down, restart: one at a time
 
     @contextlib.asynccontextmanager
     async def _exclusive(
@@ -359,6 +357,8 @@ class Orchestrator:
 
     async def _restart(self, names: list[str], force: bool) -> bool:
         return await self._down(names, force=force) and await self._up(names)
+
+    # ------------------------------------------------------------ up, under the lock
 
     async def _up(self, only: Iterable[str] | None = None) -> bool:
         chosen = set(only) if only else None
@@ -496,7 +496,7 @@ class Orchestrator:
         self.events.publish(StageChanged("probe", "passed"))
         return True
 
-    # ------------------------------------------------------------ down and restart
+    # ------------------------------------------------------------ down, under the lock
 
     async def _down(self, only: Iterable[str] | None = None, *, force: bool = False) -> bool:
         """Stop running processes, instance by instance in reverse start order (the ranks of one
