@@ -81,6 +81,24 @@ def classify(lines: list[str]) -> FailureCause | None:
     return None
 
 
+# vLLM's prefix: "(APIServer pid=826) INFO 01-21 02:34:16 [api_server.py:260] " or, from uvicorn
+# under it, "(APIServer pid=826) INFO:     "
+_VLLM_PREFIX = re.compile(
+    r"^\s*(?:\([\w.:-]+ pid=\d+\)\s*)?"
+    r"(?:(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)"
+    r"(?::\s+|\s+\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}(?:\.\d+)?\s+(?:\[[^\]]*\]\s*)?))?"
+)
+
+
+def message_of(line: str) -> str:
+    """A log line's message without vLLM's prefix (process tag and pid, level, timestamp,
+    [file:line]), runs of spaces folded; warnings and errors keep their level word."""
+    match = _VLLM_PREFIX.match(line)
+    level = match.group("level") if match else None
+    text = " ".join(line[match.end() if match else 0 :].split())
+    return f"{level} {text}" if level in ("WARNING", "ERROR", "CRITICAL") else text
+
+
 # uvicorn access-log lines of health and metrics polls (ours, a load balancer's): noise, not news
 POLL_LINE = re.compile(r'"GET /(?:health|healthcheck|metrics|load|version|v1/models) HTTP/1\.1" \d{3}')
 

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from ...core.orchestrate import ProcessView
+from ...core.orchestrate.causes import message_of
 from ...core.plan import LaunchPlan
 from ...core.safetext import terminal_safe
 from ...core.telemetry.window import MetricsWindow
@@ -84,7 +85,7 @@ class ProcessTable(DataTable[str | Text]):
                 Text(view.label, style=STATE_STYLE.get(view.state, "")), view.uptime(now),
                 f"{health:.0f}ms" if health is not None else "-", ttft, gen,
                 Text(view.reason[:80], style="red") if view.state in TROUBLE and view.reason
-                else " ".join(terminal_safe(view.last_line).split())[-80:],  # uvicorn pads with runs of spaces
+                else message_of(terminal_safe(view.last_line))[:80],  # its head: the whole line is in details
             ]  # fmt: skip
             cells = [cell for column, cell in zip(COLUMNS, every, strict=True) if column in self._columns]
             before = self._shown.get(proc.name)
