@@ -434,3 +434,18 @@ async def test_the_board_shows_the_head_of_a_log_lines_message(size: tuple[int, 
         await pilot.pause()
         assert cell(app, "decode-0", "why / last line").startswith("Engine 000: Avg prompt throughput: 10.5 tokens/s")
         assert cell(app, "proxy", "why / last line").startswith('127.0.0.1:50112 - "POST /v1/completions')
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 30)], ids=["80", "120"])
+async def test_a_state_that_grows_widens_its_column(size: tuple[int, int]) -> None:
+    session = frozen_session()
+    app = ConsoleApp(session, live=False)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        views = session.orchestrator.views
+        views["decode-0"] = dataclasses.replace(views["decode-0"], state="exited", exit_code=-15, leftovers=2)
+        app.board.refresh_from(session)
+        await pilot.pause()
+        table = app.board.query_one(ProcessTable)
+        assert cell(app, "decode-0", "state") == "exited(-15)+2"
+        assert table.columns["state"].content_width >= len("exited(-15)+2")  # shown whole, not "exite"

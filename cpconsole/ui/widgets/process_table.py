@@ -95,6 +95,7 @@ class ProcessTable(DataTable[str | Text]):
             if before is not None:
                 for column, old, cell in zip(self._columns, before, cells, strict=True):
                     if old != cell:
-                        self.update_cell(proc.name, column, cell)
+                        # a column is as wide as its widest cell so far: "ready" → "exited(-9)" widens it
+                        self.update_cell(proc.name, column, cell, update_width=True)
             else:
                 self.add_row(*cells, key=proc.name)
