@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from textual.widgets import Log, Select, Static
+from textual.widgets import Select, Static
 
 from cpconsole.core.orchestrate import Orchestrator
 from cpconsole.core.plan import build_plan
@@ -30,6 +30,7 @@ from cpconsole.ui.screens.metrics import MetricsScreen
 from cpconsole.ui.screens.npus import NpusScreen
 from cpconsole.ui.screens.plan import PlanScreen
 from cpconsole.ui.screens.preflight import PreflightScreen
+from cpconsole.ui.widgets.answer import AnswerView
 from cpconsole.ui.widgets.process_table import ProcessTable
 
 from .conftest import FIXTURES, PROFILES
@@ -312,8 +313,11 @@ async def test_prompt_pane_streams_measures_keeps_history_and_probes_every_hop(t
             record = screen.last
             assert record is not None and record.error is None and record.target == "decode-0"
             assert record.output_tokens and record.ttft_s and "TTFT" in str(screen.query_one("#prompt-stats").content)
-            answer = "\n".join(screen.query_one("#answer", Log).lines)
-            assert record.answer.strip()[:20] in answer  # streamed in, piece by piece
+            answer = screen.query_one("#answer", AnswerView)
+            assert record.answer.strip()[:20] in answer.text  # streamed in, piece by piece
+            long_lines = [line for line in answer.text.splitlines() if len(line) > answer.size.width]
+            assert long_lines  # the simulated answer has lines longer than the pane …
+            assert answer.wrapped_document.height > len(answer.text.splitlines())  # … shown wrapped, not cut
             assert [r.prompt for r in history.load()] == ["hello there"]
             await pilot.press("ctrl+t")
             await wait_for(pilot, lambda: hasattr(screen.query_one("#prompt-stats").content, "columns"))
@@ -369,7 +373,7 @@ async def test_prompt_pane_runs_the_needle_sweep_and_the_bench(tmp_path: Path, m
             await pilot.press("y")
             await wait_for(pilot, lambda: "this run" in str(stats.content))
             assert "2048/64/20" in str(stats.content)
-            streamed = "\n".join(screen.query_one("#answer", Log).lines)
+            streamed = screen.query_one("#answer", AnswerView).text
             assert "Starting main benchmark run..." in streamed and "Serving Benchmark Result" in streamed
             assert "--random-input-len\n2048" in (tmp_path / "argv").read_text()
             assert len(list((tmp_path / "state" / "cpconsole" / "bench" / "demo").glob("*.json"))) == 1  # kept

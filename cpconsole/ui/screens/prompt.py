@@ -14,13 +14,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header, Input, Label, Log, Select, Static, TextArea
+from textual.widgets import Footer, Header, Input, Label, Select, Static, TextArea
 
 from ...core.remote import RemoteError
 from ...core.session import ReadOnly, Session
 from ...core.smoke.bench import bench_table, load_runs
 from ...core.smoke.history import PromptRecord, to_markdown
 from ...core.smoke.suite import SmokeCheck
+from ..widgets.answer import AnswerView
 from .base import SessionScreen
 from .dialogs import ConfirmScreen
 
@@ -52,7 +53,7 @@ class PromptScreen(SessionScreen):
             yield Input("0", id="temperature", type="number")
         yield TextArea(id="prompt-text", soft_wrap=True)
         yield Static(id="prompt-stats")
-        yield Log(id="answer", max_lines=5000)
+        yield AnswerView(id="answer")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -82,19 +83,19 @@ class PromptScreen(SessionScreen):
         if not prompt or params is None:
             return
         target, max_tokens, temperature = params
-        answer = self.query_one("#answer", Log)
-        answer.write(f"\n── {target} ─ {prompt[:60]!r}\n")
+        answer = self.query_one("#answer", AnswerView)
+        answer.append(f"\n── {target} ─ {prompt[:60]!r}\n")
         stats = self.query_one("#prompt-stats", Static)
         stats.update(Text(f"asking {target} …", style="yellow"))
 
         def append(piece: str) -> None:
-            answer.write(piece)  # pieces are appended as they come: never a redraw of the whole answer
+            answer.append(piece)  # pieces are appended as they come, wrapped at the pane's edge
 
         async def ask() -> None:
             record = await self.session.ask(target, prompt, max_tokens=max_tokens, temperature=temperature,
                                             on_text=append)  # fmt: skip
             self.last = record
-            answer.write("\n")
+            answer.append("\n")
             stats.update(Text(record.stats(), style="bold red" if record.error else "bold green"))
 
         self.run_worker(ask(), exclusive=True, group="prompt")
@@ -131,11 +132,11 @@ class PromptScreen(SessionScreen):
         self.app.push_screen(ConfirmScreen(question, "Run bench"), answered)
 
     async def _bench(self) -> None:
-        answer, stats = self.query_one("#answer", Log), self.query_one("#prompt-stats", Static)
-        answer.write("\n── vllm bench serve\n")
+        answer, stats = self.query_one("#answer", AnswerView), self.query_one("#prompt-stats", Static)
+        answer.append("\n── vllm bench serve\n")
         stats.update(Text("vllm bench serve is running; its output streams below …", style="yellow"))
         try:
-            run = await self.session.bench(answer.write_line)
+            run = await self.session.bench(answer.append_line)
         except (RemoteError, ReadOnly) as exc:
             stats.update(Text(f"bench: {exc}", style="bold red"))
             return
