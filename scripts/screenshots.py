@@ -1,9 +1,10 @@
 """Screenshots of the running console, from the demo: `.venv/bin/python scripts/screenshots.py`.
 
 Brings the demo topology up through the console (key `u`), lets the simulator's background load
-fill the panels, saves SVGs of every screen (board, logs, NPUs, metrics, a process's details, help,
+fill the panels, saves an SVG of every screen, each taken from that screen (board, logs, NPUs,
+metrics, plan, prompt pane with an answer, preflight, alert history, a process's details, help,
 the stop confirmation) into screenshots/ (PNGs too when rsvg-convert is installed), then brings
-everything down again (`D`, confirmed with `y`).
+everything down again (`D`, confirmed with `y`). tests/test_screenshots.py checks the result.
 """
 
 from __future__ import annotations
@@ -23,6 +24,20 @@ from cpconsole.core.session import Session  # noqa: E402
 from cpconsole.ui.app import ConsoleApp  # noqa: E402
 
 OUT = ROOT / "screenshots"
+SHOTS = (
+    "board",
+    "logs",
+    "npus",
+    "metrics",
+    "plan",
+    "prompt",
+    "alerts",
+    "details",
+    "help",
+    "confirm",
+    "preflight",
+    "preflight-offer",
+)
 
 
 async def main() -> None:
@@ -45,17 +60,24 @@ async def main() -> None:
             if all(v.state == "ready" for v in views):
                 break
         await pilot.pause(12)  # background requests: rates, TTFT, HBM move
-        app.save_screenshot("board.svg", str(OUT))
-        await pilot.press("2")
-        await pilot.pause(1)
-        app.save_screenshot("logs.svg", str(OUT))
-        await pilot.press("3")
-        await pilot.pause(1)
-        app.save_screenshot("npus.svg", str(OUT))
-        await pilot.press("4")
-        await pilot.pause(1)
-        app.save_screenshot("metrics.svg", str(OUT))
-        await pilot.press("1", "enter")  # the first row's details
+        for key, name in (
+            ("1", "board"),
+            ("2", "logs"),
+            ("3", "npus"),
+            ("4", "metrics"),
+            ("5", "plan"),
+            ("8", "alerts"),
+        ):
+            await pilot.press(key)
+            await pilot.pause(1)
+            app.save_screenshot(f"{name}.svg", str(OUT))
+        await pilot.press("6", *"In one sentence, what is context parallelism?", "ctrl+r")
+        for _ in range(300):
+            await pilot.pause(0.1)
+            if getattr(app.screen, "last", None) is not None:
+                break
+        app.save_screenshot("prompt.svg", str(OUT))
+        await pilot.press("escape", "1", "enter")  # the first row's details
         await pilot.pause(1)
         app.save_screenshot("details.svg", str(OUT))
         await pilot.press("escape", "question_mark")
@@ -72,7 +94,7 @@ async def main() -> None:
                 break
         await pilot.press("q")
     if shutil.which("rsvg-convert"):
-        for name in ("board", "logs", "npus", "metrics", "details", "help", "confirm", "preflight", "preflight-offer"):
+        for name in SHOTS:
             subprocess.run(["rsvg-convert", "-b", "#000000", "-o", str(OUT / f"{name}.png"), str(OUT / f"{name}.svg")],
                            check=True)  # fmt: skip
     print(f"wrote {', '.join(sorted(p.name for p in OUT.iterdir()))} in {OUT}")

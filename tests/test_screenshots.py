@@ -1,0 +1,50 @@
+"""The README's screenshots (made from the running app by scripts/screenshots.py) are one per
+screen: no two alike, and each shows what its screen is about."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import re
+
+import pytest
+
+from .conftest import ROOT
+
+SHOTS = ROOT / "screenshots"
+# what each screen shows and no other does (the board is under dialogs, so its marker is its table)
+MARKERS = {
+    "board": "why / last line",
+    "logs": "logs: all processes",
+    "npus": "NPU/chip phy health HBM used/total MB",
+    "metrics": "server run wait KV cache prompt tok/s",
+    "plan": "#!/bin/sh",
+    "prompt": "── proxy ─ 'In one sentence, what is context parallelism?'",
+    "alerts": "alerts this session",
+    "details": "progress HTTP up ports http",
+    "help": "Commands (type : first)",
+    "confirm": "Stop every process of this deployment?",
+    "preflight": "passed ·",
+    "preflight-offer": "Check every node before starting?",
+}
+
+
+def shown_text(name: str) -> str:
+    """The characters an SVG screenshot of Textual shows, spaces folded, box drawing as |."""
+    svg = (SHOTS / f"{name}.svg").read_text()
+    text = html.unescape("".join(re.findall(r"<text[^>]*>([^<]*)</text>", svg)))
+    return re.sub(r"[█▀▄▔▁▊▎▏]+", "|", " ".join(text.split()))
+
+
+def test_every_screenshot_is_there_and_none_is_another() -> None:
+    assert {p.stem for p in SHOTS.glob("*.svg")} == set(MARKERS)
+    for a, b in itertools.combinations(sorted(MARKERS), 2):
+        assert (SHOTS / f"{a}.svg").read_bytes() != (SHOTS / f"{b}.svg").read_bytes(), (a, b)
+
+
+@pytest.mark.parametrize("name", sorted(MARKERS))
+def test_each_screenshot_shows_its_screen(name: str) -> None:
+    text = shown_text(name)
+    assert MARKERS[name] in text, text[:300]
+    if name not in ("board", "confirm", "help", "preflight-offer"):  # dialogs are shown over the board
+        assert MARKERS["board"] not in text
