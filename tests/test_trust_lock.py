@@ -66,8 +66,8 @@ def test_down_stops_an_up_under_way_and_a_second_up_is_refused(tmp_path: Path) -
     profile = write_profile(tmp_path, demo_text(tmp_path, startup="6"))
     plan = build_plan(load_profile_text(profile.read_text()))
     holder_file = Path(lock_dir(plan)[1], "holder")
-    starting = subprocess.Popen([sys.executable, "-m", "cpconsole", "up", str(profile)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    up = [sys.executable, "-m", "cpconsole", "up", str(profile)]
+    starting = subprocess.Popen(up, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(2400):  # the first up holds the lock (event: its holder file is written)
             text = holder_file.read_text() if holder_file.exists() else ""

@@ -45,9 +45,10 @@ async def proxy_process(prefill: Recorder, decode: Recorder | tuple[str, int], *
     port = free_port(host)
     decode_host, decode_port = (decode.host, decode.port) if isinstance(decode, Recorder) else decode
     env = {**os.environ, "OPENAI_API_KEY": API_KEY, "CPCONSOLE_PROXY_ADMIN_TOKEN": ADMIN}
-    argv = [sys.executable, "-m", "cpconsole.proxy", "--host", host, "--port", str(port),
-            "--prefiller-hosts", prefill.host, "--prefiller-ports", str(prefill.port),
-            "--decoder-hosts", decode_host, "--decoder-ports", str(decode_port), "--log-level", "WARNING", *extra]  # fmt: skip
+    backends = ["--prefiller-hosts", prefill.host, "--prefiller-ports", str(prefill.port)]
+    backends += ["--decoder-hosts", decode_host, "--decoder-ports", str(decode_port)]
+    argv = [sys.executable, "-m", "cpconsole.proxy", "--host", host, "--port", str(port), *backends]
+    argv += ["--log-level", "WARNING", *extra]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://{host}:{port}"
     try:
@@ -178,5 +179,5 @@ async def test_health_is_degraded_while_a_role_has_no_live_backend(backends: tup
     async with proxy_process(prefill, dead) as proxy, httpx.AsyncClient(base_url=proxy.url, trust_env=False) as client:
         answer = await client.get("/healthcheck")
     assert answer.status_code == 503
-    assert answer.json() == {"status": "degraded", "prefill_instances": 1, "decode_instances": 1,
-                             "live_prefill_instances": 1, "live_decode_instances": 0}  # fmt: skip
+    counts = {"prefill_instances": 1, "decode_instances": 1, "live_prefill_instances": 1, "live_decode_instances": 0}
+    assert answer.json() == {"status": "degraded", **counts}

@@ -288,8 +288,8 @@ class PdProxy:
     def _refuse_control(self, request: Request) -> Response | None:
         """Why a client may not change the backends, or None when it may."""
         if not self.settings.instance_api:
-            return JSONResponse({"error": "the instance API is off (start the proxy with --enable-instance-api)"},
-                                status_code=403)  # fmt: skip
+            off = "the instance API is off (start the proxy with --enable-instance-api)"
+            return JSONResponse({"error": off}, status_code=403)
         token = self.settings.admin_token
         if token:
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
