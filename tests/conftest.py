@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,7 +84,7 @@ from collections.abc import AsyncIterator, Iterator  # noqa: E402
 
 from cpconsole.core.remote import LocalTransport, ShellTransport, SSHTransport  # noqa: E402
 
-from .sshd import SSHD, Sshd, make_sshd, node_root  # noqa: E402
+from .sshd import SSHD, Sshd, free_port, make_sshd, node_root  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -112,3 +114,31 @@ async def transport(request: pytest.FixtureRequest, nodes_dir: str) -> AsyncIter
         node = SSHTransport(server.node("127.0.0.11", run_dir=nodes_dir))
     yield node
     await node.close()
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[tuple[str, int]]:
+    """A node that accepts TCP connections and never says a word."""
+    ip = "127.0.0.14"
+    server = socket.socket()
+    server.bind((ip, free_port(ip)))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield ip, server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()

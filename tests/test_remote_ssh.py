@@ -4,11 +4,8 @@ dead and hanging nodes that never hold up the others."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -95,34 +92,6 @@ async def test_ssh_config_alias_and_proxyjump_are_honoured(sshd: Sshd, ssh_confi
     peers = {c.raddr.ip for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == sshd.port}
     assert peers == {"127.0.0.11"}  # … reached only through the jump host
     await node.close()
-
-
-@pytest.fixture
-def silent_listener() -> Iterator[tuple[str, int]]:
-    """A node that accepts TCP connections and never says a word."""
-    ip = "127.0.0.14"
-    server = socket.socket()
-    server.bind((ip, free_port(ip)))
-    server.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield ip, server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    server.close()
 
 
 async def test_a_hanging_node_times_out_while_others_keep_working(sshd: Sshd, silent_listener: tuple[str, int]) -> None:

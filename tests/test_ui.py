@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from textual.widgets import Select, Static
+from textual.widgets import Input, Select, Static
 
 from cpconsole.core.orchestrate import Orchestrator
 from cpconsole.core.plan import build_plan
@@ -453,3 +453,25 @@ async def test_a_state_that_grows_widens_its_column(size: tuple[int, int]) -> No
         table = app.board.query_one(ProcessTable)
         assert cell(app, "decode-0", "state") == "exited(-15)+2"
         assert table.columns["state"].content_width >= len("exited(-15)+2")  # shown whole, not "exite"
+
+
+async def test_the_board_says_it_is_still_finding_what_runs_and_answers_keys(silent_listener: tuple[str, int]) -> None:
+    """Adoption asks every node (over SSH, a round trip or a connect timeout each): meanwhile the
+    board lists the processes and says it is still looking (not "not ready"), and keys land."""
+    from cpconsole.core.profile.schema import SshSettings
+    from cpconsole.core.remote import SSHTransport
+
+    ip, port = silent_listener
+    plan = build_plan(load_profile(PROFILES / "demo.yaml"))
+    ssh = SshSettings(port=port)
+    silent = {n.name: SSHTransport(n.model_copy(update={"host": ip, "transport": "ssh", "ssh": ssh}),
+                                   connect_timeout=60) for n in plan.nodes}  # fmt: skip
+    app = ConsoleApp(Session(plan, silent))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("colon", *"help")
+        assert str(app.screen.query_one("#command", Input).value) == "help"
+        assert app.session.busy == "finding what runs"  # the nodes have not answered yet
+        await pilot.press("escape")
+        app.refresh_screens()  # what the once-a-second refresh shows
+        assert "finding what runs" in str(app.board.query_one("#rollup", Static).content)
+        await pilot.press("q")

@@ -116,7 +116,11 @@ class Session:
 
     async def start(self) -> None:
         """Adopt what runs, then keep watching: process states, pollers, alerts."""
-        await self.orchestrator.adopt()
+        self.busy = "finding what runs"
+        try:
+            await self.orchestrator.adopt()
+        finally:
+            self.busy = None
         self.telemetry.start_nodes()
         self._tasks = [
             # an exit shows within 2 s; health every 6 s (the telemetry pollers ask every 5 s too)

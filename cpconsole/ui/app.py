@@ -96,10 +96,14 @@ class ConsoleApp(App[int]):
 
     async def on_mount(self) -> None:
         await self.push_screen(self.board)
-        if self.live:
-            await self.session.start()
         self.refresh_screens()
         self.set_interval(self.refresh_s, self.refresh_screens)
+        if self.live:  # finding what runs takes a round trip per process: keys are answered meanwhile
+            self.run_worker(self._start_session(), group="start")
+
+    async def _start_session(self) -> None:
+        await self.session.start()
+        self.refresh_screens()
 
     def refresh_screens(self) -> None:
         screen = self.screen
