@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -24,7 +25,13 @@ import json, os, sys
 json.dump({{"argv": sys.argv[1:], "env": dict(os.environ)}}, sys.stdout)
 """
 
-Recorded = dict[str, object]
+
+class Recorded(TypedDict):
+    """What the recorder printed: the arguments it got and its whole environment."""
+
+    argv: list[str]
+    env: dict[str, str]
+
 
 os.environ.pop("NO_COLOR", None)  # NO_COLOR changes Textual's output and breaks snapshot comparisons
 
@@ -59,9 +66,7 @@ def run_sh(script: str, *, path_first: Path | None = None, cwd: Path | None = No
 def shell_baseline(path_first: Path) -> set[str]:
     """Environment names `sh` itself sets (and `cd` adds), to subtract from a recording."""
     recorded = run_sh("exec recorder", path_first=path_first)
-    env = recorded["env"]
-    assert isinstance(env, dict)
-    return {*env, "PWD", "OLDPWD"}
+    return {*recorded["env"], "PWD", "OLDPWD"}
 
 
 def write_profile(tmp_path: Path, text: str, name: str = "profile.yaml") -> Path:
@@ -84,6 +89,7 @@ from collections.abc import AsyncIterator, Iterator  # noqa: E402
 
 from cpconsole.core.remote import LocalTransport, ShellTransport, SSHTransport  # noqa: E402
 
+from .loopback import Block  # noqa: E402
 from .sshd import SSHD, Sshd, free_port, make_sshd, node_root  # noqa: E402
 
 
@@ -91,7 +97,7 @@ from .sshd import SSHD, Sshd, free_port, make_sshd, node_root  # noqa: E402
 def sshd() -> Iterator[Sshd]:
     if not Path(SSHD).exists():
         raise RuntimeError("the SSH tests need OpenSSH's sshd: apt-get install -y openssh-server")
-    server = make_sshd(["127.0.0.11", "127.0.0.12", "127.0.0.13"])
+    server = make_sshd(Block.fresh().nodes)
     yield server
     server.stop()
     shutil.rmtree(server.dir, ignore_errors=True)
@@ -111,7 +117,7 @@ async def transport(request: pytest.FixtureRequest, nodes_dir: str) -> AsyncIter
         node: ShellTransport = LocalTransport("local-node")
     else:
         server: Sshd = request.getfixturevalue("sshd")
-        node = SSHTransport(server.node("127.0.0.11", run_dir=nodes_dir))
+        node = SSHTransport(server.node(server.ips[0], run_dir=nodes_dir))
     yield node
     await node.close()
 
@@ -119,7 +125,7 @@ async def transport(request: pytest.FixtureRequest, nodes_dir: str) -> AsyncIter
 @pytest.fixture
 def silent_listener() -> Iterator[tuple[str, int]]:
     """A node that accepts TCP connections and never says a word."""
-    ip = "127.0.0.14"
+    ip = Block.fresh().ip(14)
     server = socket.socket()
     server.bind((ip, free_port(ip)))
     server.listen(16)

@@ -45,8 +45,8 @@ def frozen_session() -> Session:
     # two scrapes of one real server, 27 s apart: rates and windowed quantiles come out of the real window code
     before = parse_metrics((FIXTURES / "vllm" / "metrics.txt").read_text())
     after = parse_metrics((FIXTURES / "vllm" / "metrics-after-bench.txt").read_text())
-    for name, poller in telemetry.metrics.items():
-        poller.latest = PollResult(f"metrics@{name}", after, NOW - 1, None, NOW - 1)
+    for name, scraper in telemetry.metrics.items():
+        scraper.latest = PollResult(f"metrics@{name}", after, NOW - 1, None, NOW - 1)
         telemetry.windows[name].add(before, NOW - 28)
         telemetry.windows[name].add(after, NOW - 1)
     session.preflight_checks, session.preflight_took = preflight_results(plan), 3.2

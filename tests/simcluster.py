@@ -19,13 +19,17 @@ from cpconsole.core.remote import LocalTransport, ProcessHandle
 from cpconsole.core.remote.launch import spawn_spec
 
 from .conftest import PROFILES
+from .loopback import Block
 from .sshd import Sshd
 
 DEMO = (PROFILES / "demo.yaml").read_text()
 
 
-def demo_text(tmp: Path, *, startup: str = "0.2", extra_env: dict[str, str] | None = None) -> str:
-    """The demo profile, fast, with its run and state directories under tmp."""
+def demo_text(
+    tmp: Path, *, startup: str = "0.2", extra_env: dict[str, str] | None = None, block: Block | None = None
+) -> str:
+    """The demo profile, fast, with its run and state directories under tmp and its nodes in a
+    loopback block of their own (a fresh one unless given)."""
     env = {"CPCONSOLE_SIM_STARTUP_S": startup, "CPCONSOLE_SIM_BACKGROUND_RPS": "0",
            "VLLM_LOG_STATS_INTERVAL": "1", **(extra_env or {})}  # fmt: skip
     text = DEMO.replace('    CPCONSOLE_SIM_STARTUP_S: "4"', "").replace('    CPCONSOLE_SIM_BACKGROUND_RPS: "0.5"', "")
@@ -36,7 +40,7 @@ def demo_text(tmp: Path, *, startup: str = "0.2", extra_env: dict[str, str] | No
         text = text.replace(
             f"env: {{CPCONSOLE_SIM_NODE: {ip}}}", f"env: {{CPCONSOLE_SIM_NODE: {ip}, CPCONSOLE_SIM_STATE: {tmp}/state}}"
         )
-    return text
+    return (block or Block.fresh()).relocate(text)
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Cluster:
     plan: LaunchPlan
     node: LocalTransport = field(default_factory=lambda: LocalTransport("local"))
     handles: dict[str, ProcessHandle] = field(default_factory=dict)
+    text: str = ""  # the profile it runs, when made from one
 
     async def start(self, name: str) -> ProcessHandle:
         handle = await self.node.spawn_detached(spawn_spec(self.plan, self.plan.process(name)))
@@ -86,12 +91,14 @@ class Cluster:
 
 def cluster(tmp: Path, **kwargs: object) -> Cluster:
     os.environ.pop("NO_COLOR", None)
-    return Cluster(build_plan(load_profile_text(demo_text(tmp, **kwargs))))  # type: ignore[arg-type]
+    text = demo_text(tmp, **kwargs)  # type: ignore[arg-type]
+    return Cluster(build_plan(load_profile_text(text)), text=text)
 
 
 def over_ssh(text: str, sshd: Sshd, tmp: Path, nodes_dir: str) -> str:
-    """A demo_text profile whose nodes are reached through the test sshd, as root: the venv's
-    interpreter lives under /root, out of reach of the unprivileged test user."""
+    """A demo_text profile (made in the sshd's block) whose nodes are reached through the test
+    sshd, as root: the venv's interpreter lives under /root, out of reach of the unprivileged test user."""
+    assert f"host: {sshd.ips[0]}," in text, "make the demo text in the sshd's block: demo_text(…, block=sshd.block)"
     python = sys.executable
     text = text.replace(f"run_dir: {tmp}/run", f"run_dir: {nodes_dir}/run").replace(
         "  transport: local", "  transport: ssh"

@@ -1,4 +1,4 @@
-"""A real OpenSSH server on loopback for the tests: one sshd, several "nodes" (127.0.0.11 …),
+"""A real OpenSSH server on loopback for the tests: one sshd, the three "nodes" of a loopback block,
 its own host key, client key, known_hosts and an empty ssh_config (never ~/.ssh)."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import psutil
 from cpconsole.core.plan import NodePlan
 from cpconsole.core.profile.schema import SshSettings
 
-NODE_IPS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+from .loopback import Block
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"  # sshd re-execs itself: must be an absolute path
 
 
@@ -54,6 +55,11 @@ class Sshd:
 
     def __post_init__(self) -> None:
         self.log = self.dir / "sshd.log"
+
+    @property
+    def block(self) -> Block:
+        """The loopback block of its addresses, to make a demo profile whose nodes it serves."""
+        return Block(self.ips[0].rsplit(".", 1)[0])
 
     @property
     def client_key(self) -> str:

@@ -51,7 +51,7 @@ async def test_the_bench_runs_on_the_node_without_the_guides_defects(bench_profi
     *argv, cwd = (tmp_path / "argv").read_text().splitlines()
     assert argv[:2] == ["bench", "serve"] and "--request-rate" not in argv
     flags = dict(zip(argv[2::2], argv[3::2], strict=False))
-    assert flags["--base-url"] == "http://127.0.0.11:8005"  # the proxy, not localhost:8000
+    assert flags["--base-url"] == f"http://{plan.node('prefill-a').address}:8005"  # the proxy, not localhost:8000
     assert flags["--served-model-name"] == "deepseek_v3" and flags["--model"] == "/models/DeepSeek-V3.1_w8a8mix_mtp"
     assert (flags["--dataset-name"], flags["--random-input-len"], flags["--num-prompts"]) == ("random", "131072", "20")
     assert cwd == str(tmp_path / "run" / plan.run_key / "bench")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from cpconsole.core.plan import build_plan, render_script
+from cpconsole.core.plan import LaunchPlan, build_plan, render_script
 from cpconsole.core.profile import load_profile
 
 from .conftest import FIXTURES, PROFILES, run_sh, shell_baseline
@@ -59,12 +60,14 @@ def normalise(argv: list[str]) -> tuple[list[str], Counter[tuple[str, str]]]:
 
 
 @pytest.fixture
-def plan():
+def plan() -> LaunchPlan:
     return build_plan(load_profile(PROFILE))
 
 
 @pytest.mark.parametrize("name", ["prefill-0", "prefill-1", "decode-0", "proxy"])
-def test_rendered_process_equals_the_guide(name: str, plan, recorder_bin, tmp_path: Path) -> None:
+def test_rendered_process_equals_the_guide(
+    name: str, plan: LaunchPlan, recorder_bin: Callable[..., Path], tmp_path: Path
+) -> None:
     bin_dir = recorder_bin("recorder")
     baseline = shell_baseline(bin_dir)
     program = "python" if name == "proxy" else "vllm"
@@ -78,7 +81,9 @@ def test_rendered_process_equals_the_guide(name: str, plan, recorder_bin, tmp_pa
 
 
 @pytest.mark.parametrize("name", ["prefill-0", "prefill-1", "decode-0", "proxy"])
-def test_rendered_script_runs_what_the_plan_says(name: str, plan, recorder_bin, tmp_path: Path) -> None:
+def test_rendered_script_runs_what_the_plan_says(
+    name: str, plan: LaunchPlan, recorder_bin: Callable[..., Path], tmp_path: Path
+) -> None:
     bin_dir = recorder_bin("recorder", "vllm", "python")
     baseline = shell_baseline(bin_dir)
     proc = plan.process(name)
@@ -89,7 +94,7 @@ def test_rendered_script_runs_what_the_plan_says(name: str, plan, recorder_bin, 
     assert {k: v for k, v in got["env"].items() if k not in baseline} == proc.env_dict
 
 
-def test_engine_ids_and_headless_as_in_the_guide(plan) -> None:
+def test_engine_ids_and_headless_as_in_the_guide(plan: LaunchPlan) -> None:
     ids = {p.name: json.loads(p.argv[-1])["engine_id"] for p in plan.processes if p.role != "proxy"}
     assert ids == {"prefill-0": "0", "prefill-1": "1", "decode-0": "3"}
     assert [p.name for p in plan.processes if p.headless] == ["prefill-1"]
@@ -100,7 +105,7 @@ def test_engine_ids_and_headless_as_in_the_guide(plan) -> None:
     ]
 
 
-def test_kv_listener_ranges_follow_the_rank_layout(plan) -> None:
+def test_kv_listener_ranges_follow_the_rank_layout(plan: LaunchPlan) -> None:
     kv = {p.name: [(u.start, u.end) for u in p.ports if u.kind == "kv"] for p in plan.processes}
     assert kv == {
         "prefill-0": [(30000, 30015)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import JsonValue
 
 from cpconsole.core.plan import build_plan, format_command, render_flags, render_script
 from cpconsole.core.profile import load_profile, load_profile_text
@@ -98,7 +99,7 @@ def test_the_container_cli_is_the_nodes_tools_docker() -> None:
 
 
 def test_render_flags() -> None:
-    args = {"enforce_eager": True, "enable-prefix-caching": False, "seed": 1024, "gpu_memory_utilization": 0.8,
+    args: dict[str, JsonValue] = {"enforce_eager": True, "enable-prefix-caching": False, "seed": 1024, "gpu_memory_utilization": 0.8,
             "quantization": "ascend", "skip": None, "cfg": {"a": [1, 2], "b": "x"}}  # fmt: skip
     assert render_flags(args) == [
         "--enforce-eager", "--no-enable-prefix-caching", "--seed", "1024", "--gpu-memory-utilization", "0.8",

@@ -22,6 +22,7 @@ from cpconsole.core.telemetry.npu_smi import parse_info
 from cpconsole.headless import preflight_text
 
 from .conftest import FIXTURES
+from .loopback import Block
 from .simcluster import cluster, demo_text, over_ssh
 from .sshd import Sshd, free_port
 from .standins import install_docker_stand_in
@@ -68,11 +69,11 @@ async def test_ports_held_by_the_profiles_own_running_processes_are_no_conflict(
     text = demo_text(tmp_path)
     plan = build_plan(load_profile_text(text))
     node = LocalTransport("prefill-a")
-    handle = await node.spawn_detached(spawn_spec(plan, plan.process("proxy")))  # listens on 127.0.0.11:8005
+    handle = await node.spawn_detached(spawn_spec(plan, plan.process("proxy")))  # listens on prefill-a:8005
     try:
         for _ in range(200):
             with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.11", 8005)) == 0:
+                if probe.connect_ex((plan.process("proxy").address, 8005)) == 0:
                     break
             await asyncio.sleep(0.05)
         checks = await checks_of(text)
@@ -87,12 +88,11 @@ async def test_ports_held_by_the_profiles_own_running_processes_are_no_conflict(
 
 
 async def test_hbm_held_by_the_profiles_own_running_processes_is_no_conflict(tmp_path: Path) -> None:
-    text = demo_text(tmp_path)
     c = cluster(tmp_path)
     try:
         await c.start("decode-0")  # the simulated server takes HBM on every chip of decode-a
         await c.wait_http("decode-0")
-        checks = await checks_of(text)
+        checks = await checks_of(c.text)
     finally:
         await c.stop_all()
     hbm = {x.node: x for x in checks if x.check == "HBM free"}
@@ -111,16 +111,20 @@ def test_hbm_held_by_another_job_is_a_warning() -> None:
 async def test_each_broken_thing_is_named_with_its_node_chip_and_hint(
     tmp_path: Path, over: str, request: pytest.FixtureRequest
 ) -> None:
-    text = demo_text(tmp_path)
     if over == "ssh":
-        text = over_ssh(text, request.getfixturevalue("sshd"), tmp_path, request.getfixturevalue("nodes_dir"))
-    text = node_env(text, "127.0.0.11", CPCONSOLE_SIM_PING_LOSS="6")
-    text = node_env(text, "127.0.0.12", CPCONSOLE_SIM_LINK_DOWN="3", CPCONSOLE_SIM_NET_FAULT="9",
-                    CPCONSOLE_SIM_NPU_HEALTH="5=Alarm")  # fmt: skip
-    text = node_env(text, "127.0.0.13", CPCONSOLE_SIM_CHIPS="8", CPCONSOLE_SIM_VERSIONS="torch-npu=2.6.0")
+        sshd: Sshd = request.getfixturevalue("sshd")
+        text = over_ssh(demo_text(tmp_path, block=sshd.block), sshd, tmp_path, request.getfixturevalue("nodes_dir"))
+    else:
+        text = demo_text(tmp_path)
+    a, b, d = (build_plan(load_profile_text(text)).node(n).address for n in ("prefill-a", "prefill-b", "decode-a"))
+    text = node_env(text, a, CPCONSOLE_SIM_PING_LOSS="6")
+    text = node_env(
+        text, b, CPCONSOLE_SIM_LINK_DOWN="3", CPCONSOLE_SIM_NET_FAULT="9", CPCONSOLE_SIM_NPU_HEALTH="5=Alarm"
+    )
+    text = node_env(text, d, CPCONSOLE_SIM_CHIPS="8", CPCONSOLE_SIM_VERSIONS="torch-npu=2.6.0")
     with socket.socket() as squatter:  # a real listener on decode-a's HTTP port
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.13", 8004))
+        squatter.bind((d, 8004))
         squatter.listen()
         checks = await checks_of(text, ssh=over == "ssh")
     bad = failed(checks)
@@ -189,15 +193,12 @@ async def test_containers_must_run_and_map_every_chip(tmp_path: Path, monkeypatc
     docker = install_docker_stand_in(bin_dir)  # the profile's tools.docker: inspect, exec and probes use it
     state.mkdir()
     monkeypatch.setenv("DOCKER_STAND_IN_DIR", str(state))
+    block = Block.fresh()
     text = (
-        demo_text(tmp_path)
+        demo_text(tmp_path, block=block)
         .replace("python: [cpconsole-sim, python]}", f"python: [cpconsole-sim, python], docker: [{docker}]}}")
-        .replace(
-            "decode-a: {host: 127.0.0.13, chips: 16,", "decode-a: {host: 127.0.0.13, chips: 16, container: vllm-d,"
-        )
-        .replace(
-            "prefill-b: {host: 127.0.0.12, chips: 16,", "prefill-b: {host: 127.0.0.12, chips: 16, container: vllm-p,"
-        )
+        .replace(f"decode-a: {{host: {block.ip(13)},", f"decode-a: {{container: vllm-d, host: {block.ip(13)},")
+        .replace(f"prefill-b: {{host: {block.ip(12)},", f"prefill-b: {{container: vllm-p, host: {block.ip(12)},")
     )
     every = " ".join(f"/dev/davinci{i}" for i in range(16))
     (state / "vllm-d").write_text(f"true false {' '.join(f'/dev/davinci{i}' for i in range(8))} /dev/davinci_manager\n")
@@ -220,7 +221,7 @@ async def test_containers_must_run_and_map_every_chip(tmp_path: Path, monkeypatc
 
 
 async def test_over_ssh_healthy_nodes_pass(tmp_path: Path, sshd: Sshd, nodes_dir: str) -> None:
-    clean = await checks_of(over_ssh(demo_text(tmp_path), sshd, tmp_path, nodes_dir), ssh=True)
+    clean = await checks_of(over_ssh(demo_text(tmp_path, block=sshd.block), sshd, tmp_path, nodes_dir), ssh=True)
     assert {c.status for c in clean} == {"PASS"}, [c for c in clean if c.status != "PASS"]
     assert {c.same for c in clean if c.check == "reachable"} == {"as root"}
 
@@ -228,7 +229,8 @@ async def test_over_ssh_healthy_nodes_pass(tmp_path: Path, sshd: Sshd, nodes_dir
 async def test_an_unreachable_node_fails_alone(tmp_path: Path, sshd: Sshd) -> None:
     plan = build_plan(load_profile_text(demo_text(tmp_path)))
     transports: dict[str, Transport] = {n.name: LocalTransport(n.name) for n in plan.nodes}
-    transports["decode-a"] = SSHTransport(sshd.node("127.0.0.15", port=free_port("127.0.0.15")), connect_timeout=2)
+    nowhere = Block.fresh().ip(15)  # no one listens there
+    transports["decode-a"] = SSHTransport(sshd.node(nowhere, port=free_port(nowhere)), connect_timeout=2)
     checks = {(c.node, c.check): c for c in await run_preflight(plan, transports, model_path=None)}
     assert checks[("decode-a", "reachable")].status == "FAIL"
     assert [k for k in checks if k[0] == "decode-a"] == [("decode-a", "reachable")]

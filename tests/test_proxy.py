@@ -9,8 +9,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from cpconsole.proxy.app import PdProxy, ProxySettings
 from cpconsole.sim.text import chat_prompt, count_tokens
 
 from .conftest import FIXTURES
+from .loopback import Block
 from .simcluster import Cluster, cluster
 from .sshd import free_port
 
@@ -64,7 +66,7 @@ async def test_non_streamed_completion_through_the_proxy(demo: Cluster) -> None:
         answer = await client.post(demo.url("proxy") + "/v1/completions", json={"prompt": "hi", "max_tokens": 4})
     assert answer.headers["content-type"] == "application/json"
     assert answer.json()["usage"]["completion_tokens"] == 4
-    assert "Uvicorn running on http://127.0.0.11:8005 (Press CTRL+C to quit)" in demo.log("proxy")
+    assert f"Uvicorn running on {demo.url('proxy')} (Press CTRL+C to quit)" in demo.log("proxy")
 
 
 async def test_control_endpoints(demo: Cluster) -> None:
@@ -102,19 +104,20 @@ class Recorder:
                 {"choices": [], "kv_transfer_params": {"do_remote_prefill": True, "remote_engine_id": "7"}}
             )
 
-        async def replay() -> Iterator[bytes]:  # type: ignore[misc]
+        async def replay() -> AsyncIterator[bytes]:
             for part in REAL_STREAM.split(b"\n\n"):
                 yield part + b"\n\n"
 
-        return StreamingResponse(replay(), media_type="text/event-stream")  # type: ignore[arg-type]
+        return StreamingResponse(replay(), media_type="text/event-stream")
 
 
 @pytest.fixture
 def recorders() -> Iterator[tuple[Recorder, Recorder]]:
-    yield from serving(Recorder("127.0.0.31"), Recorder("127.0.0.32"))
+    block = Block.fresh()
+    yield from serving(Recorder(block.ip(31)), Recorder(block.ip(32)))
 
 
-def serving(*pair: Recorder) -> Iterator[tuple[Recorder, ...]]:
+def serving(*pair: Recorder) -> Iterator[Any]:  # the tuple it was given, as its caller typed it
     """The recorders served by real uvicorn servers on their loopback ports, each in a thread."""
     servers = [uvicorn.Server(uvicorn.Config(r.app, host=r.host, port=r.port, log_level="error")) for r in pair]
     threads = [threading.Thread(target=s.run, daemon=True) for s in servers]
@@ -150,13 +153,14 @@ async def test_two_step_flow_and_byte_exact_relay(recorders: tuple[Recorder, Rec
 
 async def test_unreachable_decoder_is_retried_then_reported(recorders: tuple[Recorder, Recorder]) -> None:
     prefiller, _ = recorders
-    dead_port = free_port("127.0.0.33")
-    proxy = PdProxy([(prefiller.host, prefiller.port)], [("127.0.0.33", dead_port)], ProxySettings(2, 0.01))
+    dead_host = Block.fresh().ip(33)
+    dead_port = free_port(dead_host)
+    proxy = PdProxy([(prefiller.host, prefiller.port)], [(dead_host, dead_port)], ProxySettings(2, 0.01))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy.app), base_url="http://proxy") as client:
         started = time.monotonic()
         answer = await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 3})
     await proxy.client.aclose()
-    assert answer.status_code == 502 and f"decoder 127.0.0.33:{dead_port} unreachable" in answer.json()["error"]
+    assert answer.status_code == 502 and f"decoder {dead_host}:{dead_port} unreachable" in answer.json()["error"]
     assert time.monotonic() - started >= 0.03  # 0.01 + 0.02 of backoff
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import posixpath
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,14 @@ with open("recorded.json", "w") as out:
     json.dump({"argv": sys.argv[1:], "env": dict(os.environ)}, out)
 """
 PATH_PART = st.text(
-    st.characters(exclude_categories=("Cs",), exclude_characters="\x00/"), min_size=1, max_size=20
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00/"), min_size=1, max_size=20
 ).filter(lambda p: p not in (".", "..") and len(p.encode()) < 200)
 
 
 @pytest.fixture(scope="module")
-def loop() -> asyncio.AbstractEventLoop:
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
-    yield loop  # type: ignore[misc]
+    yield loop
     loop.close()
 
 
@@ -41,7 +42,7 @@ def test_spawned_strings_arrive_byte_exact(sshd: Sshd, nodes_dir: str, loop: asy
     recorder = Path(nodes_dir, "recorder")
     recorder.write_text(RECORDER)
     recorder.chmod(0o755)
-    node = SSHTransport(sshd.node("127.0.0.11", run_dir=nodes_dir))
+    node = SSHTransport(sshd.node(sshd.ips[0], run_dir=nodes_dir))
 
     @settings(
         max_examples=30,

@@ -4,6 +4,7 @@ dead and hanging nodes that never hold up the others."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from cpconsole.core.remote import ConnectFailed, HostKeyError, SSHTransport, Unreachable
 
+from .loopback import Block
 from .sshd import Sshd, free_port
 
 
@@ -22,42 +24,42 @@ def fingerprint(sshd: Sshd) -> str:
 
 
 async def test_run_over_ssh_lands_on_the_dialled_node(sshd: Sshd) -> None:
-    node = SSHTransport(sshd.node("127.0.0.13"))
+    node = SSHTransport(sshd.node(sshd.ips[2]))
     result = await node.run('echo "$SSH_CONNECTION"; id -un')
     await node.close()
     connection, user = result.text().splitlines()
-    assert connection.split()[2:] == ["127.0.0.13", str(sshd.port)]
+    assert connection.split()[2:] == [sshd.ips[2], str(sshd.port)]
     assert user == sshd.user
 
 
 async def test_unknown_host_key_is_refused_with_its_fingerprint(sshd: Sshd, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    node = SSHTransport(sshd.node("127.0.0.12", known_hosts=str(empty)))
+    ip = sshd.ips[1]
+    node = SSHTransport(sshd.node(ip, known_hosts=str(empty)))
     with pytest.raises(HostKeyError) as caught:
         await node.run("true")
     error = caught.value
-    assert error.host == "127.0.0.12" and error.fingerprint == fingerprint(sshd)
-    assert f"host key of 127.0.0.12:{sshd.port} is not trusted ({fingerprint(sshd)}); it is not in {empty}" in str(
-        error
-    )
-    assert f"ssh-keyscan -p {sshd.port} 127.0.0.12 >> {empty}" in str(error)
+    assert error.host == ip and error.fingerprint == fingerprint(sshd)
+    assert f"host key of {ip}:{sshd.port} is not trusted ({fingerprint(sshd)}); it is not in {empty}" in str(error)
+    assert f"ssh-keyscan -p {sshd.port} {ip} >> {empty}" in str(error)
 
 
 async def test_changed_host_key_is_refused_and_called_changed(sshd: Sshd, tmp_path: Path) -> None:
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     known = tmp_path / "known_hosts"
-    known.write_text(f"[127.0.0.12]:{sshd.port} {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n")
-    node = SSHTransport(sshd.node("127.0.0.12", known_hosts=str(known)))
-    with pytest.raises(HostKeyError, match=r"host key of 127\.0\.0\.12:\d+ has CHANGED \(SHA256:"):
+    ip = sshd.ips[1]
+    known.write_text(f"[{ip}]:{sshd.port} {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n")
+    node = SSHTransport(sshd.node(ip, known_hosts=str(known)))
+    with pytest.raises(HostKeyError, match=rf"host key of {re.escape(ip)}:\d+ has CHANGED \(SHA256:"):
         await node.run("true")
 
 
 async def test_verification_off_is_explicit_and_then_connects(sshd: Sshd, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    node = SSHTransport(sshd.node("127.0.0.12", known_hosts=str(empty), verify_host_keys=False))
+    node = SSHTransport(sshd.node(sshd.ips[1], known_hosts=str(empty), verify_host_keys=False))
     assert (await node.run("echo ok")).stdout == b"ok\n"
     await node.close()
 
@@ -67,9 +69,9 @@ def ssh_config(sshd: Sshd, tmp_path: Path) -> Path:
     path = tmp_path / "ssh_config"
     path.write_text(
         f"""Host jump
-    HostName 127.0.0.11
+    HostName {sshd.ips[0]}
 Host far
-    HostName 127.0.0.13
+    HostName {sshd.ips[2]}
     ProxyJump jump
 Host *
     Port {sshd.port}
@@ -88,16 +90,16 @@ async def test_ssh_config_alias_and_proxyjump_are_honoured(sshd: Sshd, ssh_confi
     )})  # fmt: skip
     node = SSHTransport(plan)
     result = await node.run('echo "$SSH_CONNECTION"')
-    assert result.text().split()[2] == "127.0.0.13"  # the node we asked for …
+    assert result.text().split()[2] == sshd.ips[2]  # the node we asked for …
     peers = {c.raddr.ip for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == sshd.port}
-    assert peers == {"127.0.0.11"}  # … reached only through the jump host
+    assert peers == {sshd.ips[0]}  # … reached only through the jump host
     await node.close()
 
 
 async def test_a_hanging_node_times_out_while_others_keep_working(sshd: Sshd, silent_listener: tuple[str, int]) -> None:
     ip, port = silent_listener
     hanging = SSHTransport(sshd.node(ip, port=port), connect_timeout=1.5)
-    healthy = SSHTransport(sshd.node("127.0.0.11"))
+    healthy = SSHTransport(sshd.node(sshd.ips[0]))
     started = time.monotonic()
     stuck = asyncio.create_task(hanging.run("true", timeout=10))
     for _ in range(5):
@@ -110,8 +112,9 @@ async def test_a_hanging_node_times_out_while_others_keep_working(sshd: Sshd, si
 
 
 async def test_a_down_node_fails_fast_then_backs_off(sshd: Sshd) -> None:
-    down = SSHTransport(sshd.node("127.0.0.15", port=free_port("127.0.0.15")))
-    with pytest.raises(ConnectFailed, match=r"cannot connect to 127\.0\.0\.15"):
+    nowhere = Block.fresh().ip(15)  # no one listens there
+    down = SSHTransport(sshd.node(nowhere, port=free_port(nowhere)))
+    with pytest.raises(ConnectFailed, match=rf"cannot connect to {re.escape(nowhere)}"):
         await down.run("true")
     with pytest.raises(Unreachable) as caught:
         await down.run("true")  # within the backoff: no new attempt
@@ -120,7 +123,7 @@ async def test_a_down_node_fails_fast_then_backs_off(sshd: Sshd) -> None:
 
 
 async def test_one_connection_is_shared_by_runs_and_streams(sshd: Sshd, nodes_dir: str) -> None:
-    node = SSHTransport(sshd.node("127.0.0.12"))
+    node = SSHTransport(sshd.node(sshd.ips[1]))
     log = Path(nodes_dir, "shared.log")
     log.write_text("x\n")
     tails = [node.tail(str(log)) for _ in range(3)]

@@ -16,7 +16,7 @@ from .conftest import RECORDER, run_sh, shell_baseline
 
 # Anything a POSIX argv or environment can carry: every character but NUL (and lone surrogates,
 # which are not text).
-ANY_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40)
+ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40)
 ENV_NAMES = st.from_regex(r"\A[A-Z_][A-Z0-9_]{0,12}\Z").filter(lambda n: n not in {"PATH", "PWD", "OLDPWD", "LC_CTYPE"})
 
 BIN = Path(tempfile.mkdtemp(prefix="cpconsole-recorder-"))
@@ -74,7 +74,7 @@ def test_strings_arrive_byte_exact(
         assert got["argv"] == [*expected, "ctr", *keep_group, *proc.argv]
         return
     assert got["argv"] == list(proc.argv[1:])
-    assert {k: v for k, v in got["env"].items() if k not in BASELINE} == env  # type: ignore[union-attr]
+    assert {k: v for k, v in got["env"].items() if k not in BASELINE} == env
     for key, value in args.items():
         flag = "--" + key.replace("_", "-")
         assert proc.argv[proc.argv.index(flag) + 1] == value

@@ -58,12 +58,13 @@ def npu_smi(*args: str, env: dict[str, str]) -> str:
 
 
 async def test_hbm_and_processes_follow_the_sim_servers_on_the_node(tmp_path: Path) -> None:
-    env = {"CPCONSOLE_SIM_STATE": str(tmp_path / "state"), "CPCONSOLE_SIM_NODE": "127.0.0.13",
+    c = cluster(tmp_path)
+    decode_node = c.plan.node("decode-a").address
+    env = {"CPCONSOLE_SIM_STATE": str(tmp_path / "state"), "CPCONSOLE_SIM_NODE": decode_node,
            "CPCONSOLE_SIM_NPU_HEALTH": "5=Warning"}  # fmt: skip
     _, idle, no_procs = values_of(npu_smi("info", env=env))
     assert len(idle) == 16 and {c.hbm_used for c in idle} == {2870} and no_procs == []
     assert [c.power for c in idle[:2]] == [idle[0].power, "-"] and idle[5].health == "Warning"
-    c = cluster(tmp_path)
     try:
         handle = await c.start("decode-0")
         await c.wait_http("decode-0")

@@ -89,6 +89,11 @@ def test_underscore_flags_read_like_dashes() -> None:
 # ---------------------------------------------------------------- start order across nodes
 
 
+def master(demo: Cluster) -> str:
+    """The prefill master's node address (node-rank 0's)."""
+    return demo.plan.node("prefill-a").address
+
+
 async def test_master_is_not_ready_until_the_headless_rank_joins(demo: Cluster) -> None:
     await demo.start("prefill-0")
     await asyncio.sleep(1.0)
@@ -97,13 +102,13 @@ async def test_master_is_not_ready_until_the_headless_rank_joins(demo: Cluster) 
     assert "Starting vLLM API server" not in demo.log("prefill-0")
     await demo.start("prefill-1")
     await demo.wait_http("prefill-0")
-    assert "headless multiproc executor, with head node address 127.0.0.11" in demo.log("prefill-1")
+    assert f"headless multiproc executor, with head node address {master(demo)}" in demo.log("prefill-1")
 
 
 async def test_headless_first_waits_for_the_master_like_torch(demo: Cluster) -> None:
     await demo.start("prefill-1")
     await asyncio.sleep(0.6)
-    assert "The client socket has failed to connect to [127.0.0.11]:7001 (errno: 111" in demo.log("prefill-1")
+    assert f"The client socket has failed to connect to [{master(demo)}]:7001 (errno: 111" in demo.log("prefill-1")
     await demo.start("prefill-0")
     await demo.wait_http("prefill-0")
 
@@ -115,7 +120,7 @@ async def test_headless_rank_dies_when_its_master_goes(demo: Cluster) -> None:
     await demo.node.stop(demo.handles["prefill-0"], grace=3)
     assert await demo.wait_exit("prefill-1") == 1
     log = demo.log("prefill-1")
-    assert "EngineCore encountered a fatal error." in log and "the master 127.0.0.11:7001 is gone" in log
+    assert "EngineCore encountered a fatal error." in log and f"the master {master(demo)}:7001 is gone" in log
 
 
 async def test_startup_log_reads_like_vllm(demo: Cluster) -> None:
@@ -129,7 +134,7 @@ async def test_startup_log_reads_like_vllm(demo: Cluster) -> None:
         "Loading safetensors checkpoint shards: 100% Completed | 163/163",
         "GPU KV cache size: ",
         "Maximum concurrency for 136,000 tokens per request:",
-        "Starting vLLM API server 0 on http://127.0.0.13:8004",
+        f"Starting vLLM API server 0 on {demo.url('decode-0')}",
         "INFO:     Started server process [",
         "INFO:     Application startup complete.",
     ):
@@ -213,7 +218,7 @@ async def test_pd_hand_off_and_metrics(demo: Cluster) -> None:
             "kv_transfer_params": {"do_remote_decode": True, "do_remote_prefill": False}})  # fmt: skip
         params = prefill.json()["kv_transfer_params"]
         assert params["do_remote_prefill"] is True and params["remote_engine_id"] == "0"
-        assert (params["remote_host"], params["remote_port"], params["tp_size"]) == ("127.0.0.11", 36000, 16)
+        assert (params["remote_host"], params["remote_port"], params["tp_size"]) == (master(demo), 36000, 16)
         assert len(params["remote_block_ids"]) == 3  # 300 tokens in blocks of 128
         decode = await client.post(demo.url("decode-0") + "/v1/completions", json={
             "prompt": " ".join(["one two three"] * 100), "max_tokens": 8, "kv_transfer_params": params})  # fmt: skip

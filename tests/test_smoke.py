@@ -22,13 +22,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from cpconsole.core.smoke.client import percentile, stream_request
+from cpconsole.core.smoke.client import RequestResult, percentile, stream_request
 from cpconsole.core.smoke.prompts import needle_prompt
 
+from .loopback import Block
 from .simcluster import demo_text
 from .sshd import free_port
 
-HOST = "127.0.0.41"
+HOST = Block.fresh().ip(41)
 
 
 def chunk(text: str, finish: str | None = None) -> bytes:
@@ -84,25 +85,26 @@ def server() -> Iterator[str]:
     thread.join(5)
 
 
-async def request(base: str, prompt: str, timeout: float = 10) -> object:
+async def request(base: str, prompt: str, timeout: float = 10) -> RequestResult:
     async with httpx.AsyncClient(trust_env=False) as http:
         return await stream_request(http, base, model="m", prompt=prompt, max_tokens=4, timeout=timeout)
 
 
 async def test_ttft_itl_tpot_like_vllm_bench(server: str) -> None:
     result = await request(server, "timed")
-    assert result.ok and result.text == "abcd" and result.output_tokens == 4 and result.prompt_tokens == 5  # type: ignore[attr-defined]
-    assert result.ttft_s == pytest.approx(0.2, abs=0.08)  # the first chunk with choices, even empty  # type: ignore[attr-defined]
-    assert len(result.itl_s) == 3 and all(g == pytest.approx(0.1, abs=0.06) for g in result.itl_s)  # type: ignore[attr-defined]
-    assert result.e2e_s == pytest.approx(0.5, abs=0.1)  # type: ignore[attr-defined]
-    assert result.tpot_s == pytest.approx((result.e2e_s - result.ttft_s) / 3)  # type: ignore[attr-defined]
-    assert result.request_id.startswith("cpconsole-")  # type: ignore[attr-defined]
+    assert result.ok and result.text == "abcd" and result.output_tokens == 4 and result.prompt_tokens == 5
+    # the first chunk with choices counts, even empty: three gaps between four chunks. Only lower
+    # bounds on times (the server's sleeps): a busy machine makes every figure longer, never shorter.
+    assert len(result.itl_s) == 3 and all(gap >= 0.09 for gap in result.itl_s)
+    assert result.ttft_s is not None and result.e2e_s is not None and 0.2 <= result.ttft_s < result.e2e_s
+    assert result.e2e_s >= 0.5 and result.tpot_s == pytest.approx((result.e2e_s - result.ttft_s) / 3)
+    assert result.request_id.startswith("cpconsole-")
 
 
 async def test_sse_framing_cut_at_any_byte(server: str) -> None:
     result = await request(server, "ragged")
-    assert result.ok and result.text == "née" and result.finish_reason == "length"  # type: ignore[attr-defined]
-    assert len(result.itl_s) == 1  # two messages with choices; the comment is not one  # type: ignore[attr-defined]
+    assert result.ok and result.text == "née" and result.finish_reason == "length"
+    assert len(result.itl_s) == 1  # two messages with choices; the comment is not one
 
 
 async def test_requests_reuse_one_connection(server: str) -> None:
@@ -114,16 +116,16 @@ async def test_requests_reuse_one_connection(server: str) -> None:
 
 async def test_failures_are_results(server: str) -> None:
     missing = await request(server, "http-error")
-    assert missing.error == "HTTP 404: The model `x` does not exist." and missing.status == 404  # type: ignore[attr-defined]
+    assert missing.error == "HTTP 404: The model `x` does not exist." and missing.status == 404
     bad = await request(server, "bad-json")
-    assert bad.error.startswith("bad JSON in the stream")  # type: ignore[attr-defined]
+    assert bad.error is not None and bad.error.startswith("bad JSON in the stream")
     slow = await request(server, "slow", timeout=0.5)
-    assert slow.error == "timed out after 0.5 s"  # type: ignore[attr-defined]
+    assert slow.error == "timed out after 0.5 s"
     with socket.socket() as closed:
         closed.bind((HOST, 0))
         port = closed.getsockname()[1]
     refused = await request(f"http://{HOST}:{port}", "timed")
-    assert refused.error.startswith("connection failed")  # type: ignore[attr-defined]
+    assert refused.error is not None and refused.error.startswith("connection failed")
 
 
 def test_percentile_interpolates_like_numpy() -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from cpconsole.core.telemetry.npu_smi import NpuChip, ParseError, kv_float, kv_int, parse_info, parse_kv
-from cpconsole.core.telemetry.vllm_metrics import MetricsParseError, parse_metrics
+from cpconsole.core.telemetry.vllm_metrics import MetricsParseError, VllmMetrics, parse_metrics
 from cpconsole.core.telemetry.window import MetricsWindow, histogram_quantile, increase
 
 from .conftest import FIXTURES
@@ -254,7 +254,7 @@ def test_histogram_quantile_interpolates_like_prometheus() -> None:
 
 def scrape(
     ttft_counts: list[float], prompt: float, gen: float, drafts: float = 0, draft_tokens: float = 0, accepted: float = 0
-):  # type: ignore[no-untyped-def]
+) -> VllmMetrics:
     bounds = ["0.1", "0.5", "1.0", "+Inf"]
     lines = [f'vllm:prompt_tokens_total{{engine="0",model_name="m"}} {prompt}',
              f'vllm:generation_tokens_total{{engine="0",model_name="m"}} {gen}',

@@ -18,12 +18,14 @@ from cpconsole.core.remote import LocalTransport, Transport
 from cpconsole.core.telemetry.pollers import Poller, Telemetry
 
 from .conftest import FIXTURES
+from .loopback import Block
 from .simcluster import Cluster, demo_text
 from .sshd import free_port
 
 
 def plan_with(tmp: Path, decode_env: dict[str, str], node_env: dict[str, str] | None = None) -> LaunchPlan:
-    text = demo_text(tmp)
+    block = Block.fresh()
+    text = demo_text(tmp, block=block)
     lines = "".join(f'      {k}: "{v}"\n' for k, v in decode_env.items())
     text = text.replace(
         "    data_parallel: {size: 1, rpc_port: 5980}\n",
@@ -31,7 +33,8 @@ def plan_with(tmp: Path, decode_env: dict[str, str], node_env: dict[str, str] | 
     )
     for key, value in (node_env or {}).items():
         text = text.replace(
-            "env: {CPCONSOLE_SIM_NODE: 127.0.0.12,", f"env: {{{key}: '{value}', CPCONSOLE_SIM_NODE: 127.0.0.12,"
+            f"env: {{CPCONSOLE_SIM_NODE: {block.ip(12)},",
+            f"env: {{{key}: '{value}', CPCONSOLE_SIM_NODE: {block.ip(12)},",
         )
     return build_plan(load_profile_text(text))
 
@@ -128,7 +131,7 @@ async def test_a_kept_alive_connection_the_server_closed_is_tried_once_more() ->
             await reader.readuntil(b"\r\n\r\n")  # the next request on this connection: dropped
         writer.close()
 
-    host = "127.0.0.47"
+    host = Block.fresh().ip(47)
     server = await asyncio.start_server(serve, host, free_port(host))
     port = server.sockets[0].getsockname()[1]
     plan = build_plan(load_profile_text(demo_text(Path("/nonexistent"))))

@@ -7,16 +7,31 @@ import os
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from .simcluster import demo_text
 
-
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", "-L", "cpconsole-test", *args], check=True, capture_output=True, text=True).stdout
+Tmux = Callable[..., str]
 
 
-def pane_until(condition, timeout: float = 20.0) -> str:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    """A tmux server of this test's own (its socket name is unique), killed afterwards."""
+    socket_name = f"cpconsole-test-{uuid.uuid4().hex[:12]}"
+
+    def run(*args: str, env: dict[str, str] | None = None) -> str:
+        done = subprocess.run(["tmux", "-L", socket_name, *args], check=True, capture_output=True, text=True, env=env)
+        return done.stdout
+
+    yield run
+    subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True)
+
+
+def pane_until(tmux: Tmux, condition: Callable[[str], bool], timeout: float = 20.0) -> str:
     deadline = time.monotonic() + timeout
     text = ""
     while time.monotonic() < deadline:
@@ -27,37 +42,31 @@ def pane_until(condition, timeout: float = 20.0) -> str:  # type: ignore[no-unty
     raise AssertionError(f"the pane never showed it; last capture:\n{text}")
 
 
-def test_the_board_reads_right_in_tmux_and_q_quits(tmp_path: Path) -> None:
+def test_the_board_reads_right_in_tmux_and_q_quits(tmp_path: Path, tmux: Tmux) -> None:
     profile = tmp_path / "demo.yaml"
     profile.write_text(demo_text(tmp_path))
     command = f"{sys.executable} -m cpconsole {profile} --read-only; echo exited $? > {tmp_path}/rc; sleep 30"
     env = {**os.environ, "TERM": "tmux-256color"}
-    subprocess.run(
-        ["tmux", "-L", "cpconsole-test", "-f", "/dev/null", "new-session", "-d", "-s", "console",
-         "-x", "120", "-y", "40", command], check=True, env=env,
-    )  # fmt: skip
-    try:
-        board = pane_until(lambda t: "decode-0" in t and "NODES" in t)
-        assert "P 0/2" in board and "D 0/1" in board and "proxy ✗" in board
-        rows = [
-            row
-            for line in board.splitlines()
-            if (row := line.strip()).startswith(("prefill-0 ", "prefill-1 ", "decode-0 ", "proxy "))
-        ]
-        assert [row.split()[:2] for row in rows] == [
-            ["prefill-0", "prefill"], ["prefill-1", "prefill"], ["decode-0", "decode"], ["proxy", "proxy"]
-        ]  # fmt: skip
-        assert all("planned" in row for row in rows)
-        assert "demo  [read-only]" in board
-        tmux("send-keys", "-t", "console", "u")  # refused: read-only
-        pane_until(lambda t: "read-only console" in t)
-        tmux("send-keys", "-t", "console", "3")
-        pane_until(lambda t: "NPU/chip" in t)  # the NPU screen, from the sim's npu-smi
-        tmux("send-keys", "-t", "console", "q")
-        for _ in range(100):
-            if (tmp_path / "rc").exists():
-                break
-            time.sleep(0.1)
-        assert (tmp_path / "rc").read_text().strip() == "exited 0"
-    finally:
-        subprocess.run(["tmux", "-L", "cpconsole-test", "kill-server"], capture_output=True)
+    tmux("-f", "/dev/null", "new-session", "-d", "-s", "console", "-x", "120", "-y", "40", command, env=env)
+    board = pane_until(tmux, lambda t: "decode-0" in t and "NODES" in t)
+    assert "P 0/2" in board and "D 0/1" in board and "proxy ✗" in board
+    rows = [
+        row
+        for line in board.splitlines()
+        if (row := line.strip()).startswith(("prefill-0 ", "prefill-1 ", "decode-0 ", "proxy "))
+    ]
+    assert [row.split()[:2] for row in rows] == [
+        ["prefill-0", "prefill"], ["prefill-1", "prefill"], ["decode-0", "decode"], ["proxy", "proxy"]
+    ]  # fmt: skip
+    assert all("planned" in row for row in rows)
+    assert "demo  [read-only]" in board
+    tmux("send-keys", "-t", "console", "u")  # refused: read-only
+    pane_until(tmux, lambda t: "read-only console" in t)
+    tmux("send-keys", "-t", "console", "3")
+    pane_until(tmux, lambda t: "NPU/chip" in t)  # the NPU screen, from the sim's npu-smi
+    tmux("send-keys", "-t", "console", "q")
+    for _ in range(100):
+        if (tmp_path / "rc").exists():
+            break
+        time.sleep(0.1)
+    assert (tmp_path / "rc").read_text().strip() == "exited 0"

@@ -19,14 +19,14 @@ from .test_cli import cpconsole
 def ssh_profile(tmp_path: Path, sshd: Sshd, nodes_dir: str, config: str) -> Path:
     config_file = tmp_path / "ssh_config"
     config_file.write_text(config)
-    text = over_ssh(demo_text(tmp_path), sshd, tmp_path, nodes_dir).replace(
+    text = over_ssh(demo_text(tmp_path, block=sshd.block), sshd, tmp_path, nodes_dir).replace(
         f"config_file: {sshd.empty_config}", f"config_file: {config_file}"
     )
     return write_profile(tmp_path, text)
 
 
 def test_known_hosts_turned_off_in_ssh_config_is_said_on_every_verb(tmp_path: Path, sshd: Sshd, nodes_dir: str) -> None:
-    profile = ssh_profile(tmp_path, sshd, nodes_dir, "Host 127.0.0.12\n  UserKnownHostsFile none\n")
+    profile = ssh_profile(tmp_path, sshd, nodes_dir, f"Host {sshd.ips[1]}\n  UserKnownHostsFile none\n")
     for verb in ("status", "plan", "logs"):
         done = cpconsole(verb, profile)
         lines = [line for line in done.stderr.splitlines() if "NOT verified" in line]

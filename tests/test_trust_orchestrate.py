@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -15,7 +16,7 @@ import pytest
 from cpconsole.core.orchestrate import Orchestrator
 from cpconsole.core.orchestrate.model import ProcessView
 from cpconsole.core.plan import build_plan
-from cpconsole.core.profile import load_profile_text
+from cpconsole.core.profile import load_profile, load_profile_text
 from cpconsole.core.remote import LocalTransport
 from cpconsole.core.remote.launch import run_dir
 from cpconsole.core.telemetry.alerts import Alert
@@ -43,7 +44,7 @@ def _pgid(pid: int) -> int | None:
 
 
 @pytest.fixture
-def profile(tmp_path: Path) -> Path:
+def profile(tmp_path: Path) -> Iterator[Path]:
     path = write_profile(tmp_path, demo_text(tmp_path))
     yield path
     cpconsole("down", path)
@@ -138,7 +139,11 @@ def test_profiles_with_one_name_never_touch_each_others_processes(profile: Path,
     assert cpconsole("up", profile, "-p", "decode-0").returncode == 0
     running = processes(profile)["decode-0"]
     # a copy with the same name on other nodes: another deployment, with run directories of its own
-    other = write_profile(tmp_path, profile.read_text().replace("host: 127.0.0.13", "host: 127.0.0.14"), "other.yaml")
+    decode_host = build_plan(load_profile(profile)).node("decode-a").host
+    elsewhere = decode_host.rsplit(".", 1)[0] + ".14"
+    other = write_profile(
+        tmp_path, profile.read_text().replace(f"host: {decode_host}", f"host: {elsewhere}"), "other.yaml"
+    )
     assert processes(other)["decode-0"]["state"] == "planned"
     assert cpconsole("down", other).returncode == 0
     assert processes(profile)["decode-0"]["pid"] == running["pid"]

@@ -19,6 +19,7 @@ import pytest
 
 from cpconsole.proxy.app import PdProxy, ProxySettings
 
+from .loopback import Block
 from .sshd import free_port
 from .test_proxy import Recorder, serving
 
@@ -36,12 +37,13 @@ class Proxy:
 @pytest.fixture
 def backends() -> Iterator[tuple[Recorder, ...]]:
     """A prefiller, a decoder, and an attacker's listener."""
-    yield from serving(Recorder("127.0.0.41"), Recorder("127.0.0.42"), Recorder("127.0.0.43"))
+    block = Block.fresh()
+    yield from serving(Recorder(block.ip(41)), Recorder(block.ip(42)), Recorder(block.ip(43)))
 
 
 @contextlib.asynccontextmanager
 async def proxy_process(prefill: Recorder, decode: Recorder | tuple[str, int], *extra: str) -> AsyncIterator[Proxy]:
-    host = "127.0.0.44"
+    host = Block.fresh().ip(44)
     port = free_port(host)
     decode_host, decode_port = (decode.host, decode.port) if isinstance(decode, Recorder) else decode
     env = {**os.environ, "OPENAI_API_KEY": API_KEY, "CPCONSOLE_PROXY_ADMIN_TOKEN": ADMIN}
@@ -175,7 +177,8 @@ async def test_a_slow_request_head_is_cut_off_and_connections_are_bounded(backen
 
 async def test_health_is_degraded_while_a_role_has_no_live_backend(backends: tuple[Recorder, ...]) -> None:
     prefill, _, _ = backends
-    dead = ("127.0.0.46", free_port("127.0.0.46"))
+    dead_host = Block.fresh().ip(46)
+    dead = (dead_host, free_port(dead_host))
     async with proxy_process(prefill, dead) as proxy, httpx.AsyncClient(base_url=proxy.url, trust_env=False) as client:
         answer = await client.get("/healthcheck")
     assert answer.status_code == 503

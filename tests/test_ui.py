@@ -10,11 +10,15 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import pytest
-from textual.widgets import Input, Select, Static
+from rich.table import Table
+from textual.screen import Screen
+from textual.widgets import Input, Log, Select, Static
+from textual.widgets.data_table import ColumnKey
 
 from cpconsole.core.orchestrate import Orchestrator
 from cpconsole.core.plan import build_plan
@@ -64,6 +68,21 @@ async def wait_for(pilot, condition, timeout: float = 30.0) -> None:  # type: ig
 PROCESSES = ("prefill-0", "prefill-1", "decode-0", "proxy")
 
 
+def text_of(screen: Screen[Any], selector: str) -> str:
+    return str(screen.query_one(selector, Static).content)
+
+
+def table_of(screen: Screen[Any], selector: str) -> Table:
+    """The Rich table a Static shows."""
+    content = screen.query_one(selector, Static).content
+    assert isinstance(content, Table), content
+    return content
+
+
+def column(table: Table, index: int) -> list[str]:
+    return [str(cell) for cell in table.columns[index].cells]
+
+
 def cell(app: ConsoleApp, process: str, column: str) -> str:
     return str(app.board.query_one(ProcessTable).get_cell(process, column))
 
@@ -78,8 +97,8 @@ async def test_walkthrough_up_logs_npus_metrics_restart_and_quit_leaving_it_runn
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("p")
         assert isinstance(app.screen, PreflightScreen)
-        await wait_for(pilot, lambda: "0 failed" in str(app.screen.query_one("#preflight-head").content))
-        assert "link UP on 48/48 chips" in str(app.screen.query_one("#preflight-table").content.columns[2]._cells)  # type: ignore[attr-defined]
+        await wait_for(pilot, lambda: "0 failed" in text_of(app.screen, "#preflight-head"))
+        assert "link UP on 48/48 chips" in column(table_of(app.screen, "#preflight-table"), 2)
         await pilot.press("1")
         await wait_for(pilot, lambda: all(cell(app, p, "state") == "ready" for p in PROCESSES))
         rollup = str(app.board.query_one("#rollup").render())
@@ -90,11 +109,11 @@ async def test_walkthrough_up_logs_npus_metrics_restart_and_quit_leaving_it_runn
         # logs: merged, search, filter, switch process
         await pilot.press("2")
         assert isinstance(app.screen, LogsScreen) and app.screen.process is None
-        log = app.screen.query_one("Log")
+        log = app.screen.query_one(Log)
         await wait_for(pilot, lambda: log.line_count > 20)
         assert any("decode-0  | " in line for line in log.lines)
         await pilot.press("slash", *"KV cache size", "enter")
-        status = str(app.screen.query_one("#source").content)
+        status = text_of(app.screen, "#source")
         assert "search: KV cache size (1/5 matches)" in status  # 3 × "GPU KV cache size:", 2 × "Multiplying the …"
         await pilot.press("f", *"decode-0", "enter")
         assert all(line.startswith("decode-0") for line in log.lines)
@@ -105,18 +124,19 @@ async def test_walkthrough_up_logs_npus_metrics_restart_and_quit_leaving_it_runn
 
         await pilot.press("3")
         assert isinstance(app.screen, NpusScreen)
-        await wait_for(pilot, lambda: all(hasattr(w.content, "rows") for w in app.screen.query(".npu-node")))
-        assert app.screen.query_one("#npu-decode-a").content.row_count == 16  # type: ignore[attr-defined]
+        await wait_for(
+            pilot, lambda: all(isinstance(w.content, Table) for w in app.screen.query(".npu-node").results(Static))
+        )
+        assert table_of(app.screen, "#npu-decode-a").row_count == 16
         await pilot.press("4")
         assert isinstance(app.screen, MetricsScreen)
-        await wait_for(pilot, lambda: app.screen.query_one("#metrics-table").content.row_count == 2)
-        rows = app.screen.query_one("#metrics-table").content.columns[0]._cells  # type: ignore[attr-defined]
-        assert [str(c) for c in rows] == ["prefill-0", "decode-0"]
+        await wait_for(pilot, lambda: table_of(app.screen, "#metrics-table").row_count == 2)
+        assert column(table_of(app.screen, "#metrics-table"), 0) == ["prefill-0", "decode-0"]
 
         # details of the decode row, then restart it: declined once, then confirmed
         await pilot.press("1", "down", "down", "enter")
         assert isinstance(app.screen, DetailsScreen) and app.screen.process == "decode-0"
-        summary = str(app.screen.query_one("#summary").content)
+        summary = text_of(app.screen, "#summary")
         assert "decode of decode" in summary and "--kv-transfer-config" in summary
         old_pid = demo_session.orchestrator.views["decode-0"].pid
         await pilot.press("r")
@@ -170,10 +190,11 @@ async def test_a_dead_engine_and_a_killed_proxy_show_on_the_board_with_their_cau
         # the error line is one key away in the decode's log
         await pilot.press(":", *"logs decode-0", "enter")
         assert isinstance(app.screen, LogsScreen) and app.screen.process == "decode-0"
-        log = app.screen.query_one("Log")
+        log = app.screen.query_one(Log)
         await wait_for(pilot, lambda: log.line_count > 10)
         await pilot.press("e")
-        assert "EngineCore encountered a fatal error" in log.lines[app.screen._at]
+        assert isinstance(app.screen, LogsScreen) and app.screen.marked_line is not None
+        assert "EngineCore encountered a fatal error" in log.lines[app.screen.marked_line]
         await wait_for(pilot, lambda: not crashing_session.running)  # the prefill engines died of it too
         await pilot.press("q")  # nothing left running: no question
     assert app.return_value == 0
@@ -214,7 +235,7 @@ async def test_plan_screen_shows_exactly_what_runs_and_the_warnings() -> None:
     async with app.run_test(size=(160, 60)) as pilot:
         await pilot.press("5")
         assert isinstance(app.screen, PlanScreen)
-        parts = [w.content for w in app.screen.query("Static")]
+        parts = [w.content for w in app.screen.query(Static)]
         text = " ".join(getattr(p, "code", None) or str(p) for p in parts)  # Syntax keeps its source in .code
         assert "Mooncake's random port range" in text and "prefill-1  (prefill on prefill-b, 192.0.0.2)" in text
         assert "--headless" in text and "--kv-transfer-config" in text
@@ -248,14 +269,14 @@ async def test_command_line_help_and_read_only(utc: None, tmp_path: Path) -> Non
         await pilot.press("colon", *"details proxy", "enter")
         assert isinstance(app.screen, DetailsScreen) and app.screen.process == "proxy"
         await pilot.press("colon", *"restat decode", "enter")  # a typo: said, nothing happens
-        assert any("did you mean 'restart'" in n.message for n in app._notifications)
+        assert any("did you mean 'restart'" in n for n in app.notices)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         help_text = str(app.screen.query_one(Static).content)
         assert ":restart TARGET" in help_text and "Logs" in help_text
         await pilot.press("escape", "1", "u", "D", "r")  # read-only: refused, no question asked
         assert app.screen is app.board and session.busy is None
-        assert sum("read-only console" in n.message for n in app._notifications) == 3
+        assert sum("read-only console" in n for n in app.notices) == 3
         await pilot.press("q")  # read-only quits without asking, whatever runs
     assert app.return_value == 0
 
@@ -277,10 +298,10 @@ async def test_logs_banner_dropped_lines_and_save(utc: None, tmp_path: Path) -> 
         store.feed(TailChunk(store.offset, b"".join(b"more %d\n" % i for i in range(300))))  # the ring keeps 100
         screen.refresh_from(session)
         await pilot.pause()
-        banner = screen.query_one("#banner")
+        banner = screen.query_one("#banner", Static)
         assert not banner.has_class("hidden")
         assert "decode-0: stream disconnected (connection lost) — resuming" in str(banner.content)
-        assert screen.dropped == 200 and "200 lines dropped" in str(screen.query_one("#source").content)
+        assert screen.dropped == 200 and "200 lines dropped" in text_of(screen, "#source")
         store.feed(TailEvent("resumed"))
         screen.refresh_from(session)
         assert banner.has_class("hidden")
@@ -312,7 +333,7 @@ async def test_prompt_pane_streams_measures_keeps_history_and_probes_every_hop(t
             await wait_for(pilot, lambda: screen.last is not None)
             record = screen.last
             assert record is not None and record.error is None and record.target == "decode-0"
-            assert record.output_tokens and record.ttft_s and "TTFT" in str(screen.query_one("#prompt-stats").content)
+            assert record.output_tokens and record.ttft_s and "TTFT" in text_of(screen, "#prompt-stats")
             answer = screen.query_one("#answer", AnswerView)
             assert record.answer.strip()[:20] in answer.text  # streamed in, piece by piece
             long_lines = [line for line in answer.text.splitlines() if len(line) > answer.size.width]
@@ -320,11 +341,13 @@ async def test_prompt_pane_streams_measures_keeps_history_and_probes_every_hop(t
             assert answer.wrapped_document.height > len(answer.text.splitlines())  # … shown wrapped, not cut
             assert [r.prompt for r in history.load()] == ["hello there"]
             await pilot.press("ctrl+t")
-            await wait_for(pilot, lambda: hasattr(screen.query_one("#prompt-stats").content, "columns"))
-            table = screen.query_one("#prompt-stats").content
-            hops = [str(cell) for cell in table.columns[0]._cells]  # type: ignore[attr-defined]
-            status = [str(cell) for cell in table.columns[1]._cells]  # type: ignore[attr-defined]
-            assert dict(zip(hops, status, strict=True)) == {"prefill-0": "FAIL", "decode-0": "ok", "proxy": "FAIL"}
+            await wait_for(pilot, lambda: isinstance(screen.query_one("#prompt-stats", Static).content, Table))
+            table = table_of(screen, "#prompt-stats")
+            assert dict(zip(column(table, 0), column(table, 1), strict=True)) == {
+                "prefill-0": "FAIL",
+                "decode-0": "ok",
+                "proxy": "FAIL",
+            }
             await pilot.press("ctrl+e")
             (exported,) = tmp_path.glob("cpconsole-prompts-*.md")
             assert "hello there" in exported.read_text() and "TTFT" in exported.read_text()
@@ -360,13 +383,11 @@ async def test_prompt_pane_runs_the_needle_sweep_and_the_bench(tmp_path: Path, m
             assert isinstance(screen, PromptScreen)
             screen.query_one("#target", Select).value = "decode-0"
             await pilot.press("ctrl+n")
-            stats = screen.query_one("#prompt-stats")
+            stats = screen.query_one("#prompt-stats", Static)
             await wait_for(pilot, lambda: getattr(stats.content, "title", "") == "needle test")
-            table = stats.content
-            depths = [str(cell) for cell in table.columns[0]._cells]  # type: ignore[attr-defined]
-            found = [str(cell) for cell in table.columns[2]._cells]  # type: ignore[attr-defined]
-            assert depths == ["10%", "50%", "90%"] and found == ["found"] * 3
-            assert all(int(str(t).split()[0]) > 2500 for t in table.columns[1]._cells)  # type: ignore[attr-defined]
+            table = table_of(screen, "#prompt-stats")
+            assert column(table, 0) == ["10%", "50%", "90%"] and column(table, 2) == ["found"] * 3
+            assert all(int(t.split()[0]) > 2500 for t in column(table, 1))
 
             await pilot.press("ctrl+b")
             assert isinstance(app.screen, ConfirmScreen) and "20 prompts of 2048 tokens" in app.screen.question
@@ -413,7 +434,7 @@ async def test_choice_dialog_keys_enter_takes_the_default_and_escape_the_way_out
         await pilot.press("q")
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("escape")  # cancel: still here
-        assert app.screen is app.board
+        assert isinstance(app.screen, BoardScreen)
         await pilot.press("q", "x")  # a key that is no answer changes nothing
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("enter")  # the default: leave them running
@@ -452,7 +473,7 @@ async def test_a_state_that_grows_widens_its_column(size: tuple[int, int]) -> No
         await pilot.pause()
         table = app.board.query_one(ProcessTable)
         assert cell(app, "decode-0", "state") == "exited(-15)+2"
-        assert table.columns["state"].content_width >= len("exited(-15)+2")  # shown whole, not "exite"
+        assert table.columns[ColumnKey("state")].content_width >= len("exited(-15)+2")  # shown whole, not "exite"
 
 
 async def test_the_board_says_it_is_still_finding_what_runs_and_answers_keys(silent_listener: tuple[str, int]) -> None:
@@ -462,7 +483,7 @@ async def test_the_board_says_it_is_still_finding_what_runs_and_answers_keys(sil
     from cpconsole.core.remote import SSHTransport
 
     ip, port = silent_listener
-    plan = build_plan(load_profile(PROFILES / "demo.yaml"))
+    plan = build_plan(load_profile_text(demo_text(Path("/nonexistent"))))  # nothing of it runs
     ssh = SshSettings(port=port)
     silent = {n.name: SSHTransport(n.model_copy(update={"host": ip, "transport": "ssh", "ssh": ssh}),
                                    connect_timeout=60) for n in plan.nodes}  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Coroutine, Iterable
 from functools import partial
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from ..core import commands as cmd
@@ -93,6 +95,19 @@ class ConsoleApp(App[int]):
         self.sub_title = session.plan.profile + ("  [read-only]" if session.read_only else "")
         self.board = BoardScreen(session)
         self._preflight_offered = False
+        self.notices: deque[str] = deque(maxlen=200)  # what the toasts said this session, newest last
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        self.notices.append(message)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     async def on_mount(self) -> None:
         await self.push_screen(self.board)

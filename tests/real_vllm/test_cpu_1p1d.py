@@ -34,6 +34,7 @@ from cpconsole.core.telemetry.pollers import Telemetry
 from cpconsole.core.telemetry.vllm_metrics import parse_metrics
 
 from ..conftest import PROFILES
+from ..loopback import Block
 from ..sshd import make_sshd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,13 +60,14 @@ def deployment(
     over_ssh = request.param == "ssh"
     name = "cpu-1p1d-ssh" if over_ssh else "cpu-1p1d"
     tmp = tmp_path_factory.mktemp(name)
-    text = (PROFILES / f"{name}.yaml").read_text()
+    block = Block.fresh()  # the profile's 127.0.0.31/32, moved to addresses of this run's own
+    text = block.relocate((PROFILES / f"{name}.yaml").read_text())
     kv = Path(tempfile.mkdtemp(prefix="cpconsole-kv-", dir="/dev/shm"))  # as the profile: in memory
     text = text.replace("/dev/shm/cpconsole-kv", str(kv)).replace("/var/tmp/cpconsole", HOME)
     text = text.replace("  run_dir: ~/.cache/cpconsole", f"  run_dir: {tmp}/run")
     sshd = None
     if over_ssh:  # as root: the KV folder and this venv are the test's own
-        sshd = make_sshd(["127.0.0.31", "127.0.0.32"])
+        sshd = make_sshd([block.ip(31), block.ip(32)])
         text = text.replace("  ssh: {port: 22}", f"  ssh: {{user: root, port: {sshd.port}, identity_file: {sshd.client_key}, "
                             f"known_hosts: {sshd.known_hosts}, config_file: {sshd.empty_config}}}")  # fmt: skip
         text = text.replace("command: [cpconsole-proxy]", f"command: [{sys.executable}, -m, cpconsole.proxy]")
@@ -273,7 +275,7 @@ def test_the_client_agrees_with_vllm_bench_serve_on_ttft(deployment: tuple[Path,
 
     def nearest(started: float) -> float:
         at = bisect.bisect(starts, started)
-        return min(theirs[max(at - 1, 0) : at + 1], key=lambda request: abs(request[0] - started))[1]
+        return float(min(theirs[max(at - 1, 0) : at + 1], key=lambda request: abs(request[0] - started))[1])
 
     ratio = statistics.median(ttft / nearest(started) for started, ttft in ours)
     print(f"\nTTFT through the proxy, side by side at {rate:g} + {rate:g} requests/s: cpconsole client median "
@@ -327,6 +329,6 @@ def test_down_leaves_nothing_running(deployment: tuple[Path, LaunchPlan]) -> Non
         except psutil.Error:
             continue
     assert left == []
-    for proc in plan.processes:
+    for planned in plan.processes:
         with pytest.raises(httpx.ConnectError):
-            httpx.get(proc.base_url + proc.health_path, timeout=2)
+            httpx.get(planned.base_url + planned.health_path, timeout=2)

@@ -131,6 +131,11 @@ class LogsScreen(SessionScreen):
         lines = self.query_one(Log).lines
         self._matches = find(lines, compile_query(self._search)) if self._search else []
 
+    @property
+    def marked_line(self) -> int | None:
+        """The line the last search or error jump went to."""
+        return self._at if self._at >= 0 else None
+
     def _goto(self, index: int | None) -> None:
         if index is None:
             self.notify("no match", severity="warning")
