@@ -1,6 +1,7 @@
 """`cpconsole` command line: argument parsing and wiring, nothing more.
 
-Exit codes: 0 success, 1 runtime failure, 2 the profile or the command line is wrong.
+Exit codes: see exit_codes. The verbs that touch nodes import what they need when they run, so
+that validate, render, plan, schema and --help start at once.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from . import __version__, headless
+from . import __version__
 from .core.names import UsageError, did_you_mean
 from .core.plan import LaunchPlan, build_plan, plan_json, render_script
 from .core.profile import LoadedProfile, Profile, ProfileError, load_profile
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from .exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 
 def _print_findings(loaded: LoadedProfile) -> None:
@@ -111,26 +112,36 @@ def _http_target(plan: LaunchPlan, target: str | None) -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
     _, plan = _plan_for(args)
     return headless.up(plan, _names(plan, args.process), args.json)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
     _, plan = _plan_for(args)
     return headless.down(plan, _names(plan, args.process), args.json, force=args.force)
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
     _, plan = _plan_for(args)
     return headless.restart(plan, args.target, args.json, force=args.force)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
     _, plan = _plan_for(args)
     return headless.status(plan, args.json)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
     _, plan = _plan_for(args)
     names = _names(plan, args.process)
     if args.since_offset is not None and (len(names or []) != 1 or args.since_offset < 0):
@@ -139,6 +150,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
     _, plan = _plan_for(args)
     known = [n.name for n in plan.nodes]
     words: list[str] = args.words
@@ -154,6 +167,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
     loaded, plan = _plan_for(args)
     from .core.session import CheckSettings
     from .core.smoke.bench import bench_table, load_runs, server_process
@@ -178,6 +193,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
     loaded, plan = _plan_for(args)
     target = _http_target(plan, args.target)
     smoke = loaded.profile.smoke
@@ -193,28 +210,143 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+    from .core.session import CheckSettings
+
     loaded, plan = _plan_for(args)
-    model = loaded.profile.model
     warnings = [str(f) for f in loaded.findings if f.severity == "warning"]
-    return headless.preflight(plan, model.path if model.check_path else None, args.json,
+    return headless.preflight(plan, CheckSettings.of(loaded.profile), args.json,
                               hash_weights=args.hash_weights, profile_warnings=warnings, verbose=args.verbose)  # fmt: skip
 
 
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
-    "validate": (cmd_validate, "check a profile; exit 2 with file:line:col errors"),
-    "plan": (cmd_summary, "summarise the processes a profile starts, where"),
-    "render": (cmd_render, "print the exact launch commands of every process"),
-    "schema": (cmd_schema, "print the profile's JSON Schema (for editor completion)"),
-    "up": (cmd_up, "start what is not running, in the guide's order, until ready"),
-    "down": (cmd_down, "stop the processes, proxy first, master last"),
-    "restart": (cmd_restart, "restart an instance (all its ranks) or the proxy"),
-    "status": (cmd_status, "adopt what runs and show every process"),
-    "logs": (cmd_logs, "print (and follow) the logs, merged with process prefixes"),
-    "exec": (cmd_exec, "run a command on a node (or --all) and group identical output"),
-    "preflight": (cmd_preflight, "check every node before launch: chips, NPU links and pings, ports, model, versions"),
-    "bench": (cmd_bench, "run vllm bench serve against the proxy on a node; keep and compare the results"),
-    "smoke": (cmd_smoke, "health, probe path, a completion, the long-context needle; exit 0 only if all pass"),
-}
+def _profile_argument(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("profile", metavar="PROFILE", help="profile YAML file")
+
+
+def _process_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--process", "-p", action="append", metavar="NAME", help="only this process (repeatable)")
+
+
+def _json_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _force_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--force", action="store_true", help="stop processes another profile started in this one's run directories too"
+    )
+
+
+def _args_render(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    _process_option(cmd)
+    cmd.add_argument("--format", choices=("sh", "json"), default="sh")
+
+
+def _args_up(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    _process_option(cmd)
+    _json_option(cmd)
+
+
+def _args_down(cmd: argparse.ArgumentParser) -> None:
+    _args_up(cmd)
+    _force_option(cmd)
+
+
+def _args_restart(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument("target", metavar="TARGET", help="an instance (e.g. prefill), a process, or proxy")
+    _json_option(cmd)
+    _force_option(cmd)
+
+
+def _args_status(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    _json_option(cmd)
+
+
+def _args_logs(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    _process_option(cmd)
+    cmd.add_argument("--follow", "-f", action="store_true")
+    cmd.add_argument("--lines", "-n", type=int, default=50, help="lines of each log to show first")
+    cmd.add_argument(
+        "--since-offset", type=int, metavar="BYTES",
+        help="one process's log as it is from this byte on, unprefixed; the next offset goes to stderr",
+    )  # fmt: skip
+
+
+def _args_exec(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument("words", nargs=argparse.REMAINDER, metavar="NODE|--all -- CMD")
+
+
+def _args_preflight(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument("--hash-weights", action="store_true", help="compare a sha256 of the weights index too")
+    cmd.add_argument("--verbose", "-v", action="store_true", help="every result on its own line, not folded")
+    _json_option(cmd)
+
+
+def _args_bench(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument("--node", help="where vllm bench runs (default: the first API server's node)")
+    cmd.add_argument("--input-len", type=int, help="--random-input-len (default: the profile's bench section)")
+    cmd.add_argument("--output-len", type=int, help="--random-output-len")
+    cmd.add_argument("--num-prompts", type=int)
+    cmd.add_argument("--max-concurrency", type=int)
+    cmd.add_argument(
+        "--request-rate", type=positive_float, metavar="PER_S",
+        help="Poisson arrivals per second (default: the profile's, else all at once)",
+    )  # fmt: skip
+    cmd.add_argument("--detailed", action="store_true", help="keep per-request TTFTs (--save-detailed)")
+    cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process to load")
+    cmd.add_argument("--list", action="store_true", help="only show the stored runs of this profile")
+    _json_option(cmd)
+
+
+def _args_smoke(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
+    cmd.add_argument(
+        "--needle", type=int, metavar="TOKENS",
+        help="needle prompt length (default: the profile's smoke.needle_tokens; 0: no needle)",
+    )  # fmt: skip
+    cmd.add_argument("--depths", default="0.5", help="where the needle sits, fractions (default 0.5)")
+    cmd.add_argument("--max-tokens", type=int, help="answer budget (default: the profile's smoke.max_tokens)")
+    _json_option(cmd)
+
+
+def _no_args(cmd: argparse.ArgumentParser) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Verb:
+    run: Callable[[argparse.Namespace], int]
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None] = _profile_argument
+
+
+VERBS: dict[str, Verb] = {
+    "validate": Verb(cmd_validate, "check a profile; exit 2 with file:line:col errors"),
+    "plan": Verb(cmd_summary, "summarise the processes a profile starts, where"),
+    "render": Verb(cmd_render, "print the exact launch commands of every process", _args_render),
+    "schema": Verb(cmd_schema, "print the profile's JSON Schema (for editor completion)", _no_args),
+    "up": Verb(cmd_up, "start what is not running, in the guide's order, until ready", _args_up),
+    "down": Verb(cmd_down, "stop the processes, proxy first, master last", _args_down),
+    "restart": Verb(cmd_restart, "restart an instance (all its ranks) or the proxy", _args_restart),
+    "status": Verb(cmd_status, "adopt what runs and show every process", _args_status),
+    "logs": Verb(cmd_logs, "print (and follow) the logs, merged with process prefixes", _args_logs),
+    "exec": Verb(cmd_exec, "run a command on a node (or --all) and group identical output", _args_exec),
+    "preflight": Verb(cmd_preflight, "check every node before launch: chips, NPU links and pings, ports, model, versions",
+                      _args_preflight),
+    "bench": Verb(cmd_bench, "run vllm bench serve against the proxy on a node; keep and compare the results",
+                  _args_bench),
+    "smoke": Verb(cmd_smoke, "health, probe path, a completion, the long-context needle; exit 0 only if all pass",
+                  _args_smoke),
+}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,65 +357,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cpconsole {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (func, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        cmd.set_defaults(func=func)
-        if name != "schema":
-            cmd.add_argument("profile", metavar="PROFILE", help="profile YAML file")
-        if name in ("render", "up", "down", "logs"):
-            cmd.add_argument("--process", "-p", action="append", metavar="NAME", help="only this process (repeatable)")
-        if name == "smoke":
-            cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
-            cmd.add_argument(
-                "--needle", type=int, metavar="TOKENS",
-                help="needle prompt length (default: the profile's smoke.needle_tokens; 0: no needle)",
-            )  # fmt: skip
-            cmd.add_argument("--depths", default="0.5", help="where the needle sits, fractions (default 0.5)")
-            cmd.add_argument("--max-tokens", type=int, help="answer budget (default: the profile's smoke.max_tokens)")
-        if name == "bench":
-            cmd.add_argument("--node", help="where vllm bench runs (default: the first API server's node)")
-            cmd.add_argument("--input-len", type=int, help="--random-input-len (default: the profile's bench section)")
-            cmd.add_argument("--output-len", type=int, help="--random-output-len")
-            cmd.add_argument("--num-prompts", type=int)
-            cmd.add_argument("--max-concurrency", type=int)
-            cmd.add_argument(
-                "--request-rate", type=positive_float, metavar="PER_S",
-                help="Poisson arrivals per second (default: the profile's, else all at once)",
-            )  # fmt: skip
-            cmd.add_argument("--detailed", action="store_true", help="keep per-request TTFTs (--save-detailed)")
-            cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process to load")
-            cmd.add_argument("--list", action="store_true", help="only show the stored runs of this profile")
-        if name == "preflight":
-            cmd.add_argument("--hash-weights", action="store_true", help="compare a sha256 of the weights index too")
-            cmd.add_argument("--verbose", "-v", action="store_true", help="every result on its own line, not folded")
-        if name in ("up", "down", "restart", "status", "smoke", "preflight", "bench"):
-            cmd.add_argument("--json", action="store_true", help="machine-readable output")
-        if name == "render":
-            cmd.add_argument("--format", choices=("sh", "json"), default="sh")
-        if name == "restart":
-            cmd.add_argument("target", metavar="TARGET", help="an instance (e.g. prefill), a process, or proxy")
-        if name in ("down", "restart"):
-            cmd.add_argument(
-                "--force",
-                action="store_true",
-                help="stop processes another profile started in this one's run directories too",
-            )
-        if name == "logs":
-            cmd.add_argument("--follow", "-f", action="store_true")
-            cmd.add_argument("--lines", "-n", type=int, default=50, help="lines of each log to show first")
-            cmd.add_argument(
-                "--since-offset", type=int, metavar="BYTES",
-                help="one process's log as it is from this byte on, unprefixed; the next offset goes to stderr",
-            )  # fmt: skip
-        if name == "exec":
-            cmd.add_argument("words", nargs=argparse.REMAINDER, metavar="NODE|--all -- CMD")
+    for name, verb in VERBS.items():
+        cmd = sub.add_parser(name, help=verb.help, description=verb.help)
+        cmd.set_defaults(func=verb.run)
+        verb.arguments(cmd)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+    if argv and not argv[0].startswith("-") and argv[0] not in VERBS:
         # `cpconsole PROFILE`: the console itself
         console = argparse.ArgumentParser(prog="cpconsole")
         console.add_argument("profile", metavar="PROFILE")
@@ -307,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cpconsole: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `cpconsole status --json | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or the exit flush fails again
         return EXIT_OK

@@ -41,7 +41,7 @@ def frozen_session() -> Session:
     npu = parse_info((FIXTURES / "npu-smi" / "vllm-ascend-issue-6085-a3-ascend910-16chip-procs.txt").read_text())
     for node, poller in telemetry.npu.items():
         poller.latest = PollResult(f"npu-smi@{node}", npu, NOW - 2, None, NOW - 2)
-        session.npu_history[node] = [(0.2 + 0.7 * min(1, k / 20), 0.1 + 0.8 * (k % 7) / 7) for k in range(40)]
+        session.telemetry.npu_history[node] = [(0.2 + 0.7 * min(1, k / 20), 0.1 + 0.8 * (k % 7) / 7) for k in range(40)]
     # two scrapes of one real server, 27 s apart: rates and windowed quantiles come out of the real window code
     before = parse_metrics((FIXTURES / "vllm" / "metrics.txt").read_text())
     after = parse_metrics((FIXTURES / "vllm" / "metrics-after-bench.txt").read_text())

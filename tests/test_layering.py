@@ -88,3 +88,30 @@ def test_simulator_and_proxy_import_only_core() -> None:
 def test_import_scanner_sees_relative_imports() -> None:
     # the checks above are only worth something if the scanner finds real imports
     assert "cpconsole.core" in imported_packages(PACKAGE / "core")
+
+
+# What a light verb may load: the profile, the plan, pydantic and YAML; never the machinery of
+# the verbs that touch nodes (SSH, HTTP, the orchestrator) nor the console's.
+HEAVY = ("asyncssh", "httpx", "textual", "rich", "psutil", "cpconsole.headless", "cpconsole.core.orchestrate",
+         "cpconsole.core.remote", "cpconsole.core.session", "cpconsole.ui")  # fmt: skip
+RUN_LIGHT_VERB = """
+import contextlib, io, json, sys
+from cpconsole.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exit:
+        code = exit.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_light_verbs_load_nothing_of_the_heavy_ones() -> None:
+    demo = str(ROOT / "profiles" / "demo.yaml")
+    for argv in (["validate", demo], ["render", demo], ["plan", demo], ["schema"], ["--help"], ["up", "--help"]):
+        done = subprocess.run([sys.executable, "-c", RUN_LIGHT_VERB, *argv], capture_output=True, text=True,
+                              check=True, timeout=60)  # fmt: skip
+        result = json.loads(done.stdout)
+        assert result["code"] == 0, (argv, done.stderr)
+        heavy = [m for m in result["modules"] if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+        assert heavy == [], (argv, heavy)

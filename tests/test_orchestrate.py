@@ -180,7 +180,7 @@ def test_console_death_changes_nothing_and_status_adopts(tmp_path: Path) -> None
         assert {v["state"] for v in views.values()} == {"ready"}
         assert views["prefill-1"]["pid"] and views["decode-0"]["health_ms"] is not None
         # one flag changes in the profile: that process (and only that one) has drifted
-        profile.write_text(demo_text(tmp_path).replace("max_num_seqs: 4", "max_num_seqs: 8"))
+        profile.write_text(profile.read_text().replace("max_num_seqs: 4", "max_num_seqs: 8"))
         views = {v["name"]: v for v in json.loads(cpconsole("status", profile, "--json").stdout)["processes"]}
         assert views["decode-0"]["state"] == "drifted"
         assert views["decode-0"]["drift"] == ["- 4", "+ 8"]

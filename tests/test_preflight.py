@@ -19,7 +19,7 @@ from cpconsole.core.preflight.node import _hbm_check
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
 from cpconsole.core.telemetry.npu_smi import parse_info
-from cpconsole.headless import preflight_text
+from cpconsole.reports import preflight_text
 
 from .conftest import FIXTURES
 from .loopback import Block

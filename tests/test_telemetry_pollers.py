@@ -15,7 +15,8 @@ import pytest
 from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, Transport
-from cpconsole.core.telemetry.pollers import Poller, Telemetry
+from cpconsole.core.telemetry.hub import Telemetry
+from cpconsole.core.telemetry.pollers import Poller
 
 from .conftest import FIXTURES
 from .loopback import Block

@@ -20,7 +20,7 @@ from cpconsole.core.profile import load_profile, load_profile_text
 from cpconsole.core.remote import LocalTransport
 from cpconsole.core.remote.launch import run_dir
 from cpconsole.core.telemetry.alerts import Alert
-from cpconsole.headless import EXIT_FAILED, EXIT_NOT_READY, EXIT_OK, EXIT_UNREACHABLE, exit_code_for
+from cpconsole.exit_codes import EXIT_FAILED, EXIT_NOT_READY, EXIT_OK, EXIT_UNREACHABLE, exit_code_for
 
 from .conftest import write_profile
 from .simcluster import demo_text

@@ -8,7 +8,7 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import httpx
 import psutil
 import pytest
 from rich.table import Table
+from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import Input, Log, Select, Static
 from textual.widgets.data_table import ColumnKey
@@ -57,12 +58,15 @@ async def demo_session(tmp_path: Path) -> AsyncIterator[Session]:
         yield session
 
 
-async def wait_for(pilot, condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_for(
+    pilot: Pilot[int], condition: Callable[[], object], timeout: float = 60.0, *, shown: Callable[[], object] = str
+) -> None:
+    """Until the condition holds (a hang guard, not a speed bound); on timeout, says what `shown` shows."""
     for _ in range(int(timeout / 0.1)):
         if condition():
             return
         await pilot.pause(0.1)
-    raise AssertionError("condition never became true")
+    raise AssertionError(f"condition never became true; shown: {shown()}")
 
 
 PROCESSES = ("prefill-0", "prefill-1", "decode-0", "proxy")
@@ -97,7 +101,11 @@ async def test_walkthrough_up_logs_npus_metrics_restart_and_quit_leaving_it_runn
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("p")
         assert isinstance(app.screen, PreflightScreen)
-        await wait_for(pilot, lambda: "0 failed" in text_of(app.screen, "#preflight-head"))
+        await wait_for(
+            pilot,
+            lambda: "0 failed" in text_of(app.screen, "#preflight-head"),
+            shown=lambda: [c for c in app.session.preflight_checks or [] if c.status != "PASS"],
+        )
         assert "link UP on 48/48 chips" in column(table_of(app.screen, "#preflight-table"), 2)
         await pilot.press("1")
         await wait_for(pilot, lambda: all(cell(app, p, "state") == "ready" for p in PROCESSES))

@@ -1,14 +1,16 @@
-"""A console session: the orchestrator and the telemetry of one profile, kept current while
-someone looks. The UI holds one, sends it intents (up, down, restart) and reads its state;
-nothing here knows about the UI."""
+"""A session over one deployment: its transports, HTTP client, orchestrator and telemetry, wired
+once for both the console and the headless verbs. The console starts it (adopt, then keep
+watching) and sends it intents; a verb opens one (`async with Session(plan) as session`), does
+one thing and closes it. Nothing here knows about the UI."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -22,10 +24,9 @@ from .remote.ssh import unverified_nodes
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
-from .smoke.suite import SmokeCheck, needle_checks, probe_path
+from .smoke.suite import SmokeCheck, needle_checks, probe_path, run_suite
 from .telemetry.alerts import Alert, AlertEngine, hbm_limits
-from .telemetry.health import StallDetector, probe
-from .telemetry.pollers import Poller, Telemetry
+from .telemetry.hub import Telemetry
 
 
 class ReadOnly(RuntimeError):
@@ -91,28 +92,20 @@ class Session:
         self.orchestrator = Orchestrator(plan, self.transports, http=self.http)
         self.telemetry = Telemetry(plan, self.transports, self.http, health_interval=10.0)  # the watch loop checks too
         self.alerts: list[Alert] = []
-        self.npu_history: dict[str, list[tuple[float, float]]] = {}  # node → (HBM, AICore) fractions, newest last
         self._alert_engine = AlertEngine(plan.alerts, hbm_limits(plan))
         self._tasks: list[asyncio.Task[None]] = []
-        self._npu_seen: dict[str, float] = {}
+        self._broken: list[Alert] = []  # background work of this session that died, as alerts
         self.busy: str | None = None  # the intent being carried out, if any
         self.preflight_checks: list[Check] | None = None  # the last preflight's results
         self.preflight_took: float | None = None  # how long it took, in seconds
         self.preflight_running = False
         self.preflight_beside: list[str] = []  # processes that ran while it checked (their ports look taken)
-        servers = [p for p in plan.processes if p.http_port]
-        self.stalls = {p.name: StallDetector(plan.alerts.stall_after_s) for p in servers if p.role != "proxy"}
-        # a 1-token request to every API server and through the proxy, now and then
-        self.probes: dict[str, Poller[float]] = {
-            p.name: Poller(f"probe@{p.name}", self._probe_fetch(p.base_url), interval=30.0, timeout=60.0)
-            for p in servers
-        }
 
-    def _probe_fetch(self, base: str) -> Callable[[], Awaitable[float]]:
-        async def fetch() -> float:
-            return await probe(self.http, base, self.plan.model_name)
+    async def __aenter__(self) -> Session:
+        return self
 
-        return fetch
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
 
     async def start(self) -> None:
         """Adopt what runs, then keep watching: process states, pollers, alerts."""
@@ -124,25 +117,50 @@ class Session:
         self.telemetry.start_nodes()
         self._tasks = [
             # an exit shows within 2 s; health every 6 s (the telemetry pollers ask every 5 s too)
-            asyncio.create_task(self.orchestrator.watch(interval=2.0, health_interval=6.0)),
-            asyncio.create_task(self._follow_states()),
+            self._background("the process watcher", self.orchestrator.watch(interval=2.0, health_interval=6.0)),
+            self._background("the telemetry follower", self._follow_states()),
         ]
+
+    def _background(self, what: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task that, should it die, says so as a critical alert rather than going quiet."""
+        task = asyncio.create_task(work)
+
+        def ended(done: asyncio.Task[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                error = done.exception()
+                self._broken.append(Alert(f"broken:{what}", "critical", "console",
+                                          f"{what} stopped: {error!r}; restart the console"))  # fmt: skip
+                self._set_alerts(self.alerts)
+
+        task.add_done_callback(ended)
+        return task
 
     async def _follow_states(self) -> None:
         while True:
-            running = [n for n, v in self.orchestrator.views.items() if v.state in UP_STATES]
-            await self.telemetry.sync(running)
-            await self._watch_stalls(running)
-            self._note_npu_history()
-            self._set_alerts(self._alert_engine.evaluate(
-                self.now(),
-                npu={n: p.latest.value for n, p in self.telemetry.npu.items()},
-                metrics={n: p.latest.value for n, p in self.telemetry.metrics.items() if n in running},
-                stalled={n: v.reason for n, v in self.orchestrator.views.items() if v.state == "stalled"},
-            ))  # fmt: skip
+            views = self.orchestrator.views
+            running = [n for n, v in views.items() if v.state in UP_STATES]
+            ready = [n for n, v in views.items() if v.state in ("ready", "stalled")]
+            for name, reason in (await self.telemetry.follow(running, ready, time.time())).items():
+                self.orchestrator.note_stall(name, reason)
+            self._set_alerts(self._evaluate_alerts(running))
             await asyncio.sleep(1.0)
 
+    def _evaluate_alerts(self, running: list[str]) -> list[Alert]:
+        readings = self.telemetry.readings(running)
+        stalled = {n: v.reason for n, v in self.orchestrator.views.items() if v.state == "stalled"}
+        return self._alert_engine.evaluate(self.now(), npu=readings.npu, metrics=readings.metrics, stalled=stalled)
+
+    async def alert_round(self) -> list[Alert]:
+        """One round of telemetry (npu-smi on every node, /metrics of the running servers) through
+        the alert rules, for a verb that looks once; a source that fails is an alert of its own."""
+        running = self.running
+        results = await self.telemetry.poll_once(running)
+        failed = [Alert(f"source:{r.source}", "warning", r.source.split("@")[-1], f"{r.source}: {r.error}")
+                  for r in results if r.error]  # fmt: skip
+        return self._evaluate_alerts(running) + failed
+
     def _set_alerts(self, alerts: list[Alert], keep: int = 500) -> None:
+        alerts = [*alerts, *(a for a in self._broken if a not in alerts)]
         now = self.now()
         active = {r.alert.key: r for r in self.alert_history if r.cleared_at is None}
         for alert in alerts:
@@ -154,42 +172,6 @@ class Session:
                 record.cleared_at = now
         del self.alert_history[:-keep]
         self.alerts = alerts
-
-    def _note_npu_history(self, keep: int = 120) -> None:
-        for node, poller in self.telemetry.npu.items():
-            info, ok_at = poller.latest.value, poller.latest.ok_at
-            history = self.npu_history.setdefault(node, [])
-            if info is None or not info.chips or ok_at is None or ok_at == self._npu_seen.get(node):
-                continue
-            self._npu_seen[node] = ok_at
-            used = sum(c.hbm_used_mb or 0 for c in info.chips)
-            total = sum(c.hbm_total_mb or 0 for c in info.chips) or 1
-            aicore = sum(c.aicore_pct or 0 for c in info.chips) / (100 * len(info.chips))
-            history.append((used / total, aicore))
-            del history[:-keep]
-
-    async def _watch_stalls(self, running: list[str]) -> None:
-        now = time.time()
-        for name, poller in self.probes.items():
-            ready = self.orchestrator.views[name].state in ("ready", "stalled")
-            if ready and not poller.running:
-                poller.start()
-            elif not ready and poller.running:
-                await poller.stop()
-        for name, detector in self.stalls.items():
-            if name not in running:
-                continue
-            sample = self.telemetry.metrics[name].latest
-            if sample.value is not None and sample.error is None:
-                total = sample.value.total
-                detector.observe(now, running=total.running, waiting=total.waiting,
-                                 generation_tokens=total.generation_tokens)  # fmt: skip
-            health = self.telemetry.health[name].latest
-            tried = self.probes[name].latest
-            if tried.at and (tried.value is not None or tried.error):
-                detector.observe_probe(now, health_ok=health.error is None and health.value is not None,
-                                       probe_ok=tried.error is None)  # fmt: skip
-            self.orchestrator.note_stall(name, detector.reason)
 
     async def exec(
         self, nodes: Sequence[str], argv: Sequence[str], timeout: float = 30.0
@@ -235,13 +217,23 @@ class Session:
         return await needle_checks(self.plan, self.http, target=target, tokens=self.checks.needle_tokens or 4096,
                                    depths=depths, max_tokens=self.checks.max_tokens)  # fmt: skip
 
-    async def bench(self, on_line: Callable[[str], object]) -> BenchRun:
-        """`vllm bench serve` with the profile's settings on the first API server's node, its output
-        line by line to `on_line`; the run is stored with the earlier ones."""
+    async def smoke(
+        self, target: str, *, needle_tokens: int | None, depths: Sequence[float], max_tokens: int
+    ) -> list[SmokeCheck]:
+        """Health, probe path, a completion and the needle(s) against one HTTP process."""
+        return await run_suite(self.plan, self.http, target=target, needle_tokens=needle_tokens, depths=depths,
+                               max_tokens=max_tokens)  # fmt: skip
+
+    async def bench(
+        self, on_line: Callable[[str], object], *, node: str | None = None, settings: BenchSettings | None = None
+    ) -> BenchRun:
+        """`vllm bench serve` (the profile's settings unless given) on a node (the first API
+        server's unless given), its output line by line to `on_line`; the run is stored with the
+        earlier ones."""
         if self.read_only:
             raise ReadOnly("read-only session: bench is off")
-        settings = self.checks.bench
-        transport = self.transports[server_process(self.plan).node]
+        settings = settings or self.checks.bench
+        transport = self.transports[node or server_process(self.plan).node]
         if not isinstance(transport, ShellTransport):
             raise RemoteError(transport.node, "this transport cannot stream a command")
         async for item in run_bench(self.plan, transport, settings):
@@ -261,13 +253,13 @@ class Session:
         finally:
             self.busy = None
 
-    async def preflight(self) -> list[Check]:
+    async def preflight(self, *, hash_weights: bool = False) -> list[Check]:
         """Every preflight check on every node; the results stay on the session."""
         started = time.monotonic()
         self.preflight_running, self.preflight_beside = True, self.running
         try:
             checks = await run_preflight(self.plan, self.transports, model_path=self.checks.model_path,
-                                         profile_warnings=self.findings)  # fmt: skip
+                                         hash_weights=hash_weights, profile_warnings=self.findings)  # fmt: skip
         finally:
             self.preflight_running = False
         self.preflight_checks, self.preflight_took = checks, time.monotonic() - started
@@ -295,8 +287,6 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.telemetry.stop()
-        for poller in self.probes.values():
-            await poller.stop()
         await self.orchestrator.close()
         await self.http.aclose()
         await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)

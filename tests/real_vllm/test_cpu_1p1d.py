@@ -30,7 +30,7 @@ from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport
 from cpconsole.core.smoke.bench import BenchRun, BenchSettings, run_bench
 from cpconsole.core.smoke.client import stream_request
-from cpconsole.core.telemetry.pollers import Telemetry
+from cpconsole.core.telemetry.hub import Telemetry
 from cpconsole.core.telemetry.vllm_metrics import parse_metrics
 
 from ..conftest import PROFILES

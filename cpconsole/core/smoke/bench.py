@@ -139,10 +139,14 @@ async def run_bench(
     yield BenchRun(plan.profile, plan.digest, stamp, dataclasses.asdict(settings), BenchSummary.from_result(data), data)
 
 
+def stored_path(run: BenchRun, root: Path | None = None) -> Path:
+    """Where a run is kept: one JSON file per run, under the profile's name."""
+    return (root or state_dir()) / "bench" / run.profile / f"{run.started}.json"
+
+
 def store_run(run: BenchRun, root: Path | None = None) -> Path:
-    directory = (root or state_dir()) / "bench" / run.profile
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{run.started}.json"
+    path = stored_path(run, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"profile": run.profile, "digest": run.digest, "started": run.started, "settings": run.settings,
               "result": run.result}  # fmt: skip
     path.write_text(json.dumps(record, indent=1))

@@ -7,18 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import httpx
 
-from ..plan import LaunchPlan, NodePlan, ProcessPlan
-from ..remote import RemoteError, Transport
+from ..remote import RemoteError
 from ..remote.tailing import Backoff
-from .npu_smi import NpuSmiInfo, ParseError, parse_info
-from .vllm_metrics import MetricsParseError, VllmMetrics, parse_metrics
-from .window import MetricsWindow
+from .npu_smi import ParseError
+from .vllm_metrics import MetricsParseError
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -105,106 +103,3 @@ async def get_once_more_if_stale(http: httpx.AsyncClient, url: str) -> httpx.Res
         return await http.get(url)
     except (httpx.RemoteProtocolError, httpx.ReadError):
         return await http.get(url)
-
-
-class Telemetry:
-    """Every poller of a deployment: one npu-smi poller per node, /metrics and /health pollers for
-    each vLLM API server while it runs. `sync` starts and stops the per-process ones."""
-
-    def __init__(
-        self,
-        plan: LaunchPlan,
-        transports: Mapping[str, Transport],
-        http: httpx.AsyncClient,
-        *,
-        npu_interval: float = 5.0,
-        npu_timeout: float = 15.0,
-        metrics_interval: float = 5.0,
-        health_interval: float = 5.0,
-        http_timeout: float = 3.0,
-        on_result: Callable[[PollResult[object]], None] | None = None,
-    ) -> None:
-        self.plan = plan
-        self.http = http
-        self.windows: dict[str, MetricsWindow] = {}
-        self.npu: dict[str, Poller[NpuSmiInfo]] = {}
-        self.metrics: dict[str, Poller[VllmMetrics]] = {}
-        self.health: dict[str, Poller[float]] = {}
-        self._on_result = on_result
-        for node in (n for n in plan.nodes if n.chips):  # nothing to poll on a CPU node
-            self.npu[node.name] = Poller(
-                f"npu-smi@{node.name}", self._npu_fetch(node, transports[node.name]),
-                interval=npu_interval, timeout=npu_timeout, on_result=self._emit,
-            )  # fmt: skip
-        for proc in plan.processes:
-            if proc.http_port and proc.role != "proxy":
-                self.windows[proc.name] = MetricsWindow()
-                self.metrics[proc.name] = Poller(
-                    f"metrics@{proc.name}", self._metrics_fetch(proc),
-                    interval=metrics_interval, timeout=http_timeout, on_result=self._emit,
-                )  # fmt: skip
-            if proc.http_port:
-                self.health[proc.name] = Poller(
-                    f"health@{proc.name}", self._health_fetch(proc),
-                    interval=health_interval, timeout=http_timeout, on_result=self._emit,
-                )  # fmt: skip
-
-    def _emit(self, result: PollResult[object]) -> None:
-        if self._on_result:
-            self._on_result(result)
-
-    @staticmethod
-    def _npu_fetch(node: NodePlan, transport: Transport) -> Callable[[], Awaitable[NpuSmiInfo]]:
-        async def fetch() -> NpuSmiInfo:
-            result = await transport.run(node.tool("npu_smi", "info"), timeout=3600)  # the poller times out
-            if not result.ok:
-                detail = (result.stderr or result.stdout).decode("utf-8", "replace").strip().splitlines()
-                raise RemoteError(node.name, f"npu-smi exited {result.exit_code}: {detail[-1] if detail else ''}")
-            return parse_info(result.text())
-
-        return fetch
-
-    def _metrics_fetch(self, proc: ProcessPlan) -> Callable[[], Awaitable[VllmMetrics]]:
-        url = proc.base_url + "/metrics"
-
-        async def fetch() -> VllmMetrics:
-            answer = await get_once_more_if_stale(self.http, url)
-            answer.raise_for_status()
-            metrics = parse_metrics(answer.text)
-            self.windows[proc.name].add(metrics, time.time())
-            return metrics
-
-        return fetch
-
-    def _health_fetch(self, proc: ProcessPlan) -> Callable[[], Awaitable[float]]:
-        url = proc.base_url + proc.health_path
-
-        async def fetch() -> float:
-            started = time.monotonic()
-            answer = await get_once_more_if_stale(self.http, url)
-            answer.raise_for_status()
-            return (time.monotonic() - started) * 1000
-
-        return fetch
-
-    def start_nodes(self) -> None:
-        for poller in self.npu.values():
-            poller.start()
-
-    async def sync(self, running: Iterable[str]) -> None:
-        """Per-process pollers follow the process: on while it runs, off when it does not."""
-        alive = set(running)
-        for name, poller in self._process_pollers():
-            if name in alive:
-                poller.start()
-            elif poller.running:
-                await poller.stop()
-
-    def _process_pollers(self) -> list[tuple[str, Poller[VllmMetrics] | Poller[float]]]:
-        return [*self.metrics.items(), *self.health.items()]
-
-    async def stop(self) -> None:
-        for npu in self.npu.values():
-            await npu.stop()
-        for _, poller in self._process_pollers():
-            await poller.stop()

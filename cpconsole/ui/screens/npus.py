@@ -38,7 +38,7 @@ class NpusScreen(SessionScreen):
             if info is None:
                 self.draw(selector, title + Text("\nno npu-smi data yet", style="dim"))
                 continue
-            history = session.npu_history.get(node.name, [])
+            history = session.telemetry.npu_history.get(node.name, [])
             drawn_from = (result.ok_at, result.error, title.plain, len(history))
             if self._drawn.get(selector) == drawn_from:
                 continue  # a table is rebuilt only from a new reading

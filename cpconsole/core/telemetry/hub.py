@@ -1,0 +1,195 @@
+"""Telemetry of one deployment: every poller (npu-smi per node; /metrics, /health and a 1-token
+probe per API server), the stall detectors fed by them, and the short histories the console
+draws. `follow` keeps the per-process parts in step with what runs; nothing here raises for what
+a node or a server does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..plan import LaunchPlan, NodePlan, ProcessPlan
+from ..remote import RemoteError, Transport
+from .health import StallDetector, probe
+from .npu_smi import NpuSmiInfo, parse_info
+from .pollers import Poller, PollResult, get_once_more_if_stale
+from .vllm_metrics import VllmMetrics, parse_metrics
+from .window import MetricsWindow
+
+NpuSample = tuple[float, float]  # one npu-smi reading of a node: (HBM used, AICore busy), as fractions
+
+
+@dataclass(frozen=True)
+class Readings:
+    """The latest values the alert rules read: npu-smi per node, /metrics per running server."""
+
+    npu: dict[str, NpuSmiInfo | None]
+    metrics: dict[str, VllmMetrics | None]
+
+
+class Telemetry:
+    def __init__(
+        self,
+        plan: LaunchPlan,
+        transports: Mapping[str, Transport],
+        http: httpx.AsyncClient,
+        *,
+        npu_interval: float = 5.0,
+        npu_timeout: float = 15.0,
+        metrics_interval: float = 5.0,
+        health_interval: float = 5.0,
+        http_timeout: float = 3.0,
+        probe_interval: float = 30.0,
+        on_result: Callable[[PollResult[object]], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.http = http
+        self.windows: dict[str, MetricsWindow] = {}
+        self.npu: dict[str, Poller[NpuSmiInfo]] = {}
+        self.metrics: dict[str, Poller[VllmMetrics]] = {}
+        self.health: dict[str, Poller[float]] = {}
+        self.probes: dict[str, Poller[float]] = {}  # a 1-token request to every API server and the proxy
+        self.stalls: dict[str, StallDetector] = {}
+        self.npu_history: dict[str, list[NpuSample]] = {}  # newest last
+        self._npu_seen: dict[str, float] = {}
+        self._on_result = on_result
+        for node in (n for n in plan.nodes if n.chips):  # nothing to poll on a CPU node
+            self.npu[node.name] = Poller(
+                f"npu-smi@{node.name}", self._npu_fetch(node, transports[node.name]),
+                interval=npu_interval, timeout=npu_timeout, on_result=self._emit,
+            )  # fmt: skip
+        for proc in (p for p in plan.processes if p.http_port):
+            if proc.role != "proxy":
+                self.windows[proc.name] = MetricsWindow()
+                self.stalls[proc.name] = StallDetector(plan.alerts.stall_after_s)
+                self.metrics[proc.name] = Poller(
+                    f"metrics@{proc.name}", self._metrics_fetch(proc),
+                    interval=metrics_interval, timeout=http_timeout, on_result=self._emit,
+                )  # fmt: skip
+            self.health[proc.name] = Poller(
+                f"health@{proc.name}", self._health_fetch(proc),
+                interval=health_interval, timeout=http_timeout, on_result=self._emit,
+            )  # fmt: skip
+            self.probes[proc.name] = Poller(
+                f"probe@{proc.name}", self._probe_fetch(proc), interval=probe_interval, timeout=60.0
+            )
+
+    def _emit(self, result: PollResult[object]) -> None:
+        if self._on_result:
+            self._on_result(result)
+
+    @staticmethod
+    def _npu_fetch(node: NodePlan, transport: Transport) -> Callable[[], Awaitable[NpuSmiInfo]]:
+        async def fetch() -> NpuSmiInfo:
+            result = await transport.run(node.tool("npu_smi", "info"), timeout=3600)  # the poller times out
+            if not result.ok:
+                detail = (result.stderr or result.stdout).decode("utf-8", "replace").strip().splitlines()
+                raise RemoteError(node.name, f"npu-smi exited {result.exit_code}: {detail[-1] if detail else ''}")
+            return parse_info(result.text())
+
+        return fetch
+
+    def _metrics_fetch(self, proc: ProcessPlan) -> Callable[[], Awaitable[VllmMetrics]]:
+        url = proc.base_url + "/metrics"
+
+        async def fetch() -> VllmMetrics:
+            answer = await get_once_more_if_stale(self.http, url)
+            answer.raise_for_status()
+            metrics = parse_metrics(answer.text)
+            self.windows[proc.name].add(metrics, time.time())
+            return metrics
+
+        return fetch
+
+    def _health_fetch(self, proc: ProcessPlan) -> Callable[[], Awaitable[float]]:
+        url = proc.base_url + proc.health_path
+
+        async def fetch() -> float:
+            started = time.monotonic()
+            answer = await get_once_more_if_stale(self.http, url)
+            answer.raise_for_status()
+            return (time.monotonic() - started) * 1000
+
+        return fetch
+
+    def _probe_fetch(self, proc: ProcessPlan) -> Callable[[], Awaitable[float]]:
+        async def fetch() -> float:
+            return await probe(self.http, proc.base_url, self.plan.model_name)
+
+        return fetch
+
+    def start_nodes(self) -> None:
+        for poller in self.npu.values():
+            poller.start()
+
+    async def sync(self, running: Iterable[str]) -> None:
+        """/metrics and /health follow the process: on while it runs, off when it does not."""
+        await _switch([*self.metrics.items(), *self.health.items()], set(running))
+
+    async def follow(self, running: Iterable[str], ready: Iterable[str], now: float) -> dict[str, str | None]:
+        """One step of watching: pollers on for what runs, probes for what is ready, the stall
+        detectors fed with the latest samples, the NPU history extended. Answers each running
+        server's stall reason (None: not stalled)."""
+        alive = set(running)
+        await self.sync(alive)
+        await _switch(list(self.probes.items()), set(ready))
+        self._note_npu_history()
+        return {name: self._observe_stall(name, now) for name in self.stalls if name in alive}
+
+    def _observe_stall(self, name: str, now: float) -> str | None:
+        detector = self.stalls[name]
+        sample = self.metrics[name].latest
+        if sample.value is not None and sample.error is None:
+            total = sample.value.total
+            detector.observe(now, running=total.running, waiting=total.waiting,
+                             generation_tokens=total.generation_tokens)  # fmt: skip
+        health, tried = self.health[name].latest, self.probes[name].latest
+        if tried.at and (tried.value is not None or tried.error):
+            detector.observe_probe(now, health_ok=health.error is None and health.value is not None,
+                                   probe_ok=tried.error is None)  # fmt: skip
+        return detector.reason
+
+    def _note_npu_history(self, keep: int = 120) -> None:
+        for node, poller in self.npu.items():
+            info, ok_at = poller.latest.value, poller.latest.ok_at
+            history = self.npu_history.setdefault(node, [])
+            if info is None or not info.chips or ok_at is None or ok_at == self._npu_seen.get(node):
+                continue
+            self._npu_seen[node] = ok_at
+            used = sum(c.hbm_used_mb or 0 for c in info.chips)
+            total = sum(c.hbm_total_mb or 0 for c in info.chips) or 1
+            aicore = sum(c.aicore_pct or 0 for c in info.chips) / (100 * len(info.chips))
+            history.append((used / total, aicore))
+            del history[:-keep]
+
+    def readings(self, running: Iterable[str]) -> Readings:
+        alive = set(running)
+        return Readings(
+            npu={n: p.latest.value for n, p in self.npu.items()},
+            metrics={n: p.latest.value for n, p in self.metrics.items() if n in alive},
+        )
+
+    async def poll_once(self, running: Iterable[str]) -> list[PollResult[Any]]:
+        """One round of every node's npu-smi and every running server's /metrics, at once (for a
+        verb that looks once rather than watching); failures are in the results."""
+        alive = set(running)
+        pollers: list[Poller[Any]] = [*self.npu.values(), *(p for n, p in self.metrics.items() if n in alive)]
+        return list(await asyncio.gather(*(p.poll_once() for p in pollers)))
+
+    async def stop(self) -> None:
+        every: list[Poller[Any]] = [*self.npu.values(), *self.metrics.values(), *self.health.values()]
+        for poller in [*every, *self.probes.values()]:
+            await poller.stop()
+
+
+async def _switch(pollers: list[tuple[str, Poller[Any]]], on: set[str]) -> None:
+    for name, poller in pollers:
+        if name in on:
+            poller.start()
+        elif poller.running:
+            await poller.stop()

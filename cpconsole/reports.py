@@ -1,0 +1,181 @@
+"""What the headless verbs print: pure functions from results to text (data in, `str` out).
+Every line that comes from a node or a log is made inert for the terminal first."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from .core.orchestrate import ProcessView, ProgressNoted, StageChanged, StateChanged
+from .core.orchestrate.model import Event, Notice
+from .core.plan import LaunchPlan
+from .core.preflight import Check, fold, tally
+from .core.remote import RunResult
+from .core.safetext import terminal_safe, terminal_safe_lines
+from .core.smoke.client import percentile
+from .core.smoke.suite import SmokeCheck
+from .core.telemetry.alerts import Alert
+
+
+def event_line(event: Event, stamp: str, *, notices_only: bool = False) -> str:
+    """One event of a running verb as the lines it prints on stderr ("" for none)."""
+    if isinstance(event, Notice):
+        return f"{stamp} -- {event.text}\n"
+    if notices_only:
+        return ""
+    if isinstance(event, StateChanged):
+        view = event.view
+        if view.state == "starting" and view.pid:
+            extra = f"pid {view.pid}"
+        elif view.state in ("failed", "stalled", "unknown", "exited", "drifted"):
+            extra = view.reason
+        else:
+            extra = ""
+        text = f"{stamp} {event.process:<12} {view.label:<10} {extra}\n"
+        if view.cause:
+            text += f"{stamp} {event.process:<12} cause: {view.cause.summary}\n"
+            text += f"{stamp} {event.process:<12} hint:  {view.cause.hint}\n"
+        return text
+    if isinstance(event, ProgressNoted):
+        return f"{stamp} {event.process:<12} {'':<10} {event.text}\n"
+    if isinstance(event, StageChanged):
+        return f"{stamp} -- stage {event.stage} {event.status}{': ' + event.detail if event.detail else ''}\n"
+    return ""
+
+
+def view_json(plan: LaunchPlan, view: ProcessView) -> dict[str, Any]:
+    proc = plan.process(view.name)
+    cause = view.cause
+    return {
+        "name": view.name,
+        "role": proc.role,
+        "node": proc.node,
+        "host": proc.host,
+        "state": view.state,
+        "label": view.label,
+        "pid": view.pid,
+        "exit_code": view.exit_code,
+        "health_ms": round(view.health_ms, 1) if view.health_ms is not None else None,
+        "reason": view.reason,
+        "progress": view.progress,
+        "last_line": view.last_line,
+        "drift": list(view.drift),
+        "leftovers": view.leftovers,
+        "cause": None
+        if cause is None
+        else {"kind": cause.kind, "summary": cause.summary, "hint": cause.hint, "evidence": cause.evidence},
+    }
+
+
+def status_json(plan: LaunchPlan, views: Sequence[ProcessView], alerts: Sequence[Alert]) -> str:
+    report = {"processes": [view_json(plan, v) for v in views], "alerts": [asdict(a) for a in alerts]}
+    return json.dumps(report, indent=2) + "\n"
+
+
+def status_text(
+    plan: LaunchPlan,
+    views: Sequence[ProcessView],
+    alerts: Sequence[Alert] = (),
+    last_lines: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """The process table, then what is wrong with each process that has something wrong, the
+    alerts, and the last lines of the failed ones' logs (`last_lines`, by process)."""
+    rows = [("PROCESS", "ROLE", "NODE", "PID", "STATE", "UPTIME", "HEALTH", "LAST LINE")]
+    for view in views:
+        proc = plan.process(view.name)
+        health = f"{view.health_ms:.0f}ms" if view.health_ms is not None else "-"
+        rows.append((view.name, proc.role, proc.node, str(view.pid or "-"), view.label, view.uptime(), health,
+                     terminal_safe(view.last_line)[:60]))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    out = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] + "\n"
+           for row in rows]  # fmt: skip
+    for view in views:
+        if view.drift:
+            out.append(f"\n{view.name} drifted from the profile:\n" + "".join(f"  {d}\n" for d in view.drift))
+            out.append(f"  ({view.reason})\n")
+        if view.cause:
+            out.append(f"\n{view.name}: {view.cause.summary}\n  hint: {view.cause.hint}\n  {view.cause.evidence}\n")
+        if view.leftovers:
+            out.append(f"\n{view.name}: {view.leftovers} process(es) of its group still run after it ended; "
+                       "`down` stops them\n")  # fmt: skip
+    if alerts:
+        out.append("\nALERTS\n" + "".join(f"  {a.severity:<8} {a.source:<12} {a.message}\n" for a in alerts))
+    for view in views:
+        if view.state == "failed" and view.cause is None:
+            out.append(f"\n{view.name}: {view.reason}\n")
+        lines = (last_lines or {}).get(view.name)
+        if view.state == "failed" and lines:
+            out.append(f"--- last {len(lines)} lines of {view.name}\n" + "\n".join(map(terminal_safe, lines)) + "\n")
+    return "".join(out)
+
+
+def exec_text(results: Mapping[str, RunResult | str]) -> str:
+    """Each node's output, nodes with identical output grouped; an error string stands for a node
+    that could not run it."""
+    groups: dict[str, list[str]] = {}
+    for node, result in results.items():
+        if isinstance(result, str):
+            text = f"error: {result}\n"
+        else:
+            text = terminal_safe_lines(result.text() + result.stderr.decode("utf-8", "replace"))
+            if not result.ok:
+                text += f"(exit {result.exit_code})\n"
+        groups.setdefault(text, []).append(node)
+    out = []
+    for text, members in groups.items():
+        label = f"identical on {len(members)}/{len(results)} nodes" if len(members) > 1 else "1 node"
+        out.append(f"---------------- {', '.join(members)} ({label})\n" + text + ("" if text.endswith("\n") else "\n"))
+    return "".join(out)
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.2f} s"
+
+
+def smoke_text(checks: Sequence[SmokeCheck]) -> str:
+    width = max(len(c.name) for c in checks)
+    out = []
+    for check in checks:
+        out.append(f"{'PASS' if check.passed else 'FAIL'}  {check.name:<{width}}  {check.detail}\n")
+        result = check.result
+        if result is not None and result.ok:
+            prompt = f"{result.prompt_tokens:,}" if result.prompt_tokens is not None else "?"
+            if check.kind == "needle" and not check.prompt_tokens_measured:
+                prompt += " (estimated: no /tokenize)"
+            out.append(
+                f"{'':6}{'':<{width}}  prompt {prompt} tokens  TTFT {_ms(result.ttft_s)}  TPOT {_ms(result.tpot_s)}  "
+                f"ITL p50 {_ms(percentile(result.itl_s, 0.5))} p99 {_ms(percentile(result.itl_s, 0.99))}  "
+                f"{result.output_tokens} tokens  {result.tokens_per_s or 0:.1f} tok/s  E2E {_ms(result.e2e_s)}\n"
+            )
+    failed = [c.name for c in checks if not c.passed]
+    out.append(f"smoke: {len(checks) - len(failed)}/{len(checks)} passed"
+               + (f"; failed: {', '.join(failed)}" if failed else "") + "\n")  # fmt: skip
+    return "".join(out)
+
+
+def smoke_json(checks: Sequence[SmokeCheck]) -> str:
+    passed = all(c.passed for c in checks)
+    return json.dumps({"passed": passed, "checks": [c.as_json() for c in checks]}, indent=2) + "\n"
+
+
+def preflight_text(checks: Sequence[Check], verbose: bool = False) -> str:
+    """Folded: one line per identical good result, each problem in full with its hint."""
+    lines = [c.line for c in checks] if verbose else fold(checks)
+    width = max((len(line.check) for line in lines), default=0)
+    out = []
+    for line in lines:
+        text = line.text.replace("\n", "\n" + " " * (width + 8))
+        out.append(
+            f"  {line.status:<4}  {line.check:<{width}}  {text}" + (f"\n        hint: {line.hint}" if line.hint else "")
+        )
+    failed, warned, passed = tally(checks)
+    out.append(f"{failed} failed, {warned} warning(s), {passed} passed")
+    return "\n".join(out)
+
+
+def preflight_json(checks: Sequence[Check]) -> str:
+    return json.dumps([asdict(c) for c in checks], indent=2)
