@@ -93,11 +93,11 @@ async def test_probe_is_tagged_and_measured(tmp_path: Path) -> None:
 
 
 async def test_telemetry_stalls_come_and_go_but_never_clear_the_orchestrators_own(tmp_path: Path) -> None:
-    from cpconsole.core.orchestrate import Orchestrator
+    from cpconsole.core.orchestrate import Orchestrator, ProcessView
 
     plan = cluster(tmp_path).plan
     orch = Orchestrator(plan, {})
-    orch._set("decode-0", state="ready")
+    orch.views["decode-0"] = ProcessView("decode-0", state="ready")
     orch.note_stall("decode-0", "running requests but no token generated for 31 s")
     assert (orch.views["decode-0"].state, orch.views["decode-0"].reason) == (
         "stalled",
@@ -105,7 +105,9 @@ async def test_telemetry_stalls_come_and_go_but_never_clear_the_orchestrators_ow
     )
     orch.note_stall("decode-0", None)
     assert orch.views["decode-0"].state == "ready"
-    orch._set("prefill-1", state="stalled", reason="waiting for the master 127.0.0.11:7001: is node-rank 0 running?")
+    orch.views["prefill-1"] = ProcessView(
+        "prefill-1", state="stalled", reason="waiting for the master: is node-rank 0 running?"
+    )
     orch.note_stall("prefill-1", None)
     assert orch.views["prefill-1"].state == "stalled"
     await orch.close()

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from .orchestrate import Orchestrator
-from .orchestrate.model import UP_STATES
+from .orchestrate.states import UP_STATES
 from .plan import LaunchPlan
 from .preflight import Check, run_preflight
 from .profile.schema import Profile

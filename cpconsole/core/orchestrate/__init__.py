@@ -2,9 +2,10 @@
 
 from .causes import FailureCause, classify
 from .drift import manifest_drift
-from .model import Event, EventBus, ProcessView, ProgressNoted, StageChanged, State, StateChanged
+from .model import Event, EventBus, ProcessView, ProgressNoted, StageChanged, StateChanged
 from .orchestrator import Orchestrator
 from .stages import Stage, stages
+from .states import State
 
 __all__ = [
     "Event",

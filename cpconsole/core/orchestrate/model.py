@@ -13,21 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .causes import FailureCause
-
-State = Literal[
-    "planned",
-    "starting",
-    "listening",
-    "healthy",
-    "ready",
-    "stopped",
-    "exited",
-    "failed",
-    "stalled",
-    "drifted",
-    "unknown",
-]
-UP_STATES: frozenset[State] = frozenset({"starting", "listening", "healthy", "ready", "stalled", "drifted"})
+from .states import State
 
 
 @dataclass(frozen=True)

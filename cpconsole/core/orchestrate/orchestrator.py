@@ -28,8 +28,9 @@ from ..safetext import terminal_safe
 from .causes import POLL_LINE, FailureCause, explain, progress, waiting_for_peer
 from .drift import manifest_drift
 from .lock import DeploymentLock, holder_for, lock_dir
-from .model import UP_STATES, EventBus, Notice, ProcessView, ProgressNoted, StageChanged, State, StateChanged, operator
+from .model import EventBus, Notice, ProcessView, ProgressNoted, StageChanged, StateChanged, operator
 from .stages import Stage, instance_of, stages
+from .states import UP_STATES, Trigger, can, transition
 
 LAST_LINES = 50
 SETTLE_S = 3.0  # how long ranks without HTTP are watched for an early failure or stall
@@ -71,12 +72,21 @@ class Orchestrator:
         return self.transports[self._proc(name).node]
 
     def _set(self, name: str, **changes: Any) -> ProcessView:
+        """Change what is known of a process, its state excepted (that moves only by `_move`)."""
+        assert "state" not in changes, "states change by _move"
+        new = replace(self.views[name], **changes)
+        self.views[name] = new
+        return new
+
+    def _move(self, name: str, trigger: Trigger, **changes: Any) -> ProcessView:
+        """A trigger, through the state table (IllegalMove: a bug of ours), with what else changed."""
         old = self.views[name]
-        new = replace(old, **changes)
-        if new.state != old.state:
+        state = transition(old.state, trigger)
+        new = replace(old, state=state, **changes)
+        if state != old.state:
             new = replace(new, since=time.time())
         self.views[name] = new
-        if new.state != old.state:
+        if state != old.state:
             self.events.publish(StateChanged(name, new, old.state))
         return new
 
@@ -142,12 +152,12 @@ class Orchestrator:
         try:
             manifest, handle, found_by = await self._find(proc, directory)
             if handle is None:
-                self._set(proc.name, state="planned" if found_by == "never started" else "unknown", reason=found_by)
+                self._move(proc.name, "found_nothing" if found_by == "never started" else "lost_track", reason=found_by)
                 return
             status = await node.status(handle)
             size = await node.run(scripts.size(self.log_path(proc.name)), timeout=10)
         except RemoteError as exc:
-            self._set(proc.name, state="unknown", reason=str(exc))
+            self._move(proc.name, "lost_track", reason=str(exc))
             return
         started = str(manifest.get("started_at") or "")
         if status.state == "running":
@@ -169,10 +179,10 @@ class Orchestrator:
                 drift = (f"started by another profile ({foreign}); `down --force` stops it", *drift)
             else:
                 foreign = ""
-            self._set(
+            self._move(
                 proc.name,
+                "found_drifted" if drift else "found_running",
                 foreign=foreign,
-                state="drifted" if drift else "starting",
                 pid=handle.pid,
                 drift=drift,
                 started_at=started,
@@ -183,7 +193,7 @@ class Orchestrator:
             self.handles[proc.name] = handle  # what it left in its group is still ours to stop
             self._ended(proc.name, status, await self._last_lines(proc.name), started_at=started, pid=handle.pid)
         else:
-            self._set(proc.name, state="planned", reason=status.detail or "not running")
+            self._move(proc.name, "found_nothing", reason=status.detail or "not running")
 
     async def _find(self, proc: ProcessPlan, directory: str) -> tuple[dict[str, Any], ProcessHandle | None, str]:
         """The process of a run directory by its manifest or, that lost or unreadable, by the pid
@@ -217,19 +227,22 @@ class Orchestrator:
             self._scan(name)
             proc = self._proc(name)
             view = self.views[name]
-            if proc.http_port:
-                state: State = "ready" if latency is not None else ("starting" if view.state == "ready" else view.state)
-                if view.state in ("drifted", "stalled") and latency is not None:
-                    state = view.state
-                self._set(name, health_ms=latency, state=state)
+            if not proc.http_port:
+                continue
+            if latency is not None and can(view.state, "answering"):
+                self._move(name, "answering", health_ms=latency)
+            elif latency is None and can(view.state, "not_answering"):
+                self._move(name, "not_answering", health_ms=None)
+            else:  # drifted and stalled keep their state (and their reason) while they answer
+                self._set(name, health_ms=latency)
         for name in names:
             proc = self._proc(name)
-            if not proc.http_port and self.views[name].state not in ("drifted", "stalled"):
+            if not proc.http_port and can(self.views[name].state, "answering"):
                 master = next(
                     (p.name for p in self.plan.processes if p.instance == proc.instance and p.http_port), None
                 )
                 if master and self.views[master].state in ("ready", "drifted"):
-                    self._set(name, state="ready")
+                    self._move(name, "answering")
 
     async def watch(self, interval: float = 1.0, health_interval: float | None = None) -> None:
         """Keep the views current while someone looks: exits (with cause and last lines) every
@@ -248,16 +261,16 @@ class Orchestrator:
         try:
             status = await self._node(name).status(self.handles[name])
         except RemoteError as exc:
-            self._set(name, state="unknown", reason=str(exc))
+            self._move(name, "lost_track", reason=str(exc))
             return
         if status.state != "running":
-            await self._record_end(name, status, "exited")
+            await self._record_end(name, status)
 
-    async def _record_end(self, name: str, status: ProcessStatus, state: State) -> None:
+    async def _record_end(self, name: str, status: ProcessStatus, *, failed: bool = False) -> None:
         """A process is no longer running: its exit code, the cause read from its last lines."""
         await asyncio.sleep(0.2)  # let the tail bring in the last lines
         self._scan(name)
-        self._ended(name, status, await self._last_lines(name), failed=state == "failed", health_ms=None)
+        self._ended(name, status, await self._last_lines(name), failed=failed, health_ms=None)
 
     def _ended(self, name: str, status: ProcessStatus, lines: list[str], failed: bool = False, **more: Any) -> None:
         """It no longer runs. Asked to stop: stopped. Otherwise nobody here asked it to: a known
@@ -265,9 +278,9 @@ class Orchestrator:
         after its engine died). What its group left running is counted in `leftovers`."""
         last_line = lines[-1] if lines else self.views[name].last_line
         if status.stopped_by:
-            self._set(
+            self._move(
                 name,
-                state="stopped",
+                "stopped",
                 exit_code=status.exit_code,
                 cause=None,
                 reason=f"stopped by {status.stopped_by}",
@@ -280,9 +293,9 @@ class Orchestrator:
         kv = [(port.start, port.end) for port in proc.ports if port.kind == "kv"]
         cause = explain(lines, kv, self.plan.node(proc.node).chips)
         reason = cause.summary if cause else (status.detail or f"exited with code {status.exit_code}")
-        self._set(
+        self._move(
             name,
-            state="failed" if cause or failed else "exited",
+            "died" if cause or failed else "ended",
             exit_code=status.exit_code,
             cause=cause,
             reason=reason,
@@ -295,13 +308,13 @@ class Orchestrator:
         """Telemetry's verdict on a running server: stalled (with why), or moving again. Stalls the
         orchestrator saw itself (a rank waiting for its master) are not telemetry's to clear."""
         view = self.views[name]
-        if reason and view.state in ("ready", "healthy"):
+        if reason and can(view.state, "stall_seen"):
             self._telemetry_stalls.add(name)
-            self._set(name, state="stalled", reason=reason)
+            self._move(name, "stall_seen", reason=reason)
         elif reason is None and name in self._telemetry_stalls:
             self._telemetry_stalls.discard(name)
-            if view.state == "stalled":
-                self._set(name, state="ready", reason="moving again")
+            if can(view.state, "moving_again"):
+                self._move(name, "moving_again", reason="moving again")
 
     # ------------------------------------------------------------ up, down, restart: one at a time
 
@@ -402,12 +415,12 @@ class Orchestrator:
                                  "another server (a stale one from an earlier run?) listens there: find it with "
                                  "`ss -ltnp`, stop it, then start again",
                                  f"{proc.address}:{proc.http_port} accepts connections before {name} started")  # fmt: skip
-            self._set(name, state="failed", cause=cause, reason=f"{proc.address}:{proc.http_port} is already in use")
+            self._move(name, "launch_failed", cause=cause, reason=f"{proc.address}:{proc.http_port} is already in use")
             return False
         try:
             handle = await self._node(name).spawn_detached(spawn_spec(self.plan, proc, started_by=self.operator))
         except RemoteError as exc:
-            self._set(name, state="failed", reason=str(exc))
+            self._move(name, "launch_failed", reason=str(exc))
             return False
         self.handles[name] = handle
         self._launched.add(name)
@@ -416,7 +429,7 @@ class Orchestrator:
         if name in self._tails:
             self._tails.pop(name).cancel()
         self._follow(name, 0)
-        self._set(name, state="starting", pid=handle.pid, exit_code=None, cause=None, drift=(), reason="launched",
+        self._move(name, "launched", pid=handle.pid, exit_code=None, cause=None, drift=(), reason="launched",
                   progress="", started_at=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
         return True
 
@@ -427,11 +440,11 @@ class Orchestrator:
         try:
             status = await self._node(name).status(handle)
         except RemoteError as exc:
-            self._set(name, state="unknown", reason=str(exc))
+            self._move(name, "lost_track", reason=str(exc))
             return True  # unreachable is not dead: keep waiting
         if status.state == "running":
             return True
-        await self._record_end(name, status, "failed")
+        await self._record_end(name, status, failed=True)
         return False
 
     async def _await_stage(self, stage: Stage) -> tuple[bool, str]:
@@ -445,9 +458,9 @@ class Orchestrator:
             for name in stage.start:
                 for line in self._scan(name):
                     peer = waiting_for_peer(line)
-                    if peer and self.views[name].state != "stalled":
-                        self._set(
-                            name, state="stalled", reason=f"waiting for the master {peer}: is node-rank 0 running?"
+                    if peer and can(self.views[name].state, "waiting_for_peer"):
+                        self._move(
+                            name, "waiting_for_peer", reason=f"waiting for the master {peer}: is node-rank 0 running?"
                         )
             if any(self.views[n].state == "stalled" for n in stage.start) and not stage.gate:
                 return False, "stalled"
@@ -458,17 +471,17 @@ class Orchestrator:
                 continue
             latencies = await asyncio.gather(*(self.health(n) for n in stage.gate))
             for name, latency in zip(stage.gate, latencies, strict=True):
-                if latency is not None:
-                    self._set(name, state="healthy", health_ms=latency)
+                if latency is not None and can(self.views[name].state, "gate_healthy"):
+                    self._move(name, "gate_healthy", health_ms=latency)
             if all(latency is not None for latency in latencies):
                 for name in stage.start:
-                    if self.views[name].state in ("starting", "listening", "stalled"):
-                        self._set(name, state="healthy")
+                    if can(self.views[name].state, "gate_healthy"):
+                        self._move(name, "gate_healthy")
                 return True, ""
             await asyncio.sleep(self.poll)
         for name in stage.gate:
             if self.views[name].state != "healthy":
-                self._set(name, state="failed", reason=f"not healthy after {stage.timeout:g} s")
+                self._move(name, "gate_timed_out", reason=f"not healthy after {stage.timeout:g} s")
         return False, f"timed out after {stage.timeout:g} s"
 
     async def probe(self) -> bool:
@@ -483,16 +496,18 @@ class Orchestrator:
             try:
                 answer = await self._http.post(url, json=body, headers=headers, timeout=self.plan.timeouts.probe)
             except httpx.HTTPError as exc:
-                self._set(proc.name, state="failed", reason=f"probe request failed: {exc!r}")
+                self._move(proc.name, "probe_failed", reason=f"probe request failed: {exc!r}")
                 self.events.publish(StageChanged("probe", "failed", str(exc)))
                 return False
             if answer.status_code != 200:
-                self._set(proc.name, state="failed", reason=f"probe answered {answer.status_code}: {answer.text[:200]}")
+                self._move(
+                    proc.name, "probe_failed", reason=f"probe answered {answer.status_code}: {answer.text[:200]}"
+                )
                 self.events.publish(StageChanged("probe", "failed", f"HTTP {answer.status_code}"))
                 return False
         for name, view in self.views.items():
-            if view.state in ("healthy", "starting", "listening"):
-                self._set(name, state="ready")
+            if can(view.state, "probe_passed"):
+                self._move(name, "probe_passed")
         self.events.publish(StageChanged("probe", "passed"))
         return True
 
@@ -530,22 +545,22 @@ class Orchestrator:
                 self.handles[name], grace=self.plan.timeouts.stop_grace, requested_by=requested_by
             )
         except RemoteError as exc:
-            self._set(name, state="unknown", reason=str(exc))
+            self._move(name, "lost_track", reason=str(exc))
             return False
         if name in self._tails:
             self._tails.pop(name).cancel()
         if not status.settled:
-            self._set(
+            self._move(
                 name,
-                state="unknown",
+                "lost_track",
                 reason=f"still running after SIGKILL: {status.detail}",
                 leftovers=status.leftovers,
             )
             return False
         before = "" if view.state in UP_STATES or view.state == "unknown" else f" (it had {view.label}: {view.reason})"
-        self._set(
+        self._move(
             name,
-            state="stopped",
+            "stopped",
             exit_code=status.exit_code,
             reason=f"stopped by {requested_by}{before}",
             health_ms=None,

@@ -12,7 +12,7 @@ from ...core.safetext import terminal_safe
 from ...core.telemetry.window import MetricsWindow
 
 STATE_STYLE = {
-    "ready": "bold green", "healthy": "green", "listening": "yellow", "starting": "yellow", "planned": "dim", "stopped": "dim",
+    "ready": "bold green", "healthy": "green", "starting": "yellow", "planned": "dim", "stopped": "dim",
     "exited": "red", "failed": "bold red", "stalled": "bold magenta", "drifted": "magenta", "unknown": "bold red",
 }  # fmt: skip
 COLUMNS = (
