@@ -76,6 +76,29 @@ class Cluster:
                 await asyncio.sleep(0.05)
         raise AssertionError(f"{name} never answered {path}:\n{self.log(name)[-3000:]}")
 
+    async def wait_log(self, name: str, text: str, timeout: float = 30) -> None:
+        """Until the process's log says `text` (a hang guard, not a speed bound)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log(name):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} never logged {text!r}:\n{self.log(name)[-3000:]}")
+            await asyncio.sleep(0.05)
+
+    @staticmethod
+    async def wait_listening(address: str, port: int, timeout: float = 30) -> None:
+        """Until something accepts connections on address:port."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(address, port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"nothing ever listened on {address}:{port}") from None
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+
     async def wait_exit(self, name: str, timeout: float = 15) -> int | None:
         handle = self.handles[name]
         for _ in range(int(timeout / 0.05)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import posixpath
 import shlex
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cpconsole.core.remote import AlreadyRunning, ShellTransport, SpawnSpec
+from cpconsole.core.remote.manifest import Manifest
 from cpconsole.core.remote.types import ProcessHandle
 
 from .standins import install_docker_stand_in
@@ -23,7 +23,7 @@ PY = "/usr/bin/python3"  # readable by the /bin/sh login user, unlike a venv und
 
 
 def spec(run_dir: str, body: str, name: str = "job") -> SpawnSpec:
-    return SpawnSpec(name, run_dir, f"#!/bin/sh\n{body}\n", {"profile": "t", "digest": "d" * 64})
+    return SpawnSpec(run_dir, f"#!/bin/sh\n{body}\n", Manifest(name, profile="t", digest="d" * 64))
 
 
 async def wait_state(node: ShellTransport, handle: ProcessHandle, state: str, timeout: float = 10) -> None:
@@ -60,9 +60,12 @@ async def test_spawn_status_and_exit_code(transport: ShellTransport, nodes_dir: 
     status = await transport.status(handle)
     assert (status.state, status.exit_code) == ("exited", 7)
     assert Path(run_dir, "log").read_text() == "started\n"
-    manifest = json.loads(Path(run_dir, "manifest.json").read_text())
-    assert manifest["process"] == "job" and manifest["pid"] == handle.pid
-    assert manifest["start_ticks"] == handle.start_ticks and manifest["boot_id"] == handle.boot_id
+    # what the node wrote (the launch facts, then the pid fields by the spawn script) reads back whole
+    written = Manifest.decode(Path(run_dir, "manifest.json").read_bytes())
+    assert written == Manifest("job", profile="t", digest="d" * 64).with_pid(
+        handle.pid, handle.start_ticks, handle.boot_id
+    )
+    assert written.handle(handle.node, run_dir) == handle
     assert Path(run_dir, "launch.sh").read_text().startswith("#!/bin/sh\n")
 
 
@@ -202,9 +205,14 @@ async def test_local_status_reads_what_the_status_script_prints(tmp_path: Path) 
 async def test_stop_also_ends_what_the_leader_left_in_its_group(transport: ShellTransport, nodes_dir: str) -> None:
     """vLLM's resource tracker ignores SIGTERM and outlives the server: stop must not leave it."""
     run_dir = run_dir_for(transport, nodes_dir, "stubborn")
-    body = f"{PY} -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)' &\nsleep 60"
-    handle = await transport.spawn_detached(spec(run_dir, body, "stubborn"))
-    await asyncio.sleep(0.5)
+    ignoring = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open('ignoring', 'w'); time.sleep(60)"
+    )
+    handle = await transport.spawn_detached(spec(run_dir, f'{PY} -c "{ignoring}" &\nsleep 60', "stubborn"))
+    for _ in range(600):  # until SIGTERM is really ignored: a stop before would not test the group's stray
+        if Path(run_dir, "ignoring").exists():
+            break
+        await asyncio.sleep(0.05)
     status = await transport.stop(handle, grace=1.5)
     assert status.state == "exited"
     # nothing of the group lives on (zombies aside: this sandbox's PID 1 does not reap)

@@ -4,6 +4,7 @@ detached on a node over SSH arrive byte-exact (the process writes its argv and e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import posixpath
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile_data
 from cpconsole.core.remote import SSHTransport
 from cpconsole.core.remote.launch import spawn_spec
+from cpconsole.core.remote.manifest import Manifest
 
 from .sshd import Sshd
 from .test_render_property import ANY_TEXT, ENV_NAMES, profile_data
@@ -61,7 +63,7 @@ def test_spawned_strings_arrive_byte_exact(sshd: Sshd, nodes_dir: str, loop: asy
         plan = build_plan(load_profile_data(data))
         proc = plan.process("s-0")
         spec = spawn_spec(plan, proc)
-        spec = type(spec)(spec.name, posixpath.join(nodes_dir, profile_dir, "s-0"), spec.script, spec.manifest)
+        spec = dataclasses.replace(spec, run_dir=posixpath.join(nodes_dir, profile_dir, "s-0"))
 
         async def run() -> dict[str, object]:
             handle = await node.spawn_detached(spec)
@@ -71,8 +73,9 @@ def test_spawned_strings_arrive_byte_exact(sshd: Sshd, nodes_dir: str, loop: asy
                 await asyncio.sleep(0.02)
             assert (await node.status(handle)).exit_code == 0
             data = await node.read_file(posixpath.join(spec.run_dir, "recorded.json"))
-            manifest = json.loads(await node.read_file(posixpath.join(spec.run_dir, "manifest.json")))
-            assert manifest["argv"] == list(proc.argv) and manifest["env"] == env
+            written = Manifest.decode(await node.read_file(posixpath.join(spec.run_dir, "manifest.json")))
+            assert written == spec.manifest.with_pid(handle.pid, handle.start_ticks, handle.boot_id)  # byte-exact
+            assert list(written.argv) == list(proc.argv) and written.env == env
             return json.loads(data)  # type: ignore[no-any-return]
 
         got = loop.run_until_complete(run())

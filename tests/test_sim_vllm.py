@@ -3,7 +3,7 @@ flags, start order across nodes, HTTP and SSE shapes, PD hand-off, metrics, faul
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
@@ -96,8 +96,8 @@ def master(demo: Cluster) -> str:
 
 async def test_master_is_not_ready_until_the_headless_rank_joins(demo: Cluster) -> None:
     await demo.start("prefill-0")
-    await asyncio.sleep(1.0)
-    with pytest.raises(httpx.ConnectError):  # bound but not listening, as vLLM
+    await demo.wait_listening(master(demo), 7001)  # it waits for its headless rank …
+    with pytest.raises(httpx.ConnectError):  # … its HTTP port bound but not listening, as vLLM
         httpx.get(demo.url("prefill-0") + "/health", trust_env=False)
     assert "Starting vLLM API server" not in demo.log("prefill-0")
     await demo.start("prefill-1")
@@ -107,8 +107,7 @@ async def test_master_is_not_ready_until_the_headless_rank_joins(demo: Cluster) 
 
 async def test_headless_first_waits_for_the_master_like_torch(demo: Cluster) -> None:
     await demo.start("prefill-1")
-    await asyncio.sleep(0.6)
-    assert f"The client socket has failed to connect to [{master(demo)}]:7001 (errno: 111" in demo.log("prefill-1")
+    await demo.wait_log("prefill-1", f"The client socket has failed to connect to [{master(demo)}]:7001 (errno: 111")
     await demo.start("prefill-0")
     await demo.wait_http("prefill-0")
 
@@ -294,8 +293,8 @@ async def test_hang_accepts_and_never_answers(tmp_path: Path) -> None:
     c = cluster(tmp_path, extra_env={"CPCONSOLE_SIM_HANG": "1"})
     try:
         await c.start("decode-0")
-        await asyncio.sleep(1.0)
-        with pytest.raises(httpx.ReadTimeout):
+        await c.wait_listening(c.plan.process("decode-0").address, 8004)  # it accepts …
+        with pytest.raises(httpx.ReadTimeout):  # … and never answers
             httpx.get(c.url("decode-0") + "/health", trust_env=False, timeout=0.5)
     finally:
         await c.stop_all()
@@ -323,8 +322,6 @@ async def test_port_in_use_fails_like_vllm(demo: Cluster, tmp_path: Path) -> Non
     from cpconsole.core.remote.launch import spawn_spec
 
     spec = spawn_spec(demo.plan, demo.plan.process("decode-0"))
-    second.handles["decode-0"] = await second.node.spawn_detached(
-        type(spec)(spec.name, str(spec_dir), spec.script, spec.manifest)
-    )
+    second.handles["decode-0"] = await second.node.spawn_detached(dataclasses.replace(spec, run_dir=str(spec_dir)))
     assert await second.wait_exit("decode-0") == 1
     assert "OSError: [Errno 98] Address already in use" in (spec_dir / "log").read_text()

@@ -15,6 +15,7 @@ import pytest
 
 from cpconsole.core.remote import AlreadyRunning, CommandFailed, LocalTransport, ShellTransport, SpawnSpec
 from cpconsole.core.remote.local import login_home
+from cpconsole.core.remote.manifest import Manifest
 from cpconsole.core.remote.types import ProcessHandle
 
 from .test_remote_processes import alive, run_dir_for, spec
@@ -140,7 +141,7 @@ async def test_a_start_whose_manifest_cannot_be_written_fails_and_leaves_nothing
     fill(full_disk, leave=2 * 4096)  # a page for launch.sh and one for the pid file; none for the manifest
     with pytest.raises(CommandFailed, match=r"manifest\.json could not be written") as caught:
         await transport.spawn_detached(
-            SpawnSpec("job", str(run_dir), "#!/bin/sh\nsleep 120\n", {"profile": "t", "padding": "x" * 16384})
+            SpawnSpec(str(run_dir), "#!/bin/sh\nsleep 120\n", Manifest("job", profile="t", started_by="x" * 16384))
         )
     assert "the process was stopped again" in str(caught.value)
     assert not (run_dir / "manifest.json").exists()

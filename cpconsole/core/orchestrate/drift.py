@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from ..plan import ProcessPlan
+from ..remote.manifest import Manifest
 
 
-def manifest_drift(manifest: Mapping[str, Any], proc: ProcessPlan) -> tuple[str, ...]:
+def manifest_drift(manifest: Manifest, proc: ProcessPlan) -> tuple[str, ...]:
     """What differs between a running process's manifest and what the profile would launch now."""
     lines: list[str] = []
-    running_env: dict[str, str] = dict(manifest.get("env") or {})
+    running_env = dict(manifest.env)
     for key in sorted(set(running_env) | set(proc.env_dict)):
         old, new = running_env.get(key), proc.env_dict.get(key)
         if old != new:
             lines.append(f"env {key}: {old!r} → {new!r}")
-    old_argv, new_argv = list(manifest.get("argv") or []), list(proc.argv)
+    old_argv, new_argv = list(manifest.argv), list(proc.argv)
     if old_argv != new_argv:
         removed = [w for w in old_argv if w not in new_argv]
         added = [w for w in new_argv if w not in old_argv]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import posixpath
 import secrets
@@ -21,9 +20,11 @@ import httpx
 
 from ..plan import LaunchPlan, ProcessPlan
 from ..remote import LogStore, ProcessHandle, ProcessStatus, RemoteError, Transport, scripts
-from ..remote.base import handle_from_manifest, handle_from_pidfile
+from ..remote import manifest as manifest_file
+from ..remote.base import handle_from_pidfile
 from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
+from ..remote.manifest import Manifest
 from ..safetext import terminal_safe
 from .causes import POLL_LINE, FailureCause, explain, progress, waiting_for_peer
 from .drift import manifest_drift
@@ -159,12 +160,12 @@ class Orchestrator:
         except RemoteError as exc:
             self._move(proc.name, "lost_track", reason=str(exc))
             return
-        started = str(manifest.get("started_at") or "")
+        started = manifest.started_at if manifest else ""
         if status.state == "running":
             self.handles[proc.name] = handle
             if not manifest:
                 drift: tuple[str, ...] = ()
-            elif manifest.get("digest") != self.plan.digest:
+            elif manifest.digest != self.plan.digest:
                 drift = manifest_drift(manifest, proc) or (
                     "the profile changed elsewhere; this process's argv and env are the same",
                 )
@@ -172,9 +173,9 @@ class Orchestrator:
                 drift = ()
             end = int(size.text().strip() or 0) if size.ok else 0
             self._follow(proc.name, max(0, end - RECENT_BYTES))
-            who = f"started by {manifest['started_by']} at {started}" if manifest.get("started_by") else found_by
+            who = f"started by {manifest.started_by} at {started}" if manifest and manifest.started_by else found_by
             reason = status.detail or (who if drift else found_by)
-            foreign = str(manifest.get("run_key") or self.plan.run_key)
+            foreign = (manifest.run_key if manifest else "") or self.plan.run_key
             if foreign != self.plan.run_key:
                 drift = (f"started by another profile ({foreign}); `down --force` stops it", *drift)
             else:
@@ -195,29 +196,25 @@ class Orchestrator:
         else:
             self._move(proc.name, "found_nothing", reason=status.detail or "not running")
 
-    async def _find(self, proc: ProcessPlan, directory: str) -> tuple[dict[str, Any], ProcessHandle | None, str]:
+    async def _find(self, proc: ProcessPlan, directory: str) -> tuple[Manifest | None, ProcessHandle | None, str]:
         """The process of a run directory by its manifest or, that lost or unreadable, by the pid
         file the wrapper wrote itself: (manifest, handle, how it was found or why not)."""
         node = self.transports[proc.node]
-        result = await node.run(scripts.read(posixpath.join(directory, "manifest.json")), timeout=10)
-        try:
-            manifest = json.loads(result.stdout) if result.ok else None
-        except ValueError:
-            manifest = None
-        if isinstance(manifest, dict):
-            handle = handle_from_manifest(proc.node, directory, result.stdout)
-            if handle is not None:
-                return manifest, handle, "adopted"
+        result = await node.run(scripts.read(posixpath.join(directory, manifest_file.FILE)), timeout=10)
+        manifest = Manifest.decode(result.stdout) if result.ok else None
+        handle = manifest.handle(proc.node, directory) if manifest else None
+        if manifest and handle:
+            return manifest, handle, "adopted"
         pidfile = await node.run(scripts.read(posixpath.join(directory, "pid")), timeout=10)
         if not pidfile.ok:
-            return {}, None, "never started" if not result.ok else "unreadable manifest and no pid file"
+            return None, None, "never started" if not result.ok else "unreadable manifest and no pid file"
         like = ProcessHandle(
             proc.node, proc.name, directory, 0, 0, "", proc.container, proc.container_pidfile, proc.container_cli
         )
         handle = handle_from_pidfile(like, pidfile.stdout)
         if handle is None:
-            return {}, None, "unreadable manifest and pid file"
-        return {}, handle, "adopted by its pid file: manifest.json is missing or unreadable"
+            return None, None, "unreadable manifest and pid file"
+        return None, handle, "adopted by its pid file: manifest.json is missing or unreadable"
 
     async def refresh(self) -> None:
         """Health of every running process; headless ranks follow their master."""

@@ -5,7 +5,6 @@ stop and gap-free tails, all expressed as the sh scripts of `scripts.py` over tw
 from __future__ import annotations
 
 import asyncio
-import json
 import posixpath
 import time
 from abc import ABC, abstractmethod
@@ -13,8 +12,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from . import scripts
+from . import manifest, scripts
 from .errors import AlreadyRunning, CommandFailed, RemoteError
+from .manifest import Manifest
 from .tailing import Backoff, Notice, NoticeSplitter
 from .types import ProcessHandle, ProcessStatus, RunResult, SpawnSpec, TailChunk, TailEvent, TailItem
 
@@ -83,24 +83,6 @@ def decide_status(handle: ProcessHandle, fields: dict[str, str]) -> ProcessStatu
     return ProcessStatus("exited", None, "killed before it could record an exit code", 0, stopped_by)
 
 
-def handle_from_manifest(node: str, run_dir: str, data: bytes) -> ProcessHandle | None:
-    try:
-        manifest = json.loads(data)
-        return ProcessHandle(
-            node=node,
-            name=str(manifest["process"]),
-            run_dir=run_dir,
-            pid=int(manifest["pid"]),
-            start_ticks=int(manifest["start_ticks"]),
-            boot_id=str(manifest["boot_id"]),
-            container=manifest.get("container") or None,
-            container_pidfile=manifest.get("container_pidfile") or None,
-            container_cli=tuple(map(str, manifest.get("container_cli") or ("docker",))),
-        )
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 def handle_from_pidfile(like: ProcessHandle, data: bytes) -> ProcessHandle | None:
     """The process a run directory's pid file (`pid start_ticks boot_id`, written by the wrapper
     itself) names, the rest as in `like`: how a process is found when its manifest is lost."""
@@ -149,8 +131,7 @@ class ShellTransport(ABC):
         await self.check(scripts.write(path, mode), f"cannot write {path}", timeout=timeout, input=data)
 
     async def spawn_detached(self, spec: SpawnSpec, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessHandle:
-        head = json.dumps({"process": spec.name, **spec.manifest}, ensure_ascii=False)[:-1]
-        script = scripts.spawn(spec.run_dir, head)
+        script = scripts.spawn(spec.run_dir, spec.manifest.head())
         result = await self.run(script, timeout=timeout, input=spec.script.encode())
         if result.exit_code == scripts.SPAWN_RUNNING:
             raise AlreadyRunning(self.node, f"{spec.name} is still running as pid {result.text().strip()}")
@@ -161,10 +142,8 @@ class ShellTransport(ABC):
             )
         pid, ticks, boot = result.text().split()
         # the manifest as written, with the pid fields: the same handle adoption will read back
-        manifest = {"process": spec.name, **spec.manifest, "pid": int(pid), "start_ticks": int(ticks), "boot_id": boot}
-        handle = handle_from_manifest(self.node, spec.run_dir, json.dumps(manifest).encode())
-        if handle is None:  # every field was just set: a manifest not of this kind
-            raise CommandFailed(self.node, f"cannot start {spec.name}: bad manifest", result.exit_code, result.stderr)
+        handle = spec.manifest.with_pid(int(pid), int(ticks), boot).handle(self.node, spec.run_dir)
+        assert handle is not None  # every pid field was just set
         return handle
 
     async def status(self, handle: ProcessHandle, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessStatus:
@@ -206,8 +185,9 @@ class ShellTransport(ABC):
 
     async def find(self, run_dir: str, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessHandle | None:
         """The process a run directory's manifest names, if the manifest is complete."""
-        result = await self.run(scripts.read(posixpath.join(run_dir, "manifest.json")), timeout=timeout)
-        return handle_from_manifest(self.node, run_dir, result.stdout) if result.ok else None
+        result = await self.run(scripts.read(posixpath.join(run_dir, manifest.FILE)), timeout=timeout)
+        found = Manifest.decode(result.stdout) if result.ok else None
+        return found.handle(self.node, run_dir) if found else None
 
     async def tail(self, path: str, from_offset: int = 0) -> AsyncIterator[TailItem]:
         """Follow a file from a byte offset, forever, across reconnects, reporting truncation,

@@ -6,6 +6,7 @@ import posixpath
 from datetime import UTC, datetime
 
 from ..plan import LaunchPlan, ProcessPlan, render_script
+from .manifest import Manifest
 from .types import SpawnSpec
 
 
@@ -17,18 +18,19 @@ def run_dir(plan: LaunchPlan, proc: ProcessPlan) -> str:
 
 def spawn_spec(plan: LaunchPlan, proc: ProcessPlan, *, now: datetime | None = None, started_by: str = "") -> SpawnSpec:
     started = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-    manifest: dict[str, object] = {
-        "profile": plan.profile,
-        "run_key": plan.run_key,
-        "digest": plan.digest,
-        "node": proc.node,
-        "role": proc.role,
-        "container": proc.container,
-        "container_pidfile": proc.container_pidfile,
-        "container_cli": list(proc.container_cli),
-        "argv": list(proc.argv),
-        "env": proc.env_dict,
-        "started_at": started,
-        "started_by": started_by,
-    }
-    return SpawnSpec(proc.name, run_dir(plan, proc), render_script(proc), manifest)
+    manifest = Manifest(
+        process=proc.name,
+        profile=plan.profile,
+        run_key=plan.run_key,
+        digest=plan.digest,
+        node=proc.node,
+        role=proc.role,
+        container=proc.container,
+        container_pidfile=proc.container_pidfile,
+        container_cli=tuple(proc.container_cli),
+        argv=tuple(proc.argv),
+        env=proc.env_dict,
+        started_at=started,
+        started_by=started_by,
+    )
+    return SpawnSpec(run_dir(plan, proc), render_script(proc), manifest)

@@ -11,6 +11,7 @@ import re
 import secrets
 import shlex
 
+from . import manifest
 from .types import ProcessHandle
 
 # Fields after the `) ` that ends the command name in /proc/PID/stat: $1 is field 3 (state),
@@ -94,11 +95,14 @@ SPAWN_NO_PID = 96  # the wrapper never recorded itself (it could not write its p
 SPAWN_NO_MANIFEST = 95  # the manifest could not be written: the process was stopped again
 
 
+_MANIFEST_PRINTF = shlex.quote("%s" + manifest.PID_TAIL + "\\n")  # the backslash-n is printf's: a newline
+
+
 def spawn(run_dir: str, manifest_head: str, wait_steps: int = 500) -> str:
     """Start launch.sh (read from stdin) detached; print `pid ticks boot_id`.
 
-    `manifest_head` is the manifest's JSON without its closing brace; the pid fields are
-    appended once the process exists. Every write is checked: a process whose manifest could not
+    `manifest_head` is Manifest.head(); the pid fields (manifest.PID_TAIL) are appended once
+    the process exists. Every write is checked: a process whose manifest could not
     be written is killed again rather than left running where nothing would find it.
     """
     return f"""umask 022
@@ -115,7 +119,7 @@ if [ -f pid ]; then
     [ "$members" -gt 0 ] && {{ echo "$pid ($members processes of its group)"; exit {SPAWN_RUNNING}; }}
   fi
 fi
-rm -f pid exitcode manifest.json {STOPPED} || exit {SPAWN_NO_RUN_DIR}
+rm -f pid exitcode {manifest.FILE} {STOPPED} || exit {SPAWN_NO_RUN_DIR}
 if [ -f {LOG} ]; then mv -f {LOG} {LOG}.1 || exit {SPAWN_NO_RUN_DIR}; fi
 cat > launch.sh && chmod 755 launch.sh || exit {SPAWN_NO_RUN_DIR}
 setsid sh -c {shlex.quote(WRAPPER)} >> {LOG} 2>&1 < /dev/null &
@@ -123,9 +127,9 @@ i=0
 while [ ! -s pid ] && [ $i -lt {wait_steps} ]; do sleep 0.01; i=$((i+1)); done
 [ -s pid ] || exit {SPAWN_NO_PID}
 read pid ticks boot < pid
-if ! printf '%s, "pid": %s, "start_ticks": %s, "boot_id": "%s"}}\\n' {shlex.quote(manifest_head)} "$pid" "$ticks" \\
-    "$boot" > manifest.json.tmp || ! mv manifest.json.tmp manifest.json; then
-  kill -KILL -"$pid" 2>/dev/null; rm -f manifest.json.tmp
+if ! printf {_MANIFEST_PRINTF} {shlex.quote(manifest_head)} "$pid" "$ticks" "$boot" \\
+    > {manifest.FILE}.tmp || ! mv {manifest.FILE}.tmp {manifest.FILE}; then
+  kill -KILL -"$pid" 2>/dev/null; rm -f {manifest.FILE}.tmp
   exit {SPAWN_NO_MANIFEST}
 fi
 echo "$pid $ticks $boot"

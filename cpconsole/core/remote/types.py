@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .manifest import Manifest  # which itself makes ProcessHandles
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,13 @@ class RunResult:
 class SpawnSpec:
     """What to start detached: the script, where its run directory is, and its manifest."""
 
-    name: str
     run_dir: str
     script: str
-    manifest: dict[str, object]
+    manifest: Manifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.process
 
 
 @dataclass(frozen=True)
