@@ -504,3 +504,44 @@ async def test_the_board_says_it_is_still_finding_what_runs_and_answers_keys(sil
         app.refresh_screens()  # what the once-a-second refresh shows
         assert "finding what runs" in str(app.board.query_one("#rollup", Static).content)
         await pilot.press("q")
+
+
+async def test_every_screen_opens_by_its_key_its_command_and_the_palette(utc: None) -> None:
+    from cpconsole.ui.places import PLACES
+
+    app = ConsoleApp(frozen_session(), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        for place in PLACES:  # each time from the board (the prompt pane keeps typed keys for its prompt)
+            kind = place.screen or BoardScreen
+            for way in ("key", "command line", "palette"):
+                app.action_show("board")
+                await pilot.pause()
+                if way == "key":
+                    await pilot.press(place.key)
+                elif way == "command line":
+                    await pilot.press("colon", *place.name, "enter")
+                else:
+                    commands[place.label].callback()
+                await pilot.pause()
+                assert type(app.screen) is kind, (place, way)
+        app.action_show("board")
+        await pilot.press("q", "enter")
+
+
+async def test_keys_are_remapped_by_binding_id_and_a_bad_keymap_is_said(
+    utc: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keymap = tmp_path / "cpconsole" / "keymap.yaml"
+    keymap.parent.mkdir()
+    keymap.write_text("screen.npus: n\nscreen.nups: m\nup: ''\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    app = ConsoleApp(frozen_session(), live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        assert isinstance(app.screen, BoardScreen)  # its old key no longer opens it …
+        await pilot.press("n")
+        assert isinstance(app.screen, NpusScreen)  # … its new one does
+        assert any("no binding 'screen.nups' (did you mean 'screen.npus'?)" in n for n in app.notices)
+        assert any("up wants a key like" in n for n in app.notices)
+        await pilot.press("1", "q", "enter")

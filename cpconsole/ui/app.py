@@ -11,30 +11,22 @@ from typing import Any
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.dom import DOMNode
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
-from ..core import commands as cmd
+from ..core import cmdline as cmd
 from ..core.orchestrate.lock import DeploymentBusy
 from ..core.remote import RemoteError
 from ..core.session import ReadOnly, Session
-from .screens.alerts import AlertsScreen
+from .keymap import keymap_path, load_keymap
+from .places import PLACE, PLACES
 from .screens.base import SessionScreen
 from .screens.board import BoardScreen
 from .screens.details import DetailsScreen
 from .screens.dialogs import ConfirmScreen, ExecScreen, HelpScreen, preflight_first_screen, quit_screen
 from .screens.logs import LogsScreen
-from .screens.metrics import MetricsScreen
-from .screens.npus import NpusScreen
-from .screens.plan import PlanScreen
-from .screens.preflight import PreflightScreen
-from .screens.prompt import PromptScreen
 from .widgets.command_line import CommandLine
-
-SCREENS: dict[str, type[SessionScreen]] = {
-    "logs": LogsScreen, "npus": NpusScreen, "metrics": MetricsScreen, "plan": PlanScreen, "prompt": PromptScreen,
-    "preflight": PreflightScreen, "alerts": AlertsScreen,
-}  # fmt: skip
 
 
 class ProcessCommands(Provider):
@@ -69,22 +61,15 @@ class ConsoleApp(App[int]):
     TITLE = "cpconsole"
     COMMANDS = App.COMMANDS | {ProcessCommands}
     BINDINGS = [
-        Binding("question_mark", "help", "Help"),
-        Binding("colon", "command_line", "Cmd"),
-        Binding("1", "board", "Board"),
-        Binding("2", "logs", "Logs"),
-        Binding("3", "npus", "NPUs"),
-        Binding("4", "metrics", "Metrics"),
-        Binding("5", "plan", "Plan"),
-        Binding("6", "prompt", "Prompt"),
-        Binding("7", "preflight", "Preflight"),
-        Binding("8", "alerts", "Alerts"),
-        Binding("l", "logs_of_selected", "Logs of row", show=False),
-        Binding("u", "up", "Up"),
-        Binding("D", "down", "Down"),
-        Binding("r", "restart", "Restart"),
-        Binding("escape", "board", "Back", show=False),
-        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("colon", "command_line", "Cmd", id="command-line"),
+        *(Binding(p.key, f"show({p.name!r})", p.label, id=f"screen.{p.name}") for p in PLACES),
+        Binding("l", "logs_of_selected", "Logs of row", show=False, id="logs-of-row"),
+        Binding("u", "up", "Up", id="up"),
+        Binding("D", "down", "Down", id="down"),
+        Binding("r", "restart", "Restart", id="restart"),
+        Binding("escape", "show('board')", "Back", show=False, id="back"),
+        Binding("q", "quit", "Quit", id="quit"),
     ]
 
     def __init__(self, session: Session, *, live: bool = True, refresh_s: float = 1.0) -> None:
@@ -110,6 +95,7 @@ class ConsoleApp(App[int]):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     async def on_mount(self) -> None:
+        self._load_keymap()
         await self.push_screen(self.board)
         self.refresh_screens()
         self.set_interval(self.refresh_s, self.refresh_screens)
@@ -119,6 +105,15 @@ class ConsoleApp(App[int]):
     async def _start_session(self) -> None:
         await self.session.start()
         self.refresh_screens()
+
+    def _load_keymap(self) -> None:
+        owners: list[type[DOMNode]] = [type(self), BoardScreen, DetailsScreen, *(p.screen for p in PLACES if p.screen)]
+        ids = [b.id for owner in owners for b in owner.BINDINGS if isinstance(b, Binding) and b.id]
+        keymap, problems = load_keymap(keymap_path(), ids)
+        for problem in problems:
+            self.notify(problem, severity="warning", timeout=10)
+        if keymap:
+            self.set_keymap(keymap)
 
     def refresh_screens(self) -> None:
         screen = self.screen
@@ -134,36 +129,20 @@ class ConsoleApp(App[int]):
         if screen is not self.board:
             self.push_screen(screen)
 
-    def action_board(self) -> None:
-        self._switch(self.board)
+    def action_show(self, name: str) -> None:
+        """Go to a screen of the table (places.PLACES)."""
+        kind = PLACE[name].screen
+        if kind is None:
+            self._switch(self.board)
+        elif kind is LogsScreen:
+            self.action_logs()
+        elif type(self.screen) is not kind:
+            self._switch(kind(self.session))
 
     def action_logs(self, process: str | None = None) -> None:
         if isinstance(self.screen, LogsScreen) and self.screen.process == process:
             return
         self._switch(LogsScreen(self.session, process))
-
-    def _show(self, name: str) -> None:
-        kind = SCREENS[name]
-        if type(self.screen) is not kind:
-            self._switch(kind(self.session))
-
-    def action_npus(self) -> None:
-        self._show("npus")
-
-    def action_metrics(self) -> None:
-        self._show("metrics")
-
-    def action_plan(self) -> None:
-        self._show("plan")
-
-    def action_prompt(self) -> None:
-        self._show("prompt")
-
-    def action_preflight(self) -> None:
-        self._show("preflight")
-
-    def action_alerts(self) -> None:
-        self._show("alerts")
 
     def action_details(self, process: str) -> None:
         self._switch(DetailsScreen(self.session, process))
@@ -217,7 +196,7 @@ class ConsoleApp(App[int]):
             if choice == "start":
                 self._start()
             elif choice == "preflight":
-                self._show("preflight")
+                self.action_show("preflight")
                 self.run_worker(self._preflight_then_start(), exclusive=True, group="preflight")
 
         self.push_screen(preflight_first_screen(), answered)
@@ -294,10 +273,8 @@ class ConsoleApp(App[int]):
                 self.action_details(process)
             case cmd.Exec(nodes, argv):
                 self.action_exec(nodes, argv)
-            case cmd.ShowScreen("board"):
-                self.action_board()
             case cmd.ShowScreen(name):
-                self._show(name)
+                self.action_show(name)
             case cmd.Help():
                 self.action_help()
             case cmd.Quit():
@@ -305,13 +282,10 @@ class ConsoleApp(App[int]):
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for name, description in (("up", "Start what is not running"), ("down", "Stop every process (asks)"),
-                                  ("board", "Board"), ("logs", "Logs of all processes"), ("npus", "NPUs"),
-                                  ("metrics", "Metrics"), ("plan", "Plan: exactly what runs"),
-                                  ("prompt", "Prompt pane: ask a server, probe every hop"),
-                                  ("preflight", "Preflight: check every node before launch"),
-                                  ("alerts", "Alerts: every alert of this session")):  # fmt: skip
-            yield SystemCommand(name.capitalize(), description, partial(self.run_action, name))
+        yield SystemCommand("Up", "Start what is not running", self.action_up)
+        yield SystemCommand("Down", "Stop every process (asks)", self.action_down)
+        for place in PLACES:
+            yield SystemCommand(place.label, place.description, partial(self.action_show, place.name))
 
     # ------------------------------------------------------------ leaving
 

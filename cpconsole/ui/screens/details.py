@@ -19,7 +19,7 @@ TAIL = 15
 
 
 class DetailsScreen(SessionScreen):
-    BINDINGS = [Binding("l", "logs", "Logs"), Binding("escape", "app.board", "Back")]
+    BINDINGS = [Binding("l", "logs", "Logs"), Binding("escape", "app.show('board')", "Back")]
 
     def __init__(self, session: Session, process: str) -> None:
         super().__init__(session)

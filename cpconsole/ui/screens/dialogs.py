@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from ...core.commands import USAGE
+from ...core.cmdline import USAGE
 from ...core.remote import RunResult
 
 

@@ -8,7 +8,7 @@ from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Input
 
-from ...core.commands import completions
+from ...core.cmdline import completions
 from ...core.plan import LaunchPlan
 
 

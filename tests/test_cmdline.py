@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpconsole.core import commands as cmd
+from cpconsole.core import cmdline as cmd
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile
 

@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from .names import did_you_mean
 from .plan import LaunchPlan
 
-SCREENS = ("board", "logs", "npus", "metrics", "plan", "prompt", "preflight", "alerts")
+# the console's screens: the `:` word that opens each, and what it shows (the UI adds keys and classes)
+SCREENS = {
+    "board": "processes, nodes and alerts at a glance",
+    "logs": "the logs of every process, merged",
+    "npus": "every node's NPU chips",
+    "metrics": "vLLM's figures of every API server",
+    "plan": "exactly what runs: scripts, env, warnings",
+    "prompt": "ask a server, probe every hop, needle test, bench",
+    "preflight": "check every node before launch",
+    "alerts": "every alert of this session",
+}
 
 
 class CommandError(ValueError):
@@ -78,7 +88,7 @@ USAGE = {
     "exec": ":exec NODE|all ARGV...   run a command on nodes, show the output",
     "help": ":help                    keys and commands",
     "quit": ":quit                    leave (asks what to do with running processes)",
-    **{name: f":{name:<23} go to the {name} screen" for name in SCREENS if name != "logs"},
+    **{name: f":{name:<23} {what}" for name, what in SCREENS.items() if name != "logs"},
 }
 MUTATING = (Up, Down, Restart, Exec)
 
