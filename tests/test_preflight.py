@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from cpconsole.core.preflight import Check, fold, ping_pairs, run_preflight
 from cpconsole.core.preflight.node import _hbm_check
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
+from cpconsole.core.remote.errors import RemoteTimeout
+from cpconsole.core.remote.types import RunResult
 from cpconsole.core.telemetry.npu_smi import parse_info
 from cpconsole.reports import preflight_text
 
@@ -224,6 +227,37 @@ async def test_over_ssh_healthy_nodes_pass(tmp_path: Path, sshd: Sshd, nodes_dir
     clean = await checks_of(over_ssh(demo_text(tmp_path, block=sshd.block), sshd, tmp_path, nodes_dir), ssh=True)
     assert {c.status for c in clean} == {"PASS"}, [c for c in clean if c.status != "PASS"]
     assert {c.same for c in clean if c.check == "reachable"} == {"as root"}
+
+
+class StallsOn(LocalTransport):
+    """This machine as a node, but a command that mentions `word` never answers (a hung NFS
+    mount under the model path, say): it times out as a slow node's would."""
+
+    def __init__(self, node: str, word: str) -> None:
+        super().__init__(node)
+        self.word = word
+
+    async def run(
+        self, command: str | Sequence[str], *, timeout: float = 30.0, input: bytes | None = None
+    ) -> RunResult:
+        text = command if isinstance(command, str) else " ".join(command)
+        if self.word in text:
+            raise RemoteTimeout(self.node, f"no answer within {timeout:g} s")
+        return await super().run(command, timeout=timeout, input=input)
+
+
+async def test_a_check_that_times_out_fails_alone(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"torch_dtype": "bfloat16"}')
+    plan = build_plan(load_profile_text(demo_text(tmp_path)))
+    transports: dict[str, Transport] = {n.name: LocalTransport(n.name) for n in plan.nodes}
+    transports["decode-a"] = StallsOn("decode-a", "config.json")
+    checks = {(c.node, c.check): c for c in await run_preflight(plan, transports, model_path=str(model))}
+    stalled = checks[("decode-a", "model")]
+    assert stalled.status == "FAIL" and "no answer within" in stalled.evidence
+    assert checks[("prefill-a", "model")].status == "PASS"  # the other nodes' model checks ran
+    assert {checks[("decode-a", c)].status for c in ("reachable", "chips", "ports", "disk")} == {"PASS"}
 
 
 async def test_an_unreachable_node_fails_alone(tmp_path: Path, sshd: Sshd) -> None:

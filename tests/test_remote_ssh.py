@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cpconsole.core.remote import ConnectFailed, HostKeyError, SSHTransport, Unreachable
+from cpconsole.core.remote import ConnectFailed, HostKeyError, RemoteError, SSHTransport, Unreachable
 
 from .loopback import Block
 from .sshd import Sshd, free_port
@@ -135,3 +135,11 @@ async def test_one_connection_is_shared_by_runs_and_streams(sshd: Sshd, nodes_di
     for t in tails:
         await t.aclose()  # type: ignore[attr-defined]
     await node.close()
+
+
+async def test_a_stream_to_a_hanging_node_is_a_remote_error(sshd: Sshd, silent_listener: tuple[str, int]) -> None:
+    ip, port = silent_listener
+    hanging = SSHTransport(sshd.node(ip, port=port), connect_timeout=1)
+    with pytest.raises(RemoteError, match="within"):  # as `run` says it, never a bare TimeoutError
+        await hanging.open_stream("echo never")
+    await hanging.close()

@@ -545,3 +545,20 @@ async def test_keys_are_remapped_by_binding_id_and_a_bad_keymap_is_said(
         assert any("no binding 'screen.nups' (did you mean 'screen.npus'?)" in n for n in app.notices)
         assert any("up wants a key like" in n for n in app.notices)
         await pilot.press("1", "q", "enter")
+
+
+async def test_an_action_that_raises_is_said_and_kept_and_the_console_stays(utc: None) -> None:
+    session = frozen_session()
+    app = ConsoleApp(session, live=False)
+
+    async def broken() -> None:
+        raise ValueError("a bug of ours")
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.work(broken(), group="exec")
+        await wait_for(pilot, lambda: any("exec failed" in n for n in app.notices), shown=lambda: list(app.notices))
+        assert "exec failed: ValueError('a bug of ours')" in app.notices[-1]
+        assert any(a.key == "broken:exec" and a.severity == "warning" for a in session.alerts)
+        await pilot.press("8")  # the console still answers: the alerts screen lists it
+        assert any("exec failed" in line for line in column(table_of(app.screen, "#alerts-table"), 3))
+        await pilot.press("1", "q", "enter")

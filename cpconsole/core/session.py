@@ -126,14 +126,20 @@ class Session:
         task = asyncio.create_task(work)
 
         def ended(done: asyncio.Task[None]) -> None:
-            if not done.cancelled() and done.exception() is not None:
-                error = done.exception()
-                self._broken.append(Alert(f"broken:{what}", "critical", "console",
-                                          f"{what} stopped: {error!r}; restart the console"))  # fmt: skip
-                self._set_alerts(self.alerts)
+            error = None if done.cancelled() else done.exception()
+            if error is not None:
+                self.report_failure(what, error, critical=True)
 
         task.add_done_callback(ended)
         return task
+
+    def report_failure(self, what: str, error: BaseException, *, critical: bool = False) -> None:
+        """Work of this session (a watcher, or an action of the console's) ended with an error: it
+        stays in the alerts (critical when the watching itself stopped) rather than going quiet."""
+        then = "; restart the console" if critical else ""
+        message = f"{what} failed: {error!r}{then}"
+        self._broken.append(Alert(f"broken:{what}", "critical" if critical else "warning", "console", message))
+        self._set_alerts(self.alerts)
 
     async def _follow_states(self) -> None:
         while True:

@@ -14,6 +14,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.worker import Worker
 
 from ..core import cmdline as cmd
 from ..core.orchestrate.lock import DeploymentBusy
@@ -21,7 +22,7 @@ from ..core.remote import RemoteError
 from ..core.session import ReadOnly, Session
 from .keymap import keymap_path, load_keymap
 from .places import PLACE, PLACES
-from .screens.base import SessionScreen
+from .screens.base import SessionScreen, said_if_failed
 from .screens.board import BoardScreen
 from .screens.details import DetailsScreen
 from .screens.dialogs import ConfirmScreen, ExecScreen, HelpScreen, preflight_first_screen, quit_screen
@@ -100,11 +101,18 @@ class ConsoleApp(App[int]):
         self.refresh_screens()
         self.set_interval(self.refresh_s, self.refresh_screens)
         if self.live:  # finding what runs takes a round trip per process: keys are answered meanwhile
-            self.run_worker(self._start_session(), group="start")
+            self.work(self._start_session(), group="finding what runs", exclusive=False)
 
     async def _start_session(self) -> None:
         await self.session.start()
         self.refresh_screens()
+
+    def work(self, job: Coroutine[Any, Any, object], *, group: str, exclusive: bool = True) -> None:
+        """Run an action in the background: a failure is said and kept in the alerts, never fatal."""
+        self.run_worker(job, group=group, exclusive=exclusive, exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        said_if_failed(self, self.session, event)
 
     def _load_keymap(self) -> None:
         owners: list[type[DOMNode]] = [type(self), BoardScreen, DetailsScreen, *(p.screen for p in PLACES if p.screen)]
@@ -182,7 +190,7 @@ class ConsoleApp(App[int]):
                 f"{label}: {'done' if ok else 'failed, see the board'}", severity="information" if ok else "error"
             )
 
-        self.run_worker(run(), exclusive=True, group="intent")
+        self.work(run(), group="intent")
 
     def action_up(self) -> None:
         if self._refuse_if_read_only():
@@ -197,7 +205,7 @@ class ConsoleApp(App[int]):
                 self._start()
             elif choice == "preflight":
                 self.action_show("preflight")
-                self.run_worker(self._preflight_then_start(), exclusive=True, group="preflight")
+                self.work(self._preflight_then_start(), group="preflight")
 
         self.push_screen(preflight_first_screen(), answered)
 
@@ -247,7 +255,7 @@ class ConsoleApp(App[int]):
             results = await self.session.exec(nodes, argv)
             await self.push_screen(ExecScreen(argv, results))
 
-        self.run_worker(run(), group="exec")
+        self.work(run(), group="exec", exclusive=False)
 
     def action_command_line(self) -> None:
         self.push_screen(CommandLine(self.session.plan), self._run_command)
@@ -305,7 +313,7 @@ class ConsoleApp(App[int]):
                     ok = await self.session.down()
                     self.exit(0 if ok else 1)
 
-                self.run_worker(stop_then_exit(), exclusive=True, group="intent")
+                self.work(stop_then_exit(), group="intent")
 
         self.push_screen(quit_screen(running), answered)
 

@@ -9,7 +9,9 @@ import json
 import re
 import shlex
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..plan import LaunchPlan, NodePlan, ProcessPlan, docker_exec_words
 from ..remote import RemoteError, Transport, scripts
@@ -343,17 +345,30 @@ async def node_facts(
     # the rest at once, listed in this order
     servers = [p for p in plan.processes if p.node == name and p.role != "proxy"]
     ours = await _running_here(plan, node, transport, timeout)  # their ports and chips are no conflict
-    parts = [
-        _npu(node, transport, facts, ours, timeout) if node.chips else None,  # chips: 0 is a node without NPUs
-        _ports(plan, node, transport, facts, ours, timeout),
-        container_checks(plan, node, transport, timeout),
-        _disk(node, transport, facts, timeout),
-        _versions(node, servers[0], transport, facts, timeout) if servers else None,
-        _model(node, servers[0], transport, facts, model_path, hash_weights, timeout)
-        if servers and model_path
-        else None,
-        *(_proxy(p, transport, facts, timeout) for p in plan.processes if p.node == name and p.role == "proxy"),
+    parts: list[tuple[str, Coroutine[Any, Any, list[Check]] | None]] = [
+        ("chips", _npu(node, transport, facts, ours, timeout) if node.chips else None),  # chips: 0 is no NPUs
+        ("ports", _ports(plan, node, transport, facts, ours, timeout)),
+        ("container", container_checks(plan, node, transport, timeout)),
+        ("disk", _disk(node, transport, facts, timeout)),
+        ("software", _versions(node, servers[0], transport, facts, timeout) if servers else None),
+        (
+            "model",
+            _model(node, servers[0], transport, facts, model_path, hash_weights, timeout)
+            if servers and model_path
+            else None,
+        ),
     ]
-    for found in await asyncio.gather(*(part for part in parts if part is not None)):
+    parts += [
+        ("proxy", _proxy(p, transport, facts, timeout)) for p in plan.processes if p.node == name and p.role == "proxy"
+    ]
+    for found in await asyncio.gather(*(_alone(name, check, part) for check, part in parts if part is not None)):
         facts.checks += found
     return facts
+
+
+async def _alone(node: str, check: str, part: Coroutine[Any, Any, list[Check]]) -> list[Check]:
+    """One part of a node's checks: a node that stops answering (or times out) fails that part only."""
+    try:
+        return await part
+    except RemoteError as exc:
+        return [Check(node, check, "FAIL", exc.what, "the node did not answer this check; run preflight again")]

@@ -208,11 +208,14 @@ class SSHTransport(ShellTransport):
         return RunResult(result.exit_status, stdout, stderr)
 
     async def open_stream(self, script: str) -> Stream:
-        conn = await asyncio.wait_for(self._connection(), self.connect_timeout + 2)
+        waited = self.connect_timeout + 2
         try:
-            process = await conn.create_process(
-                "exec sh -c " + shlex.quote(script), encoding=None, stdin=asyncssh.DEVNULL
+            conn = await asyncio.wait_for(self._connection(), waited)
+            process = await asyncio.wait_for(
+                conn.create_process("exec sh -c " + shlex.quote(script), encoding=None, stdin=asyncssh.DEVNULL), waited
             )
+        except TimeoutError:  # as `run` says it: a RemoteError, never a bare timeout
+            raise RemoteTimeout(self.node, f"no stream within {waited:g} s") from None
         except (asyncssh.Error, OSError) as exc:
             await self._drop()
             raise RemoteError(self.node, f"connection lost: {exc}") from None

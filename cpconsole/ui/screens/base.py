@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Coroutine, Hashable
+from typing import Any
 
 from rich.console import RenderableType
 from rich.text import Text
+from textual.app import App
 from textual.screen import Screen
 from textual.widgets import Static
+from textual.worker import Worker, WorkerState
 
 from ...core.session import Session
+
+
+def said_if_failed(node: App[Any] | Screen[Any], session: Session, event: Worker.StateChanged) -> None:
+    """A worker that raised: said at once, and kept in the session's alerts."""
+    error = event.worker.error
+    if event.state is WorkerState.ERROR and error is not None:
+        what = event.worker.group if event.worker.group != "default" else event.worker.name
+        node.notify(f"{what} failed: {error!r}", severity="error", timeout=15)
+        session.report_failure(what, error)
 
 
 class SessionScreen(Screen[None]):
@@ -17,6 +29,13 @@ class SessionScreen(Screen[None]):
         super().__init__()
         self.session = session
         self._drawn: dict[str, object] = {}
+
+    def work(self, job: Coroutine[Any, Any, object], *, group: str) -> None:
+        """Run an action of this screen; one of its group at a time, a failure said, never fatal."""
+        self.run_worker(job, group=group, exclusive=True, exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        said_if_failed(self, self.session, event)
 
     def refresh_from(self, session: Session) -> None:
         """Redraw from the session's current state (called every refresh tick)."""

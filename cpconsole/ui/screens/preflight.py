@@ -36,7 +36,7 @@ class PreflightScreen(SessionScreen):
         self.refresh_from(self.session)
 
     def action_run(self) -> None:
-        self.app.run_worker(self.session.preflight(), exclusive=True, group="preflight")
+        self.work(self.session.preflight(), group="preflight")
         self.refresh_from(self.session)
 
     def action_verbose(self) -> None:

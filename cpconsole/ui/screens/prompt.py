@@ -98,7 +98,7 @@ class PromptScreen(SessionScreen):
             answer.append("\n")
             stats.update(Text(record.stats(), style="bold red" if record.error else "bold green"))
 
-        self.run_worker(ask(), exclusive=True, group="prompt")
+        self.work(ask(), group="prompt")
 
     def action_probe_path(self) -> None:
         stats = self.query_one("#prompt-stats", Static)
@@ -107,7 +107,7 @@ class PromptScreen(SessionScreen):
         async def probe() -> None:
             stats.update(hop_table(await self.session.probe_path()))
 
-        self.run_worker(probe(), exclusive=True, group="prompt")
+        self.work(probe(), group="prompt")
 
     def action_needle(self) -> None:
         target = str(self.query_one("#target", Select).value)
@@ -118,7 +118,7 @@ class PromptScreen(SessionScreen):
         async def sweep() -> None:
             stats.update(depth_table(await self.session.needle_sweep(target)))
 
-        self.run_worker(sweep(), exclusive=True, group="prompt")
+        self.work(sweep(), group="prompt")
 
     def action_bench(self) -> None:
         settings = self.session.checks.bench
@@ -127,7 +127,7 @@ class PromptScreen(SessionScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(self._bench(), exclusive=True, group="prompt")
+                self.work(self._bench(), group="prompt")
 
         self.app.push_screen(ConfirmScreen(question, "Run bench"), answered)
 
