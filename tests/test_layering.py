@@ -115,3 +115,12 @@ def test_light_verbs_load_nothing_of_the_heavy_ones() -> None:
         assert result["code"] == 0, (argv, done.stderr)
         heavy = [m for m in result["modules"] if any(m == h or m.startswith(h + ".") for h in HEAVY)]
         assert heavy == [], (argv, heavy)
+
+
+def test_the_ui_reads_the_session_view_not_the_orchestrator_or_the_telemetry() -> None:
+    """The UI shows a SessionView and sends the session intents; the orchestrator's and the
+    telemetry's own objects are not its to touch."""
+    for path in (PACKAGE / "ui").rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        reached = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)]
+        assert "orchestrator" not in reached and "telemetry" not in reached, path

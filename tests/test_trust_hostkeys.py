@@ -40,7 +40,7 @@ def test_verification_off_in_the_profile_is_on_the_board(tmp_path: Path, sshd: S
     plan = build_plan(load_profile_text(text))
     session = Session(plan)
     assert len(session.unverified_host_keys) == 3
-    shown = rollup(session).plain
+    shown = rollup(session, session.view()).plain
     assert shown.startswith("⚠ SSH host keys NOT verified: prefill-a, prefill-b, decode-a")
     verified = Session(build_plan(load_profile_text(profile.read_text())))
-    assert verified.unverified_host_keys == [] and "NOT verified" not in rollup(verified).plain
+    assert verified.unverified_host_keys == [] and "NOT verified" not in rollup(verified, verified.view()).plain

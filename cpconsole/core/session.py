@@ -19,7 +19,7 @@ from .orchestrate.states import UP_STATES
 from .plan import LaunchPlan
 from .preflight import Check, run_preflight
 from .profile.schema import Profile
-from .remote import RemoteError, RunResult, ShellTransport, Transport, transport_for
+from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport, transport_for
 from .remote.ssh import unverified_nodes
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
@@ -27,6 +27,7 @@ from .smoke.history import History, PromptRecord
 from .smoke.suite import SmokeCheck, needle_checks, probe_path, run_suite
 from .telemetry.alerts import Alert, AlertEngine, hbm_limits
 from .telemetry.hub import Telemetry
+from .view import ServerFigures, SessionView
 
 
 class ReadOnly(RuntimeError):
@@ -279,6 +280,23 @@ class Session:
 
     async def restart(self, target: str) -> bool:
         return await self._intent(f"restarting {target}", lambda: self.orchestrator.restart(target))
+
+    def view(self) -> SessionView:
+        """What to show, frozen now."""
+        telemetry = self.telemetry
+        return SessionView(
+            now=self.now(),
+            processes=dict(self.orchestrator.views),
+            npu={node: poller.latest for node, poller in telemetry.npu.items()},
+            npu_history={node: tuple(samples) for node, samples in telemetry.npu_history.items()},
+            servers={
+                name: ServerFigures.of(p.latest, telemetry.windows[name]) for name, p in telemetry.metrics.items()
+            },
+        )
+
+    def log(self, process: str) -> LogStore:
+        """The process's log as read so far (a ring of its last lines), to read from."""
+        return self.orchestrator.stores[process]
 
     @property
     def running(self) -> list[str]:

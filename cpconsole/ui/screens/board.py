@@ -8,13 +8,14 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ...core.session import Session
+from ...core.view import SessionView
 from ..widgets.node_panel import NodePanel
 from ..widgets.process_table import ProcessTable
 from .base import SessionScreen
 
 
-def rollup(session: Session) -> Text:
-    views = session.orchestrator.views
+def rollup(session: Session, view: SessionView) -> Text:
+    views = view.processes
     plan = session.plan
     text = Text()
     if session.unverified_host_keys:
@@ -51,11 +52,10 @@ class BoardScreen(SessionScreen):
         yield Footer(compact=True)
 
     def refresh_from(self, session: Session) -> None:
-        self.draw("#rollup", rollup(session))
-        self.query_one(ProcessTable).show(
-            session.plan, session.orchestrator.views, session.telemetry.windows, session.now()
-        )
-        self.query_one(NodePanel).show({n: p.latest for n, p in session.telemetry.npu.items()}, session.now())
+        view = session.view()
+        self.draw("#rollup", rollup(session, view))
+        self.query_one(ProcessTable).show(session.plan, view)
+        self.query_one(NodePanel).show(view.npu, view.now)
         alerts = Text()
         for alert in session.alerts:
             alerts.append(f"{alert.severity:<8} {alert.source:<12} {alert.message}\n",

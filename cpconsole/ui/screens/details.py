@@ -41,7 +41,8 @@ class DetailsScreen(SessionScreen):
         await self.app.run_action(f"logs({self.process!r})")
 
     def refresh_from(self, session: Session) -> None:
-        proc, view = self.proc, session.orchestrator.views[self.process]
+        shown = session.view()
+        proc, view = self.proc, shown.processes[self.process]
         text = Text()
         text.append(proc.name, style="bold")
         text.append(f"   {proc.role}" + (f" of {proc.instance}" if proc.instance else ""))
@@ -50,7 +51,7 @@ class DetailsScreen(SessionScreen):
         text.append(view.label, style=STATE_STYLE.get(view.state, ""))
         if view.reason:
             text.append(f"  {view.reason}")
-        text.append(f"\npid      {view.pid or '-'}   uptime {view.uptime(session.now())}")
+        text.append(f"\npid      {view.pid or '-'}   uptime {view.uptime(shown.now)}")
         text.append(f"   health {ms(view.health_ms / 1000) if view.health_ms is not None else '-'}")
         if view.progress:
             text.append(f"\nprogress {view.progress}")
@@ -62,13 +63,12 @@ class DetailsScreen(SessionScreen):
                 "\nports    "
                 + ", ".join(f"{u.kind} {u.start}" + (f"-{u.end}" if u.end != u.start else "") for u in proc.ports)
             )
-        window = session.telemetry.windows.get(self.process)
-        if window is not None and window.latest is not None:
-            latest = window.latest
+        figures = shown.servers.get(self.process)
+        if figures is not None and figures.latest is not None:
+            latest, (p50, p99) = figures.latest, figures.ttft
             text.append(
                 f"\nmetrics  running {latest.running:.0f}  waiting {latest.waiting:.0f}  "
-                f"KV cache {latest.kv_cache_usage or 0:.0%}  TTFT p50 {ms(window.quantile('ttft', 0.5))}  "
-                f"p99 {ms(window.quantile('ttft', 0.99))}"
+                f"KV cache {latest.kv_cache_usage or 0:.0%}  TTFT p50 {ms(p50)}  p99 {ms(p99)}"
             )
         if view.drift:
             text.append("\ndrifted from its manifest:\n" + "".join(f"  {d}\n" for d in view.drift), style="magenta")
@@ -78,7 +78,7 @@ class DetailsScreen(SessionScreen):
         text.append(" ".join(f"{k}={v}" for k, v in proc.env) or "-")
         self.draw("#summary", text)
         # our own health/metrics polls are noise here, as on the logs screen
-        recent = session.orchestrator.stores[self.process].last(TAIL * 20)
+        recent = session.log(self.process).last(TAIL * 20)
         lines = [line for line in recent if not POLL_LINE.search(line, 0, 300)][-TAIL:]
         self.draw(
             "#tail",

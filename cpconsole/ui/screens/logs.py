@@ -180,7 +180,7 @@ class LogsScreen(SessionScreen):
         self.notify(f"saved {len(self._visible())} lines to {path}")
 
     def _banner(self, session: Session) -> None:
-        lost = [(n, e) for n in self._names() if (e := session.orchestrator.stores[n].disconnected)]
+        lost = [(n, e) for n in self._names() if (e := session.log(n).disconnected)]
         banner = self.query_one("#banner", Static)
         banner.set_class(not lost, "hidden")
         if lost:
@@ -193,7 +193,7 @@ class LogsScreen(SessionScreen):
         batch: list[str] = []
         dropped = self.dropped
         for name in self._names():
-            store = session.orchestrator.stores[name]
+            store = session.log(name)
             seen = self._seen.get(name, store.first_seq)  # what fell out before the view opened is not news
             start, lines = store.since(seen)
             self.dropped += start - seen

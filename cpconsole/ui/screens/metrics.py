@@ -4,6 +4,7 @@ quantiles, speculative decoding, preemptions — and how fresh the numbers are."
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from rich.table import Table
 from rich.text import Text
@@ -32,7 +33,7 @@ WIDE = 140  # narrower terminals show the columns an incident needs first
 WIDE_ONLY = ("ITL p50/p99", "MTP accept", "accept len", "preempt")
 
 
-def _rate(now: float | None, series: list[float]) -> Text:
+def _rate(now: float | None, series: Sequence[float]) -> Text:
     """The rate over the window, and how it moved (each scrape interval, scaled to the window's peak)."""
     text = Text(_num(now))
     if series:
@@ -51,21 +52,19 @@ class MetricsScreen(SessionScreen):
         self.refresh_from(self.session)
 
     def refresh_from(self, session: Session) -> None:
-        now = session.now()
+        view = session.view()
+        now = view.now
         wide = self.app.size.width >= WIDE
-        drawn_from = (wide, *(
-            (p.latest.ok_at, p.latest.error, int(p.latest.age(now) or 0) if p.latest.stale else None)
-            for p in session.telemetry.metrics.values()
-        ))  # fmt: skip
+        scrapes = [figures.scrape for figures in view.servers.values()]
+        drawn_from = (wide, *((s.ok_at, s.error, int(s.age(now) or 0) if s.stale else None) for s in scrapes))
         if self._drawn.get("#metrics-table") == drawn_from:
             return  # rebuilt only from a new scrape, or once a second while one is stale
         table = Table(expand=True, box=None, padding=(0, 1))
         for column in COLUMNS:
             if wide or column not in WIDE_ONLY:
                 table.add_column(column, no_wrap=True)
-        for name, poller in session.telemetry.metrics.items():
-            result = poller.latest
-            window = session.telemetry.windows[name]
+        for name, figures in view.servers.items():
+            result = figures.scrape
             total = result.value.total if result.value else None
             usage = total.kv_cache_usage if total else None
             age = result.age(now)
@@ -81,12 +80,12 @@ class MetricsScreen(SessionScreen):
                 _num(total.waiting if total else None, digits=0),
                 Text(f"{bar(usage or 0.0, 8)} {usage:.0%}" if usage is not None else "-",
                      style="red" if usage and usage > 0.9 else ""),
-                _rate(window.prompt_tokens_per_s, window.prompt_rate_series),
-                _rate(window.generation_tokens_per_s, window.generation_rate_series),
-                f"{_s(window.quantile('ttft', 0.5))}/{_s(window.quantile('ttft', 0.99))}",
-                f"{_s(window.quantile('itl', 0.5))}/{_s(window.quantile('itl', 0.99))}",
-                _num(None if window.acceptance_rate is None else 100 * window.acceptance_rate, "%", 0),
-                _num(window.mean_acceptance_length, digits=2),
+                _rate(figures.prompt_tokens_per_s, figures.prompt_rate_series),
+                _rate(figures.generation_tokens_per_s, figures.generation_rate_series),
+                "/".join(map(_s, figures.ttft)),
+                "/".join(map(_s, figures.itl)),
+                _num(None if figures.acceptance_rate is None else 100 * figures.acceptance_rate, "%", 0),
+                _num(figures.mean_acceptance_length, digits=2),
                 _num(total.preemptions if total else None, digits=0),
                 freshness,
             )  # fmt: skip

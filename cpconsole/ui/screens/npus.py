@@ -17,9 +17,10 @@ class NpusScreen(SessionScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="npus"):
-            for node in self.session.telemetry.npu:
+            chips = [n.name for n in self.session.plan.nodes if n.chips]
+            for node in chips:
                 yield Static(id=f"npu-{node}", classes="npu-node")
-            if not self.session.telemetry.npu:
+            if not chips:
                 yield Static(Text("no node of this profile has NPUs (chips: 0)", style="dim"))
         yield Footer(compact=True)
 
@@ -27,18 +28,19 @@ class NpusScreen(SessionScreen):
         self.refresh_from(self.session)
 
     def refresh_from(self, session: Session) -> None:
-        for node in (n for n in session.plan.nodes if n.name in session.telemetry.npu):
-            result = session.telemetry.npu[node.name].latest
+        view = session.view()
+        for node in (n for n in session.plan.nodes if n.name in view.npu):
+            result = view.npu[node.name]
             selector = f"#npu-{node.name}"
             info = result.value
             title = Text(f"{node.name}  {node.host}  ", style="bold")
             if result.stale:
-                age = result.age(session.now())
+                age = result.age(view.now)
                 title.append(f"stale{f' {age:.0f}s' if age is not None else ''}: {result.error}", style="bold yellow")
             if info is None:
                 self.draw(selector, title + Text("\nno npu-smi data yet", style="dim"))
                 continue
-            history = session.telemetry.npu_history.get(node.name, [])
+            history = view.npu_history.get(node.name, ())
             drawn_from = (result.ok_at, result.error, title.plain, len(history))
             if self._drawn.get(selector) == drawn_from:
                 continue  # a table is rebuilt only from a new reading

@@ -35,8 +35,9 @@ class PlanScreen(SessionScreen):
         self.refresh_from(self.session)
 
     def refresh_from(self, session: Session) -> None:
+        processes = session.view().processes
         for proc in session.plan.processes:
-            drift = session.orchestrator.views[proc.name].drift
+            drift = processes[proc.name].drift
             text = (
                 Text("drifted from the running process:\n" + "".join(f"  {d}\n" for d in drift), style="magenta")
                 if drift

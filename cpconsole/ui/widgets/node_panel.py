@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -14,7 +16,7 @@ HEALTH_STYLE = {"OK": "green", "Warning": "yellow", "Alarm": "bold red", "Critic
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: list[float], width: int = 24, top: float = 1.0) -> str:
+def sparkline(values: Sequence[float], width: int = 24, top: float = 1.0) -> str:
     """Values from 0 to `top` (fractions by default), newest last, as block characters."""
     recent = values[-width:]
     scale = len(SPARK) / top if top > 0 else 0.0
@@ -27,7 +29,7 @@ def bar(fraction: float, width: int = 12) -> str:
 
 
 class NodePanel(Static):
-    def show(self, results: dict[str, PollResult[NpuSmiInfo]], now: float) -> None:
+    def show(self, results: Mapping[str, PollResult[NpuSmiInfo]], now: float) -> None:
         text = Text()
         for node, result in results.items():
             text.append(f"{node:<12}", style="bold")

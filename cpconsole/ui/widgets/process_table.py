@@ -5,11 +5,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ...core.orchestrate import ProcessView
 from ...core.orchestrate.causes import message_of
 from ...core.plan import LaunchPlan
 from ...core.safetext import terminal_safe
-from ...core.telemetry.window import MetricsWindow
+from ...core.view import SessionView
 
 STATE_STYLE = {
     "ready": "bold green", "healthy": "green", "starting": "yellow", "planned": "dim", "stopped": "dim",
@@ -66,18 +65,17 @@ class ProcessTable(DataTable[str | Text]):
         for column in wanted:
             self.add_column(column, key=column)
 
-    def show(
-        self, plan: LaunchPlan, views: dict[str, ProcessView], windows: dict[str, MetricsWindow], now: float
-    ) -> None:
+    def show(self, plan: LaunchPlan, shown: SessionView) -> None:
+        now = shown.now
         for proc in plan.processes:
-            view = views[proc.name]
-            window = windows.get(proc.name)
+            view = shown.processes[proc.name]
+            figures = shown.servers.get(proc.name)
             ttft = "-"
             gen = "-"
-            if window is not None:
-                p50, p99 = window.quantile("ttft", 0.5), window.quantile("ttft", 0.99)
+            if figures is not None:
+                p50, p99 = figures.ttft
                 ttft = f"{ms(p50)}/{ms(p99)}" if p50 is not None else "-"
-                rate = window.generation_tokens_per_s
+                rate = figures.generation_tokens_per_s
                 gen = f"{rate:.1f}" if rate is not None else "-"
             health = self._health[proc.name] = steady(self._health.get(proc.name), view.health_ms)
             every: list[str | Text] = [
