@@ -22,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from cpconsole.core.plan import build_plan
+from cpconsole.core.profile import load_profile
 from cpconsole.core.smoke.client import RequestResult, percentile, stream_request
 from cpconsole.core.smoke.prompts import needle_prompt
 
@@ -172,6 +174,11 @@ def test_cpconsole_smoke_against_the_demo(tmp_path: Path) -> None:
         assert decode["name"] == "decode-0"
         for child in psutil.Process(decode["pid"]).children(recursive=True):
             child.kill()
+        proxy = build_plan(load_profile(profile)).process("proxy").base_url + "/healthcheck"
+        for _ in range(600):  # until the proxy has noticed (it asks its backends at most once a second)
+            if httpx.get(proxy, trust_env=False, timeout=5).status_code == 503:
+                break
+            time.sleep(0.05)
         broken = cpconsole("smoke", str(profile), "--json", "--needle", "0")
         failed = [c["name"] for c in json.loads(broken.stdout)["checks"] if not c["passed"]]
         assert broken.returncode == 1 and failed == [
