@@ -29,8 +29,9 @@ PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "demo.yaml"
 
 def by_hand(chips: int) -> float:
     hccn = "cpconsole-sim hccn_tool"
-    loops = "".join(f"{hccn} -i {i} -link -g; {hccn} -i {i} -net_health -g; {hccn} -i {i} -ip -g; "
-                    for i in range(chips))  # fmt: skip
+    loops = "".join(
+        f"{hccn} -i {i} -link -g; {hccn} -i {i} -net_health -g; {hccn} -i {i} -ip -g; " for i in range(chips)
+    )
     started = time.perf_counter()
     env = {"CPCONSOLE_SIM_NODE": "127.0.0.11", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
     subprocess.run(["sh", "-c", f"cpconsole-sim npu-smi info; {loops}"], env=env, check=True, capture_output=True)

@@ -76,8 +76,11 @@ def cpu_in_tmux(command: str, seconds: float, settle: float = 5.0) -> tuple[floa
     subprocess.run([*server, "new-session", "-d", "-s", "b", "-x", "120", "-y", "40", command], check=True)
     try:
         time.sleep(settle)
-        pane_pid = int(subprocess.run([*server, "list-panes", "-F", "#{pane_pid}"], check=True, capture_output=True,
-                                      text=True).stdout.split()[0])  # fmt: skip
+        pane_pid = int(
+            subprocess.run(
+                [*server, "list-panes", "-F", "#{pane_pid}"], check=True, capture_output=True, text=True
+            ).stdout.split()[0]
+        )
         pane = psutil.Process(pane_pid)  # the shell tmux started, or the program it exec'd
         app = next(p for p in [pane, *pane.children(recursive=True)] if "python" in p.name())
 
@@ -167,8 +170,10 @@ async def flood_async(plan: LaunchPlan, rate: int, presses: int) -> None:
     print(
         f"  baseline: no writer          p50 {1000 * statistics.median(quiet):6.1f} ms  p95 {1000 * p(quiet, n=20)[-1]:6.1f} ms"
     )
-    print(f"  {written / elapsed:,.0f} lines/s streaming   p50 {1000 * statistics.median(busy):6.1f} ms  "
-          f"p95 {1000 * p(busy, n=20)[-1]:6.1f} ms")  # fmt: skip
+    print(
+        f"  {written / elapsed:,.0f} lines/s streaming   p50 {1000 * statistics.median(busy):6.1f} ms  "
+        f"p95 {1000 * p(busy, n=20)[-1]:6.1f} ms"
+    )
     print(f"  ratio p50                    {statistics.median(busy) / statistics.median(quiet):6.1f} × baseline")
     print(f"lines written {written:,}; read by the view {shown:,}; dropped by the ring {dropped:,}")
 

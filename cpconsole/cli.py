@@ -84,8 +84,12 @@ def cmd_console(args: argparse.Namespace) -> int:
     from .core.session import CheckSettings, Session
     from .ui.app import ConsoleApp
 
-    session = Session(plan, findings=tuple(map(str, loaded.findings)), read_only=args.read_only,
-                      checks=CheckSettings.of(loaded.profile))  # fmt: skip
+    session = Session(
+        plan,
+        findings=tuple(map(str, loaded.findings)),
+        read_only=args.read_only,
+        checks=CheckSettings.of(loaded.profile),
+    )
     return ConsoleApp(session).run() or EXIT_OK
 
 
@@ -215,8 +219,14 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
     loaded, plan = _plan_for(args)
     warnings = [str(f) for f in loaded.findings if f.severity == "warning"]
-    return headless.preflight(plan, CheckSettings.of(loaded.profile), args.json,
-                              hash_weights=args.hash_weights, profile_warnings=warnings, verbose=args.verbose)  # fmt: skip
+    return headless.preflight(
+        plan,
+        CheckSettings.of(loaded.profile),
+        args.json,
+        hash_weights=args.hash_weights,
+        profile_warnings=warnings,
+        verbose=args.verbose,
+    )
 
 
 def _profile_argument(cmd: argparse.ArgumentParser) -> None:
@@ -272,9 +282,11 @@ def _args_logs(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--follow", "-f", action="store_true")
     cmd.add_argument("--lines", "-n", type=int, default=50, help="lines of each log to show first")
     cmd.add_argument(
-        "--since-offset", type=int, metavar="BYTES",
+        "--since-offset",
+        type=int,
+        metavar="BYTES",
         help="one process's log as it is from this byte on, unprefixed; the next offset goes to stderr",
-    )  # fmt: skip
+    )
 
 
 def _args_exec(cmd: argparse.ArgumentParser) -> None:
@@ -297,9 +309,11 @@ def _args_bench(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--num-prompts", type=int)
     cmd.add_argument("--max-concurrency", type=int)
     cmd.add_argument(
-        "--request-rate", type=positive_float, metavar="PER_S",
+        "--request-rate",
+        type=positive_float,
+        metavar="PER_S",
         help="Poisson arrivals per second (default: the profile's, else all at once)",
-    )  # fmt: skip
+    )
     cmd.add_argument("--detailed", action="store_true", help="keep per-request TTFTs (--save-detailed)")
     cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process to load")
     cmd.add_argument("--list", action="store_true", help="only show the stored runs of this profile")
@@ -310,9 +324,11 @@ def _args_smoke(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
     cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
     cmd.add_argument(
-        "--needle", type=int, metavar="TOKENS",
+        "--needle",
+        type=int,
+        metavar="TOKENS",
         help="needle prompt length (default: the profile's smoke.needle_tokens; 0: no needle)",
-    )  # fmt: skip
+    )
     cmd.add_argument("--depths", default="0.5", help="where the needle sits, fractions (default 0.5)")
     cmd.add_argument("--max-tokens", type=int, help="answer budget (default: the profile's smoke.max_tokens)")
     _json_option(cmd)
@@ -340,13 +356,18 @@ VERBS: dict[str, Verb] = {
     "status": Verb(cmd_status, "adopt what runs and show every process", _args_status),
     "logs": Verb(cmd_logs, "print (and follow) the logs, merged with process prefixes", _args_logs),
     "exec": Verb(cmd_exec, "run a command on a node (or --all) and group identical output", _args_exec),
-    "preflight": Verb(cmd_preflight, "check every node before launch: chips, NPU links and pings, ports, model, versions",
-                      _args_preflight),
-    "bench": Verb(cmd_bench, "run vllm bench serve against the proxy on a node; keep and compare the results",
-                  _args_bench),
-    "smoke": Verb(cmd_smoke, "health, probe path, a completion, the long-context needle; exit 0 only if all pass",
-                  _args_smoke),
-}  # fmt: skip
+    "preflight": Verb(
+        cmd_preflight,
+        "check every node before launch: chips, NPU links and pings, ports, model, versions",
+        _args_preflight,
+    ),
+    "bench": Verb(
+        cmd_bench, "run vllm bench serve against the proxy on a node; keep and compare the results", _args_bench
+    ),
+    "smoke": Verb(
+        cmd_smoke, "health, probe path, a completion, the long-context needle; exit 0 only if all pass", _args_smoke
+    ),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -118,8 +118,11 @@ async def _logs(plan: LaunchPlan, names: list[str], follow: bool, lines: int, si
                 continue
             if raw:
                 if start != since_offset:
-                    print(f"cpconsole: the log of {name} is shorter than {since_offset} bytes now (restarted?): "
-                          "from its start", file=sys.stderr)  # fmt: skip
+                    print(
+                        f"cpconsole: the log of {name} is shorter than {since_offset} bytes now (restarted?): "
+                        "from its start",
+                        file=sys.stderr,
+                    )
                 sys.stdout.buffer.write(data)
                 sys.stdout.flush()
                 if not follow:
@@ -186,8 +189,15 @@ def smoke(
     return EXIT_OK if all(c.passed for c in checks) else EXIT_FAILED
 
 
-def preflight(plan: LaunchPlan, checks: CheckSettings, as_json: bool, *, hash_weights: bool = False,
-              profile_warnings: Sequence[str] = (), verbose: bool = False) -> int:  # fmt: skip
+def preflight(
+    plan: LaunchPlan,
+    checks: CheckSettings,
+    as_json: bool,
+    *,
+    hash_weights: bool = False,
+    profile_warnings: Sequence[str] = (),
+    verbose: bool = False,
+) -> int:
     async def run() -> list[Check]:
         async with Session(plan, findings=tuple(profile_warnings), checks=checks) as session:
             return await session.preflight(hash_weights=hash_weights)
@@ -204,8 +214,9 @@ def bench(plan: LaunchPlan, node: str, settings: BenchSettings, as_json: bool) -
 
     async def run() -> BenchRun:
         async with Session(plan) as session:
-            return await session.bench(lambda line: None if as_json else print(line, flush=True),
-                                       node=node, settings=settings)  # fmt: skip
+            return await session.bench(
+                lambda line: None if as_json else print(line, flush=True), node=node, settings=settings
+            )
 
     try:
         result = asyncio.run(run())

@@ -86,11 +86,23 @@ def status_text(
     for view in views:
         proc = plan.process(view.name)
         health = f"{view.health_ms:.0f}ms" if view.health_ms is not None else "-"
-        rows.append((view.name, proc.role, proc.node, str(view.pid or "-"), view.label, view.uptime(), health,
-                     terminal_safe(view.last_line)[:60]))  # fmt: skip
+        rows.append(
+            (
+                view.name,
+                proc.role,
+                proc.node,
+                str(view.pid or "-"),
+                view.label,
+                view.uptime(),
+                health,
+                terminal_safe(view.last_line)[:60],
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    out = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] + "\n"
-           for row in rows]  # fmt: skip
+    out = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] + "\n"
+        for row in rows
+    ]
     for view in views:
         if view.drift:
             out.append(f"\n{view.name} drifted from the profile:\n" + "".join(f"  {d}\n" for d in view.drift))
@@ -98,8 +110,10 @@ def status_text(
         if view.cause:
             out.append(f"\n{view.name}: {view.cause.summary}\n  hint: {view.cause.hint}\n  {view.cause.evidence}\n")
         if view.leftovers:
-            out.append(f"\n{view.name}: {view.leftovers} process(es) of its group still run after it ended; "
-                       "`down` stops them\n")  # fmt: skip
+            out.append(
+                f"\n{view.name}: {view.leftovers} process(es) of its group still run after it ended; "
+                "`down` stops them\n"
+            )
     if alerts:
         out.append("\nALERTS\n" + "".join(f"  {a.severity:<8} {a.source:<12} {a.message}\n" for a in alerts))
     for view in views:
@@ -152,8 +166,11 @@ def smoke_text(checks: Sequence[SmokeCheck]) -> str:
                 f"{result.output_tokens} tokens  {result.tokens_per_s or 0:.1f} tok/s  E2E {_ms(result.e2e_s)}\n"
             )
     failed = [c.name for c in checks if not c.passed]
-    out.append(f"smoke: {len(checks) - len(failed)}/{len(checks)} passed"
-               + (f"; failed: {', '.join(failed)}" if failed else "") + "\n")  # fmt: skip
+    out.append(
+        f"smoke: {len(checks) - len(failed)}/{len(checks)} passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + "\n"
+    )
     return "".join(out)
 
 

@@ -95,8 +95,9 @@ async def main() -> None:
         await pilot.press("q")
     if shutil.which("rsvg-convert"):
         for name in SHOTS:
-            subprocess.run(["rsvg-convert", "-b", "#000000", "-o", str(OUT / f"{name}.png"), str(OUT / f"{name}.svg")],
-                           check=True)  # fmt: skip
+            subprocess.run(
+                ["rsvg-convert", "-b", "#000000", "-o", str(OUT / f"{name}.png"), str(OUT / f"{name}.svg")], check=True
+            )
     print(f"wrote {', '.join(sorted(p.name for p in OUT.iterdir()))} in {OUT}")
 
 

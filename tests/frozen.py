@@ -34,9 +34,14 @@ def frozen_session() -> Session:
     log = (FIXTURES / "vllm" / "startup-enforce-eager.log").read_bytes()
     for i, proc in enumerate(plan.processes):
         orchestrator.views[proc.name] = ProcessView(
-            proc.name, state="ready", since=NOW - 60, pid=41000 + i, started_at=STARTED, health_ms=3.0 + i,
-            last_line="INFO:     127.0.0.1:50112 - \"POST /v1/completions HTTP/1.1\" 200 OK",
-        )  # fmt: skip
+            proc.name,
+            state="ready",
+            since=NOW - 60,
+            pid=41000 + i,
+            started_at=STARTED,
+            health_ms=3.0 + i,
+            last_line='INFO:     127.0.0.1:50112 - "POST /v1/completions HTTP/1.1" 200 OK',
+        )
         orchestrator.stores[proc.name].feed(TailChunk(0, log))
     npu = parse_info((FIXTURES / "npu-smi" / "vllm-ascend-issue-6085-a3-ascend910-16chip-procs.txt").read_text())
     for node, poller in telemetry.npu.items():
@@ -51,10 +56,14 @@ def frozen_session() -> Session:
         telemetry.windows[name].add(after, NOW - 1)
     session.preflight_checks, session.preflight_took = preflight_results(plan), 3.2
     session.alert_history = [
-        AlertRecord(Alert("hbm@decode-a", "warning", "decode-a", "HBM 96% on chip 3 (limit 95%)"), NOW - 1800, NOW - 1500),
-        AlertRecord(Alert("stall@decode-0", "critical", "decode-0", "no progress for 45 s with 3 running"), NOW - 240, NOW - 200),
+        AlertRecord(
+            Alert("hbm@decode-a", "warning", "decode-a", "HBM 96% on chip 3 (limit 95%)"), NOW - 1800, NOW - 1500
+        ),
+        AlertRecord(
+            Alert("stall@decode-0", "critical", "decode-0", "no progress for 45 s with 3 running"), NOW - 240, NOW - 200
+        ),
         AlertRecord(Alert("kv@prefill-0", "warning", "prefill-0", "KV cache 93% for 30 s"), NOW - 75),
-    ]  # fmt: skip
+    ]
     session.alerts = [session.alert_history[-1].alert]
     return session
 
@@ -65,16 +74,40 @@ def preflight_results(plan: LaunchPlan) -> list[Check]:
     for node in plan.nodes:
         for chip in range(node.chips):
             down = node.name == "prefill-b" and chip == 3
-            checks.append(Check(node.name, "NPU link", "FAIL" if down else "PASS", f"link {'DOWN' if down else 'UP'}",
-                                "check the optics and cabling: hccn_tool -i N -link -g" if down else "", chip=chip))  # fmt: skip
+            checks.append(
+                Check(
+                    node.name,
+                    "NPU link",
+                    "FAIL" if down else "PASS",
+                    f"link {'DOWN' if down else 'UP'}",
+                    "check the optics and cabling: hccn_tool -i N -link -g" if down else "",
+                    chip=chip,
+                )
+            )
     for chip in range(16):
         lost = chip == 3
-        checks.append(Check("prefill-b", "NPU ping", "FAIL" if lost else "PASS", f"29.0.13.{chip}: {100 if lost else 0}.00% loss",
-                            "check the route between the NPU networks" if lost else "", chip=chip,
-                            peer=f"decode-a chip {chip}", same="0% loss"))  # fmt: skip
+        checks.append(
+            Check(
+                "prefill-b",
+                "NPU ping",
+                "FAIL" if lost else "PASS",
+                f"29.0.13.{chip}: {100 if lost else 0}.00% loss",
+                "check the route between the NPU networks" if lost else "",
+                chip=chip,
+                peer=f"decode-a chip {chip}",
+                same="0% loss",
+            )
+        )
     for node in plan.nodes:
         version = "2.6.0" if node.name == "decode-a" else "2.7.1.post1"
-        checks.append(Check(node.name, "torch-npu version", "FAIL" if node.name == "decode-a" else "PASS", version,
-                            "install the same version on every node" if node.name == "decode-a" else ""))  # fmt: skip
+        checks.append(
+            Check(
+                node.name,
+                "torch-npu version",
+                "FAIL" if node.name == "decode-a" else "PASS",
+                version,
+                "install the same version on every node" if node.name == "decode-a" else "",
+            )
+        )
     checks.append(Check("profile", "profile", "WARN", "demo.yaml:40:5: an example warning from the profile"))
     return checks

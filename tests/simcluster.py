@@ -30,8 +30,12 @@ def demo_text(
 ) -> str:
     """The demo profile, fast, with its run and state directories under tmp and its nodes in a
     loopback block of their own (a fresh one unless given)."""
-    env = {"CPCONSOLE_SIM_STARTUP_S": startup, "CPCONSOLE_SIM_BACKGROUND_RPS": "0",
-           "VLLM_LOG_STATS_INTERVAL": "1", **(extra_env or {})}  # fmt: skip
+    env = {
+        "CPCONSOLE_SIM_STARTUP_S": startup,
+        "CPCONSOLE_SIM_BACKGROUND_RPS": "0",
+        "VLLM_LOG_STATS_INTERVAL": "1",
+        **(extra_env or {}),
+    }
     text = DEMO.replace('    CPCONSOLE_SIM_STARTUP_S: "4"', "").replace('    CPCONSOLE_SIM_BACKGROUND_RPS: "0.5"', "")
     lines = "".join(f'    {k}: "{v}"\n' for k, v in env.items())
     text = text.replace("  env:\n    HCCL_BUFFSIZE", f"  run_dir: {tmp}/run\n  env:\n{lines}    HCCL_BUFFSIZE", 1)
@@ -132,6 +136,10 @@ def over_ssh(text: str, sshd: Sshd, tmp: Path, nodes_dir: str) -> str:
     text = text.replace("command: [python3, -m, cpconsole.proxy]", f"command: [{python}, -m, cpconsole.proxy]")
     for tool in ("npu-smi", "hccn_tool", "python"):  # the login PATH has no venv
         text = text.replace(f"[cpconsole-sim, {tool}]", f"[{python}, -m, cpconsole.sim, {tool}]")
-    text = text.replace("  env:\n", f"  ssh: {{user: root, port: {sshd.port}, identity_file: {sshd.client_key}, "
-                        f"known_hosts: {sshd.known_hosts}, config_file: {sshd.empty_config}}}\n  env:\n", 1)  # fmt: skip
+    text = text.replace(
+        "  env:\n",
+        f"  ssh: {{user: root, port: {sshd.port}, identity_file: {sshd.client_key}, "
+        f"known_hosts: {sshd.known_hosts}, config_file: {sshd.empty_config}}}\n  env:\n",
+        1,
+    )
     return text.replace(f"CPCONSOLE_SIM_STATE: {tmp}/state", f"CPCONSOLE_SIM_STATE: {nodes_dir}/state")

@@ -46,8 +46,12 @@ async def test_the_bench_runs_on_the_node_without_the_guides_defects(bench_profi
     items = [i async for i in run_bench(plan, node, BenchSettings(131072, 64, 20), stamp="20261128-010203")]
     await node.close()
     *lines, run = items
-    assert lines == ["Starting main benchmark run...", "  0%|          | 0/20", "100%|##########| 20/20",
-                     "============ Serving Benchmark Result ============"]  # fmt: skip
+    assert lines == [
+        "Starting main benchmark run...",
+        "  0%|          | 0/20",
+        "100%|##########| 20/20",
+        "============ Serving Benchmark Result ============",
+    ]
     *argv, cwd = (tmp_path / "argv").read_text().splitlines()
     assert argv[:2] == ["bench", "serve"] and "--request-rate" not in argv
     flags = dict(zip(argv[2::2], argv[3::2], strict=False))
@@ -57,10 +61,17 @@ async def test_the_bench_runs_on_the_node_without_the_guides_defects(bench_profi
     assert cwd == str(tmp_path / "run" / plan.run_key / "bench")
     assert isinstance(run, BenchRun) and run.result == json.loads(FIXTURE.read_text())
     assert run.summary == BenchSummary(
-        completed=20, failed=0, duration_s=0.2740792669999337, request_throughput=72.97159036843469,
-        output_throughput=2335.09089178991, mean_ttft_ms=128.00117189999014, p99_ttft_ms=150.58958115002724,
-        mean_tpot_ms=4.355078822580679, p99_tpot_ms=5.909875517742412, mean_itl_ms=4.355078822580679,
-    )  # fmt: skip
+        completed=20,
+        failed=0,
+        duration_s=0.2740792669999337,
+        request_throughput=72.97159036843469,
+        output_throughput=2335.09089178991,
+        mean_ttft_ms=128.00117189999014,
+        p99_ttft_ms=150.58958115002724,
+        mean_tpot_ms=4.355078822580679,
+        p99_tpot_ms=5.909875517742412,
+        mean_itl_ms=4.355078822580679,
+    )
     stored = store_run(run, tmp_path / "state")
     assert stored.name == "20261128-010203.json"
     (stored.parent / "broken.json").write_text("{")  # skipped, not fatal
@@ -78,8 +89,9 @@ def test_cpconsole_bench_stores_and_compares_runs(bench_profile: str, tmp_path: 
     env = {"XDG_STATE_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
 
     def cpconsole(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cpconsole", *args], capture_output=True, text=True, env=env,
-                              timeout=60)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "cpconsole", *args], capture_output=True, text=True, env=env, timeout=60
+        )
 
     first = cpconsole("bench", str(profile), "--num-prompts", "20")
     second = cpconsole("bench", str(profile), "--json")

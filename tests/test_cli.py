@@ -131,8 +131,10 @@ def test_logs_since_offset_gives_a_script_the_log_piece_by_piece(tmp_path: Path)
     log.write_bytes(b"INFO restarted\n")  # a new log, shorter than the offset
     restarted = cpconsole("logs", profile, "-p", "decode-0", "--since-offset", "37")
     assert restarted.stdout == "INFO restarted\n" and "shorter than 37 bytes now" in restarted.stderr
-    follower = subprocess.Popen([sys.executable, "-m", "cpconsole", "logs", str(profile), "-p", "decode-0",
-                                 "--since-offset", "7", "-f"], stdout=subprocess.PIPE)  # fmt: skip
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "cpconsole", "logs", str(profile), "-p", "decode-0", "--since-offset", "7", "-f"],
+        stdout=subprocess.PIPE,
+    )
     try:
         assert follower.stdout and follower.stdout.readline() == b"started\n"
         with log.open("ab") as out:

@@ -17,8 +17,12 @@ async def test_demo_answers_through_the_proxy_within_ten_seconds(tmp_path: Path)
     try:
         await asyncio.gather(*(c.start(name) for name in ("prefill-0", "prefill-1", "decode-0", "proxy")))
         await asyncio.gather(c.wait_http("prefill-0"), c.wait_http("decode-0"), c.wait_http("proxy", "/healthcheck"))
-        body = {"model": "deepseek_v3", "messages": [{"role": "user", "content": "Say hello."}], "stream": True,
-                "max_tokens": 32}  # fmt: skip
+        body = {
+            "model": "deepseek_v3",
+            "messages": [{"role": "user", "content": "Say hello."}],
+            "stream": True,
+            "max_tokens": 32,
+        }
         chunks = 0
         async with (
             httpx.AsyncClient(trust_env=False, timeout=10) as client,

@@ -47,8 +47,11 @@ async def orch(tmp_path: Path) -> AsyncIterator[Orchestrator]:
 
 
 def pids_of(o: Orchestrator) -> list[int]:
-    return [p.pid for p in psutil.process_iter() if any(h.run_dir in " ".join(_cmd(p)) or p.pid == h.pid
-                                                        for h in o.handles.values())]  # fmt: skip
+    return [
+        p.pid
+        for p in psutil.process_iter()
+        if any(h.run_dir in " ".join(_cmd(p)) or p.pid == h.pid for h in o.handles.values())
+    ]
 
 
 def _cmd(p: psutil.Process) -> list[str]:
@@ -75,8 +78,15 @@ async def test_up_reaches_ready_in_stages_then_down_leaves_nothing(orch: Orchest
     while not queue.empty():
         events.append(queue.get_nowait())
     stages_seen = [(e.stage, e.status) for e in events if isinstance(e, StageChanged)]
-    assert stages_seen == [("prefill", "started"), ("prefill", "passed"), ("decode", "started"), ("decode", "passed"),
-                           ("proxy", "started"), ("proxy", "passed"), ("probe", "passed")]  # fmt: skip
+    assert stages_seen == [
+        ("prefill", "started"),
+        ("prefill", "passed"),
+        ("decode", "started"),
+        ("decode", "passed"),
+        ("proxy", "started"),
+        ("proxy", "passed"),
+        ("probe", "passed"),
+    ]
     started = [e.process for e in events if isinstance(e, StateChanged) and e.view.state == "starting"]
     assert started == ["prefill-0", "prefill-1", "decode-0", "proxy"]
     assert "loading weights 100%" in {e.text for e in events if hasattr(e, "text")}
@@ -111,8 +121,11 @@ async def watched_until(orch: Orchestrator, name: str, state: str, *, within: fl
 
 async def test_kill_9_is_seen_by_the_watcher_with_its_last_lines(orch: Orchestrator) -> None:
     assert await orch.up()
-    server = next(c for c in psutil.Process(orch.handles["decode-0"].pid).children(recursive=True)
-                  if "cpconsole.sim" in " ".join(c.cmdline()))  # fmt: skip
+    server = next(
+        c
+        for c in psutil.Process(orch.handles["decode-0"].pid).children(recursive=True)
+        if "cpconsole.sim" in " ".join(c.cmdline())
+    )
     server.send_signal(signal.SIGKILL)
     await watched_until(orch, "decode-0", "exited", within=30, interval=0.5)  # a hang guard, not a speed bound
     view = orch.views["decode-0"]
@@ -157,8 +170,13 @@ async def test_port_conflict_is_a_clear_failure_at_start(orch: Orchestrator) -> 
 
 
 def cpconsole(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cpconsole", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cpconsole", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_console_death_changes_nothing_and_status_adopts(tmp_path: Path) -> None:
@@ -166,8 +184,11 @@ def test_console_death_changes_nothing_and_status_adopts(tmp_path: Path) -> None
     profile.write_text(demo_text(tmp_path))
     try:
         assert cpconsole("up", profile).returncode == 0
-        follower = subprocess.Popen([sys.executable, "-m", "cpconsole", "logs", str(profile), "-f"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "cpconsole", "logs", str(profile), "-f"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1.0)
         follower.send_signal(signal.SIGKILL)  # the console dies while serving
         follower.wait()

@@ -45,11 +45,23 @@ def test_xpyd_proxy_lists_every_api_server(xpyd) -> None:  # type: ignore[no-unt
     words = list(argv)
     assert words[:3] == ["python3", "-m", "cpconsole.proxy"]
     assert words[words.index("--prefiller-hosts") : words.index("--decoder-hosts")] == [
-        "--prefiller-hosts", "192.0.0.1", "192.0.0.2", "--prefiller-ports", "8004", "8004",
-    ]  # fmt: skip
+        "--prefiller-hosts",
+        "192.0.0.1",
+        "192.0.0.2",
+        "--prefiller-ports",
+        "8004",
+        "8004",
+    ]
     assert words[words.index("--decoder-hosts") :] == [
-        "--decoder-hosts", "192.0.0.3", "192.0.0.4", "--decoder-ports", "8004", "8004", "--max-retries", "3",
-    ]  # fmt: skip
+        "--decoder-hosts",
+        "192.0.0.3",
+        "192.0.0.4",
+        "--decoder-ports",
+        "8004",
+        "8004",
+        "--max-retries",
+        "3",
+    ]
 
 
 def test_xpyd_engine_ids_are_derived_unique_and_topology_blocks_describe_both_roles(xpyd) -> None:  # type: ignore[no-untyped-def]
@@ -99,12 +111,27 @@ def test_the_container_cli_is_the_nodes_tools_docker() -> None:
 
 
 def test_render_flags() -> None:
-    args: dict[str, JsonValue] = {"enforce_eager": True, "enable-prefix-caching": False, "seed": 1024, "gpu_memory_utilization": 0.8,
-            "quantization": "ascend", "skip": None, "cfg": {"a": [1, 2], "b": "x"}}  # fmt: skip
+    args: dict[str, JsonValue] = {
+        "enforce_eager": True,
+        "enable-prefix-caching": False,
+        "seed": 1024,
+        "gpu_memory_utilization": 0.8,
+        "quantization": "ascend",
+        "skip": None,
+        "cfg": {"a": [1, 2], "b": "x"},
+    }
     assert render_flags(args) == [
-        "--enforce-eager", "--no-enable-prefix-caching", "--seed", "1024", "--gpu-memory-utilization", "0.8",
-        "--quantization", "ascend", "--cfg", '{"a":[1,2],"b":"x"}',
-    ]  # fmt: skip
+        "--enforce-eager",
+        "--no-enable-prefix-caching",
+        "--seed",
+        "1024",
+        "--gpu-memory-utilization",
+        "0.8",
+        "--quantization",
+        "ascend",
+        "--cfg",
+        '{"a":[1,2],"b":"x"}',
+    ]
 
 
 def test_format_command_puts_each_flag_on_its_own_line() -> None:

@@ -54,9 +54,18 @@ async def test_healthy_nodes_pass_and_fold_into_a_few_lines(tmp_path: Path) -> N
     checks = await checks_of(demo_text(tmp_path))
     assert {c.status for c in checks} == {"PASS"}, [c for c in checks if c.status != "PASS"]
     lines = {line.text for line in fold(checks)}
-    assert {"link UP on 48/48 chips", "net health Success on 48/48 chips", "address set on 48/48 chips",
-            "OK on 48/48 chips", "16 chips on 3/3 nodes", "0% loss on 48/48 chip pairs", "0.13.0 on 3/3 nodes",
-            "2.7.1.post1 on 3/3 nodes", "8.3.RC1 on 3/3 nodes", "25.2.1 on 3/3 nodes"} <= lines  # fmt: skip
+    assert {
+        "link UP on 48/48 chips",
+        "net health Success on 48/48 chips",
+        "address set on 48/48 chips",
+        "OK on 48/48 chips",
+        "16 chips on 3/3 nodes",
+        "0% loss on 48/48 chip pairs",
+        "0.13.0 on 3/3 nodes",
+        "2.7.1.post1 on 3/3 nodes",
+        "8.3.RC1 on 3/3 nodes",
+        "25.2.1 on 3/3 nodes",
+    } <= lines
     assert len(fold(checks)) < 25 < len(checks)
 
 
@@ -147,9 +156,10 @@ async def test_each_broken_thing_is_named_with_its_node_chip_and_hint(
     # pings: from prefill-a chip 6 (lost) and from prefill-b chip 3 (its link is down)
     pinged = [c for c in checks if c.check == "NPU ping" and c.status == "FAIL"]
     assert {(c.node, c.chip, c.peer) for c in pinged} == {
-        ("prefill-a", 6, "prefill-b chip 6"), ("prefill-a", 6, "decode-a chip 6"),
+        ("prefill-a", 6, "prefill-b chip 6"),
+        ("prefill-a", 6, "decode-a chip 6"),
         ("prefill-b", 3, "decode-a chip 3"),
-    }  # fmt: skip
+    }
     assert all(c.evidence.endswith("100.00% loss") and "hccn_tool" in c.hint for c in pinged)
     for c in pinged:
         bad.pop((c.node, c.check, c.chip), None)
@@ -275,8 +285,9 @@ async def test_an_unreachable_node_fails_alone(tmp_path: Path, sshd: Sshd) -> No
 def test_cpconsole_preflight_shows_the_profiles_warnings_and_exits_0(tmp_path: Path) -> None:
     profile = tmp_path / "demo.yaml"  # its prefill kv ports moved into Mooncake's random range
     profile.write_text(demo_text(tmp_path).replace("kv_port: 36000", "kv_port: 30000"))
-    done = subprocess.run([sys.executable, "-m", "cpconsole", "preflight", str(profile)],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cpconsole", "preflight", str(profile)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr  # a warning is not a failure
     warnings = [line for line in done.stdout.splitlines() if line.lstrip().startswith("WARN")]
     assert len(warnings) == 2  # one per prefill rank, each with its own port range

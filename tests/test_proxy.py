@@ -45,8 +45,13 @@ async def demo(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 async def test_streamed_chat_through_the_proxy(demo: Cluster) -> None:
-    body = {"model": "deepseek_v3", "messages": [{"role": "user", "content": "hello " * 300}], "max_tokens": 16,
-            "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": "deepseek_v3",
+        "messages": [{"role": "user", "content": "hello " * 300}],
+        "max_tokens": 16,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
         answer = await client.post(demo.url("proxy") + "/v1/chat/completions", json=body)
         assert answer.status_code == 200
@@ -135,8 +140,13 @@ def serving(*pair: Recorder) -> Iterator[Any]:  # the tuple it was given, as its
 async def test_two_step_flow_and_byte_exact_relay(recorders: tuple[Recorder, Recorder]) -> None:
     prefiller, decoder = recorders
     proxy = PdProxy([(prefiller.host, prefiller.port)], [(decoder.host, decoder.port)], ProxySettings())
-    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 50, "stream": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "max_tokens": 50,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     transport = httpx.ASGITransport(app=proxy.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
         answer = await client.post("/v1/chat/completions", json=body, headers={"X-Request-Id": "cpconsole-abc"})
@@ -144,8 +154,14 @@ async def test_two_step_flow_and_byte_exact_relay(recorders: tuple[Recorder, Rec
     assert answer.content.rstrip(b"\n") == REAL_STREAM.rstrip(b"\n")  # relayed unchanged
     (_, sent_p, headers_p), (_, sent_d, headers_d) = prefiller.seen[0], decoder.seen[0]
     assert sent_p["max_tokens"] == 1 and sent_p["stream"] is False and "stream_options" not in sent_p
-    assert sent_p["kv_transfer_params"] == {"do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
-                                            "remote_block_ids": None, "remote_host": None, "remote_port": None}  # fmt: skip
+    assert sent_p["kv_transfer_params"] == {
+        "do_remote_decode": True,
+        "do_remote_prefill": False,
+        "remote_engine_id": None,
+        "remote_block_ids": None,
+        "remote_host": None,
+        "remote_port": None,
+    }
     assert sent_d["kv_transfer_params"] == {"do_remote_prefill": True, "remote_engine_id": "7"}
     assert sent_d["max_tokens"] == 50 and sent_d["stream_options"] == {"include_usage": True}
     assert headers_p["x-request-id"] == headers_d["x-request-id"] == "cpconsole-abc"
@@ -165,8 +181,12 @@ async def test_unreachable_decoder_is_retried_then_reported(recorders: tuple[Rec
 
 
 def test_command_line_is_the_examples() -> None:
-    done = subprocess.run([sys.executable, "-m", "cpconsole.proxy", "--prefiller-hosts", "a", "b", "--prefiller-ports",
-                           "1"], capture_output=True, text=True, timeout=20)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cpconsole.proxy", "--prefiller-hosts", "a", "b", "--prefiller-ports", "1"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert done.returncode == 2
     assert "Number of prefiller hosts must match number of prefiller ports" in done.stderr
 

@@ -231,13 +231,23 @@ async def test_stop_reaches_a_process_in_its_container(tmp_path: Path, ignores_t
     docker = install_docker_stand_in(tmp_path / "bin")  # the profile's tools.docker: not on PATH
     trap = "trap '' TERM" if ignores_term else "trap 'echo stopped by TERM; exit 0' TERM"
     server = f"{trap}; echo ready; while :; do sleep 0.05; done"
-    plan = build_plan(load_profile_data({
-        "name": f"in-container-{tmp_path.name}", "model": {"path": "/m", "check_path": False},
-        "defaults": {"transport": "local", "container": "ctr", "run_dir": str(tmp_path / "run"),
-                     "vllm_command": ["sh", "-c", server, "server"], "tools": {"docker": [str(docker)]}},
-        "nodes": {"n1": {"host": "127.0.0.1", "chips": 1}},
-        "instances": {"s": {"role": "colocated", "nodes": ["n1"], "port": 8000}},
-    }))  # fmt: skip
+    plan = build_plan(
+        load_profile_data(
+            {
+                "name": f"in-container-{tmp_path.name}",
+                "model": {"path": "/m", "check_path": False},
+                "defaults": {
+                    "transport": "local",
+                    "container": "ctr",
+                    "run_dir": str(tmp_path / "run"),
+                    "vllm_command": ["sh", "-c", server, "server"],
+                    "tools": {"docker": [str(docker)]},
+                },
+                "nodes": {"n1": {"host": "127.0.0.1", "chips": 1}},
+                "instances": {"s": {"role": "colocated", "nodes": ["n1"], "port": 8000}},
+            }
+        )
+    )
     proc = plan.process("s-0")
     assert proc.container_pidfile
     pidfile, log = Path(proc.container_pidfile), Path(run_dir(plan, proc), "log")

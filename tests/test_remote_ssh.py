@@ -85,9 +85,19 @@ Host *
 
 
 async def test_ssh_config_alias_and_proxyjump_are_honoured(sshd: Sshd, ssh_config: Path) -> None:
-    plan = sshd.node("far").model_copy(update={"ssh": sshd.node("far").ssh.model_copy(
-        update={"user": None, "port": None, "identity_file": None, "known_hosts": None, "config_file": str(ssh_config)}
-    )})  # fmt: skip
+    plan = sshd.node("far").model_copy(
+        update={
+            "ssh": sshd.node("far").ssh.model_copy(
+                update={
+                    "user": None,
+                    "port": None,
+                    "identity_file": None,
+                    "known_hosts": None,
+                    "config_file": str(ssh_config),
+                }
+            )
+        }
+    )
     node = SSHTransport(plan)
     result = await node.run('echo "$SSH_CONNECTION"')
     assert result.text().split()[2] == sshd.ips[2]  # the node we asked for …

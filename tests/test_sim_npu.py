@@ -31,9 +31,23 @@ def values_of(text: str) -> tuple[str, list[Chip], list[Proc]]:
     for first, second in itertools.pairwise(lines):
         a, b = ROW_1.match(first), ROW_2.match(second)
         if a and b:
-            chips.append(Chip(npu=int(a[1]), chip=int(b[1]), phy=int(b[2]), name=a[2], health=a[3], power=a[4],
-                              temp=int(a[5]), bus=b[3], aicore=int(b[4]), hbm_used=int(b[7]), hbm_total=int(b[8]),
-                              hugepages=(int(a[6]), int(a[7])), memory=(int(b[5]), int(b[6]))))  # fmt: skip
+            chips.append(
+                Chip(
+                    npu=int(a[1]),
+                    chip=int(b[1]),
+                    phy=int(b[2]),
+                    name=a[2],
+                    health=a[3],
+                    power=a[4],
+                    temp=int(a[5]),
+                    bus=b[3],
+                    aicore=int(b[4]),
+                    hbm_used=int(b[7]),
+                    hbm_total=int(b[8]),
+                    hugepages=(int(a[6]), int(a[7])),
+                    memory=(int(b[5]), int(b[6])),
+                )
+            )
     for line in lines:
         p = PROC.match(line)
         if p:
@@ -52,16 +66,25 @@ def test_info_layout_is_byte_identical_to_real_a3_output(fixture: str) -> None:
 
 
 def npu_smi(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "cpconsole.sim", "npu-smi", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=20, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cpconsole.sim", "npu-smi", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=20,
+        check=True,
+    )
     return done.stdout
 
 
 async def test_hbm_and_processes_follow_the_sim_servers_on_the_node(tmp_path: Path) -> None:
     c = cluster(tmp_path)
     decode_node = c.plan.node("decode-a").address
-    env = {"CPCONSOLE_SIM_STATE": str(tmp_path / "state"), "CPCONSOLE_SIM_NODE": decode_node,
-           "CPCONSOLE_SIM_NPU_HEALTH": "5=Warning"}  # fmt: skip
+    env = {
+        "CPCONSOLE_SIM_STATE": str(tmp_path / "state"),
+        "CPCONSOLE_SIM_NODE": decode_node,
+        "CPCONSOLE_SIM_NPU_HEALTH": "5=Warning",
+    }
     _, idle, no_procs = values_of(npu_smi("info", env=env))
     assert len(idle) == 16 and {c.hbm_used for c in idle} == {2870} and no_procs == []
     assert [c.power for c in idle[:2]] == [idle[0].power, "-"] and idle[5].health == "Warning"
@@ -87,8 +110,13 @@ async def test_hbm_and_processes_follow_the_sim_servers_on_the_node(tmp_path: Pa
 
 
 def hccn(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cpconsole.sim", "hccn_tool", *args], capture_output=True, text=True,
-                          env={**os.environ, "CPCONSOLE_SIM_NODE": "127.0.0.11", **(env or {})}, timeout=20)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "cpconsole.sim", "hccn_tool", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CPCONSOLE_SIM_NODE": "127.0.0.11", **(env or {})},
+        timeout=20,
+    )
 
 
 def test_hccn_tool_answers_like_the_real_one() -> None:

@@ -23,8 +23,12 @@ from .simcluster import Cluster, cluster
 def sim(*argv: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cpconsole.sim", "vllm", "serve", *argv],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -170,12 +174,19 @@ def chunk_shape(chunk: dict[str, object]) -> tuple[str, ...]:
 
 
 async def test_chat_stream_is_shaped_like_real_vllm(demo: Cluster) -> None:
-    real = [json.loads(line[6:]) for line in (FIXTURES / "vllm/chat-stream.sse").read_text().splitlines()
-            if line.startswith("data: {")]  # fmt: skip
+    real = [
+        json.loads(line[6:])
+        for line in (FIXTURES / "vllm/chat-stream.sse").read_text().splitlines()
+        if line.startswith("data: {")
+    ]
     await demo.start("decode-0")
     await demo.wait_http("decode-0")
-    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 12, "stream": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 12,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
         answer = await client.post(demo.url("decode-0") + "/v1/chat/completions", json=body)
     assert answer.headers["content-type"] == "text/event-stream; charset=utf-8"
@@ -212,15 +223,23 @@ async def test_pd_hand_off_and_metrics(demo: Cluster) -> None:
     await demo.wait_http("prefill-0")
     await demo.wait_http("decode-0")
     async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
-        prefill = await client.post(demo.url("prefill-0") + "/v1/completions", json={
-            "prompt": " ".join(["one two three"] * 100), "max_tokens": 1, "stream": False,
-            "kv_transfer_params": {"do_remote_decode": True, "do_remote_prefill": False}})  # fmt: skip
+        prefill = await client.post(
+            demo.url("prefill-0") + "/v1/completions",
+            json={
+                "prompt": " ".join(["one two three"] * 100),
+                "max_tokens": 1,
+                "stream": False,
+                "kv_transfer_params": {"do_remote_decode": True, "do_remote_prefill": False},
+            },
+        )
         params = prefill.json()["kv_transfer_params"]
         assert params["do_remote_prefill"] is True and params["remote_engine_id"] == "0"
         assert (params["remote_host"], params["remote_port"], params["tp_size"]) == (master(demo), 36000, 16)
         assert len(params["remote_block_ids"]) == 3  # 300 tokens in blocks of 128
-        decode = await client.post(demo.url("decode-0") + "/v1/completions", json={
-            "prompt": " ".join(["one two three"] * 100), "max_tokens": 8, "kv_transfer_params": params})  # fmt: skip
+        decode = await client.post(
+            demo.url("decode-0") + "/v1/completions",
+            json={"prompt": " ".join(["one two three"] * 100), "max_tokens": 8, "kv_transfer_params": params},
+        )
         assert decode.json()["usage"]["completion_tokens"] == 8
         text = (await client.get(demo.url("decode-0") + "/metrics")).text
     assert (
@@ -259,8 +278,13 @@ async def test_startup_oom_fails_with_the_real_message(tmp_path: Path) -> None:
 
 def test_kv_cache_too_small_is_a_real_startup_failure() -> None:
     args = ["serve", "/m", "-tp", "16", "--gpu-memory-utilization", "0.7", "--max-model-len", "1000"]
-    done = subprocess.run([sys.executable, "-m", "cpconsole.sim", "vllm", *args], capture_output=True, text=True,
-                          timeout=20, env={"CPCONSOLE_SIM_STARTUP_S": "0", "NO_COLOR": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cpconsole.sim", "vllm", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={"CPCONSOLE_SIM_STARTUP_S": "0", "NO_COLOR": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 1
     assert "ValueError: No available memory for the cache blocks" in done.stdout
 

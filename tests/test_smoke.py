@@ -58,8 +58,9 @@ async def scripted(request: Request) -> Response:
         elif mode == "bad-json":
             yield chunk("a") + b"data: {not json\n\n"
         elif mode == "ragged":  # CRLF framing cut anywhere: inside a \r\n, a UTF-8 character, a "data:"
-            stream = (chunk("né").replace(b"\n", b"\r\n") + b": ping\r\n\r\n" + chunk("e", "length")
-                      + b"data: [DONE]\r\n\r\n")  # fmt: skip
+            stream = (
+                chunk("né").replace(b"\n", b"\r\n") + b": ping\r\n\r\n" + chunk("e", "length") + b"data: [DONE]\r\n\r\n"
+            )
             for start in range(0, len(stream), 3):
                 yield stream[start : start + 3]
                 await asyncio.sleep(0)
@@ -159,9 +160,16 @@ def test_cpconsole_smoke_against_the_demo(tmp_path: Path) -> None:
         assert done.returncode == 0 and report["passed"], done.stdout
         names = [c["name"] for c in report["checks"]]
         assert names == [
-            "health prefill-0", "health decode-0", "health proxy", "probe prefill-0", "probe decode-0", "probe proxy",
-            "completion proxy", "needle 10% via proxy", "needle 90% via proxy",
-        ]  # fmt: skip
+            "health prefill-0",
+            "health decode-0",
+            "health proxy",
+            "probe prefill-0",
+            "probe decode-0",
+            "probe proxy",
+            "completion proxy",
+            "needle 10% via proxy",
+            "needle 90% via proxy",
+        ]
         needle = report["checks"][-1]
         assert needle["passphrase"] in needle["answer"] and needle["prompt_tokens_measured"]
         assert 125_000 < needle["prompt_tokens"] < 136_000 and needle["ttft_s"] > 0.5  # 128k-class prefill takes time

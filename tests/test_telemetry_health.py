@@ -12,7 +12,7 @@ from cpconsole.core.profile.schema import Alerts
 from cpconsole.core.telemetry.alerts import AlertEngine
 from cpconsole.core.telemetry.health import PROBE_PREFIX, StallDetector, probe
 from cpconsole.core.telemetry.npu_smi import parse_info
-from cpconsole.core.telemetry.vllm_metrics import parse_metrics
+from cpconsole.core.telemetry.vllm_metrics import VllmMetrics, parse_metrics
 
 from .conftest import FIXTURES
 from .simcluster import cluster
@@ -42,7 +42,7 @@ def test_queue_without_running_and_failing_probes_are_stalls() -> None:
     assert other.observe_probe(13, health_ok=False, probe_ok=False) is None  # down, not stalled
 
 
-def kv_metrics(usage: float, waiting: float = 0) -> object:
+def kv_metrics(usage: float, waiting: float = 0) -> VllmMetrics:
     return parse_metrics(
         f'vllm:kv_cache_usage_perc{{engine="0",model_name="m"}} {usage}\n'
         f'vllm:num_requests_waiting{{engine="0",model_name="m"}} {waiting}\n'
@@ -53,16 +53,21 @@ def test_alert_rules() -> None:
     engine = AlertEngine(Alerts(hbm_pct=90, kv_cache_pct=90, kv_cache_for_s=30, waiting_for_s=60))
     warning = parse_info((FIXTURES / "npu-smi/openyuanrong-functionsystem-910a-health-warning.txt").read_text())
     busy = parse_info((FIXTURES / "npu-smi/vllm-ascend-issue-6085-a3-ascend910-16chip-procs.txt").read_text())
-    alerts = engine.evaluate(0, npu={"a": warning, "b": busy}, metrics={"decode-0": kv_metrics(0.95, 2)})  # type: ignore[dict-item]
+    alerts = engine.evaluate(0, npu={"a": warning, "b": busy}, metrics={"decode-0": kv_metrics(0.95, 2)})
     assert {a.key for a in alerts if a.source == "a"} == {f"health:a npu {n}/0" for n in range(4)} | {"hbm:a npu 2/0"}
     assert next(a for a in alerts if a.key == "hbm:a npu 2/0").message == "a npu 2/0 HBM 94% used"  # 30750 of 32768
     assert not [a for a in alerts if a.source == "b"]  # 26.7 of 64 GB: fine
     assert not [a for a in alerts if a.source == "decode-0"]  # not held long enough yet
-    later = engine.evaluate(61, npu={}, metrics={"decode-0": kv_metrics(0.95, 2)}, stalled={"prefill-0": "no tokens"},  # type: ignore[dict-item]
-                            log_lines={"proxy": ["INFO ok", "ERROR 11-28 boom happened"]})  # fmt: skip
+    later = engine.evaluate(
+        61,
+        npu={},
+        metrics={"decode-0": kv_metrics(0.95, 2)},
+        stalled={"prefill-0": "no tokens"},
+        log_lines={"proxy": ["INFO ok", "ERROR 11-28 boom happened"]},
+    )
     assert [a.key for a in later] == ["stalled:prefill-0", "kv:decode-0", "waiting:decode-0", "error-line:proxy"]
     assert later[0].severity == "critical" and "boom happened" in later[-1].message
-    cleared = engine.evaluate(62, npu={}, metrics={"decode-0": kv_metrics(0.5, 0)})  # type: ignore[dict-item]
+    cleared = engine.evaluate(62, npu={}, metrics={"decode-0": kv_metrics(0.5, 0)})
     assert cleared == []
 
 

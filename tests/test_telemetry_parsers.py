@@ -55,7 +55,9 @@ def test_a3_idle_with_no_processes_line() -> None:
 def test_a2_with_trailing_spaces_and_a_process() -> None:
     info = parse_info((NPU / "youyve-nputop-910b2c-a2-procs.txt").read_text())
     assert [(c.npu_id, c.name, c.phy_id, c.power_w, c.temp_c, c.hbm_used_mb) for c in info.chips] == [
-        (0, "910B2C", None, 88.6, 51, 20701), (1, "910B2C", None, 99.6, 50, 20687)]  # fmt: skip
+        (0, "910B2C", None, 88.6, 51, 20701),
+        (1, "910B2C", None, 99.6, 50, 20687),
+    ]
     assert info.processes[0].name == "python3.8" and info.processes[0].memory_mb == 17400
 
 
@@ -100,8 +102,21 @@ def test_elided_listing() -> None:
 def test_simulator_output_reads_like_the_real_thing() -> None:
     from cpconsole.sim.npu_smi import Chip, Proc, render_info
 
-    chips = [Chip(n // 2, n % 2, n, "Ascend910", "Alarm" if n == 3 else "OK", "-" if n % 2 else "95.5", 40, "0000:9D:00.0", 7,
-                  60000 + n) for n in range(16)]  # fmt: skip
+    chips = [
+        Chip(
+            n // 2,
+            n % 2,
+            n,
+            "Ascend910",
+            "Alarm" if n == 3 else "OK",
+            "-" if n % 2 else "95.5",
+            40,
+            "0000:9D:00.0",
+            7,
+            60000 + n,
+        )
+        for n in range(16)
+    ]
     info = parse_info(render_info(chips, [Proc(1, 1, 4242, "", 58000)]))
     assert len(info.chips) == 16 and info.worst_health == "Alarm"
     assert chip(info.chips, 1, 1).hbm_used_mb == 60003 and chip(info.chips, 1, 1).power_w is None
@@ -134,12 +149,15 @@ def test_wider_columns_and_touching_numbers() -> None:
     [
         ("hello world\n", 1, "not a table row"),
         ("| NPU   Name | Health | Power(W) |\n| 0 910B | OK | 90 40 0 / 0 |\n", 2, "without its second"),
-        ("| NPU   Name | Health | P |\n| Chip | Bus-Id | A |\n| x 910B | OK | 90 40 0 / 0 |\n| 0 | NA | 0 0 / 0 |\n",
-         3, "NPU id"),
+        (
+            "| NPU   Name | Health | P |\n| Chip | Bus-Id | A |\n| x 910B | OK | 90 40 0 / 0 |\n| 0 | NA | 0 0 / 0 |\n",
+            3,
+            "NPU id",
+        ),
         ("| 0 910B | OK | 90 40 |\n", 1, "no npu-smi table header"),
         ("", 1, "not `npu-smi info` output"),
     ],
-)  # fmt: skip
+)
 def test_garbage_raises_parse_error_with_the_line(text: str, line: int, words: str) -> None:
     with pytest.raises(ParseError) as caught:
         parse_info(text)
@@ -256,13 +274,17 @@ def scrape(
     ttft_counts: list[float], prompt: float, gen: float, drafts: float = 0, draft_tokens: float = 0, accepted: float = 0
 ) -> VllmMetrics:
     bounds = ["0.1", "0.5", "1.0", "+Inf"]
-    lines = [f'vllm:prompt_tokens_total{{engine="0",model_name="m"}} {prompt}',
-             f'vllm:generation_tokens_total{{engine="0",model_name="m"}} {gen}',
-             f'vllm:spec_decode_num_drafts_total{{engine="0",model_name="m"}} {drafts}',
-             f'vllm:spec_decode_num_draft_tokens_total{{engine="0",model_name="m"}} {draft_tokens}',
-             f'vllm:spec_decode_num_accepted_tokens_total{{engine="0",model_name="m"}} {accepted}']  # fmt: skip
-    lines += [f'vllm:time_to_first_token_seconds_bucket{{engine="0",le="{b}",model_name="m"}} {c}'
-              for b, c in zip(bounds, ttft_counts, strict=True)]  # fmt: skip
+    lines = [
+        f'vllm:prompt_tokens_total{{engine="0",model_name="m"}} {prompt}',
+        f'vllm:generation_tokens_total{{engine="0",model_name="m"}} {gen}',
+        f'vllm:spec_decode_num_drafts_total{{engine="0",model_name="m"}} {drafts}',
+        f'vllm:spec_decode_num_draft_tokens_total{{engine="0",model_name="m"}} {draft_tokens}',
+        f'vllm:spec_decode_num_accepted_tokens_total{{engine="0",model_name="m"}} {accepted}',
+    ]
+    lines += [
+        f'vllm:time_to_first_token_seconds_bucket{{engine="0",le="{b}",model_name="m"}} {c}'
+        for b, c in zip(bounds, ttft_counts, strict=True)
+    ]
     return parse_metrics("\n".join(lines) + "\n")
 
 

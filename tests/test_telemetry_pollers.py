@@ -75,8 +75,16 @@ async def test_failing_sources_go_stale_while_the_others_keep_updating(tmp_path:
     plan = plan_with(tmp_path, {"CPCONSOLE_SIM_METRICS_DELAY_S": "30"}, {"CPCONSOLE_SIM_NPU_SMI_DELAY_S": "30"})
     cluster = Cluster(plan)
     transports: dict[str, Transport] = {n.name: LocalTransport(n.name) for n in plan.nodes}
-    telemetry = Telemetry(plan, transports, http, npu_interval=0.3, npu_timeout=1.5, metrics_interval=0.3,
-                          health_interval=0.3, http_timeout=1.0)  # fmt: skip
+    telemetry = Telemetry(
+        plan,
+        transports,
+        http,
+        npu_interval=0.3,
+        npu_timeout=1.5,
+        metrics_interval=0.3,
+        health_interval=0.3,
+        http_timeout=1.0,
+    )
     try:
         for name in ("prefill-0", "prefill-1", "decode-0"):
             await cluster.start(name)

@@ -56,8 +56,11 @@ def test_the_board_reads_right_in_tmux_and_q_quits(tmp_path: Path, tmux: Tmux) -
         if (row := line.strip()).startswith(("prefill-0 ", "prefill-1 ", "decode-0 ", "proxy "))
     ]
     assert [row.split()[:2] for row in rows] == [
-        ["prefill-0", "prefill"], ["prefill-1", "prefill"], ["decode-0", "decode"], ["proxy", "proxy"]
-    ]  # fmt: skip
+        ["prefill-0", "prefill"],
+        ["prefill-1", "prefill"],
+        ["decode-0", "decode"],
+        ["proxy", "proxy"],
+    ]
     assert all("planned" in row for row in rows)
     assert "demo  [read-only]" in board
     tmux("send-keys", "-t", "console", "u")  # refused: read-only

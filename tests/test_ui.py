@@ -185,8 +185,10 @@ async def test_a_dead_engine_and_a_killed_proxy_show_on_the_board_with_their_cau
         async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
             for _ in range(4):
                 with contextlib.suppress(httpx.HTTPError):
-                    await client.post(f"{proxy.base_url}/v1/completions",
-                                      json={"model": "deepseek_v3", "prompt": "hi", "max_tokens": 2})  # fmt: skip
+                    await client.post(
+                        f"{proxy.base_url}/v1/completions",
+                        json={"model": "deepseek_v3", "prompt": "hi", "max_tokens": 2},
+                    )
         await wait_for(pilot, lambda: cell(app, "decode-0", "state").startswith(("exited", "failed")))
         assert cell(app, "decode-0", "why / last line") == "the engine died"
         # the pid shown is the wrapper that records the exit code; kill the server under it, as the OOM killer would
@@ -223,10 +225,21 @@ def utc() -> Iterator[None]:
 
 
 SNAPSHOT_KEYS = {
-    "board": [], "logs": ["2"], "npus": ["3"], "metrics": ["4"], "plan": ["5"], "details": ["down", "enter"],
-    "help": ["question_mark"], "quit": ["q"], "command": ["colon", *"restart d"], "confirm": ["D"],
-    "prompt": ["6", *"Hello, who are you?"], "preflight": ["7"], "preflight-all": ["7", "v"], "alerts": ["8"],
-}  # fmt: skip
+    "board": [],
+    "logs": ["2"],
+    "npus": ["3"],
+    "metrics": ["4"],
+    "plan": ["5"],
+    "details": ["down", "enter"],
+    "help": ["question_mark"],
+    "quit": ["q"],
+    "command": ["colon", *"restart d"],
+    "confirm": ["D"],
+    "prompt": ["6", *"Hello, who are you?"],
+    "preflight": ["7"],
+    "preflight-all": ["7", "v"],
+    "alerts": ["8"],
+}
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
@@ -377,10 +390,14 @@ async def test_prompt_pane_runs_the_needle_sweep_and_the_bench(tmp_path: Path, m
     vllm = tmp_path / "vllm"  # bench runs a stand-in that answers with the real captured result
     vllm.write_text(STAND_IN.format(record=tmp_path / "argv", fixture=FIXTURE))
     vllm.chmod(0o755)
-    plan = c.plan.model_copy(update={"processes": tuple(
-        p.model_copy(update={"argv": (str(vllm), *p.argv[p.argv.index("serve"):])}) if p.role != "proxy" else p
-        for p in c.plan.processes
-    )})  # fmt: skip
+    plan = c.plan.model_copy(
+        update={
+            "processes": tuple(
+                p.model_copy(update={"argv": (str(vllm), *p.argv[p.argv.index("serve") :])}) if p.role != "proxy" else p
+                for p in c.plan.processes
+            )
+        }
+    )
     checks = CheckSettings(needle_tokens=3000, max_tokens=32, bench=BenchSettings(2048, 64, 20))
     try:
         await c.wait_http("decode-0")
@@ -493,8 +510,10 @@ async def test_the_board_says_it_is_still_finding_what_runs_and_answers_keys(sil
     ip, port = silent_listener
     plan = build_plan(load_profile_text(demo_text(Path("/nonexistent"))))  # nothing of it runs
     ssh = SshSettings(port=port)
-    silent = {n.name: SSHTransport(n.model_copy(update={"host": ip, "transport": "ssh", "ssh": ssh}),
-                                   connect_timeout=60) for n in plan.nodes}  # fmt: skip
+    silent = {
+        n.name: SSHTransport(n.model_copy(update={"host": ip, "transport": "ssh", "ssh": ssh}), connect_timeout=60)
+        for n in plan.nodes
+    }
     app = ConsoleApp(Session(plan, silent))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("colon", *"help")

@@ -204,11 +204,15 @@ def _vllm_argv(profile: Profile, inst: Instance, place: Placement) -> list[str]:
     dp = inst.data_parallel
     if dp is not None:
         argv += [
-            "--data-parallel-size", str(dp.size),
-            "--data-parallel-size-local", str(place.dp_local),
-            "--data-parallel-start-rank", str(place.dp_start_rank),
-            "--data-parallel-address", master,
-        ]  # fmt: skip
+            "--data-parallel-size",
+            str(dp.size),
+            "--data-parallel-size-local",
+            str(place.dp_local),
+            "--data-parallel-start-rank",
+            str(place.dp_start_rank),
+            "--data-parallel-address",
+            master,
+        ]
         if dp.rpc_port is not None:
             argv += ["--data-parallel-rpc-port", str(dp.rpc_port)]
         if dp.hybrid_lb:
@@ -232,14 +236,20 @@ def _proxy_argv(profile: Profile) -> list[str]:
     prefill, decode = api_servers(profile, "prefill"), api_servers(profile, "decode")
     return [
         *proxy.command,
-        "--port", str(proxy.port),
-        "--host", proxy.bind or node_address(profile, proxy.node),
-        "--prefiller-hosts", *(h for h, _ in prefill),
-        "--prefiller-ports", *(str(p) for _, p in prefill),
-        "--decoder-hosts", *(h for h, _ in decode),
-        "--decoder-ports", *(str(p) for _, p in decode),
+        "--port",
+        str(proxy.port),
+        "--host",
+        proxy.bind or node_address(profile, proxy.node),
+        "--prefiller-hosts",
+        *(h for h, _ in prefill),
+        "--prefiller-ports",
+        *(str(p) for _, p in prefill),
+        "--decoder-hosts",
+        *(h for h, _ in decode),
+        "--decoder-ports",
+        *(str(p) for _, p in decode),
         *render_flags(proxy.args),
-    ]  # fmt: skip
+    ]
 
 
 def profile_identity(profile: Profile) -> str:

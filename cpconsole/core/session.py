@@ -162,8 +162,11 @@ class Session:
         the alert rules, for a verb that looks once; a source that fails is an alert of its own."""
         running = self.running
         results = await self.telemetry.poll_once(running)
-        failed = [Alert(f"source:{r.source}", "warning", r.source.split("@")[-1], f"{r.source}: {r.error}")
-                  for r in results if r.error]  # fmt: skip
+        failed = [
+            Alert(f"source:{r.source}", "warning", r.source.split("@")[-1], f"{r.source}: {r.error}")
+            for r in results
+            if r.error
+        ]
         return self._evaluate_alerts(running) + failed
 
     def _set_alerts(self, alerts: list[Alert], keep: int = 500) -> None:
@@ -208,9 +211,15 @@ class Session:
         """One streamed chat request to a server (the proxy by default), measured, kept in the history.
         Never raises for what the server does: errors come back in the record."""
         at = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.now()))
-        result = await stream_request(self.http, self.plan.process(target).base_url, model=self.plan.model_name,
-                                      messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                                      temperature=temperature, on_text=on_text)  # fmt: skip
+        result = await stream_request(
+            self.http,
+            self.plan.process(target).base_url,
+            model=self.plan.model_name,
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=max_tokens,
+            temperature=temperature,
+            on_text=on_text,
+        )
         record = PromptRecord.of(at, self.plan.profile, target, prompt, max_tokens, temperature, result)
         with contextlib.suppress(OSError):  # a read-only home must not cost the answer
             self.history.append(record)
@@ -221,15 +230,22 @@ class Session:
 
     async def needle_sweep(self, target: str, depths: Sequence[float] = (0.1, 0.5, 0.9)) -> list[SmokeCheck]:
         """The needle test at each depth, with the profile's prompt length (or a 4k one)."""
-        return await needle_checks(self.plan, self.http, target=target, tokens=self.checks.needle_tokens or 4096,
-                                   depths=depths, max_tokens=self.checks.max_tokens)  # fmt: skip
+        return await needle_checks(
+            self.plan,
+            self.http,
+            target=target,
+            tokens=self.checks.needle_tokens or 4096,
+            depths=depths,
+            max_tokens=self.checks.max_tokens,
+        )
 
     async def smoke(
         self, target: str, *, needle_tokens: int | None, depths: Sequence[float], max_tokens: int
     ) -> list[SmokeCheck]:
         """Health, probe path, a completion and the needle(s) against one HTTP process."""
-        return await run_suite(self.plan, self.http, target=target, needle_tokens=needle_tokens, depths=depths,
-                               max_tokens=max_tokens)  # fmt: skip
+        return await run_suite(
+            self.plan, self.http, target=target, needle_tokens=needle_tokens, depths=depths, max_tokens=max_tokens
+        )
 
     async def bench(
         self, on_line: Callable[[str], object], *, node: str | None = None, settings: BenchSettings | None = None
@@ -265,8 +281,13 @@ class Session:
         started = time.monotonic()
         self.preflight_running, self.preflight_beside = True, self.running
         try:
-            checks = await run_preflight(self.plan, self.transports, model_path=self.checks.model_path,
-                                         hash_weights=hash_weights, profile_warnings=self.findings)  # fmt: skip
+            checks = await run_preflight(
+                self.plan,
+                self.transports,
+                model_path=self.checks.model_path,
+                hash_weights=hash_weights,
+                profile_warnings=self.findings,
+            )
         finally:
             self.preflight_running = False
         self.preflight_checks, self.preflight_took = checks, time.monotonic() - started

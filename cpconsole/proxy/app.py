@@ -184,8 +184,14 @@ class PdProxy:
         prefill_body.pop("stream_options", None)
         if "max_completion_tokens" in body:
             prefill_body["max_completion_tokens"] = 1
-        prefill_body["kv_transfer_params"] = {"do_remote_decode": True, "do_remote_prefill": False,
-            "remote_engine_id": None, "remote_block_ids": None, "remote_host": None, "remote_port": None}  # fmt: skip
+        prefill_body["kv_transfer_params"] = {
+            "do_remote_decode": True,
+            "do_remote_prefill": False,
+            "remote_engine_id": None,
+            "remote_block_ids": None,
+            "remote_host": None,
+            "remote_port": None,
+        }
         prefiller.active += 1
         try:
             answer = await self._retrying(

@@ -126,19 +126,36 @@ def _kv(pairs: list[tuple[str, object]]) -> str:
 def render_view(kind: str, chip: Chip) -> str | None:
     rate = round(100 * chip.hbm_used / chip.hbm_total)
     views: dict[str, list[tuple[str, object]]] = {
-        "usages": [("Chip ID", chip.chip), ("HBM Capacity(MB)", chip.hbm_total), ("HBM Usage Rate(%)", rate),
-                   ("Aicore Usage Rate(%)", chip.aicore), ("Aivector Usage Rate(%)", chip.aicore),
-                   ("Aicpu Usage Rate(%)", 0), ("Ctrlcpu Usage Rate(%)", 3), ("HBM Bandwidth Usage Rate(%)", chip.aicore // 2),
-                   ("NPU Utilization(%)", chip.aicore)],
-        "common": [("Chip ID", chip.chip), ("Temperature(C)", chip.temp), ("NPU Real-time Power(W)", chip.power),
-                   ("Aicore Freq(MHZ)", 1650), ("Aicore Count", 24), ("HBM Capacity(MB)", chip.hbm_total),
-                   ("HBM Usage Rate(%)", rate)],
+        "usages": [
+            ("Chip ID", chip.chip),
+            ("HBM Capacity(MB)", chip.hbm_total),
+            ("HBM Usage Rate(%)", rate),
+            ("Aicore Usage Rate(%)", chip.aicore),
+            ("Aivector Usage Rate(%)", chip.aicore),
+            ("Aicpu Usage Rate(%)", 0),
+            ("Ctrlcpu Usage Rate(%)", 3),
+            ("HBM Bandwidth Usage Rate(%)", chip.aicore // 2),
+            ("NPU Utilization(%)", chip.aicore),
+        ],
+        "common": [
+            ("Chip ID", chip.chip),
+            ("Temperature(C)", chip.temp),
+            ("NPU Real-time Power(W)", chip.power),
+            ("Aicore Freq(MHZ)", 1650),
+            ("Aicore Count", 24),
+            ("HBM Capacity(MB)", chip.hbm_total),
+            ("HBM Usage Rate(%)", rate),
+        ],
         "power": [("NPU Real-time Power(W)", chip.power)],
         "temp": [("NPU Temperature (C)", chip.temp)],
-        "memory": [("HBM Capacity(MB)", chip.hbm_total), ("HBM Clock Speed(MHz)", 1600),
-                   ("HBM Temperature(C)", chip.temp + 2), ("HBM Manufacturer ID", "0x1")],
+        "memory": [
+            ("HBM Capacity(MB)", chip.hbm_total),
+            ("HBM Clock Speed(MHz)", 1600),
+            ("HBM Temperature(C)", chip.temp + 2),
+            ("HBM Manufacturer ID", "0x1"),
+        ],
         "health": [("Health Status", chip.health), ("Error Code", "NA"), ("Error Information", "NA")],
-    }  # fmt: skip
+    }
     pairs = views.get(kind)
     return None if pairs is None else _kv([("NPU ID", chip.npu), *pairs])
 

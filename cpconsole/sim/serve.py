@@ -37,8 +37,17 @@ from .server import Faults, SimServer
 from .vlog import VllmLog
 
 SHARDS = 163  # DeepSeek-V3.1 w8a8 safetensors shards
-ROUTES = ["/health", "/ping", "/version", "/load", "/v1/models", "/metrics", "/tokenize", "/v1/completions",
-          "/v1/chat/completions"]  # fmt: skip
+ROUTES = [
+    "/health",
+    "/ping",
+    "/version",
+    "/load",
+    "/v1/models",
+    "/metrics",
+    "/tokenize",
+    "/v1/completions",
+    "/v1/chat/completions",
+]
 
 
 class _PrefixedHandler(logging.Handler):
@@ -76,8 +85,12 @@ def _fail(log: VllmLog, lines: list[str]) -> int:
     log.write('  File "/vllm-workspace/vllm/vllm/v1/engine/core.py", line 857, in run_engine_core\n')
     for line in lines:
         log.write(line + "\n")
-    log.api("launcher.py:101", "RuntimeError: Engine core initialization failed. See root cause above. "
-            "Failed core proc(s): {'EngineCore_DP0': 1}", level="ERROR")  # fmt: skip
+    log.api(
+        "launcher.py:101",
+        "RuntimeError: Engine core initialization failed. See root cause above. "
+        "Failed core proc(s): {'EngineCore_DP0': 1}",
+        level="ERROR",
+    )
     return 1
 
 
@@ -142,8 +155,11 @@ async def _serve(args: ServeArgs, log: VllmLog) -> int:
     try:
         if args.nnodes > 1:
             if args.headless:
-                log.api("serve.py:121", f"Launching vLLM (v{VERSION}) headless multiproc executor, with head node "
-                        f"address {args.master_addr} for torch.distributed process group.")  # fmt: skip
+                log.api(
+                    "serve.py:121",
+                    f"Launching vLLM (v{VERSION}) headless multiproc executor, with head node "
+                    f"address {args.master_addr} for torch.distributed process group.",
+                )
                 await rendezvous.join(args.master_addr, args.master_port, args.node_rank, timeout)
             else:
                 await rendezvous.host(args.master_addr, args.master_port, args.nnodes - 1)
@@ -153,35 +169,53 @@ async def _serve(args: ServeArgs, log: VllmLog) -> int:
                 await rendezvous.host(dp_address, args.data_parallel_rpc_port, dp_nodes - 1)
             else:
                 if args.headless:
-                    log.api("serve.py:136", f"Launching {args.dp_local} data parallel engine(s) in headless mode, "
-                            f"with head node address {dp_address}.")  # fmt: skip
+                    log.api(
+                        "serve.py:136",
+                        f"Launching {args.dp_local} data parallel engine(s) in headless mode, "
+                        f"with head node address {dp_address}.",
+                    )
                 await rendezvous.join(dp_address, args.data_parallel_rpc_port, args.data_parallel_start_rank, timeout)
     except TimeoutError as exc:
         log.write(f"torch.distributed.DistNetworkError: {exc}\n")
         return 1
     except OSError as exc:
-        log.write(f"RuntimeError: The server socket has failed to listen on any local network address. "
-                  f"port: {args.master_port}, useIpv6: 0, code: -{exc.errno}, name: {exc.strerror}\n")  # fmt: skip
+        log.write(
+            f"RuntimeError: The server socket has failed to listen on any local network address. "
+            f"port: {args.master_port}, useIpv6: 0, code: -{exc.errno}, name: {exc.strerror}\n"
+        )
         return 1
 
     worker = "Worker_TP0" if args.node_rank == 0 else f"Worker_TP{args.node_rank * args.tensor_parallel_size}"
-    log.engine("core.py:93", f"Initializing a V1 LLM engine (v{VERSION}) with config: model='{args.model_tag}', "
-               f"tensor_parallel_size={args.tensor_parallel_size}, prefill_context_parallel_size="
-               f"{args.prefill_context_parallel_size}, decode_context_parallel_size={args.decode_context_parallel_size}, "
-               f"data_parallel_size={args.data_parallel_size}, seed={args.seed}")  # fmt: skip
+    log.engine(
+        "core.py:93",
+        f"Initializing a V1 LLM engine (v{VERSION}) with config: model='{args.model_tag}', "
+        f"tensor_parallel_size={args.tensor_parallel_size}, prefill_context_parallel_size="
+        f"{args.prefill_context_parallel_size}, decode_context_parallel_size={args.decode_context_parallel_size}, "
+        f"data_parallel_size={args.data_parallel_size}, seed={args.seed}",
+    )
     started = time.monotonic()
     await _load(log, args, startup * 0.6, worker)
     if failure == "oom":
-        return _fail(log, ["RuntimeError: NPU out of memory. Tried to allocate 3.47 GiB (NPU 0; 60.97 GiB total "
-                           "capacity; 58.92 GiB already allocated; 1.02 GiB free; 59.10 GiB reserved in total by "
-                           "PyTorch) If reserved memory is >> allocated memory try setting max_split_size_mb to "
-                           "avoid fragmentation."])  # fmt: skip
+        return _fail(
+            log,
+            [
+                "RuntimeError: NPU out of memory. Tried to allocate 3.47 GiB (NPU 0; 60.97 GiB total "
+                "capacity; 58.92 GiB already allocated; 1.02 GiB free; 59.10 GiB reserved in total by "
+                "PyTorch) If reserved memory is >> allocated memory try setting max_split_size_mb to "
+                "avoid fragmentation."
+            ],
+        )
     if failure == "hccl_timeout":
-        return _fail(log, ["RuntimeError: Communication_Error_Get_Socket(EI0006): Getting socket times out. "
-                           "Reason: 1. The remote does not initiate a connect request. some NPUs in the cluster are "
-                           "abnormal. 2. The remote does not initiate a connect request because the collective "
-                           "communication operator is started too late or is not started by some NPU in the "
-                           "cluster. 3. The communication link is disconnected."])  # fmt: skip
+        return _fail(
+            log,
+            [
+                "RuntimeError: Communication_Error_Get_Socket(EI0006): Getting socket times out. "
+                "Reason: 1. The remote does not initiate a connect request. some NPUs in the cluster are "
+                "abnormal. 2. The remote does not initiate a connect request because the collective "
+                "communication operator is started too late or is not started by some NPU in the "
+                "cluster. 3. The communication link is disconnected."
+            ],
+        )
     budget = KvBudget.of(args)
     log.worker(worker, "model_runner_v1.py:2396", f"Loading model weights took {budget.weights_gb:.4f} GB")
     if args.serves_http or args.node_rank == 0:
@@ -192,24 +226,40 @@ async def _serve(args: ServeArgs, log: VllmLog) -> int:
             f"Available memory: {int(max(0.0, budget.available_gb) * 2**30)}, total memory: {total}",
         )
     if budget.tokens <= 0 or failure == "engine":
-        return _fail(log, ["ValueError: No available memory for the cache blocks. Try increasing "
-                           "`gpu_memory_utilization` when initializing the engine."])  # fmt: skip
+        return _fail(
+            log,
+            [
+                "ValueError: No available memory for the cache blocks. Try increasing "
+                "`gpu_memory_utilization` when initializing the engine."
+            ],
+        )
     if args.max_model_len and args.max_model_len > budget.tokens:
-        return _fail(log, [f"ValueError: To serve at least one request with the models's max seq len "
-                           f"({args.max_model_len}), ({args.max_model_len * 70_000 / 2**30:.2f} GiB KV cache is needed, "
-                           f"which is larger than the available KV cache memory ({budget.available_gb:.2f} GiB). Based "
-                           f"on the available memory, the estimated maximum model length is {budget.tokens}. Try "
-                           "increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the "
-                           "engine."])  # fmt: skip
+        return _fail(
+            log,
+            [
+                f"ValueError: To serve at least one request with the models's max seq len "
+                f"({args.max_model_len}), ({args.max_model_len * 70_000 / 2**30:.2f} GiB KV cache is needed, "
+                f"which is larger than the available KV cache memory ({budget.available_gb:.2f} GiB). Based "
+                f"on the available memory, the estimated maximum model length is {budget.tokens}. Try "
+                "increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the "
+                "engine."
+            ],
+        )
     cp = args.prefill_context_parallel_size * args.decode_context_parallel_size
     if cp > 1:
-        log.engine("kv_cache_utils.py:1284", f"Multiplying the GPU KV cache size by the cp_world_size {cp} "
-                   f"(pcp_world_size {args.prefill_context_parallel_size} * dcp_world_size "
-                   f"{args.decode_context_parallel_size}).")  # fmt: skip
+        log.engine(
+            "kv_cache_utils.py:1284",
+            f"Multiplying the GPU KV cache size by the cp_world_size {cp} "
+            f"(pcp_world_size {args.prefill_context_parallel_size} * dcp_world_size "
+            f"{args.decode_context_parallel_size}).",
+        )
     log.engine("kv_cache_utils.py:1290", f"GPU KV cache size: {budget.tokens:,} tokens")
     if args.max_model_len:
-        log.engine("kv_cache_utils.py:1300", f"Maximum concurrency for {args.max_model_len:,} tokens per request: "
-                   f"{budget.tokens / args.max_model_len:.2f}x")  # fmt: skip
+        log.engine(
+            "kv_cache_utils.py:1300",
+            f"Maximum concurrency for {args.max_model_len:,} tokens per request: "
+            f"{budget.tokens / args.max_model_len:.2f}x",
+        )
 
     kv_listeners = _bind_kv_ports(args, address, log)
     if kv_listeners is None:
@@ -270,8 +320,12 @@ async def _serve(args: ServeArgs, log: VllmLog) -> int:
             # what a real API server says when its engine dies, then it shuts uvicorn down and
             # exits 0 (seen with vLLM 0.32: kill -9 of EngineCore → exit code 0)
             log.api("async_llm.py:906", "AsyncLLM output_handler failed.", level="ERROR")
-            log.api("async_llm.py:906", "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an "
-                    "issue. See stack trace (above) for the root cause.", level="ERROR")  # fmt: skip
+            log.api(
+                "async_llm.py:906",
+                "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an "
+                "issue. See stack trace (above) for the root cause.",
+                level="ERROR",
+            )
             code = 0
     if server is not None and server_task is not None and not server_task.done():
         server.should_exit = True
@@ -318,8 +372,16 @@ async def _publish_state(args: ServeArgs, engine: Engine, budget: KvBudget) -> N
     chips = _local_chips(args)
     hbm = int(HBM_MB * args.gpu_memory_utilization * 0.97)
     while True:
-        nodestate.publish({"pid": os.getpid(), "name": "VLLM", "chips": chips, "hbm_mb": hbm, "busy": engine.busy,
-                           "updated": time.time()})  # fmt: skip
+        nodestate.publish(
+            {
+                "pid": os.getpid(),
+                "name": "VLLM",
+                "chips": chips,
+                "hbm_mb": hbm,
+                "busy": engine.busy,
+                "updated": time.time(),
+            }
+        )
         await asyncio.sleep(1.0)
 
 

@@ -228,8 +228,12 @@ class SimServer:
         )
 
     def _usage(self, prompt_tokens: int, generated: int) -> dict[str, Any]:
-        return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + generated, "completion_tokens": generated,
-                "prompt_tokens_details": None}  # fmt: skip
+        return {
+            "prompt_tokens": prompt_tokens,
+            "total_tokens": prompt_tokens + generated,
+            "completion_tokens": generated,
+            "prompt_tokens_details": None,
+        }
 
     def _kv_out(self, req: Request) -> dict[str, Any]:
         """What a Mooncake prefiller hands the decoder: where to pull this request's KV from."""
@@ -267,8 +271,13 @@ class SimServer:
                 text = "".join(step.tokens)
                 generated += len(step.tokens)
                 if chat:
-                    choice: dict[str, Any] = {"index": 0, "delta": {"content": text}, "logprobs": None,
-                                              "finish_reason": None, "token_ids": None}  # fmt: skip
+                    choice: dict[str, Any] = {
+                        "index": 0,
+                        "delta": {"content": text},
+                        "logprobs": None,
+                        "finish_reason": None,
+                        "token_ids": None,
+                    }
                 else:
                     choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": None, "stop_reason": None}
                 yield sse({**head, "choices": [choice]})
@@ -277,8 +286,14 @@ class SimServer:
                     end["delta" if chat else "text"] = {"content": ""} if chat else ""
                     yield sse({**head, "choices": [end]})
             if usage:
-                yield sse({**head, "choices": [], "usage": self._usage(req.prompt_tokens, generated),
-                           "system_fingerprint": self.fingerprint})  # fmt: skip
+                yield sse(
+                    {
+                        **head,
+                        "choices": [],
+                        "usage": self._usage(req.prompt_tokens, generated),
+                        "system_fingerprint": self.fingerprint,
+                    }
+                )
             yield sse("[DONE]")
         except EngineDead as exc:
             yield sse({"error": {"message": str(exc), "type": "InternalServerError", "code": 500}})

@@ -217,8 +217,11 @@ class ConsoleApp(App[int]):
         checks = await self.session.preflight()
         failed = sum(c.status == "FAIL" for c in checks)
         if failed:
-            self.notify(f"preflight: {failed} failed — nothing started; fix them, or press u to start anyway",
-                        severity="error", timeout=10)  # fmt: skip
+            self.notify(
+                f"preflight: {failed} failed — nothing started; fix them, or press u to start anyway",
+                severity="error",
+                timeout=10,
+            )
         else:
             self._start()
 

@@ -38,8 +38,9 @@ async def main(base: str, model: str, count: int, words: int) -> None:
                     assert result.ok and result.ttft_s is not None, result.error
                     pair[0] = result.ttft_s
                 else:
-                    request = RequestFuncInput(prompt=prompt, api_url=base + "/v1/completions", prompt_len=words,
-                                               output_len=32, model=model)  # fmt: skip
+                    request = RequestFuncInput(
+                        prompt=prompt, api_url=base + "/v1/completions", prompt_len=words, output_len=32, model=model
+                    )
                     output = await async_request_openai_completions(request, session)
                     assert output.success, output.error
                     pair[1] = output.ttft

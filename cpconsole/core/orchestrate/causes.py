@@ -18,31 +18,71 @@ class FailureCause:
 
 
 _PATTERNS: tuple[tuple[str, re.Pattern[str], str, str], ...] = (
-    ("npu_oom", re.compile(r"NPU out of memory"), "NPU out of memory",
-     "lower --gpu-memory-utilization or --max-num-batched-tokens, and check no other job holds HBM (npu-smi info)"),
-    ("kv_cache_too_small", re.compile(r"No available memory for the cache blocks|estimated maximum model length is \d+"),
-     "KV cache too small for max_model_len",
-     "raise gpu_memory_utilization or lower max_model_len (the log names the largest length that fits)"),
-    ("hccl_timeout", re.compile(r"EI0006|Getting socket times out|wait socket establish timeout"),
-     "HCCL link set-up timed out (EI0006)",
-     "ranks started too far apart or an NPU link is down: start all ranks together, raise HCCL_CONNECT_TIMEOUT, "
-     "check `hccn_tool -i N -link -g` (cpconsole preflight)"),
-    ("zmq_port", re.compile(r"ZMQError: Address already in use"), "a kv-transfer port is already in use",
-     "see zmq_hint: which of its causes fits depends on the process's kv ports"),
-    ("port_in_use", re.compile(r"\[Errno 98\] Address already in use|address already in use", re.I),
-     "the HTTP port is already in use", "another server listens on this host and port: find it with `ss -ltnp`"),
-    ("model_missing", re.compile(r"(?i)(no such file or directory|does not exist|is not a valid model).*(model|config\.json|weight)|"
-                                 r"(model|config\.json|weight).*(no such file or directory|does not exist)"),
-     "the model path is missing", "model.path must exist on every node (or on the shared directory)"),
-    ("peer_lost", re.compile(r"master .* is gone|disconnected from the TCPStore|DistNetworkError|Connection reset by peer"),
-     "lost its peer ranks", "another rank of this instance died or never started: check the other nodes' logs"),
-    ("engine_dead", re.compile(r"EngineCore encountered a fatal error|EngineDeadError"), "the engine died",
-     "see the traceback above; the API server cannot serve without its engine"),
-    ("engine_start", re.compile(r"EngineCore failed to start|Engine core initialization failed"),
-     "the engine failed to start", "see the root cause above in the log"),
-    ("bad_arguments", re.compile(r"vllm serve: error:|AssertionError|ValueError"), "vLLM refused its arguments",
-     "fix the flag named in the error (cpconsole validate catches the known ones)"),
-)  # fmt: skip
+    (
+        "npu_oom",
+        re.compile(r"NPU out of memory"),
+        "NPU out of memory",
+        "lower --gpu-memory-utilization or --max-num-batched-tokens, and check no other job holds HBM (npu-smi info)",
+    ),
+    (
+        "kv_cache_too_small",
+        re.compile(r"No available memory for the cache blocks|estimated maximum model length is \d+"),
+        "KV cache too small for max_model_len",
+        "raise gpu_memory_utilization or lower max_model_len (the log names the largest length that fits)",
+    ),
+    (
+        "hccl_timeout",
+        re.compile(r"EI0006|Getting socket times out|wait socket establish timeout"),
+        "HCCL link set-up timed out (EI0006)",
+        "ranks started too far apart or an NPU link is down: start all ranks together, raise HCCL_CONNECT_TIMEOUT, "
+        "check `hccn_tool -i N -link -g` (cpconsole preflight)",
+    ),
+    (
+        "zmq_port",
+        re.compile(r"ZMQError: Address already in use"),
+        "a kv-transfer port is already in use",
+        "see zmq_hint: which of its causes fits depends on the process's kv ports",
+    ),
+    (
+        "port_in_use",
+        re.compile(r"\[Errno 98\] Address already in use|address already in use", re.I),
+        "the HTTP port is already in use",
+        "another server listens on this host and port: find it with `ss -ltnp`",
+    ),
+    (
+        "model_missing",
+        re.compile(
+            r"(?i)(no such file or directory|does not exist|is not a valid model).*(model|config\.json|weight)|"
+            r"(model|config\.json|weight).*(no such file or directory|does not exist)"
+        ),
+        "the model path is missing",
+        "model.path must exist on every node (or on the shared directory)",
+    ),
+    (
+        "peer_lost",
+        re.compile(r"master .* is gone|disconnected from the TCPStore|DistNetworkError|Connection reset by peer"),
+        "lost its peer ranks",
+        "another rank of this instance died or never started: check the other nodes' logs",
+    ),
+    (
+        "engine_dead",
+        re.compile(r"EngineCore encountered a fatal error|EngineDeadError"),
+        "the engine died",
+        "see the traceback above; the API server cannot serve without its engine",
+    ),
+    (
+        "engine_start",
+        re.compile(r"EngineCore failed to start|Engine core initialization failed"),
+        "the engine failed to start",
+        "see the root cause above in the log",
+    ),
+    (
+        "bad_arguments",
+        re.compile(r"vllm serve: error:|AssertionError|ValueError"),
+        "vLLM refused its arguments",
+        "fix the flag named in the error (cpconsole validate catches the known ones)",
+    ),
+)
 
 
 def zmq_hint(kv_ranges: list[tuple[int, int]], chips: int) -> str:

@@ -408,10 +408,13 @@ class Orchestrator:
     async def _start(self, name: str) -> bool:
         proc = self._proc(name)
         if await self._port_taken(proc):
-            cause = FailureCause("port_in_use", "the HTTP port is already in use",
-                                 "another server (a stale one from an earlier run?) listens there: find it with "
-                                 "`ss -ltnp`, stop it, then start again",
-                                 f"{proc.address}:{proc.http_port} accepts connections before {name} started")  # fmt: skip
+            cause = FailureCause(
+                "port_in_use",
+                "the HTTP port is already in use",
+                "another server (a stale one from an earlier run?) listens there: find it with "
+                "`ss -ltnp`, stop it, then start again",
+                f"{proc.address}:{proc.http_port} accepts connections before {name} started",
+            )
             self._move(name, "launch_failed", cause=cause, reason=f"{proc.address}:{proc.http_port} is already in use")
             return False
         try:
@@ -426,8 +429,17 @@ class Orchestrator:
         if name in self._tails:
             self._tails.pop(name).cancel()
         self._follow(name, 0)
-        self._move(name, "launched", pid=handle.pid, exit_code=None, cause=None, drift=(), reason="launched",
-                  progress="", started_at=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
+        self._move(
+            name,
+            "launched",
+            pid=handle.pid,
+            exit_code=None,
+            cause=None,
+            drift=(),
+            reason="launched",
+            progress="",
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
         return True
 
     async def _check_alive(self, name: str) -> bool:

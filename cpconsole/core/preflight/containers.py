@@ -20,27 +20,53 @@ async def container_checks(plan: LaunchPlan, node: NodePlan, transport: Transpor
         words = result.text().split()
         if not result.ok or len(words) < 2:
             why = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[:200] or "no answer"
-            out.append(Check(node.name, "container", "FAIL", f"{container}: {why}",
-                                      "create it with the guide's `docker run` (name it as the profile says)"))  # fmt: skip
+            out.append(
+                Check(
+                    node.name,
+                    "container",
+                    "FAIL",
+                    f"{container}: {why}",
+                    "create it with the guide's `docker run` (name it as the profile says)",
+                )
+            )
             continue
         running = words[0] == "true"
-        out.append(Check(node.name, "container", "PASS" if running else "FAIL",
-                                  f"{container} {'running' if running else 'not running'}",
-                                  "" if running else f"docker start {container}", same="running"))  # fmt: skip
+        state = "running" if running else "not running"
+        out.append(
+            Check.verdict(
+                node.name, "container", running, f"{container} {state}", f"docker start {container}", same="running"
+            )
+        )
         if running:
             out.append(await _setsid_in(node, transport, container, timeout))
         if words[1] == "true":
-            out.append(Check(node.name, "devices", "PASS", f"{container} is privileged: every device",
-                                      same=f"{node.chips} chips mapped"))  # fmt: skip
+            out.append(
+                Check(
+                    node.name,
+                    "devices",
+                    "PASS",
+                    f"{container} is privileged: every device",
+                    same=f"{node.chips} chips mapped",
+                )
+            )
             continue
         mapped = set(words[2:])
         missing = [i for i in range(node.chips) if f"/dev/davinci{i}" not in mapped]
-        out.append(Check(node.name, "devices", "FAIL" if missing else "PASS",
-                                  f"{container} lacks /dev/davinci{', '.join(map(str, missing))}" if missing
-                                  else f"{container} maps /dev/davinci0-{node.chips - 1}",
-                                  f"map every chip: --device /dev/davinci0 … /dev/davinci{node.chips - 1} "
-                                  "(the guide's docker run maps only 8)" if missing else "",
-                                  same=f"{node.chips} chips mapped"))  # fmt: skip
+        out.append(
+            Check(
+                node.name,
+                "devices",
+                "FAIL" if missing else "PASS",
+                f"{container} lacks /dev/davinci{', '.join(map(str, missing))}"
+                if missing
+                else f"{container} maps /dev/davinci0-{node.chips - 1}",
+                f"map every chip: --device /dev/davinci0 … /dev/davinci{node.chips - 1} "
+                "(the guide's docker run maps only 8)"
+                if missing
+                else "",
+                same=f"{node.chips} chips mapped",
+            )
+        )
     return out
 
 
@@ -55,5 +81,10 @@ async def _setsid_in(node: NodePlan, transport: Transport, container: str, timeo
         found = False
     if found:
         return Check(node.name, "setsid", "PASS", f"{container} has setsid", same="in the container")
-    return Check(node.name, "setsid", "FAIL", f"no setsid in {container}",
-                 "install util-linux in the image: cpconsole starts and stops processes in there with it")  # fmt: skip
+    return Check(
+        node.name,
+        "setsid",
+        "FAIL",
+        f"no setsid in {container}",
+        "install util-linux in the image: cpconsole starts and stops processes in there with it",
+    )

@@ -107,9 +107,11 @@ def python_of(node: NodePlan, server: ProcessPlan) -> str:
     head = server.argv[0]
     if head.rsplit("/", 1)[-1].startswith("python"):
         return f"set -- {shlex.quote(head)}"
-    return (f"exe=$(command -v {shlex.quote(head)}) || exit 96\n"
-            "shebang=$(sed -n '1s/^#! *//p' \"$exe\")\n"
-            "[ -n \"$shebang\" ] || exit 96\nset -- $shebang")  # fmt: skip
+    return (
+        f"exe=$(command -v {shlex.quote(head)}) || exit 96\n"
+        "shebang=$(sed -n '1s/^#! *//p' \"$exe\")\n"
+        '[ -n "$shebang" ] || exit 96\nset -- $shebang'
+    )
 
 
 async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, ours: set[str], timeout: float) -> list[Check]:
@@ -131,19 +133,21 @@ async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, ours: set
         facts.versions["driver"] = info.version or UNKNOWN
         count = len(info.chips)
         good = count == node.chips
-        out.append(Check(name, "chips", "PASS" if good else "FAIL", f"{count} chips, profile says {node.chips}",
-                         "" if good else "fix nodes.<name>.chips or the device mapping", same=f"{count} chips"))  # fmt: skip
+        evidence = f"{count} chips, profile says {node.chips}"
+        hint = "fix nodes.<name>.chips or the device mapping"
+        out.append(Check.verdict(name, "chips", good, evidence, hint, same=f"{count} chips"))
         for chip in info.chips:
             ok = chip.health == "OK"
-            out.append(Check(name, "chip health", "PASS" if ok else "FAIL", chip.health,
-                             "" if ok else "see `npu-smi info -t health -i N -c C` and the device log",
-                             chip=chip.phy_id if chip.phy_id is not None else chip.npu_id))  # fmt: skip
+            where = chip.phy_id if chip.phy_id is not None else chip.npu_id
+            hint = "see `npu-smi info -t health -i N -c C` and the device log"
+            out.append(Check.verdict(name, "chip health", ok, chip.health, hint, chip=where))
         out.append(_hbm_check(name, info, ours))
 
     # every chip's network port, all chips at once
     tool = shlex.join(node.tool("hccn_tool"))
-    script = all_at_once([f"{tool} -i {i} -link -g; {tool} -i {i} -net_health -g; {tool} -i {i} -ip -g"
-                          for i in range(node.chips)])  # fmt: skip
+    script = all_at_once(
+        [f"{tool} -i {i} -link -g; {tool} -i {i} -net_health -g; {tool} -i {i} -ip -g" for i in range(node.chips)]
+    )
     try:
         hccn = (await transport.run(script, timeout=timeout)).text()
     except RemoteError as exc:
@@ -156,19 +160,17 @@ async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, ours: set
         health = re.search(r"net health status: (\S+)", block)
         address = re.search(r"ipaddr:\s*(\S+)", block)
         up = link is not None and link.group(1) == "UP"
-        out.append(Check(name, "NPU link", "PASS" if up else "FAIL", f"link {link.group(1) if link else 'unknown'}",
-                         "" if up else "check the optics and cabling: hccn_tool -i N -link -g", chip=i))  # fmt: skip
+        hint = "check the optics and cabling: hccn_tool -i N -link -g"
+        out.append(Check.verdict(name, "NPU link", up, f"link {link.group(1) if link else 'unknown'}", hint, chip=i))
         fine = health is not None and health.group(1) == "Success"
-        out.append(Check(name, "NPU net health", "PASS" if fine else "FAIL",
-                         f"net health {health.group(1) if health else 'unknown'}",
-                         "" if fine else "hccn_tool -i N -net_health -g; check the gateway and detect IP "
-                                         "(-netdetect) in /etc/hccn.conf", chip=i))  # fmt: skip
+        evidence = f"net health {health.group(1) if health else 'unknown'}"
+        hint = "hccn_tool -i N -net_health -g; check the gateway and detect IP (-netdetect) in /etc/hccn.conf"
+        out.append(Check.verdict(name, "NPU net health", fine, evidence, hint, chip=i))
         if address:
             facts.npu_ips[i] = address.group(1)
-        out.append(Check(name, "NPU address", "PASS" if address else "FAIL",
-                         f"ipaddr {address.group(1)}" if address else "no address",
-                         "" if address else "set it in /etc/hccn.conf (hccn_tool -i N -ip -s address …)",
-                         chip=i, same="address set"))  # fmt: skip
+        evidence = f"ipaddr {address.group(1)}" if address else "no address"
+        hint = "set it in /etc/hccn.conf (hccn_tool -i N -ip -s address …)"
+        out.append(Check.verdict(name, "NPU address", address is not None, evidence, hint, chip=i, same="address set"))
     return out
 
 
@@ -203,9 +205,11 @@ async def _ports(
     out: list[Check] = []
     wanted = {
         (use.kind, proc.name, port)
-        for proc in plan.processes if proc.node == node.name and proc.name not in ours
-        for use in proc.ports for port in range(use.start, use.end + 1)
-    }  # fmt: skip
+        for proc in plan.processes
+        if proc.node == node.name and proc.name not in ours
+        for use in proc.ports
+        for port in range(use.start, use.end + 1)
+    }
     try:
         taken_ports = listening((await transport.run("ss -ltnH", timeout=timeout)).text(), node.address)
     except RemoteError as exc:
@@ -216,14 +220,28 @@ async def _ports(
     evidence = f"{shown} already in use" if taken else f"{len(wanted)} port(s) free"
     if ours:  # not a conflict: they hold their own ports
         evidence += f"; not checked: {', '.join(sorted(ours))} (running)"
-    out.append(Check(node.name, "ports", "FAIL" if taken else "PASS", evidence,
-                     "find the owner with `ss -ltnp`" if taken else "",
-                     same="free, but for the running processes' own" if ours else "free"))  # fmt: skip
+    out.append(
+        Check(
+            node.name,
+            "ports",
+            "FAIL" if taken else "PASS",
+            evidence,
+            "find the owner with `ss -ltnp`" if taken else "",
+            same="free, but for the running processes' own" if ours else "free",
+        )
+    )
     return out
 
 
-async def _model(node: NodePlan, server: ProcessPlan, transport: Transport, facts: NodeFacts, path: str,
-                 hash_weights: bool, timeout: float) -> list[Check]:  # fmt: skip
+async def _model(
+    node: NodePlan,
+    server: ProcessPlan,
+    transport: Transport,
+    facts: NodeFacts,
+    path: str,
+    hash_weights: bool,
+    timeout: float,
+) -> list[Check]:
     out: list[Check] = []
     name = node.name
     config = f"{path.rstrip('/')}/config.json"
@@ -239,15 +257,17 @@ async def _model(node: NodePlan, server: ProcessPlan, transport: Transport, fact
     # vLLM takes the dtype from config.json unless --dtype says otherwise
     given = server.argv[server.argv.index("--dtype") + 1] if "--dtype" in server.argv[:-1] else "auto"
     good = dtype == "bfloat16" or given != "auto"
-    out.append(Check(name, "model", "PASS" if good else "FAIL",
-                     f"config.json dtype {dtype}" + (f", run with --dtype {given}" if given != "auto" else ""),
-                     "" if good else "the guide: change torch_dtype from float16 to bfloat16 in config.json",
-                     same="dtype bfloat16" if dtype == "bfloat16" and given == "auto" else ""))  # fmt: skip
+    evidence = f"config.json dtype {dtype}" + (f", run with --dtype {given}" if given != "auto" else "")
+    hint = "the guide: change torch_dtype from float16 to bfloat16 in config.json"
+    same = "dtype bfloat16" if dtype == "bfloat16" and given == "auto" else ""
+    out.append(Check.verdict(name, "model", good, evidence, hint, same=same))
     # the weights' fingerprint: size and mtime of the safetensors index (one file for small models)
     digest = "sha256sum \"$f\" | cut -d' ' -f1; " if hash_weights else ""
-    script = (f"cd {shell_path(path)} || exit 1\n"
-              "for f in model.safetensors.index.json model.safetensors; do\n"
-              f"  [ -f \"$f\" ] && {{ stat -c '%n %s %Y' \"$f\"; {digest}exit 0; }}\ndone\nexit 1\n")  # fmt: skip
+    script = (
+        f"cd {shell_path(path)} || exit 1\n"
+        "for f in model.safetensors.index.json model.safetensors; do\n"
+        f'  [ -f "$f" ] && {{ stat -c \'%n %s %Y\' "$f"; {digest}exit 0; }}\ndone\nexit 1\n'
+    )
     found = await transport.run(script, timeout=timeout)
     facts.weights = " ".join(found.text().split()) if found.ok else None
     return out
@@ -264,9 +284,16 @@ async def _disk(node: NodePlan, transport: Transport, facts: NodeFacts, timeout:
         out.append(Check(node.name, "disk", "WARN", f"cannot read free space under {node.run_dir}"))
         return out
     status: Status = "FAIL" if free_gb < DISK_FAIL_GB else "WARN" if free_gb < DISK_WARN_GB else "PASS"
-    out.append(Check(node.name, "disk", status, f"{free_gb:.1f} GB free under {node.run_dir}",
-                              "" if status == "PASS" else "logs and bench results go there: free some space",
-                              same=f"≥ {DISK_WARN_GB:g} GB free"))  # fmt: skip
+    out.append(
+        Check(
+            node.name,
+            "disk",
+            status,
+            f"{free_gb:.1f} GB free under {node.run_dir}",
+            "" if status == "PASS" else "logs and bench results go there: free some space",
+            same=f"≥ {DISK_WARN_GB:g} GB free",
+        )
+    )
     return out
 
 
@@ -288,9 +315,8 @@ async def _proxy(proxy: ProcessPlan, transport: Transport, facts: NodeFacts, tim
         ok = result.ok
     except RemoteError:
         ok = False
-    out.append(Check(proxy.node, "proxy program", "PASS" if ok else "FAIL",
-                              f"{what} {'found' if ok else 'not found'}",
-                              "" if ok else "clone vllm-ascend there, or set proxy.command/cwd in the profile"))  # fmt: skip
+    hint = "clone vllm-ascend there, or set proxy.command/cwd in the profile"
+    out.append(Check.verdict(proxy.node, "proxy program", ok, f"{what} {'found' if ok else 'not found'}", hint))
     return out
 
 
@@ -307,17 +333,29 @@ async def _versions(
     found = dict(line.split(" ", 1) for line in result.text().splitlines() if line.count(" ") == 1)
     if not result.ok or "vllm" not in found:
         why = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[-200:] or f"exit {result.exit_code}"
-        out.append(Check(node.name, "software", "FAIL", f"cannot ask vLLM's Python for versions: {why}",
-                                  "set tools.python to the interpreter that runs vLLM"))  # fmt: skip
+        out.append(
+            Check(
+                node.name,
+                "software",
+                "FAIL",
+                f"cannot ask vLLM's Python for versions: {why}",
+                "set tools.python to the interpreter that runs vLLM",
+            )
+        )
         return out
     facts.versions.update(found)
     return out
 
 
 async def node_facts(
-    plan: LaunchPlan, node: NodePlan, transport: Transport, *, model_path: str | None, hash_weights: bool,
+    plan: LaunchPlan,
+    node: NodePlan,
+    transport: Transport,
+    *,
+    model_path: str | None,
+    hash_weights: bool,
     timeout: float,
-) -> NodeFacts:  # fmt: skip
+) -> NodeFacts:
     facts = NodeFacts()
     name = node.name
     started = time.time()
@@ -336,9 +374,16 @@ async def node_facts(
     try:
         skew = float(words[1]) - (started + time.time()) / 2
         status: Status = "WARN" if abs(skew) > CLOCK_SKEW_WARN_S else "PASS"
-        facts.checks.append(Check(name, "clock", status, f"{skew:+.2f} s against this machine",
-                                  "sync the clocks (chrony/ntp): log timestamps will not line up" if status == "WARN" else "",
-                                  same=f"within {CLOCK_SKEW_WARN_S:g} s"))  # fmt: skip
+        facts.checks.append(
+            Check(
+                name,
+                "clock",
+                status,
+                f"{skew:+.2f} s against this machine",
+                "sync the clocks (chrony/ntp): log timestamps will not line up" if status == "WARN" else "",
+                same=f"within {CLOCK_SKEW_WARN_S:g} s",
+            )
+        )
     except (IndexError, ValueError):
         facts.checks.append(Check(name, "clock", "WARN", "could not read the node's clock"))
 

@@ -23,6 +23,22 @@ class Check:
     peer: str = ""  # the far end of a cross-node check ("decode-a chip 3")
     same: str = ""  # how a good result reads when folded with its equals; the evidence when empty
 
+    @classmethod
+    def verdict(
+        cls,
+        node: str,
+        check: str,
+        ok: bool,
+        evidence: str,
+        hint: str = "",
+        *,
+        chip: int | None = None,
+        peer: str = "",
+        same: str = "",
+    ) -> Check:
+        """PASS when ok, else FAIL with the hint (a hint is for what failed only)."""
+        return cls(node, check, "PASS" if ok else "FAIL", evidence, "" if ok else hint, chip, peer, same)
+
     @property
     def where(self) -> str:
         chip = f" chip {self.chip}" if self.chip is not None else ""

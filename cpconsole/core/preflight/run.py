@@ -47,10 +47,12 @@ async def _pings(
         sent = re.search(r"(\d+) packets transmitted, (\d+) received, ([\d.]+)% packet loss", blocks.get(n, ""))
         ok = sent is not None and sent.group(2) != "0" and float(sent.group(3)) == 0
         evidence = f"{ip}: {sent.group(3)}% loss" if sent else f"{ip}: no answer ({blocks.get(n, '').strip()[:80]})"
-        out.append(Check(source.name, "NPU ping", "PASS" if ok else "FAIL", evidence,
-                         "" if ok else "check the route between the NPU networks, the switch, and /etc/hccn.conf "
-                                       "(hccn_tool -i N -ping -g address IP)",
-                         chip=chip, peer=f"{peer} chip {chip}", same="0% loss"))  # fmt: skip
+        hint = "check the route between the NPU networks, the switch, and /etc/hccn.conf (hccn_tool -i N -ping -g address IP)"
+        out.append(
+            Check.verdict(
+                source.name, "NPU ping", ok, evidence, hint, chip=chip, peer=f"{peer} chip {chip}", same="0% loss"
+            )
+        )
     return out
 
 
@@ -61,11 +63,11 @@ def _same_everywhere(check: str, values: Mapping[str, str | None], hint: str) ->
         return []
     common, _ = Counter(known.values()).most_common(1)[0]
     agree = len(set(known.values())) == 1
+    told = hint + f" ({len(known)} nodes: " + ", ".join(f"{n} {v}" for n, v in known.items()) + ")"
     return [
-        Check(node, check, "PASS" if agree or value == common else "FAIL", value,
-              "" if agree else hint + f" ({len(known)} nodes: " + ", ".join(f"{n} {v}" for n, v in known.items()) + ")")
+        Check(node, check, "PASS" if agree or value == common else "FAIL", value, "" if agree else told)
         for node, value in known.items()
-    ]  # fmt: skip
+    ]
 
 
 def _across(plan: LaunchPlan, facts: Mapping[str, NodeFacts]) -> list[Check]:
@@ -76,8 +78,13 @@ def _across(plan: LaunchPlan, facts: Mapping[str, NodeFacts]) -> list[Check]:
         for check in _same_everywhere(f"{software} version", by_node, "install the same version on every node"):
             missing = software == "vllm" and check.evidence == UNKNOWN
             if missing:
-                check = Check(check.node, check.check, "FAIL", "not installed for the Python that runs vLLM",
-                              "install vllm, or set tools.python to the interpreter that runs it")  # fmt: skip
+                check = Check(
+                    check.node,
+                    check.check,
+                    "FAIL",
+                    "not installed for the Python that runs vLLM",
+                    "install vllm, or set tools.python to the interpreter that runs it",
+                )
             out.append(check)
     if any(c.status == "FAIL" and c.check.endswith(" version") for c in out):
         table = version_table({s: v for s, v in versions.items() if v}, reporting)
@@ -100,10 +107,12 @@ async def run_preflight(
     timeout: float = 20.0,
 ) -> list[Check]:
     """Every check on every node, all nodes at once; then pings and comparisons across nodes."""
-    found = await asyncio.gather(*(
-        node_facts(plan, n, transports[n.name], model_path=model_path, hash_weights=hash_weights, timeout=timeout)
-        for n in plan.nodes
-    ))  # fmt: skip
+    found = await asyncio.gather(
+        *(
+            node_facts(plan, n, transports[n.name], model_path=model_path, hash_weights=hash_weights, timeout=timeout)
+            for n in plan.nodes
+        )
+    )
     facts = {n.name: f for n, f in zip(plan.nodes, found, strict=True)}
     checks = [Check("profile", "profile", "WARN", warning) for warning in profile_warnings]
     checks += [c for f in found for c in f.checks]

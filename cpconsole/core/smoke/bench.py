@@ -54,12 +54,17 @@ class BenchSummary:
     def from_result(cls, data: dict[str, Any]) -> BenchSummary:
         try:
             return cls(
-                completed=int(data["completed"]), failed=int(data.get("failed") or 0),
-                duration_s=float(data["duration"]), request_throughput=float(data["request_throughput"]),
-                output_throughput=float(data["output_throughput"]), mean_ttft_ms=float(data["mean_ttft_ms"]),
-                p99_ttft_ms=float(data["p99_ttft_ms"]), mean_tpot_ms=float(data["mean_tpot_ms"]),
-                p99_tpot_ms=float(data["p99_tpot_ms"]), mean_itl_ms=float(data["mean_itl_ms"]),
-            )  # fmt: skip
+                completed=int(data["completed"]),
+                failed=int(data.get("failed") or 0),
+                duration_s=float(data["duration"]),
+                request_throughput=float(data["request_throughput"]),
+                output_throughput=float(data["output_throughput"]),
+                mean_ttft_ms=float(data["mean_ttft_ms"]),
+                p99_ttft_ms=float(data["p99_ttft_ms"]),
+                mean_tpot_ms=float(data["mean_tpot_ms"]),
+                p99_tpot_ms=float(data["p99_tpot_ms"]),
+                mean_itl_ms=float(data["mean_itl_ms"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a vllm bench serve result: {exc!r}") from None
 
@@ -84,12 +89,31 @@ def bench_argv(plan: LaunchPlan, settings: BenchSettings, result_dir: str, resul
     vllm = list(server.argv[: server.argv.index("serve")])
     model = server.argv[server.argv.index("serve") + 1]
     argv = [
-        *vllm, "bench", "serve", "--backend", "openai", "--base-url", plan.process(settings.target).base_url,
-        "--model", model, "--served-model-name", plan.model_name, "--dataset-name", "random",
-        "--random-input-len", str(settings.input_len), "--random-output-len", str(settings.output_len),
-        "--num-prompts", str(settings.num_prompts), "--save-result", "--result-dir", result_dir,
-        "--result-filename", result_file,
-    ]  # fmt: skip
+        *vllm,
+        "bench",
+        "serve",
+        "--backend",
+        "openai",
+        "--base-url",
+        plan.process(settings.target).base_url,
+        "--model",
+        model,
+        "--served-model-name",
+        plan.model_name,
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        str(settings.input_len),
+        "--random-output-len",
+        str(settings.output_len),
+        "--num-prompts",
+        str(settings.num_prompts),
+        "--save-result",
+        "--result-dir",
+        result_dir,
+        "--result-filename",
+        result_file,
+    ]
     if settings.max_concurrency:
         argv += ["--max-concurrency", str(settings.max_concurrency)]
     if settings.request_rate:
@@ -147,8 +171,13 @@ def stored_path(run: BenchRun, root: Path | None = None) -> Path:
 def store_run(run: BenchRun, root: Path | None = None) -> Path:
     path = stored_path(run, root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"profile": run.profile, "digest": run.digest, "started": run.started, "settings": run.settings,
-              "result": run.result}  # fmt: skip
+    record = {
+        "profile": run.profile,
+        "digest": run.digest,
+        "started": run.started,
+        "settings": run.settings,
+        "result": run.result,
+    }
     path.write_text(json.dumps(record, indent=1))
     return path
 
@@ -162,15 +191,20 @@ def load_runs(profile: str, root: Path | None = None) -> list[BenchRun]:
             summary = BenchSummary.from_result(record["result"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        runs.append(BenchRun(record["profile"], record["digest"], record["started"], record["settings"], summary,
-                             record["result"]))  # fmt: skip
+        runs.append(
+            BenchRun(
+                record["profile"], record["digest"], record["started"], record["settings"], summary, record["result"]
+            )
+        )
     return runs
 
 
 def bench_table(runs: list[BenchRun], mark: str | None = None) -> str:
     """Runs side by side, oldest first; `mark` flags the run just made."""
-    head = (f"{'run':<19} {'profile@':<9} {'in/out/n':<16} {'ok/fail':<8} {'req/s':>7} {'out tok/s':>10} "
-            f"{'TTFT mean':>10} {'TTFT p99':>9} {'TPOT mean':>10} {'TPOT p99':>9}")  # fmt: skip
+    head = (
+        f"{'run':<19} {'profile@':<9} {'in/out/n':<16} {'ok/fail':<8} {'req/s':>7} {'out tok/s':>10} "
+        f"{'TTFT mean':>10} {'TTFT p99':>9} {'TPOT mean':>10} {'TPOT p99':>9}"
+    )
     lines = [head]
     for run in runs:
         s, cfg = run.summary, run.settings

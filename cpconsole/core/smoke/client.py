@@ -108,8 +108,12 @@ async def stream_request(
     """One streamed completion (prompt) or chat completion (messages), measured."""
     chat = messages is not None
     rid = request_id or REQUEST_ID_PREFIX + secrets.token_hex(8)
-    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "stream": True,
-                            "stream_options": {"include_usage": True}}  # fmt: skip
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     if temperature is not None:
         body["temperature"] = temperature
     body["messages" if chat else "prompt"] = messages if chat else prompt
@@ -170,6 +174,14 @@ async def stream_request(
     if ttft is None:
         return RequestResult("the stream ended without a single choice", 200, request_id=rid)
     return RequestResult(
-        None, 200, ttft, tuple(gaps), (last or started) - started,
-        usage.get("prompt_tokens"), usage.get("completion_tokens"), "".join(text), finish, rid,
-    )  # fmt: skip
+        None,
+        200,
+        ttft,
+        tuple(gaps),
+        (last or started) - started,
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        "".join(text),
+        finish,
+        rid,
+    )

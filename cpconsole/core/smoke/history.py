@@ -42,9 +42,25 @@ class PromptRecord:
     def of(
         cls, at: str, profile: str, target: str, prompt: str, max_tokens: int, temperature: float, r: RequestResult
     ) -> PromptRecord:
-        return cls(at, profile, target, prompt, max_tokens, temperature, r.text, r.error, r.request_id,
-                   r.prompt_tokens, r.output_tokens, r.ttft_s, r.tpot_s, percentile(r.itl_s, 0.5),
-                   percentile(r.itl_s, 0.99), r.e2e_s, r.tokens_per_s)  # fmt: skip
+        return cls(
+            at,
+            profile,
+            target,
+            prompt,
+            max_tokens,
+            temperature,
+            r.text,
+            r.error,
+            r.request_id,
+            r.prompt_tokens,
+            r.output_tokens,
+            r.ttft_s,
+            r.tpot_s,
+            percentile(r.itl_s, 0.5),
+            percentile(r.itl_s, 0.99),
+            r.e2e_s,
+            r.tokens_per_s,
+        )
 
     def stats(self) -> str:
         """The line under an answer: TTFT, TPOT, ITL p50/p99, tokens, tok/s, E2E."""
@@ -92,8 +108,24 @@ class History:
 def to_markdown(records: list[PromptRecord]) -> str:
     out = ["# cpconsole prompts", ""]
     for r in records:
-        out += [f"## {r.at} — {r.target} ({r.profile})", "", f"`{r.request_id}` · max_tokens {r.max_tokens} · "
-                f"temperature {r.temperature:g}", "", "**Prompt**", "", "```text", r.prompt, "```", "",
-                "**Answer**", "", "```text", r.answer if not r.error else f"(error) {r.error}", "```", "",
-                f"_{r.stats()}_", ""]  # fmt: skip
+        out += [
+            f"## {r.at} — {r.target} ({r.profile})",
+            "",
+            f"`{r.request_id}` · max_tokens {r.max_tokens} · temperature {r.temperature:g}",
+            "",
+            "**Prompt**",
+            "",
+            "```text",
+            r.prompt,
+            "```",
+            "",
+            "**Answer**",
+            "",
+            "```text",
+            r.answer if not r.error else f"(error) {r.error}",
+            "```",
+            "",
+            f"_{r.stats()}_",
+            "",
+        ]
     return "\n".join(out)

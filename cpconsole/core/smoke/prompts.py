@@ -7,14 +7,47 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-SUBJECTS = ("The cluster", "A prefill node", "The decode instance", "An operator", "The proxy", "Each rank",
-            "The scheduler", "A long request", "The KV cache", "Every chip")  # fmt: skip
+SUBJECTS = (
+    "The cluster",
+    "A prefill node",
+    "The decode instance",
+    "An operator",
+    "The proxy",
+    "Each rank",
+    "The scheduler",
+    "A long request",
+    "The KV cache",
+    "Every chip",
+)
 VERBS = ("reported", "measured", "balanced", "streamed", "checked", "recorded", "moved", "compared")
-OBJECTS = ("the latency of the morning batch", "twelve blocks of attention state", "a quiet queue",
-           "the temperature of the third card", "an unusual spike in throughput", "the weights of layer seven",
-           "a handshake on port thirty", "the load of the afternoon")  # fmt: skip
-PASS_WORDS = ("amber", "falcon", "river", "granite", "velvet", "orbit", "cedar", "lantern", "harbor", "meadow",
-              "copper", "willow", "summit", "ember", "quartz", "tundra")  # fmt: skip
+OBJECTS = (
+    "the latency of the morning batch",
+    "twelve blocks of attention state",
+    "a quiet queue",
+    "the temperature of the third card",
+    "an unusual spike in throughput",
+    "the weights of layer seven",
+    "a handshake on port thirty",
+    "the load of the afternoon",
+)
+PASS_WORDS = (
+    "amber",
+    "falcon",
+    "river",
+    "granite",
+    "velvet",
+    "orbit",
+    "cedar",
+    "lantern",
+    "harbor",
+    "meadow",
+    "copper",
+    "willow",
+    "summit",
+    "ember",
+    "quartz",
+    "tundra",
+)
 HELLO = "Hello! Please introduce yourself in one sentence."
 QUESTION = "\n\nWhat is the passphrase mentioned in the text above? Answer with the passphrase only."
 TOKENS_PER_SENTENCE = 12  # rough, for sizing; the server's /tokenize says the real count

@@ -40,16 +40,30 @@ class SmokeCheck:
         return f"{self.kind} {self.target}"
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "target": self.target, "passed": self.passed,
-                               "detail": self.detail, "latency_ms": self.latency_ms}  # fmt: skip
+        out: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "target": self.target,
+            "passed": self.passed,
+            "detail": self.detail,
+            "latency_ms": self.latency_ms,
+        }
         if self.result is not None:
             r = self.result
             out |= {
-                "error": r.error, "request_id": r.request_id, "prompt_tokens": r.prompt_tokens,
-                "output_tokens": r.output_tokens, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s,
-                "itl_p50_s": percentile(r.itl_s, 0.5), "itl_p99_s": percentile(r.itl_s, 0.99), "e2e_s": r.e2e_s,
-                "tokens_per_s": r.tokens_per_s, "finish_reason": r.finish_reason, "answer": r.text,
-            }  # fmt: skip
+                "error": r.error,
+                "request_id": r.request_id,
+                "prompt_tokens": r.prompt_tokens,
+                "output_tokens": r.output_tokens,
+                "ttft_s": r.ttft_s,
+                "tpot_s": r.tpot_s,
+                "itl_p50_s": percentile(r.itl_s, 0.5),
+                "itl_p99_s": percentile(r.itl_s, 0.99),
+                "e2e_s": r.e2e_s,
+                "tokens_per_s": r.tokens_per_s,
+                "finish_reason": r.finish_reason,
+                "answer": r.text,
+            }
         if self.kind == "needle":
             out |= {
                 "depth": self.depth,
@@ -92,8 +106,9 @@ async def count_tokens(http: httpx.AsyncClient, plan: LaunchPlan, prompt: str) -
     """The prompt's length by a prefill server's /tokenize (the proxy has none); None if none answers."""
     for proc in (p for p in _servers(plan) if p.role in ("prefill", "colocated")):
         try:
-            answer = await http.post(proc.base_url + "/tokenize", json={"model": plan.model_name, "prompt": prompt},
-                                     timeout=60)  # fmt: skip
+            answer = await http.post(
+                proc.base_url + "/tokenize", json={"model": plan.model_name, "prompt": prompt}, timeout=60
+            )
             answer.raise_for_status()
             return int(answer.json()["count"])
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
@@ -113,26 +128,35 @@ def _answer_detail(result: RequestResult) -> str:
 
 
 async def needle_checks(
-    plan: LaunchPlan, http: httpx.AsyncClient, *, target: str, tokens: int, depths: Sequence[float], max_tokens: int,
+    plan: LaunchPlan,
+    http: httpx.AsyncClient,
+    *,
+    target: str,
+    tokens: int,
+    depths: Sequence[float],
+    max_tokens: int,
     timeout: float = 600.0,
-) -> list[SmokeCheck]:  # fmt: skip
+) -> list[SmokeCheck]:
     """The passphrase at each depth of a `tokens`-long prompt; passed only when it comes back."""
     base = plan.process(target).base_url
     checks = []
     for depth in depths:
         needle = needle_prompt(tokens, depth)
         measured = await count_tokens(http, plan, needle.prompt)
-        result = await stream_request(http, base, model=plan.model_name, prompt=needle.prompt,
-                                      max_tokens=max_tokens, timeout=timeout)  # fmt: skip
+        result = await stream_request(
+            http, base, model=plan.model_name, prompt=needle.prompt, max_tokens=max_tokens, timeout=timeout
+        )
         if measured is not None and result.prompt_tokens is None:
             result = dataclasses.replace(result, prompt_tokens=measured)
         passed = result.ok and needle.passed(result.text)
         detail = (
-            "the passphrase came back" if passed
+            "the passphrase came back"
+            if passed
             else result.error or f"no passphrase in the answer {result.text.strip()[:80]!r}"
-        )  # fmt: skip
-        checks.append(SmokeCheck("needle", target, passed, detail, None, result, depth, needle.passphrase,
-                                 measured is not None))  # fmt: skip
+        )
+        checks.append(
+            SmokeCheck("needle", target, passed, detail, None, result, depth, needle.passphrase, measured is not None)
+        )
     return checks
 
 
@@ -150,10 +174,17 @@ async def run_suite(
     base = plan.process(target).base_url
     checks = list(await asyncio.gather(*(_health(http, p, timeout=10) for p in servers)))
     checks += await probe_path(plan, http, timeout=min(timeout, 120))
-    hello = await stream_request(http, base, model=plan.model_name, messages=[{"role": "user", "content": HELLO}],
-                                 max_tokens=max_tokens, timeout=timeout)  # fmt: skip
+    hello = await stream_request(
+        http,
+        base,
+        model=plan.model_name,
+        messages=[{"role": "user", "content": HELLO}],
+        max_tokens=max_tokens,
+        timeout=timeout,
+    )
     checks.append(SmokeCheck("completion", target, hello.ok, _answer_detail(hello), None, hello))
     if needle_tokens:
-        checks += await needle_checks(plan, http, target=target, tokens=needle_tokens, depths=depths,
-                                      max_tokens=max_tokens, timeout=timeout)  # fmt: skip
+        checks += await needle_checks(
+            plan, http, target=target, tokens=needle_tokens, depths=depths, max_tokens=max_tokens, timeout=timeout
+        )
     return checks

@@ -78,18 +78,36 @@ class AlertEngine:
             total = sample.total if sample else None
             usage = total.kv_cache_usage if total and total.kv_cache_usage is not None else 0.0
             if self._held(f"kv:{process}", usage * 100 > self.rules.kv_cache_pct, at, self.rules.kv_cache_for_s):
-                alerts.append(Alert(f"kv:{process}", "warning", process,
-                                    f"KV cache {usage:.0%} full for {self.rules.kv_cache_for_s:g} s"))  # fmt: skip
+                alerts.append(
+                    Alert(
+                        f"kv:{process}",
+                        "warning",
+                        process,
+                        f"KV cache {usage:.0%} full for {self.rules.kv_cache_for_s:g} s",
+                    )
+                )
             waiting = total.waiting if total else 0.0
             if self._held(f"waiting:{process}", waiting > 0, at, self.rules.waiting_for_s):
-                alerts.append(Alert(f"waiting:{process}", "warning", process,
-                                    f"{waiting:.0f} request(s) waiting for over {self.rules.waiting_for_s:g} s"))  # fmt: skip
+                alerts.append(
+                    Alert(
+                        f"waiting:{process}",
+                        "warning",
+                        process,
+                        f"{waiting:.0f} request(s) waiting for over {self.rules.waiting_for_s:g} s",
+                    )
+                )
         for process, reason in (stalled or {}).items():
             alerts.append(Alert(f"stalled:{process}", "critical", process, f"stalled: {reason}"))
         if self.rules.error_lines:
             for process, lines in (log_lines or {}).items():
                 errors = [line for line in lines if ERROR_LINE.search(line)]
                 if errors:
-                    alerts.append(Alert(f"error-line:{process}", "warning", process,
-                                        f"{len(errors)} error line(s); last: {errors[-1].strip()[:120]}"))  # fmt: skip
+                    alerts.append(
+                        Alert(
+                            f"error-line:{process}",
+                            "warning",
+                            process,
+                            f"{len(errors)} error line(s); last: {errors[-1].strip()[:120]}",
+                        )
+                    )
         return sorted(alerts, key=lambda a: (a.severity != "critical", a.source, a.key))

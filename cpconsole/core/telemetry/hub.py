@@ -60,21 +60,30 @@ class Telemetry:
         self._on_result = on_result
         for node in (n for n in plan.nodes if n.chips):  # nothing to poll on a CPU node
             self.npu[node.name] = Poller(
-                f"npu-smi@{node.name}", self._npu_fetch(node, transports[node.name]),
-                interval=npu_interval, timeout=npu_timeout, on_result=self._emit,
-            )  # fmt: skip
+                f"npu-smi@{node.name}",
+                self._npu_fetch(node, transports[node.name]),
+                interval=npu_interval,
+                timeout=npu_timeout,
+                on_result=self._emit,
+            )
         for proc in (p for p in plan.processes if p.http_port):
             if proc.role != "proxy":
                 self.windows[proc.name] = MetricsWindow()
                 self.stalls[proc.name] = StallDetector(plan.alerts.stall_after_s)
                 self.metrics[proc.name] = Poller(
-                    f"metrics@{proc.name}", self._metrics_fetch(proc),
-                    interval=metrics_interval, timeout=http_timeout, on_result=self._emit,
-                )  # fmt: skip
+                    f"metrics@{proc.name}",
+                    self._metrics_fetch(proc),
+                    interval=metrics_interval,
+                    timeout=http_timeout,
+                    on_result=self._emit,
+                )
             self.health[proc.name] = Poller(
-                f"health@{proc.name}", self._health_fetch(proc),
-                interval=health_interval, timeout=http_timeout, on_result=self._emit,
-            )  # fmt: skip
+                f"health@{proc.name}",
+                self._health_fetch(proc),
+                interval=health_interval,
+                timeout=http_timeout,
+                on_result=self._emit,
+            )
             self.probes[proc.name] = Poller(
                 f"probe@{proc.name}", self._probe_fetch(proc), interval=probe_interval, timeout=60.0
             )
@@ -146,12 +155,14 @@ class Telemetry:
         sample = self.metrics[name].latest
         if sample.value is not None and sample.error is None:
             total = sample.value.total
-            detector.observe(now, running=total.running, waiting=total.waiting,
-                             generation_tokens=total.generation_tokens)  # fmt: skip
+            detector.observe(
+                now, running=total.running, waiting=total.waiting, generation_tokens=total.generation_tokens
+            )
         health, tried = self.health[name].latest, self.probes[name].latest
         if tried.at and (tried.value is not None or tried.error):
-            detector.observe_probe(now, health_ok=health.error is None and health.value is not None,
-                                   probe_ok=tried.error is None)  # fmt: skip
+            detector.observe_probe(
+                now, health_ok=health.error is None and health.value is not None, probe_ok=tried.error is None
+            )
         return detector.reason
 
     def _note_npu_history(self, keep: int = 120) -> None:

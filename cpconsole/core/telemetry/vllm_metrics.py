@@ -182,8 +182,16 @@ def _sum(engines: Iterable[EngineMetrics]) -> EngineMetrics:
     total = EngineMetrics()
     usages = []
     for engine in engines:
-        for attr in ("running", "waiting", "prompt_tokens", "generation_tokens", "preemptions", "spec_drafts",
-                     "spec_draft_tokens", "spec_accepted_tokens"):  # fmt: skip
+        for attr in (
+            "running",
+            "waiting",
+            "prompt_tokens",
+            "generation_tokens",
+            "preemptions",
+            "spec_drafts",
+            "spec_draft_tokens",
+            "spec_accepted_tokens",
+        ):
             setattr(total, attr, getattr(total, attr) + getattr(engine, attr))
         for attr in ("prompt_tokens_by_source", "request_success"):
             into: dict[str, float] = getattr(total, attr)

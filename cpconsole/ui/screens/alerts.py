@@ -54,8 +54,15 @@ class AlertsScreen(SessionScreen):
             if record.cleared_at is None:
                 state = Text(f"active {_span(now - record.raised_at)}", style="bold")
             else:
-                state = Text(f"cleared {_clock(record.cleared_at)} after {_span(record.cleared_at - record.raised_at)}",
-                             style="dim")  # fmt: skip
-            table.add_row(_clock(record.raised_at), Text(alert.severity, style=SEVERITY_STYLE.get(alert.severity, "")),
-                          alert.source, alert.message, state)  # fmt: skip
+                state = Text(
+                    f"cleared {_clock(record.cleared_at)} after {_span(record.cleared_at - record.raised_at)}",
+                    style="dim",
+                )
+            table.add_row(
+                _clock(record.raised_at),
+                Text(alert.severity, style=SEVERITY_STYLE.get(alert.severity, "")),
+                alert.source,
+                alert.message,
+                state,
+            )
         self.draw("#alerts-table", table, key=key)

@@ -58,8 +58,10 @@ class BoardScreen(SessionScreen):
         self.query_one(NodePanel).show(view.npu, view.now)
         alerts = Text()
         for alert in session.alerts:
-            alerts.append(f"{alert.severity:<8} {alert.source:<12} {alert.message}\n",
-                          style="bold red" if alert.severity == "critical" else "yellow")  # fmt: skip
+            alerts.append(
+                f"{alert.severity:<8} {alert.source:<12} {alert.message}\n",
+                style="bold red" if alert.severity == "critical" else "yellow",
+            )
         self.draw("#alerts", alerts or Text("none", style="dim"))
 
     async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

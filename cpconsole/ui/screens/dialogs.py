@@ -82,9 +82,12 @@ def quit_screen(running: list[str]) -> ChoiceScreen:
     return ChoiceScreen(
         f"{len(running)} process(es) still running: {', '.join(running)}.\n"
         "They keep serving after the console quits; the next console adopts them.",
-        [("leave", "l", "Leave running", "primary"), ("stop", "s", "Stop all", "error"),
-         ("cancel", "c", "Cancel", "default")],
-    )  # fmt: skip
+        [
+            ("leave", "l", "Leave running", "primary"),
+            ("stop", "s", "Stop all", "error"),
+            ("cancel", "c", "Cancel", "default"),
+        ],
+    )
 
 
 def preflight_first_screen() -> ChoiceScreen:
@@ -92,9 +95,12 @@ def preflight_first_screen() -> ChoiceScreen:
     return ChoiceScreen(
         "Check every node before starting? Preflight takes seconds; a DOWN NPU link, a taken port or "
         "a float16 config otherwise shows up minutes into model loading.",
-        [("preflight", "p", "Preflight, then start", "primary"), ("start", "s", "Start now", "warning"),
-         ("cancel", "c", "Cancel", "default")],
-    )  # fmt: skip
+        [
+            ("preflight", "p", "Preflight, then start", "primary"),
+            ("start", "s", "Start now", "warning"),
+            ("cancel", "c", "Cancel", "default"),
+        ],
+    )
 
 
 class HelpScreen(ModalScreen[None]):

@@ -184,8 +184,9 @@ class LogsScreen(SessionScreen):
         banner = self.query_one("#banner", Static)
         banner.set_class(not lost, "hidden")
         if lost:
-            banner.update(Text("  ".join(f"⚠ {n}: stream disconnected ({e.detail or 'no detail'}) — resuming"
-                                         for n, e in lost)))  # fmt: skip
+            banner.update(
+                Text("  ".join(f"⚠ {n}: stream disconnected ({e.detail or 'no detail'}) — resuming" for n, e in lost))
+            )
 
     def refresh_from(self, session: Session) -> None:
         self._banner(session)

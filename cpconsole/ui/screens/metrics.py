@@ -27,8 +27,20 @@ def _num(value: float | None, unit: str = "", digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
-COLUMNS = ("server", "run", "wait", "KV cache", "prompt tok/s", "gen tok/s", "TTFT p50/p99", "ITL p50/p99",
-           "MTP accept", "accept len", "preempt", "read at")  # fmt: skip
+COLUMNS = (
+    "server",
+    "run",
+    "wait",
+    "KV cache",
+    "prompt tok/s",
+    "gen tok/s",
+    "TTFT p50/p99",
+    "ITL p50/p99",
+    "MTP accept",
+    "accept len",
+    "preempt",
+    "read at",
+)
 WIDE = 140  # narrower terminals show the columns an incident needs first
 WIDE_ONLY = ("ITL p50/p99", "MTP accept", "accept len", "preempt")
 
@@ -78,8 +90,10 @@ class MetricsScreen(SessionScreen):
                 Text(name, style="bold"),
                 _num(total.running if total else None, digits=0),
                 _num(total.waiting if total else None, digits=0),
-                Text(f"{bar(usage or 0.0, 8)} {usage:.0%}" if usage is not None else "-",
-                     style="red" if usage and usage > 0.9 else ""),
+                Text(
+                    f"{bar(usage or 0.0, 8)} {usage:.0%}" if usage is not None else "-",
+                    style="red" if usage and usage > 0.9 else "",
+                ),
                 _rate(figures.prompt_tokens_per_s, figures.prompt_rate_series),
                 _rate(figures.generation_tokens_per_s, figures.generation_rate_series),
                 "/".join(map(_s, figures.ttft)),
@@ -88,7 +102,7 @@ class MetricsScreen(SessionScreen):
                 _num(figures.mean_acceptance_length, digits=2),
                 _num(total.preemptions if total else None, digits=0),
                 freshness,
-            )  # fmt: skip
+            )
             table.add_row(
                 *(cell for column, cell in zip(COLUMNS, cells, strict=True) if wide or column not in WIDE_ONLY)
             )

@@ -44,8 +44,10 @@ class NpusScreen(SessionScreen):
             drawn_from = (result.ok_at, result.error, title.plain, len(history))
             if self._drawn.get(selector) == drawn_from:
                 continue  # a table is rebuilt only from a new reading
-            title.append(f"npu-smi {info.version}   HBM {sparkline([h for h, _ in history])}  "
-                         f"AICore {sparkline([a for _, a in history])}")  # fmt: skip
+            title.append(
+                f"npu-smi {info.version}   HBM {sparkline([h for h, _ in history])}  "
+                f"AICore {sparkline([a for _, a in history])}"
+            )
             table = Table(title=title, title_justify="left", expand=True, box=None, padding=(0, 1))
             for column in ("NPU/chip", "phy", "health", "HBM", "used/total MB", "AICore", "temp", "power", "processes"):
                 table.add_column(column)
@@ -55,7 +57,8 @@ class NpusScreen(SessionScreen):
             for chip in info.chips:
                 fraction = chip.hbm_fraction or 0.0
                 table.add_row(
-                    f"{chip.npu_id}/{chip.chip_id}", str(chip.phy_id if chip.phy_id is not None else "-"),
+                    f"{chip.npu_id}/{chip.chip_id}",
+                    str(chip.phy_id if chip.phy_id is not None else "-"),
                     Text(chip.health, style=HEALTH_STYLE.get(chip.health, "bold red")),
                     Text(bar(fraction, 10), style="red" if fraction > 0.95 else "green"),
                     f"{chip.hbm_used_mb}/{chip.hbm_total_mb}" if chip.hbm_total_mb else "-",
@@ -63,5 +66,5 @@ class NpusScreen(SessionScreen):
                     f"{chip.temp_c}°C" if chip.temp_c is not None else "-",
                     f"{chip.power_w:.1f} W" if chip.power_w is not None else "-",
                     ", ".join(users.get((chip.npu_id, chip.chip_id), [])),
-                )  # fmt: skip
+                )
             self.draw(selector, table, key=drawn_from)

@@ -49,16 +49,20 @@ class PreflightScreen(SessionScreen):
         if session.preflight_running:
             head.append(f"checking {len(session.plan.nodes)} node(s)…", style="bold")
         elif checks is None:
-            head.append("not run yet — p checks every node: chips, NPU links and pings, ports, model, "
-                        "containers, versions", style="dim")  # fmt: skip
+            head.append(
+                "not run yet — p checks every node: chips, NPU links and pings, ports, model, containers, versions",
+                style="dim",
+            )
         elif checks is not None and took is not None:
             failed, warned, passed = tally(checks)
             head.append(f"{failed} failed", style="bold red" if failed else "green")
             head.append(f" · {warned} warning(s)", style="bold yellow" if warned else "dim")
             head.append(f" · {passed} passed · {took:.1f} s", style="dim")
             if session.preflight_beside:
-                head.append(f" · checked with {len(session.preflight_beside)} process(es) running: their own "
-                            "ports not counted", style="dim")  # fmt: skip
+                head.append(
+                    f" · checked with {len(session.preflight_beside)} process(es) running: their own ports not counted",
+                    style="dim",
+                )
         self.draw("#preflight-head", head)
         key = (id(checks), took, self.verbose)
         if checks is None or self._drawn.get("#preflight-table") == key:
@@ -70,6 +74,7 @@ class PreflightScreen(SessionScreen):
         table.add_column("result", ratio=3, overflow="fold")
         table.add_column("hint", ratio=2, overflow="fold")
         for line in sorted(lines, key=lambda line: ORDER[line.status]):
-            table.add_row(Text(line.status, style=STATUS_STYLE[line.status]), line.check, line.text,
-                          Text(line.hint, style="dim"))  # fmt: skip
+            table.add_row(
+                Text(line.status, style=STATUS_STYLE[line.status]), line.check, line.text, Text(line.hint, style="dim")
+            )
         self.draw("#preflight-table", table, key=key)

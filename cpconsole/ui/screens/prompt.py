@@ -92,8 +92,9 @@ class PromptScreen(SessionScreen):
             answer.append(piece)  # pieces are appended as they come, wrapped at the pane's edge
 
         async def ask() -> None:
-            record = await self.session.ask(target, prompt, max_tokens=max_tokens, temperature=temperature,
-                                            on_text=append)  # fmt: skip
+            record = await self.session.ask(
+                target, prompt, max_tokens=max_tokens, temperature=temperature, on_text=append
+            )
             self.last = record
             answer.append("\n")
             stats.update(Text(record.stats(), style="bold red" if record.error else "bold green"))
@@ -122,8 +123,10 @@ class PromptScreen(SessionScreen):
 
     def action_bench(self) -> None:
         settings = self.session.checks.bench
-        question = (f"Run vllm bench serve through the {settings.target}: {settings.num_prompts} prompts of "
-                    f"{settings.input_len} tokens in, {settings.output_len} out? It loads the deployment.")  # fmt: skip
+        question = (
+            f"Run vllm bench serve through the {settings.target}: {settings.num_prompts} prompts of "
+            f"{settings.input_len} tokens in, {settings.output_len} out? It loads the deployment."
+        )
 
         def answered(yes: bool | None) -> None:
             if yes:

@@ -11,9 +11,17 @@ from ...core.safetext import terminal_safe
 from ...core.view import SessionView
 
 STATE_STYLE = {
-    "ready": "bold green", "healthy": "green", "starting": "yellow", "planned": "dim", "stopped": "dim",
-    "exited": "red", "failed": "bold red", "stalled": "bold magenta", "drifted": "magenta", "unknown": "bold red",
-}  # fmt: skip
+    "ready": "bold green",
+    "healthy": "green",
+    "starting": "yellow",
+    "planned": "dim",
+    "stopped": "dim",
+    "exited": "red",
+    "failed": "bold red",
+    "stalled": "bold magenta",
+    "drifted": "magenta",
+    "unknown": "bold red",
+}
 COLUMNS = (
     "process",
     "role",
@@ -79,12 +87,19 @@ class ProcessTable(DataTable[str | Text]):
                 gen = f"{rate:.1f}" if rate is not None else "-"
             health = self._health[proc.name] = steady(self._health.get(proc.name), view.health_ms)
             every: list[str | Text] = [
-                proc.name, proc.role, proc.node, str(view.pid or "-"),
-                Text(view.label, style=STATE_STYLE.get(view.state, "")), view.uptime(now),
-                f"{health:.0f}ms" if health is not None else "-", ttft, gen,
-                Text(view.reason[:80], style="red") if view.state in TROUBLE and view.reason
+                proc.name,
+                proc.role,
+                proc.node,
+                str(view.pid or "-"),
+                Text(view.label, style=STATE_STYLE.get(view.state, "")),
+                view.uptime(now),
+                f"{health:.0f}ms" if health is not None else "-",
+                ttft,
+                gen,
+                Text(view.reason[:80], style="red")
+                if view.state in TROUBLE and view.reason
                 else message_of(terminal_safe(view.last_line))[:80],  # its head: the whole line is in details
-            ]  # fmt: skip
+            ]
             cells = [cell for column, cell in zip(COLUMNS, every, strict=True) if column in self._columns]
             before = self._shown.get(proc.name)
             if before == cells:
