@@ -27,6 +27,7 @@ import asyncssh
 import psutil
 
 from cpconsole.core.remote import LogStore, SpawnSpec, SSHTransport
+from cpconsole.core.remote.manifest import Manifest
 from cpconsole.core.remote.ssh import CHUNK
 from tests.sshd import make_sshd, node_root
 
@@ -44,7 +45,7 @@ def write_log(path: str, lines: int) -> int:
 
 
 async def raw_cat(options: dict[str, object], host: str, path: str) -> tuple[float, int]:
-    async with asyncssh.connect(host, **options) as conn:  # type: ignore[arg-type]
+    async with asyncssh.connect(host, **options) as conn:
         started = time.perf_counter()
         process = await conn.create_process(f"cat {path}", encoding=None)
         newlines = 0
@@ -99,7 +100,7 @@ async def fanout(counts: list[int], rounds: int = 20) -> None:
         handles = await asyncio.gather(
             *(
                 n.spawn_detached(
-                    SpawnSpec("job", posixpath.join(root, n.node, "job"), "#!/bin/sh\nexec sleep 300\n", {})
+                    SpawnSpec(posixpath.join(root, n.node, "job"), "#!/bin/sh\nexec sleep 300\n", Manifest("job"))
                 )
                 for n in nodes
             )

@@ -350,7 +350,7 @@ VERBS: dict[str, Verb] = {
     "plan": Verb(cmd_summary, "summarise the processes a profile starts, where"),
     "render": Verb(cmd_render, "print the exact launch commands of every process", _args_render),
     "schema": Verb(cmd_schema, "print the profile's JSON Schema (for editor completion)", _no_args),
-    "up": Verb(cmd_up, "start what is not running, in the guide's order, until ready", _args_up),
+    "up": Verb(cmd_up, "start what is not running (instances side by side, then the proxy) until ready", _args_up),
     "down": Verb(cmd_down, "stop the processes, proxy first, master last", _args_down),
     "restart": Verb(cmd_restart, "restart an instance (all its ranks) or the proxy", _args_restart),
     "status": Verb(cmd_status, "adopt what runs and show every process", _args_status),

@@ -80,7 +80,7 @@ Command = Up | Down | Restart | ShowLogs | ShowDetails | ShowScreen | Exec | Hel
 
 # every verb with its usage, for help and completion
 USAGE = {
-    "up": ":up                      start what is not running, in stage order",
+    "up": ":up                      start what is not running: instances side by side, then the proxy",
     "down": ":down                    stop every process, proxy first",
     "restart": ":restart TARGET          restart an instance (or a process's instance)",
     "logs": ":logs [PROCESS]          logs of one process, or all merged",

@@ -371,25 +371,36 @@ class Orchestrator:
     # ------------------------------------------------------------ up, under the lock
 
     async def _up(self, only: Iterable[str] | None = None) -> bool:
+        """Every instance at once (they need nothing of each other: an `up` lasts as long as the
+        slowest load, not the sum); the proxy once every instance it routes to passed its gate;
+        then the probe. An instance that fails stops only what depends on it: the proxy."""
         chosen = set(only) if only else None
         await self.adopt()
-        for stage in stages(self.plan):
-            names = [n for n in stage.start if chosen is None or n in chosen]
-            if not names:
-                continue
-            self.events.publish(StageChanged(stage.name, "started"))
-            for name in names:
-                if self.views[name].state not in UP_STATES and not await self._start(name):
-                    self.events.publish(StageChanged(stage.name, "failed", f"{name} could not be started"))
-                    return False
-            gated = Stage(stage.name, tuple(names), tuple(n for n in stage.gate if n in names), stage.timeout)
-            ok, detail = await self._await_stage(gated)
-            self.events.publish(StageChanged(stage.name, "passed" if ok else "failed", detail))
-            if not ok:
-                return False
+        every = stages(self.plan)
+        instances = [stage for stage in every if stage.name != "proxy"]
+        results = await asyncio.gather(*(self._bring_up(stage, chosen) for stage in instances))
+        if not all(results):
+            return False
+        if not all([await self._bring_up(stage, chosen) for stage in every if stage.name == "proxy"]):
+            return False
         if chosen is None or "proxy" in chosen:
             return await self.probe()
         return True
+
+    async def _bring_up(self, stage: Stage, chosen: set[str] | None) -> bool:
+        """One stage: its processes in order (a master before its headless ranks), then its gate."""
+        names = [n for n in stage.start if chosen is None or n in chosen]
+        if not names:
+            return True
+        self.events.publish(StageChanged(stage.name, "started"))
+        for name in names:
+            if self.views[name].state not in UP_STATES and not await self._start(name):
+                self.events.publish(StageChanged(stage.name, "failed", f"{name} could not be started"))
+                return False
+        gated = Stage(stage.name, tuple(names), tuple(n for n in stage.gate if n in names), stage.timeout)
+        ok, detail = await self._await_stage(gated)
+        self.events.publish(StageChanged(stage.name, "passed" if ok else "failed", detail))
+        return ok
 
     async def _port_taken(self, proc: ProcessPlan) -> bool:
         """Whether something already answers on the process's HTTP port: a stale server there

@@ -1,6 +1,6 @@
-"""The start order of the guide: each prefill instance (node-rank 0, then its headless ranks)
-until its API servers are healthy, then decode the same way, then the proxy, then a 1-token
-request through the proxy. Stopping runs the same order backwards."""
+"""The deployment's stages: one per instance (node-rank 0, then its headless ranks, until its API
+servers are healthy), prefill ones first, then the proxy. `up` brings the instances up side by
+side, then the proxy, then sends a 1-token request through it; stopping runs the list backwards."""
 
 from __future__ import annotations
 
