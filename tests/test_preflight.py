@@ -295,3 +295,13 @@ def test_cpconsole_preflight_shows_the_profiles_warnings_and_exits_0(tmp_path: P
     assert "prefill-0 listens on 30000-30015" in warnings[0] and "prefill-1 listens on 30016-30031" in warnings[1]
     assert "link UP on 48/48 chips" in done.stdout
     assert done.stdout.rstrip().endswith("0 failed, 2 warning(s), 274 passed")
+
+
+def test_a_clock_is_off_only_by_more_than_a_slow_answer_can_explain() -> None:
+    from cpconsole.core.preflight.node import clock_check
+
+    # asked at 100.0, answered at 104.3 (a loaded node): its clock was read somewhere in between
+    slow = clock_check("n1", theirs=104.29, asked=100.0, answered=104.3)
+    assert slow.status == "PASS" and slow.evidence == "+2.14 s against this machine (± 2.15 s: a slow answer)"
+    fast = clock_check("n1", theirs=102.51, asked=100.0, answered=100.02)  # 20 ms: it really is 2.5 s ahead
+    assert fast.status == "WARN" and fast.evidence == "+2.50 s against this machine" and "chrony" in fast.hint

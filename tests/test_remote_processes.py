@@ -263,7 +263,7 @@ async def test_stop_reaches_a_process_in_its_container(tmp_path: Path, ignores_t
         assert (handle.container, handle.container_cli) == ("ctr", (str(docker),))
         status = await node.stop(handle, grace=1.0)
         assert status.state == "exited"
-        for _ in range(100):  # a SIGKILLed group may stay a zombie for a moment
+        for _ in range(600):  # a SIGKILLed group may stay a zombie for a moment (a hang guard, not a bound)
             if not alive(inner):
                 break
             await asyncio.sleep(0.05)

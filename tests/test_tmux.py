@@ -73,3 +73,17 @@ def test_the_board_reads_right_in_tmux_and_q_quits(tmp_path: Path, tmux: Tmux) -
             break
         time.sleep(0.1)
     assert (tmp_path / "rc").read_text().strip() == "exited 0"
+
+
+def test_keys_typed_at_the_first_paint_land_where_the_focus_is(tmp_path: Path, tmux: Tmux) -> None:
+    """The command line typed the moment the board first shows (adoption still asking the
+    nodes, the first refreshes landing): every key reaches it, and Enter runs it."""
+    profile = tmp_path / "demo.yaml"
+    profile.write_text(demo_text(tmp_path))
+    command = f"{sys.executable} -m cpconsole {profile} --read-only; sleep 30"
+    env = {**os.environ, "TERM": "tmux-256color"}
+    tmux("-f", "/dev/null", "new-session", "-d", "-s", "console", "-x", "120", "-y", "40", command, env=env)
+    pane_until(tmux, lambda t: "decode-0" in t, timeout=30)
+    tmux("send-keys", "-t", "console", ":", "h", "e", "l", "p", "Enter")
+    pane_until(tmux, lambda t: "Board — keys" in t)  # the help screen: all five keys arrived
+    tmux("send-keys", "-t", "console", "Escape", "q")

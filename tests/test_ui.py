@@ -581,3 +581,28 @@ async def test_an_action_that_raises_is_said_and_kept_and_the_console_stays(utc:
         await pilot.press("8")  # the console still answers: the alerts screen lists it
         assert any("exec failed" in line for line in column(table_of(app.screen, "#alerts-table"), 3))
         await pilot.press("1", "q", "enter")
+
+
+async def test_a_burst_after_colon_lands_whole_and_colon_types_where_text_is_typed(utc: None) -> None:
+    """`:up⏎` arriving in one read (pasted, or typed fast right after the board shows) opens the
+    command line and every key after `:` lands in it; where text is typed, `:` is just a colon."""
+    from textual import events
+    from textual.widgets import TextArea
+
+    from cpconsole.ui.screens.prompt import PromptScreen
+
+    session = frozen_session()
+    session.read_only = True
+    app = ConsoleApp(session, live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for key, character in (("colon", ":"), ("u", "u"), ("p", "p"), ("enter", None)):
+            app.post_message(events.Key(key, character))  # all queued before any is handled
+        await wait_for(
+            pilot, lambda: any("read-only console" in n for n in app.notices), shown=lambda: list(app.notices)
+        )
+        assert isinstance(app.screen, BoardScreen)  # `:up` ran (and was refused: read-only)
+        await pilot.press("6")
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press("a", "colon", "b")
+        assert app.screen.query_one("#prompt-text", TextArea).text == "a:b"
+        assert isinstance(app.screen, PromptScreen)

@@ -14,6 +14,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.widgets import Input, TextArea
 from textual.worker import Worker
 
 from ..core import cmdline as cmd
@@ -63,7 +64,9 @@ class ConsoleApp(App[int]):
     COMMANDS = App.COMMANDS | {ProcessCommands}
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="help"),
-        Binding("colon", "command_line", "Cmd", id="command-line"),
+        # a priority binding: the command line opens before the keys typed after `:` are handed
+        # to the board, so a burst (`:up⏎` pasted or typed fast) lands in it whole
+        Binding("colon", "command_line", "Cmd", id="command-line", priority=True),
         *(Binding(p.key, f"show({p.name!r})", p.label, id=f"screen.{p.name}") for p in PLACES),
         Binding("l", "logs_of_selected", "Logs of row", show=False, id="logs-of-row"),
         Binding("u", "up", "Up", id="up"),
@@ -165,8 +168,11 @@ class ConsoleApp(App[int]):
             self.action_logs(self.board.selected)
 
     def action_help(self) -> None:
-        keys = [(b.key_display or b.key, b.description) for b in self.screen.BINDINGS if isinstance(b, Binding)]
-        keys += [(b.key, b.description) for b in self.BINDINGS if isinstance(b, Binding) and b.description]
+        """The keys that work here now (remapped ones as remapped), each with its binding id."""
+        ours = (self.screen, self)  # the screen's keys, then the app's; a table's cursor keys go without saying
+        found = [a for a in self.screen.active_bindings.values() if a.binding.description and a.node in ours]
+        shown = [a.binding for a in sorted(found, key=lambda a: ours.index(a.node))]
+        keys = [(self.get_key_display(b), b.description, b.id or "") for b in shown]
         self.push_screen(HelpScreen(f"{type(self.screen).__name__.removesuffix('Screen')} — keys", keys))
 
     # ------------------------------------------------------------ intents
@@ -259,6 +265,10 @@ class ConsoleApp(App[int]):
             await self.push_screen(ExecScreen(argv, results))
 
         self.work(run(), group="exec", exclusive=False)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`:` is the command line's everywhere but where text is typed (a prompt, a search)."""
+        return not (action == "command_line" and isinstance(self.focused, Input | TextArea))
 
     def action_command_line(self) -> None:
         self.push_screen(CommandLine(self.session.plan), self._run_command)

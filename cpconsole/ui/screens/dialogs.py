@@ -108,17 +108,19 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
-    def __init__(self, title: str, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, title: str, keys: list[tuple[str, str, str]]) -> None:
         super().__init__()
         self.title_text = title
-        self.keys = keys
+        self.keys = keys  # (key as shown, what it does, binding id for keymap.yaml)
 
     def compose(self) -> ComposeResult:
         text = Text()
         text.append(f"{self.title_text}\n\n", style="bold")
-        for key, description in self.keys:
-            text.append(f"  {key:<12}", style="bold cyan")
-            text.append(f"{description}\n")
+        width = max((len(key) for key, _, _ in self.keys), default=0) + 2
+        for key, description, binding_id in self.keys:
+            text.append(f"  {key:<{width}}", style="bold cyan")
+            text.append(description)
+            text.append(f"  {binding_id}\n" if binding_id else "\n", style="dim")
         text.append("\nCommands (type : first)\n", style="bold")
         for usage in USAGE.values():
             text.append(f"  {usage}\n")

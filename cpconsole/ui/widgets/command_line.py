@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
@@ -33,6 +34,19 @@ class CommandLine(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder=":help lists the commands", suggester=PlanSuggester(self.plan), id="command")
+
+    def on_key(self, event: events.Key) -> None:
+        """Keys typed right after `:`, delivered to this screen before its input held the focus:
+        the input's, in order, none lost. (A key the input had would not reach here: it stops
+        what it types, and enter is its binding.)"""
+        field = self.query_one("#command", Input)
+        if event.is_printable and event.character:
+            field.focus()
+            field.insert_text_at_cursor(event.character)
+            event.stop()
+        elif event.key == "enter":
+            event.stop()
+            self.dismiss(field.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)
