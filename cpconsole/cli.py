@@ -13,11 +13,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .core.names import UsageError, did_you_mean
-from .core.plan import LaunchPlan, build_plan, plan_json, render_script
-from .core.profile import LoadedProfile, Profile, ProfileError, load_profile
+
+if TYPE_CHECKING:  # at run time each verb imports what it needs: --help imports none of it
+    from .core.plan import LaunchPlan
+    from .core.profile import LoadedProfile
 from .exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 
@@ -29,17 +32,20 @@ def _print_findings(loaded: LoadedProfile) -> None:
 def _plan_for(args: argparse.Namespace) -> tuple[LoadedProfile, LaunchPlan]:
     """The profile's plan; for a plan with SSH nodes, a loud line per node whose host key is not
     verified (by the profile or ssh_config), on every verb that uses it."""
+    from .core.hostkeys import unverified_nodes
+    from .core.plan import build_plan
+    from .core.profile import load_profile
+
     loaded = load_profile(args.profile)
     plan = build_plan(loaded)
-    if any(node.transport == "ssh" for node in plan.nodes):
-        from .core.remote.ssh import unverified_nodes  # asyncssh: only for profiles that use it
-
-        for line in unverified_nodes(plan.nodes):
-            print(f"cpconsole: WARNING: {line}", file=sys.stderr)
+    for line in unverified_nodes(plan.nodes):
+        print(f"cpconsole: WARNING: {line}", file=sys.stderr)
     return loaded, plan
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .core.profile import load_profile
+
     loaded = load_profile(args.profile)
     _print_findings(loaded)
     warnings = sum(f.severity == "warning" for f in loaded.findings)
@@ -48,6 +54,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from .core.plan import plan_json, render_script
+
     _, plan = _plan_for(args)
     names: list[str] = args.process or []
     chosen = [plan.process(n) for n in names] if names else list(plan.processes)
@@ -63,6 +71,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from .core.profile import Profile
+
     print(json.dumps(Profile.model_json_schema(), indent=2))
     return EXIT_OK
 
@@ -402,6 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
+    from .core.profile import ProfileError  # after parsing: --help and usage errors need none of it
+
     try:
         return int(args.func(args))
     except ProfileError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,11 +117,27 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """
 
 
-def test_light_verbs_load_nothing_of_the_heavy_ones() -> None:
-    demo = str(ROOT / "profiles" / "demo.yaml")
-    for argv in (["validate", demo], ["render", demo], ["plan", demo], ["schema"], ["--help"], ["up", "--help"]):
+def test_light_verbs_load_nothing_of_the_heavy_ones(tmp_path: Path) -> None:
+    demo, guide = str(ROOT / "profiles" / "demo.yaml"), str(ROOT / "profiles" / "deepseek-v3.1-cp-1p1d.yaml")
+    env = {**os.environ, "HOME": str(tmp_path)}  # the guide's nodes are SSH nodes: no ~/.ssh/config to read here
+    light = (
+        ["validate", demo],
+        ["render", demo],
+        ["plan", demo],
+        ["render", guide],
+        ["plan", guide],
+        ["schema"],
+        ["--help"],
+        ["up", "--help"],
+    )
+    for argv in light:
         done = subprocess.run(
-            [sys.executable, "-c", RUN_LIGHT_VERB, *argv], capture_output=True, text=True, check=True, timeout=60
+            [sys.executable, "-c", RUN_LIGHT_VERB, *argv],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+            env=env,
         )
         result = json.loads(done.stdout)
         assert result["code"] == 0, (argv, done.stderr)

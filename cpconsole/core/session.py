@@ -14,13 +14,13 @@ from typing import Any
 
 import httpx
 
+from .hostkeys import unverified_nodes
 from .orchestrate import Orchestrator
 from .orchestrate.states import UP_STATES
 from .plan import LaunchPlan
 from .preflight import Check, run_preflight
 from .profile.schema import Profile
 from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport, transport_for
-from .remote.ssh import unverified_nodes
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord

@@ -45,29 +45,6 @@ def _expand(path: str | None) -> str | None:
     return str(Path(path).expanduser()) if path else None
 
 
-def host_keys_unverified(node: NodePlan) -> str | None:
-    """Why the host key of an SSH node is not verified, or None when it is: the profile's
-    `verify_host_keys: false`, or ssh_config's `UserKnownHostsFile none` (which asyncssh obeys;
-    it does not read StrictHostKeyChecking and verifies then as always)."""
-    if node.transport != "ssh":
-        return None
-    if not node.ssh.verify_host_keys:
-        return "the profile sets verify_host_keys: false"
-    config = [_expand(node.ssh.config_file)] if node.ssh.config_file else ()
-    try:
-        options = asyncssh.SSHClientConnectionOptions(host=node.host, config=config, username=node.ssh.user or ())
-    except (asyncssh.Error, OSError, ValueError) as exc:
-        return f"its ssh_config could not be read ({exc}), so whether it verifies is unknown"
-    if options.known_hosts is None:
-        return "ssh_config sets UserKnownHostsFile none"
-    return None
-
-
-def unverified_nodes(nodes: Sequence[NodePlan]) -> list[str]:
-    """One line per SSH node whose host key is not verified: said on every verb and the board."""
-    return [f"{n.name}: SSH host key NOT verified ({why})" for n in nodes if (why := host_keys_unverified(n))]
-
-
 class SSHTransport(ShellTransport):
     def __init__(
         self,
