@@ -9,7 +9,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -21,6 +21,7 @@ from .pollers import Poller, PollResult, get_once_more_if_stale
 from .vllm_metrics import VllmMetrics, parse_metrics
 from .window import MetricsWindow
 
+T = TypeVar("T")
 NpuSample = tuple[float, float]  # one npu-smi reading of a node: (HBM used, AICore busy), as fractions
 
 
@@ -59,34 +60,21 @@ class Telemetry:
         self._npu_seen: dict[str, float] = {}
         self._on_result = on_result
         for node in (n for n in plan.nodes if n.chips):  # nothing to poll on a CPU node
-            self.npu[node.name] = Poller(
-                f"npu-smi@{node.name}",
-                self._npu_fetch(node, transports[node.name]),
-                interval=npu_interval,
-                timeout=npu_timeout,
-                on_result=self._emit,
-            )
+            fetch_npu = self._npu_fetch(node, transports[node.name])
+            self.npu[node.name] = self._poller(f"npu-smi@{node.name}", fetch_npu, npu_interval, npu_timeout)
         for proc in (p for p in plan.processes if p.http_port):
+            name = proc.name
             if proc.role != "proxy":
-                self.windows[proc.name] = MetricsWindow()
-                self.stalls[proc.name] = StallDetector(plan.alerts.stall_after_s)
-                self.metrics[proc.name] = Poller(
-                    f"metrics@{proc.name}",
-                    self._metrics_fetch(proc),
-                    interval=metrics_interval,
-                    timeout=http_timeout,
-                    on_result=self._emit,
-                )
-            self.health[proc.name] = Poller(
-                f"health@{proc.name}",
-                self._health_fetch(proc),
-                interval=health_interval,
-                timeout=http_timeout,
-                on_result=self._emit,
-            )
-            self.probes[proc.name] = Poller(
-                f"probe@{proc.name}", self._probe_fetch(proc), interval=probe_interval, timeout=60.0
-            )
+                self.windows[name] = MetricsWindow()
+                self.stalls[name] = StallDetector(plan.alerts.stall_after_s)
+                fetch_metrics = self._metrics_fetch(proc)
+                self.metrics[name] = self._poller(f"metrics@{name}", fetch_metrics, metrics_interval, http_timeout)
+            self.health[name] = self._poller(f"health@{name}", self._health_fetch(proc), health_interval, http_timeout)
+            # probes are not reported one by one: the stall detectors read them
+            self.probes[name] = Poller(f"probe@{name}", self._probe_fetch(proc), interval=probe_interval, timeout=60.0)
+
+    def _poller(self, source: str, fetch: Callable[[], Awaitable[T]], interval: float, timeout: float) -> Poller[T]:
+        return Poller(source, fetch, interval=interval, timeout=timeout, on_result=self._emit)
 
     def _emit(self, result: PollResult[object]) -> None:
         if self._on_result:
