@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import os
+import re
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -15,6 +17,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from rich.console import Console
 from rich.table import Table
 from textual.pilot import Pilot
 from textual.screen import Screen
@@ -81,6 +84,13 @@ def table_of(screen: Screen[Any], selector: str) -> Table:
     content = screen.query_one(selector, Static).content
     assert isinstance(content, Table), content
     return content
+
+
+def plain(renderable: object) -> str:
+    """What a Rich renderable shows, as text."""
+    out = io.StringIO()
+    Console(width=160, file=out, color_system=None).print(renderable)
+    return out.getvalue()
 
 
 def column(table: Table, index: int) -> list[str]:
@@ -293,8 +303,9 @@ async def test_command_line_help_and_read_only(utc: None, tmp_path: Path) -> Non
         assert any("did you mean 'restart'" in n for n in app.notices)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        help_text = str(app.screen.query_one(Static).content)
+        help_text = plain(app.screen.query_one(Static).content)
         assert ":restart TARGET" in help_text and "Logs" in help_text
+        assert re.search(r"\n *2 +Logs +screen\.logs *\n", help_text)  # key, what it does, its keymap id
         await pilot.press("escape", "1", "u", "D", "r")  # read-only: refused, no question asked
         assert app.screen is app.board and session.busy is None
         assert sum("read-only console" in n for n in app.notices) == 3

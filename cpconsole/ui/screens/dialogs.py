@@ -3,6 +3,8 @@ output of `:exec`. Each answers with a plain value; the app decides what happens
 
 from __future__ import annotations
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
@@ -114,19 +116,18 @@ class HelpScreen(ModalScreen[None]):
         self.keys = keys  # (key as shown, what it does, binding id for keymap.yaml)
 
     def compose(self) -> ComposeResult:
-        text = Text()
-        text.append(f"{self.title_text}\n\n", style="bold")
-        width = max((len(key) for key, _, _ in self.keys), default=0) + 2
+        keys = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
+        keys.add_column(style="bold cyan", no_wrap=True)
+        keys.add_column()
+        keys.add_column(style="dim")  # the id a keymap.yaml names it by
         for key, description, binding_id in self.keys:
-            text.append(f"  {key:<{width}}", style="bold cyan")
-            text.append(description)
-            text.append(f"  {binding_id}\n" if binding_id else "\n", style="dim")
-        text.append("\nCommands (type : first)\n", style="bold")
+            keys.add_row(key, description, binding_id)
+        commands = Text("\nCommands (type : first)\n", style="bold")
         for usage in USAGE.values():
-            text.append(f"  {usage}\n")
-        text.append("\nctrl+p opens the command palette: processes and actions by name.\n", style="dim")
+            commands.append(f"  {usage}\n", style="")
+        commands.append("\nctrl+p opens the command palette: processes and actions by name.\n", style="dim")
         with VerticalScroll(classes="dialog wide"):
-            yield Static(text)
+            yield Static(Group(Text(f"{self.title_text}\n", style="bold"), keys, commands))
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
