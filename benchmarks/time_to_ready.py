@@ -33,7 +33,10 @@ def plan_of(profile: Path, load: float, run_dir: str) -> LaunchPlan:
     text = profile.read_text()
     text = text.replace('CPCONSOLE_SIM_STARTUP_S: "4"', f'CPCONSOLE_SIM_STARTUP_S: "{load}"')
     text = text.replace('CPCONSOLE_SIM_BACKGROUND_RPS: "0.5"', 'CPCONSOLE_SIM_BACKGROUND_RPS: "0"')
-    text = text.replace("  env:\n", f"  run_dir: {run_dir}\n  env:\n", 1)
+    if "  run_dir: ~/.cache/cpconsole\n" in text:
+        text = text.replace("  run_dir: ~/.cache/cpconsole\n", f"  run_dir: {run_dir}\n", 1)
+    else:
+        text = text.replace("  env:\n", f"  run_dir: {run_dir}\n  env:\n", 1)
     return build_plan(load_profile_text(text, str(profile)))
 
 
@@ -61,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--load", type=float, default=8.0, help="seconds each simulated model load takes")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--profile", type=Path, default=DEMO, help="a demo-like profile (local transport)")
+    parser.add_argument("--profile", type=Path, default=DEMO, help="a profile with local nodes and a decode-0")
     args = parser.parse_args()
     runs: dict[str, list[float]] = {"baseline": [], "one by one": [], "cpconsole": []}
     with tempfile.TemporaryDirectory(prefix="cpconsole-ttr-") as run_dir:
