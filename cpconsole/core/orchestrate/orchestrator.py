@@ -58,6 +58,7 @@ class Orchestrator:
         self.stores: dict[str, LogStore] = {p.name: LogStore(log_lines) for p in plan.processes}
         self._seen: dict[str, int] = dict.fromkeys(self.views, 0)
         self._tails: dict[str, asyncio.Task[None]] = {}
+        self._ending: set[asyncio.Task[None]] = set()  # tails told to stop, still closing their stream
         self._launched: set[str] = set()  # progress of adopted processes is history, not news
         self._telemetry_stalls: set[str] = set()
         self.operator = operator()
@@ -437,8 +438,7 @@ class Orchestrator:
         self._launched.add(name)
         self.stores[name] = LogStore(self.stores[name].max_lines)
         self._seen[name] = 0
-        if name in self._tails:
-            self._tails.pop(name).cancel()
+        self._end_tail(name)
         self._follow(name, 0)
         self._move(
             name,
@@ -567,8 +567,7 @@ class Orchestrator:
         except RemoteError as exc:
             self._move(name, "lost_track", reason=str(exc))
             return False
-        if name in self._tails:
-            self._tails.pop(name).cancel()
+        self._end_tail(name)
         if not status.settled:
             self._move(
                 name,
@@ -589,10 +588,18 @@ class Orchestrator:
         )
         return True
 
-    async def close(self) -> None:
-        for task in self._tails.values():
+    def _end_tail(self, name: str) -> None:
+        """Stop following a log; the tail closes its stream on its own, and close() waits for it."""
+        task = self._tails.pop(name, None)
+        if task is not None:
             task.cancel()
-        for task in self._tails.values():
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
+
+    async def close(self) -> None:
+        for name in list(self._tails):
+            self._end_tail(name)
+        for task in list(self._ending):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._own_http:
