@@ -175,3 +175,25 @@ def test_a_relative_run_dir_is_refused(tmp_path: Path) -> None:
     text = demo_text(tmp_path).replace(f"run_dir: {tmp_path}/run", "run_dir: relative/run")
     done = cpconsole("validate", write_profile(tmp_path, text))
     assert done.returncode == 2 and "run_dir must be absolute or start with ~/" in done.stderr
+
+
+async def test_a_console_sees_within_seconds_what_another_operator_started(profile: Path) -> None:
+    """A console open while a script (or another console) starts a process shows it, and who
+    started it, without a key being pressed."""
+    import asyncio
+
+    from cpconsole.core.session import Session
+
+    async with Session(build_plan(load_profile(profile))) as console:
+        await console.start()
+        assert console.view().processes["decode-0"].state == "planned"
+        started = await asyncio.to_thread(cpconsole, "up", profile, "-p", "decode-0")
+        assert started.returncode == 0, started.stdout + started.stderr
+        for _ in range(600):  # a hang guard: the console looks every 5 s
+            seen = console.view().processes["decode-0"]
+            if seen.state in ("starting", "ready"):
+                break
+            await asyncio.sleep(0.1)
+        assert seen.state in ("starting", "ready"), seen
+        assert seen.reason.startswith("started by ") and "@" in seen.reason
+        assert console.view().processes["prefill-0"].state == "planned"  # what nobody started stays as it was

@@ -142,8 +142,12 @@ class Session:
         self._broken.append(Alert(f"broken:{what}", "critical" if critical else "warning", "console", message))
         self._set_alerts(self.alerts)
 
-    async def _follow_states(self) -> None:
+    async def _follow_states(self, look_elsewhere_s: float = 5.0) -> None:
+        looked = time.monotonic()
         while True:
+            if self.busy is None and time.monotonic() - looked >= look_elsewhere_s:
+                looked = time.monotonic()  # what another console or a script started shows here too
+                await self.orchestrator.notice_starts_elsewhere()
             views = self.orchestrator.views
             running = [n for n, v in views.items() if v.state in UP_STATES]
             ready = [n for n, v in views.items() if v.state in ("ready", "stalled")]

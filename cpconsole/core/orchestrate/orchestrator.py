@@ -148,18 +148,29 @@ class Orchestrator:
         await asyncio.gather(*(self._adopt(p) for p in self.plan.processes))
         await self.refresh()
 
-    async def _adopt(self, proc: ProcessPlan) -> None:
+    async def notice_starts_elsewhere(self) -> None:
+        """Processes that do not run here but that someone started since (another console, a
+        script): adopted like at start-up. What is known of the others (an exit, its cause) stays."""
+        down = [p for p in self.plan.processes if self.views[p.name].state not in UP_STATES]
+        await asyncio.gather(*(self._adopt(p, only_new_starts=True) for p in down))
+
+    async def _adopt(self, proc: ProcessPlan, *, only_new_starts: bool = False) -> None:
         node = self.transports[proc.node]
         directory = run_dir(self.plan, proc)
         try:
             manifest, handle, found_by = await self._find(proc, directory)
+            if only_new_starts and (handle is None or handle == self.handles.get(proc.name)):
+                return
             if handle is None:
                 self._move(proc.name, "found_nothing" if found_by == "never started" else "lost_track", reason=found_by)
                 return
             status = await node.status(handle)
+            if only_new_starts and status.state != "running":
+                return
             size = await node.run(scripts.size(self.log_path(proc.name)), timeout=10)
         except RemoteError as exc:
-            self._move(proc.name, "lost_track", reason=str(exc))
+            if not only_new_starts:  # a node that does not answer a look in passing changes nothing
+                self._move(proc.name, "lost_track", reason=str(exc))
             return
         started = manifest.started_at if manifest else ""
         if status.state == "running":
@@ -175,7 +186,7 @@ class Orchestrator:
             end = int(size.text().strip() or 0) if size.ok else 0
             self._follow(proc.name, max(0, end - RECENT_BYTES))
             who = f"started by {manifest.started_by} at {started}" if manifest and manifest.started_by else found_by
-            reason = status.detail or (who if drift else found_by)
+            reason = status.detail or who
             foreign = (manifest.run_key if manifest else "") or self.plan.run_key
             if foreign != self.plan.run_key:
                 drift = (f"started by another profile ({foreign}); `down --force` stops it", *drift)
