@@ -62,7 +62,7 @@ async def one_by_one(orch: Orchestrator) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--load", type=float, default=8.0, help="seconds each simulated model load takes")
+    parser.add_argument("--load", type=float, default=8.0, help="seconds each simulated model load takes (the demo)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, default=DEMO, help="a profile with local nodes and a decode-0")
     args = parser.parse_args()
@@ -74,7 +74,9 @@ def main() -> None:
             runs["one by one"].append(asyncio.run(timed(plan, one_by_one)))
             runs["cpconsole"].append(asyncio.run(timed(plan, lambda o: o.up())))
     base = statistics.median(runs["baseline"])
-    print(f"{plan.profile}: loads of {args.load:g} s, median of {args.rounds}")
+    simulated = "CPCONSOLE_SIM_STARTUP_S" in args.profile.read_text()
+    loads = f"simulated loads of {args.load:g} s" if simulated else "real loads"
+    print(f"{plan.profile}: {loads}, median of {args.rounds}")
     for name, values in runs.items():
         median = statistics.median(values)
         print(
