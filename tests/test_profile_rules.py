@@ -315,3 +315,38 @@ def test_unreadable_version_warns_and_skips_version_rules(tmp_path: Path) -> Non
     warning = only([w for w in findings_of(tmp_path, text, "warning") if "version" in w.message])
     assert warning.line == line_of(text, 'vllm_ascend: "main"')
     assert "cannot read version 'main'" in warning.message
+
+
+def test_batched_tokens_below_the_context_with_chunked_prefill_off_is_refused(tmp_path: Path) -> None:
+    # vLLM's SchedulerConfig refuses it at start-up; validate says so at once
+    text = variant("      max_num_batched_tokens: 136000", "      max_num_batched_tokens: 65536")
+    found = only(errors_of(tmp_path, text))
+    assert (found.line, found.column) == (line_of(text, "max_num_batched_tokens: 65536"), 7)
+    assert (
+        "below max_model_len 136000 with chunked prefill off" in found.message and "raise it to 136000" in found.message
+    )
+    # with chunked prefill on (the guide's decode: 128 of 136000) it is fine
+    assert not [
+        f for f in load_profile(write_profile(tmp_path, GUIDE_PROFILE)).findings if "below max_model_len" in f.message
+    ]
+
+
+def test_flashcomm1_without_tensor_parallelism_is_said(tmp_path: Path) -> None:
+    text = variant("      tensor_parallel_size: 16", "      tensor_parallel_size: 1")  # the prefill's
+    text = text.replace("decode_context_parallel_size: 8", "decode_context_parallel_size: 1", 1)
+    for node in ("prefill-a: {host: 192.0.0.1", "prefill-b: {host: 192.0.0.2"):  # one chip a rank: 2 ranks, 2 chips
+        text = text.replace(f"{node}, chips: 16}}", f"{node}, chips: 1}}")
+    found = [f for f in findings_of(tmp_path, text, "warning") if "FLASHCOMM1" in f.message]
+    assert len(found) == 1 and "needs tensor_parallel_size > 1" in found[0].message
+    assert found[0].line == line_of(text, 'VLLM_ASCEND_ENABLE_FLASHCOMM1: "1"')
+    assert not [f for f in findings_of(tmp_path, GUIDE_PROFILE, "warning") if "FLASHCOMM1" in f.message]  # TP 16
+
+
+def test_a_multi_node_instance_without_hccl_connect_timeout_gets_a_suggestion(tmp_path: Path) -> None:
+    found = only([f for f in findings_of(tmp_path, GUIDE_PROFILE, "info") if "HCCL_CONNECT_TIMEOUT" in f.message])
+    assert "instances.prefill spans 2 nodes" in found.message and "EI0006" in found.message
+    text = variant(
+        '    VLLM_ASCEND_ENABLE_FLASHCOMM1: "1"',
+        '    VLLM_ASCEND_ENABLE_FLASHCOMM1: "1"\n      HCCL_CONNECT_TIMEOUT: "600"',
+    )
+    assert not [f for f in findings_of(tmp_path, text, "info") if "HCCL_CONNECT_TIMEOUT" in f.message]

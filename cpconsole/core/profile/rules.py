@@ -385,6 +385,58 @@ def request_lengths(profile: Profile) -> Iterator[Hit]:
                 )
 
 
+def scheduler_limits(profile: Profile) -> Iterator[Hit]:
+    """With chunked prefill off, vLLM's scheduler refuses max_num_batched_tokens below
+    max_model_len (vllm/config/scheduler.py, SchedulerConfig._verify_args): the engine would die
+    minutes into start-up instead of at validation."""
+    for name, inst in profile.instances.items():
+        if inst.arg("enable_chunked_prefill") is not False:
+            continue
+        batched, longest = positive_int(inst.arg("max_num_batched_tokens")), positive_int(inst.arg("max_model_len"))
+        if batched is not None and longest is not None and batched < longest:
+            yield (
+                "error",
+                arg_path(name, inst, "max_num_batched_tokens"),
+                f"max_num_batched_tokens {batched} is below max_model_len {longest} with chunked prefill off: "
+                f"vLLM refuses to start; raise it to {longest}, or enable chunked prefill",
+            )
+
+
+def flashcomm_needs_tensor_parallel(profile: Profile) -> Iterator[Hit]:
+    """FlashComm1 is for tensor-parallel MoE only (vllm-ascend v0.13.0 envs.py: "when tensor
+    parallel is enabled"; its tutorial: "only supported … where tensor-parallel-size > 1")."""
+    for name, inst in profile.instances.items():
+        where = "env" if "VLLM_ASCEND_ENABLE_FLASHCOMM1" in inst.env else None
+        value = inst.env.get("VLLM_ASCEND_ENABLE_FLASHCOMM1", profile.defaults.env.get("VLLM_ASCEND_ENABLE_FLASHCOMM1"))
+        if value not in ("1", "true", "True"):
+            continue
+        tensor_parallel = positive_int(inst.arg("tensor_parallel_size")) or 1
+        if tensor_parallel <= 1:
+            path: Loc = ("instances", name, "env", "VLLM_ASCEND_ENABLE_FLASHCOMM1") if where else ("defaults", "env")
+            yield (
+                "warning",
+                path,
+                f"VLLM_ASCEND_ENABLE_FLASHCOMM1 is set for instances.{name}, which has no tensor parallelism "
+                "(tensor_parallel_size 1): FlashComm1 needs tensor_parallel_size > 1; drop it there",
+            )
+
+
+def hccl_connect_timeout(profile: Profile) -> Iterator[Hit]:
+    """Ranks of a multi-node instance that start far apart outlast HCCL's 120 s link set-up
+    (EI0006 "Getting socket times out"): CANN's HCCL guide, vllm-ascend #5461 and #9447."""
+    for name, inst in profile.instances.items():
+        if len(inst.nodes) < 2:
+            continue
+        envs = [profile.defaults.env, inst.env, *(profile.nodes[n].env for n in inst.nodes if n in profile.nodes)]
+        if not any("HCCL_CONNECT_TIMEOUT" in env for env in envs):
+            yield (
+                "info",
+                ("instances", name, "nodes"),
+                f"instances.{name} spans {len(inst.nodes)} nodes: consider HCCL_CONNECT_TIMEOUT (e.g. 600) in its "
+                "env; HCCL gives up on link set-up after 120 s (EI0006) when its ranks start far apart",
+            )
+
+
 def container_devices(profile: Profile) -> Iterator[Hit]:
     for place in placements(profile):
         if place.node not in profile.nodes:
@@ -440,6 +492,9 @@ RULES: tuple[Rule, ...] = (
     version_rules,
     derived_env,
     request_lengths,
+    scheduler_limits,
+    flashcomm_needs_tensor_parallel,
+    hccl_connect_timeout,
     container_devices,
     proxy_rules,
     ssh_rules,
