@@ -1,0 +1,106 @@
+"""Rules about how the engines will serve: request lengths against the context, the scheduler's
+limits, and environment variables that are set by hand, have no effect, or are missing. Each
+rule's source is in its docstring; the table of all rules is rules.RULES."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .hits import Hit, arg_path
+from .loader import Loc
+from .schema import Profile
+from .topology import positive_int
+
+DERIVED_ENV = ("HCCL_IF_IP", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "HCCL_SOCKET_IFNAME")
+
+
+def every_env(profile: Profile) -> Iterator[tuple[Loc, dict[str, str]]]:
+    """Each env mapping of the profile, with its path: defaults, nodes, instances, the proxy."""
+    yield ("defaults", "env"), profile.defaults.env
+    for name, node in profile.nodes.items():
+        yield ("nodes", name, "env"), node.env
+    for name, inst in profile.instances.items():
+        yield ("instances", name, "env"), inst.env
+    if profile.proxy:
+        yield ("proxy", "env"), profile.proxy.env
+
+
+def derived_env(profile: Profile) -> Iterator[Hit]:
+    for path, env in every_env(profile):
+        for key in DERIVED_ENV:
+            if key in env:
+                yield "warning", (*path, key), f"{key} overrides the value derived from the node's address and nic"
+
+
+def request_lengths(profile: Profile) -> Iterator[Hit]:
+    wants: list[tuple[Loc, int, str]] = []
+    if profile.smoke and profile.smoke.needle_tokens:
+        total = profile.smoke.needle_tokens + profile.smoke.max_tokens
+        wants.append((("smoke", "needle_tokens"), total, "smoke needle_tokens + max_tokens"))
+    if profile.bench:
+        total = profile.bench.random_input_len + profile.bench.random_output_len
+        wants.append((("bench", "random_input_len"), total, "bench random_input_len + random_output_len"))
+    for name, inst in profile.instances.items():
+        limit = positive_int(inst.arg("max_model_len"))
+        if limit is None:
+            continue
+        for path, total, what in wants:
+            if total > limit:
+                yield (
+                    "error",
+                    path,
+                    f"{what} = {total} exceeds instances.{name} max_model_len {limit}; shorten the request "
+                    "or raise max_model_len",
+                )
+
+
+def scheduler_limits(profile: Profile) -> Iterator[Hit]:
+    """With chunked prefill off, vLLM's scheduler refuses max_num_batched_tokens below
+    max_model_len (vllm/config/scheduler.py, SchedulerConfig._verify_args): the engine would die
+    minutes into start-up instead of at validation."""
+    for name, inst in profile.instances.items():
+        if inst.arg("enable_chunked_prefill") is not False:
+            continue
+        batched, longest = positive_int(inst.arg("max_num_batched_tokens")), positive_int(inst.arg("max_model_len"))
+        if batched is not None and longest is not None and batched < longest:
+            yield (
+                "error",
+                arg_path(name, inst, "max_num_batched_tokens"),
+                f"max_num_batched_tokens {batched} is below max_model_len {longest} with chunked prefill off: "
+                f"vLLM refuses to start; raise it to {longest}, or enable chunked prefill",
+            )
+
+
+def flashcomm_needs_tensor_parallel(profile: Profile) -> Iterator[Hit]:
+    """FlashComm1 is for tensor-parallel MoE only (vllm-ascend v0.13.0 envs.py: "when tensor
+    parallel is enabled"; its tutorial: "only supported … where tensor-parallel-size > 1")."""
+    for name, inst in profile.instances.items():
+        where = "env" if "VLLM_ASCEND_ENABLE_FLASHCOMM1" in inst.env else None
+        value = inst.env.get("VLLM_ASCEND_ENABLE_FLASHCOMM1", profile.defaults.env.get("VLLM_ASCEND_ENABLE_FLASHCOMM1"))
+        if value not in ("1", "true", "True"):
+            continue
+        tensor_parallel = positive_int(inst.arg("tensor_parallel_size")) or 1
+        if tensor_parallel <= 1:
+            path: Loc = ("instances", name, "env", "VLLM_ASCEND_ENABLE_FLASHCOMM1") if where else ("defaults", "env")
+            yield (
+                "warning",
+                path,
+                f"VLLM_ASCEND_ENABLE_FLASHCOMM1 is set for instances.{name}, which has no tensor parallelism "
+                "(tensor_parallel_size 1): FlashComm1 needs tensor_parallel_size > 1; drop it there",
+            )
+
+
+def hccl_connect_timeout(profile: Profile) -> Iterator[Hit]:
+    """Ranks of a multi-node instance that start far apart outlast HCCL's 120 s link set-up
+    (EI0006 "Getting socket times out"): CANN's HCCL guide, vllm-ascend #5461 and #9447."""
+    for name, inst in profile.instances.items():
+        if len(inst.nodes) < 2:
+            continue
+        envs = [profile.defaults.env, inst.env, *(profile.nodes[n].env for n in inst.nodes if n in profile.nodes)]
+        if not any("HCCL_CONNECT_TIMEOUT" in env for env in envs):
+            yield (
+                "info",
+                ("instances", name, "nodes"),
+                f"instances.{name} spans {len(inst.nodes)} nodes: consider HCCL_CONNECT_TIMEOUT (e.g. 600) in its "
+                "env; HCCL gives up on link set-up after 120 s (EI0006) when its ranks start far apart",
+            )
