@@ -36,6 +36,8 @@ def event_line(event: Event, stamp: str, *, notices_only: bool = False) -> str:
         text = f"{stamp} {event.process:<12} {view.label:<10} {extra}\n"
         if view.cause:
             text += f"{stamp} {event.process:<12} cause: {view.cause.summary}\n"
+            if view.cause.place:
+                text += f"{stamp} {event.process:<12} where: {view.cause.place}\n"
             text += f"{stamp} {event.process:<12} hint:  {view.cause.hint}\n"
         return text
     if isinstance(event, ProgressNoted):
@@ -63,15 +65,24 @@ def view_json(plan: LaunchPlan, view: ProcessView) -> dict[str, Any]:
         "last_line": view.last_line,
         "drift": list(view.drift),
         "leftovers": view.leftovers,
-        "cause": None
-        if cause is None
-        else {"kind": cause.kind, "summary": cause.summary, "hint": cause.hint, "evidence": cause.evidence},
+        "cause": None if cause is None else asdict(cause),
     }
 
 
 def status_json(plan: LaunchPlan, views: Sequence[ProcessView], alerts: Sequence[Alert]) -> str:
     report = {"processes": [view_json(plan, v) for v in views], "alerts": [asdict(a) for a in alerts]}
     return json.dumps(report, indent=2) + "\n"
+
+
+def alert_text(alert: Alert) -> str:
+    """One alert for a terminal: severity, source, message; a cause read from the logs adds where
+    and what to do."""
+    text = f"  {alert.severity:<8} {alert.source:<12} {alert.message}\n"
+    if alert.place:
+        text += f"  {'':<8} {'':<12} where: {alert.place}\n"
+    if alert.hint:
+        text += f"  {'':<8} {'':<12} hint:  {alert.hint}\n"
+    return text
 
 
 def status_text(
@@ -108,14 +119,17 @@ def status_text(
             out.append(f"\n{view.name} drifted from the profile:\n" + "".join(f"  {d}\n" for d in view.drift))
             out.append(f"  ({view.reason})\n")
         if view.cause:
-            out.append(f"\n{view.name}: {view.cause.summary}\n  hint: {view.cause.hint}\n  {view.cause.evidence}\n")
+            where = f"\n  where: {view.cause.place}" if view.cause.place else ""
+            out.append(
+                f"\n{view.name}: {view.cause.summary}{where}\n  hint: {view.cause.hint}\n  {view.cause.evidence}\n"
+            )
         if view.leftovers:
             out.append(
                 f"\n{view.name}: {view.leftovers} process(es) of its group still run after it ended; "
                 "`down` stops them\n"
             )
     if alerts:
-        out.append("\nALERTS\n" + "".join(f"  {a.severity:<8} {a.source:<12} {a.message}\n" for a in alerts))
+        out.append("\nALERTS\n" + "".join(alert_text(a) for a in alerts))
     for view in views:
         if view.state == "failed" and view.cause is None:
             out.append(f"\n{view.name}: {view.reason}\n")

@@ -25,11 +25,19 @@ from .sshd import Sshd
 DEMO = (PROFILES / "demo.yaml").read_text()
 
 
+DEMO_NODES = {"prefill-a": "127.0.0.11", "prefill-b": "127.0.0.12", "decode-a": "127.0.0.13"}
+
+
 def demo_text(
-    tmp: Path, *, startup: str = "0.2", extra_env: dict[str, str] | None = None, block: Block | None = None
+    tmp: Path,
+    *,
+    startup: str = "0.2",
+    extra_env: dict[str, str] | None = None,
+    block: Block | None = None,
+    faults: dict[str, str] | None = None,
 ) -> str:
     """The demo profile, fast, with its run and state directories under tmp and its nodes in a
-    loopback block of their own (a fresh one unless given)."""
+    loopback block of their own (a fresh one unless given); faults: a node's CPCONSOLE_SIM_FAULT."""
     env = {
         "CPCONSOLE_SIM_STARTUP_S": startup,
         "CPCONSOLE_SIM_BACKGROUND_RPS": "0",
@@ -40,9 +48,11 @@ def demo_text(
     lines = "".join(f'    {k}: "{v}"\n' for k, v in env.items())
     text = text.replace("  env:\n    HCCL_BUFFSIZE", f"  run_dir: {tmp}/run\n  env:\n{lines}    HCCL_BUFFSIZE", 1)
     # the simulated nodes' state goes in the node env, which the node tools (npu-smi) see too
-    for ip in ("127.0.0.11", "127.0.0.12", "127.0.0.13"):
+    for node, ip in DEMO_NODES.items():
+        fault = f", CPCONSOLE_SIM_FAULT: {faults[node]}" if faults and node in faults else ""
         text = text.replace(
-            f"env: {{CPCONSOLE_SIM_NODE: {ip}}}", f"env: {{CPCONSOLE_SIM_NODE: {ip}, CPCONSOLE_SIM_STATE: {tmp}/state}}"
+            f"env: {{CPCONSOLE_SIM_NODE: {ip}}}",
+            f"env: {{CPCONSOLE_SIM_NODE: {ip}, CPCONSOLE_SIM_STATE: {tmp}/state{fault}}}",
         )
     return (block or Block.fresh()).relocate(text)
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cpconsole.core.orchestrate import Orchestrator, StageChanged, StateChanged, classify, stages
-from cpconsole.core.orchestrate.causes import explain
+from cpconsole.core.diagnosis import classify
+from cpconsole.core.diagnosis.explain import zmq_hint
+from cpconsole.core.orchestrate import Orchestrator, StageChanged, StateChanged, stages
 from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
@@ -129,7 +130,7 @@ async def test_kill_9_is_seen_by_the_watcher_with_its_last_lines(orch: Orchestra
 
 
 async def test_oom_at_startup_fails_with_cause_and_hint(tmp_path: Path) -> None:
-    plan = plan_for(tmp_path, extra_env={"CPCONSOLE_SIM_FAIL_AT_STARTUP": "oom"})
+    plan = plan_for(tmp_path, extra_env={"CPCONSOLE_SIM_FAULT": "npu_oom@start-up"})
     o = Orchestrator(plan, local_transports(plan))
     try:
         assert not await o.up()
@@ -138,7 +139,7 @@ async def test_oom_at_startup_fails_with_cause_and_hint(tmp_path: Path) -> None:
         await watched_until(o, "prefill-0", "failed", within=30, interval=0.05)
         view = o.views["prefill-0"]
         assert view.state == "failed" and view.cause is not None
-        assert view.cause.kind == "npu_oom" and "gpu-memory-utilization" in view.cause.hint
+        assert view.cause.kind == "npu_oom" and "gpu_memory_utilization" in view.cause.hint
         assert "NPU out of memory" in view.cause.evidence
         assert o.views["proxy"].state == "planned"  # what depends on the failed instances never started
     finally:
@@ -227,7 +228,7 @@ def test_causes_from_real_log_lines() -> None:
         "kv_cache_too_small": "ValueError: To serve at least one request with the models's max seq len (136000), (8.87 GiB KV "
         "cache is needed, which is larger than the available KV cache memory (2.00 GiB). Based on the available "
         "memory, the estimated maximum model length is 30672.",
-        "hccl_timeout": "RuntimeError: Communication_Error_Get_Socket(EI0006): Getting socket times out.",
+        "hccl_link_timeout": "RuntimeError: Communication_Error_Get_Socket(EI0006): Getting socket times out.",
         "zmq_port": "zmq.error.ZMQError: Address already in use (addr='tcp://192.0.0.1:30003')",
         "engine_start": "(EngineCore_DP0 pid=7) ERROR 01-21 02:34:16 [core.py:866] EngineCore failed to start.",
     }
@@ -238,13 +239,12 @@ def test_causes_from_real_log_lines() -> None:
 
 
 def test_zmq_port_clash_is_blamed_on_mooncakes_range_only_when_the_kv_ports_are_in_it() -> None:
-    line = ["zmq.error.ZMQError: Address already in use (addr='tcp://192.0.0.1:30003')"]
-    guide = explain(line, [(30000, 30015)], chips=16)  # the guide's kv_port 30000
-    assert guide is not None and "inside Mooncake's random port range 20000-35999" in guide.hint
-    assert "move kv_port to 36000 or above" in guide.hint
-    demo = explain(line, [(36000, 36015)], chips=16)  # above the range: another cause
-    assert demo is not None and demo.kind == "zmq_port" and "Mooncake's random range, so not that" in demo.hint
-    assert "get_open_port" in demo.hint and "random port range" not in demo.hint
+    guide = zmq_hint([(30000, 30015)], chips=16)  # the guide's kv_port 30000
+    assert "inside Mooncake's random port range 20000-35999" in guide
+    assert "move kv_port to 36000 or above" in guide
+    demo = zmq_hint([(36000, 36015)], chips=16)  # above the range: another cause
+    assert "Mooncake's random range, so not that" in demo
+    assert "get_open_port" in demo and "random port range" not in demo
 
 
 async def test_up_and_down_over_the_real_sshd(sshd: Sshd, nodes_dir: str, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import Finding, ProfileError, load_profile
 from cpconsole.core.profile.rules import at_least, version_key
 
@@ -351,3 +352,23 @@ def test_a_multi_node_instance_without_hccl_connect_timeout_gets_a_suggestion(tm
         '    VLLM_ASCEND_ENABLE_FLASHCOMM1: "1"\n      HCCL_CONNECT_TIMEOUT: "600"',
     )
     assert not [f for f in findings_of(tmp_path, text, "info") if "HCCL_CONNECT_TIMEOUT" in f.message]
+
+
+def test_a_connector_that_sends_no_kv_params_must_say_so_and_needs_our_proxy(tmp_path: Path) -> None:
+    """ExampleConnector answers the prefill without kv_transfer_params: our proxy would refuse every
+    request unless told (kv_params: false → --kv-params optional), which the example proxy cannot be."""
+    example = variant(
+        "kv_connector: {name: MooncakeConnectorV1, extra: {use_ascend_direct: true}}",
+        "kv_connector: {name: ExampleConnector, extra: {shared_storage_path: /dev/shm/kv}}",
+    )
+    refused = only([f for f in errors_of(tmp_path, example) if "kv_transfer_params" in f.message])
+    assert "set kv_params: false" in refused.message and refused.line == line_of(example, "name: ExampleConnector")
+    told = example.replace("shared_storage_path: /dev/shm/kv}", "shared_storage_path: /dev/shm/kv}, kv_params: false")
+    needs = only([f for f in errors_of(tmp_path, told) if "kv_params" in f.message])
+    assert "needs cpconsole's proxy" in needs.message and needs.line == line_of(told, "command: [python, load_")
+    ours = told.replace(
+        "command: [python, load_balance_proxy_server_example.py]", "command: [python3, -m, cpconsole.proxy]"
+    )
+    plan = build_plan(load_profile(write_profile(tmp_path, ours)))
+    assert plan.process("proxy").argv[-2:] == ("--kv-params", "optional")
+    assert "--kv-params" not in build_plan(load_profile(PROFILES / "deepseek-v3.1-cp-1p1d.yaml")).process("proxy").argv

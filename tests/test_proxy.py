@@ -91,8 +91,9 @@ async def test_control_endpoints(demo: Cluster) -> None:
 class Recorder:
     """A real HTTP backend on loopback that records what the proxy sends and answers like vLLM."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, *, kv_params: bool = True) -> None:
         self.host, self.port = host, free_port(host)
+        self.kv_params = kv_params  # as a prefill: answer with kv_transfer_params (ExampleConnector does not)
         self.seen: list[tuple[str, dict[str, object], dict[str, str]]] = []
         self.app = Starlette(
             routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]), Route("/health", self.health)]
@@ -105,9 +106,8 @@ class Recorder:
         body = await request.json()
         self.seen.append((request.url.path, body, dict(request.headers)))
         if body.get("kv_transfer_params", {}).get("do_remote_decode"):
-            return JSONResponse(
-                {"choices": [], "kv_transfer_params": {"do_remote_prefill": True, "remote_engine_id": "7"}}
-            )
+            params = {"do_remote_prefill": True, "remote_engine_id": "7"} if self.kv_params else None
+            return JSONResponse({"choices": [], "kv_transfer_params": params})
 
         async def replay() -> AsyncIterator[bytes]:
             for part in REAL_STREAM.split(b"\n\n"):
@@ -200,3 +200,22 @@ async def test_least_loaded_backend_is_picked() -> None:
     assert second is not None and second.host == "b"
     await asyncio.sleep(0)
     await proxy.client.aclose()
+
+
+async def test_a_prefill_answer_without_kv_params_is_refused_not_prefilled_again() -> None:
+    """Forwarded, the decode would prefill the whole prompt itself (minutes at 128k, no error): a 502
+    naming the prefill instead, unless the connector is known to send none (--kv-params optional)."""
+    block = Block.fresh()
+    for prefiller, decoder in serving(Recorder(block.ip(31), kv_params=False), Recorder(block.ip(32))):
+        answers = []
+        for required in (True, False):
+            settings = ProxySettings(kv_params_required=required)
+            proxy = PdProxy([(prefiller.host, prefiller.port)], [(decoder.host, decoder.port)], settings)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy.app), base_url="http://p") as client:
+                answers.append(await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 3}))
+            await proxy.client.aclose()
+        refused, forwarded = answers
+        assert refused.status_code == 502 and forwarded.status_code == 200
+        named = f"prefiller {prefiller.host}:{prefiller.port} answered without kv_transfer_params"
+        assert refused.json()["error"].startswith(named)
+        assert len(decoder.seen) == 1  # only the request let through reached the decode

@@ -15,6 +15,7 @@ import pytest
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile
 from cpconsole.sim.args import ServeArgumentError, parse
+from cpconsole.sim.faults import real_line
 
 from .conftest import FIXTURES, PROFILES
 from .simcluster import Cluster, cluster
@@ -268,11 +269,11 @@ async def test_metric_names_are_vllms(demo: Cluster) -> None:
 
 
 async def test_startup_oom_fails_with_the_real_message(tmp_path: Path) -> None:
-    c = cluster(tmp_path, extra_env={"CPCONSOLE_SIM_FAIL_AT_STARTUP": "oom"})
+    c = cluster(tmp_path, extra_env={"CPCONSOLE_SIM_FAULT": "npu_oom@start-up"})
     await c.start("decode-0")
     assert await c.wait_exit("decode-0") == 1
     log = c.log("decode-0")
-    assert "RuntimeError: NPU out of memory. Tried to allocate 3.47 GiB" in log
+    assert real_line("npu_oom") in log
     assert "EngineCore failed to start." in log
 
 

@@ -249,7 +249,17 @@ def _proxy_argv(profile: Profile) -> list[str]:
         "--decoder-ports",
         *(str(p) for _, p in decode),
         *render_flags(proxy.args),
+        *_kv_params_flag(profile),
     ]
+
+
+def _kv_params_flag(profile: Profile) -> list[str]:
+    """cpconsole's proxy refuses prefill answers without kv_transfer_params unless the profile's
+    prefill connectors do not send them (rules: then its command must be cpconsole's own)."""
+    silent = [
+        i for i in profile.instances.values() if i.role == "prefill" and i.kv_connector and not i.kv_connector.kv_params
+    ]
+    return ["--kv-params", "optional"] if silent else []
 
 
 def profile_identity(profile: Profile) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from .diagnosis import LogWatch
 from .hostkeys import unverified_nodes
 from .orchestrate import Orchestrator
 from .orchestrate.states import UP_STATES
@@ -25,7 +26,7 @@ from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, sto
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
 from .smoke.suite import SmokeCheck, needle_checks, probe_path, run_suite
-from .telemetry.alerts import Alert, AlertEngine, hbm_limits
+from .telemetry.alerts import Alert, AlertEngine, alert_order, hbm_limits
 from .telemetry.hub import Telemetry
 from .view import ServerFigures, SessionView
 
@@ -93,7 +94,10 @@ class Session:
         self.orchestrator = Orchestrator(plan, self.transports, http=self.http)
         self.telemetry = Telemetry(plan, self.transports, self.http, health_interval=10.0)  # the watch loop checks too
         self.alerts: list[Alert] = []
-        self._alert_engine = AlertEngine(plan.alerts, hbm_limits(plan))
+        decodes = frozenset(p.name for p in plan.processes if p.role == "decode" and p.http_port)
+        self._alert_engine = AlertEngine(plan.alerts, hbm_limits(plan), decodes)
+        self.log_watch = LogWatch(plan, plan.alerts.error_lines_clear_s)
+        self._log_read: dict[str, tuple[LogStore, int]] = {}  # per process: the store read and the next line
         self._tasks: list[asyncio.Task[None]] = []
         self._broken: list[Alert] = []  # background work of this session that died, as alerts
         self.busy: str | None = None  # the intent being carried out, if any
@@ -153,19 +157,42 @@ class Session:
             ready = [n for n, v in views.items() if v.state in ("ready", "stalled")]
             for name, reason in (await self.telemetry.follow(running, ready, time.time())).items():
                 self.orchestrator.note_stall(name, reason)
+            for name in running:
+                self._read_new_lines(name)
             self._set_alerts(self._evaluate_alerts(running))
             await asyncio.sleep(1.0)
+
+    def _read_new_lines(self, name: str) -> None:
+        """A running process's lines since the last look, through the log watch. A new store (the
+        process was restarted) starts afresh: what the old one's lines said no longer holds."""
+        store = self.orchestrator.stores[name]
+        read, seq = self._log_read.get(name, (store, 0))
+        if read is not store:
+            self.log_watch.forget(name)
+            seq = 0
+        start, lines = store.since(seq)
+        self._log_read[name] = (store, start + len(lines))
+        self._watch_lines(name, lines)
+
+    def _watch_lines(self, name: str, lines: list[str]) -> None:
+        serving = self.orchestrator.views[name].state in ("ready", "stalled")
+        self.log_watch.feed(name, lines, serving=serving, at=self.now())
 
     def _evaluate_alerts(self, running: list[str]) -> list[Alert]:
         readings = self.telemetry.readings(running)
         stalled = {n: v.reason for n, v in self.orchestrator.views.items() if v.state == "stalled"}
-        return self._alert_engine.evaluate(self.now(), npu=readings.npu, metrics=readings.metrics, stalled=stalled)
+        alerts = self._alert_engine.evaluate(self.now(), npu=readings.npu, metrics=readings.metrics, stalled=stalled)
+        if self.plan.alerts.error_lines:
+            alerts += self.log_watch.alerts(self.now())
+        return sorted(alerts, key=alert_order)
 
     async def alert_round(self) -> list[Alert]:
         """One round of telemetry (npu-smi on every node, /metrics of the running servers) through
         the alert rules, for a verb that looks once; a source that fails is an alert of its own."""
         running = self.running
         results = await self.telemetry.poll_once(running)
+        for name, lines in zip(running, await asyncio.gather(*map(self.orchestrator.last_lines, running)), strict=True):
+            self._watch_lines(name, lines)
         failed = [
             Alert(f"source:{r.source}", "warning", r.source.split("@")[-1], f"{r.source}: {r.error}")
             for r in results
@@ -178,7 +205,9 @@ class Session:
         now = self.now()
         active = {r.alert.key: r for r in self.alert_history if r.cleared_at is None}
         for alert in alerts:
-            if alert.key not in active:
+            if alert.key in active:
+                active[alert.key].alert = alert  # its latest word: a count, the last line seen
+            else:
                 self.alert_history.append(AlertRecord(alert, now))
         keys = {a.key for a in alerts}
         for key, record in active.items():

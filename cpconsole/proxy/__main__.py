@@ -31,6 +31,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds for a request head to arrive")
     parser.add_argument("--limit-concurrency", type=int, default=1024, help="past this many connections: 503")
     parser.add_argument(
+        "--kv-params",
+        choices=["required", "optional"],
+        default="required",
+        help="a prefill answer without kv_transfer_params: 502 (required), or sent on to the decode (optional: "
+        "for connectors that hand the KV over without them, like ExampleConnector)",
+    )
+    parser.add_argument(
         "--enable-instance-api", action="store_true", help="/instances/add|remove (off: 403); loopback or admin token"
     )
     parser.add_argument(
@@ -63,6 +70,7 @@ def main(argv: list[str]) -> int:
             max_body_bytes=args.max_body_bytes,
             instance_api=args.enable_instance_api,
             admin_token=os.environ.get(args.admin_token_env, ""),
+            kv_params_required=args.kv_params == "required",
         ),
     )
     print(

@@ -3,7 +3,8 @@ prefill with max_tokens=1 and `kv_transfer_params.do_remote_decode`, then decode
 the prefiller returned, relayed back byte for byte. Works in front of real vLLM servers too.
 
 What it accepts, unlike the example: request bodies are JSON objects of a bounded size (400, 413);
-its health says whether every role has a live backend; `/instances/add|remove` are off unless
+its health says whether every role has a live backend; a prefill that answers without
+kv_transfer_params is a 502, not a silent re-prefill on the decode; `/instances/add|remove` are off unless
 enabled, then open to loopback clients or to the admin token only, and the API key is forwarded
 only to the backends it was started with."""
 
@@ -61,6 +62,10 @@ class ProxySettings:
     max_body_bytes: int = MAX_BODY_BYTES
     instance_api: bool = False  # /instances/add|remove
     admin_token: str = ""  # with instance_api: required of clients not on loopback
+    # a prefill answer without kv_transfer_params: refused (502), since the decode would prefill the
+    # whole prompt again — minutes at 128k, and no error; off for connectors that hand the KV over
+    # another way (ExampleConnector's shared storage)
+    kv_params_required: bool = True
 
 
 class BadRequest(Exception):
@@ -219,6 +224,13 @@ class PdProxy:
         if not isinstance(prefilled, dict):
             return JSONResponse({"error": f"prefiller {prefiller.name} answered no JSON object"}, status_code=502)
         kv = prefilled.get("kv_transfer_params")
+        if not kv and self.settings.kv_params_required:
+            why = (
+                f"prefiller {prefiller.name} answered without kv_transfer_params: the decode would prefill the "
+                "whole prompt again; check the prefill's kv_transfer_config (kv_role kv_producer) and its log"
+            )
+            log.error("%s (request %s)", why, request_id)
+            return JSONResponse({"error": why}, status_code=502)
         decode_body = {**body, "kv_transfer_params": kv} if kv else body
         decoder.active += 1
         try:

@@ -3,7 +3,8 @@ the way vLLM 0.13 on vllm-ascend does it, so a console cannot tell it from the o
 
 Environment (all optional):
   CPCONSOLE_SIM_STARTUP_S          start-up duration in seconds (default 2)
-  CPCONSOLE_SIM_FAIL_AT_STARTUP    oom | hccl_timeout | engine — fail with the real messages
+  CPCONSOLE_SIM_FAULT              KIND@start-up | KIND@SECONDS, then #RANK: a real failure replayed
+                                   (faults.py; KIND from real_failures.yaml)
   CPCONSOLE_SIM_CRASH_AFTER        N: the engine dies after N requests
   CPCONSOLE_SIM_HANG               1: accept connections, never answer
   CPCONSOLE_SIM_HEALTH_503         1: /health answers 503 while the process lives
@@ -24,6 +25,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 import uvicorn
 from uvicorn.logging import AccessFormatter
@@ -32,6 +34,7 @@ from . import nodestate
 from .args import VERSION, ServeArgs, ServeArgumentError, build_parser, parse
 from .dist import Rendezvous
 from .engine import HBM_MB, Engine, KvBudget
+from .faults import Fault
 from .metrics import VllmMetrics
 from .server import Faults, SimServer
 from .vlog import VllmLog
@@ -94,6 +97,17 @@ def _fail(log: VllmLog, lines: list[str]) -> int:
     return 1
 
 
+async def _replay(fault: Fault, log: VllmLog, on_fatal: Callable[[str], None]) -> None:
+    """A fault while serving: its real line, then the engine dies of it or it recurs."""
+    await asyncio.sleep(fault.after_s)
+    while True:
+        log.write(fault.line + "\n")
+        if not fault.recurring:
+            on_fatal(f"{fault.kind} (CPCONSOLE_SIM_FAULT)")
+            return
+        await asyncio.sleep(fault.every_s)
+
+
 def _node_address(args: ServeArgs) -> str:
     if os.environ.get("HCCL_IF_IP"):
         return os.environ["HCCL_IF_IP"]
@@ -135,8 +149,12 @@ async def _load(log: VllmLog, args: ServeArgs, seconds: float, worker: str) -> N
 async def _serve(args: ServeArgs, log: VllmLog) -> int:
     faults = Faults.from_env()
     startup = float(os.environ.get("CPCONSOLE_SIM_STARTUP_S", "2") or 0)
-    failure = os.environ.get("CPCONSOLE_SIM_FAIL_AT_STARTUP", "")
     address = _node_address(args)
+    try:
+        fault = Fault.from_env(address, int(os.environ.get("CPCONSOLE_SIM_CHIPS", "16") or 16))
+    except ValueError as exc:
+        log.write(f"{exc}\n")
+        return 2
     log.api("api_server.py:1351", f"vLLM API server version {VERSION}")
     log.api("utils.py:253", f"non-default args: {args.non_default()}")
 
@@ -195,27 +213,8 @@ async def _serve(args: ServeArgs, log: VllmLog) -> int:
     )
     started = time.monotonic()
     await _load(log, args, startup * 0.6, worker)
-    if failure == "oom":
-        return _fail(
-            log,
-            [
-                "RuntimeError: NPU out of memory. Tried to allocate 3.47 GiB (NPU 0; 60.97 GiB total "
-                "capacity; 58.92 GiB already allocated; 1.02 GiB free; 59.10 GiB reserved in total by "
-                "PyTorch) If reserved memory is >> allocated memory try setting max_split_size_mb to "
-                "avoid fragmentation."
-            ],
-        )
-    if failure == "hccl_timeout":
-        return _fail(
-            log,
-            [
-                "RuntimeError: Communication_Error_Get_Socket(EI0006): Getting socket times out. "
-                "Reason: 1. The remote does not initiate a connect request. some NPUs in the cluster are "
-                "abnormal. 2. The remote does not initiate a connect request because the collective "
-                "communication operator is started too late or is not started by some NPU in the "
-                "cluster. 3. The communication link is disconnected."
-            ],
-        )
+    if fault is not None and fault.at_startup:
+        return _fail(log, [fault.line])
     budget = KvBudget.of(args)
     log.worker(worker, "model_runner_v1.py:2396", f"Loading model weights took {budget.weights_gb:.4f} GB")
     if args.serves_http or args.node_rank == 0:
@@ -225,7 +224,7 @@ async def _serve(args: ServeArgs, log: VllmLog) -> int:
             "worker.py:308",
             f"Available memory: {int(max(0.0, budget.available_gb) * 2**30)}, total memory: {total}",
         )
-    if budget.tokens <= 0 or failure == "engine":
+    if budget.tokens <= 0:
         return _fail(
             log,
             [
@@ -283,6 +282,8 @@ async def _serve(args: ServeArgs, log: VllmLog) -> int:
     interval = float(os.environ.get("VLLM_LOG_STATS_INTERVAL", "10") or 10)
     if not args.disable_log_stats and args.serves_http:
         tasks.append(asyncio.create_task(engine.log_stats(interval)))
+    if fault is not None:
+        tasks.append(asyncio.create_task(_replay(fault, log, on_fatal)))
     rate = float(os.environ.get("CPCONSOLE_SIM_BACKGROUND_RPS", "0") or 0)
     if rate > 0 and args.serves_http:
         tasks.append(asyncio.create_task(engine.background_traffic(rate)))

@@ -1,6 +1,5 @@
-"""Start order, readiness gates, failure causes, stop and adopt: the operator's loop."""
+"""Start order, readiness gates, stop and adopt: the operator's loop."""
 
-from .causes import FailureCause, classify
 from .drift import manifest_drift
 from .model import Event, EventBus, ProcessView, ProgressNoted, StageChanged, StateChanged
 from .orchestrator import Orchestrator
@@ -10,7 +9,6 @@ from .states import State
 __all__ = [
     "Event",
     "EventBus",
-    "FailureCause",
     "Orchestrator",
     "ProcessView",
     "ProgressNoted",
@@ -18,7 +16,6 @@ __all__ = [
     "StageChanged",
     "State",
     "StateChanged",
-    "classify",
     "manifest_drift",
     "stages",
 ]

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .causes import FailureCause
+from ..diagnosis.explain import FailureCause
 from .states import State
 
 

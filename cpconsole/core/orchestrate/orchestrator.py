@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from ..diagnosis.explain import FailureCause, explain
 from ..plan import LaunchPlan, ProcessPlan
 from ..remote import LogStore, ProcessHandle, ProcessStatus, RemoteError, Transport, scripts
 from ..remote import manifest as manifest_file
@@ -26,10 +27,10 @@ from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
 from ..remote.manifest import Manifest
 from ..safetext import terminal_safe
-from .causes import POLL_LINE, FailureCause, explain, progress, waiting_for_peer
 from .drift import manifest_drift
 from .lock import DeploymentLock, holder_for, lock_dir
 from .model import EventBus, Notice, ProcessView, ProgressNoted, StageChanged, StateChanged, operator
+from .progress import POLL_LINE, progress, waiting_for_peer
 from .stages import Stage, instance_of, stages
 from .states import UP_STATES, Trigger, can, transition
 
@@ -117,7 +118,7 @@ class Orchestrator:
             self._set(name, last_line=news[-1][-300:])
         return lines
 
-    async def _last_lines(self, name: str) -> list[str]:
+    async def last_lines(self, name: str) -> list[str]:
         """The log's last lines, read from the node (the tail may not have caught up yet)."""
         try:
             result = await self._node(name).run(scripts.last_lines(self.log_path(name), LAST_LINES), timeout=10)
@@ -204,7 +205,7 @@ class Orchestrator:
             )
         elif status.state == "exited":
             self.handles[proc.name] = handle  # what it left in its group is still ours to stop
-            self._ended(proc.name, status, await self._last_lines(proc.name), started_at=started, pid=handle.pid)
+            self._ended(proc.name, status, await self.last_lines(proc.name), started_at=started, pid=handle.pid)
         else:
             self._move(proc.name, "found_nothing", reason=status.detail or "not running")
 
@@ -279,7 +280,7 @@ class Orchestrator:
         """A process is no longer running: its exit code, the cause read from its last lines."""
         await asyncio.sleep(0.2)  # let the tail bring in the last lines
         self._scan(name)
-        self._ended(name, status, await self._last_lines(name), failed=failed, health_ms=None)
+        self._ended(name, status, await self.last_lines(name), failed=failed, health_ms=None)
 
     def _ended(self, name: str, status: ProcessStatus, lines: list[str], failed: bool = False, **more: Any) -> None:
         """It no longer runs. Asked to stop: stopped. Otherwise nobody here asked it to: a known
@@ -298,9 +299,7 @@ class Orchestrator:
                 **more,
             )
             return
-        proc = self._proc(name)
-        kv = [(port.start, port.end) for port in proc.ports if port.kind == "kv"]
-        cause = explain(lines, kv, self.plan.node(proc.node).chips)
+        cause = explain(lines, self._proc(name), self.plan)
         reason = cause.summary if cause else (status.detail or f"exited with code {status.exit_code}")
         self._move(
             name,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from ..names import did_you_mean
 from .hits import Hit, arg_path
 from .loader import Loc
-from .schema import MAX_PARALLEL, Profile, flag_name
+from .schema import MAX_PARALLEL, KvConnector, Profile, flag_name
 from .serving_rules import (
     derived_env,
     every_env,
@@ -252,6 +252,7 @@ def kv_connector_rules(profile: Profile) -> Iterator[Hit]:
             continue
         if conn.name.startswith("Mooncake") and inst.kv_port is None:
             yield "error", ("instances", name, "kv_connector"), f"{conn.name} needs kv_port (e.g. kv_port: 36000)"
+        yield from _kv_params(profile, name, inst.role, conn)
     for role in ("prefill", "decode"):
         shapes = {
             (parallel_of(i).dp, parallel_of(i).tp)
@@ -265,6 +266,36 @@ def kv_connector_rules(profile: Profile) -> Iterator[Hit]:
                 f"{role} instances differ in (dp_size, tp_size) {sorted(shapes)}; the kv connector's "
                 f"'{role}' block can describe only one shape",
             )
+
+
+# hand the KV over through storage and answer the prefill without kv_transfer_params: vLLM's
+# KVConnectorBase_V1.request_finished returns (False, None) unless a connector overrides it, and
+# these do not (vllm/distributed/kv_transfer/kv_connector/v1/example_connector.py)
+CONNECTORS_WITHOUT_KV_PARAMS = ("ExampleConnector", "SharedStorageConnector")
+
+
+def _kv_params(profile: Profile, name: str, role: str, conn: KvConnector) -> Iterator[Hit]:
+    """cpconsole's proxy refuses a prefill answer without kv_transfer_params unless told the
+    connector sends none (kv_params: false adds --kv-params optional, which only it knows)."""
+    if profile.proxy is None or role != "prefill":
+        return
+    if conn.name in CONNECTORS_WITHOUT_KV_PARAMS and conn.kv_params:
+        yield (
+            "error",
+            ("instances", name, "kv_connector", "name"),
+            f"{conn.name} answers the prefill without kv_transfer_params: the proxy would refuse every request "
+            "(502); set kv_params: false in this kv_connector",
+        )
+    ours = any(
+        word == "cpconsole.proxy" or word.rsplit("/", 1)[-1] == "cpconsole-proxy" for word in profile.proxy.command
+    )
+    if not conn.kv_params and not ours:
+        yield (
+            "error",
+            ("proxy", "command"),
+            f"instances.{name} sets kv_params: false, which needs cpconsole's proxy (its --kv-params optional); "
+            "use command: [python3, -m, cpconsole.proxy]",
+        )
 
 
 def unique_ports(profile: Profile) -> Iterator[Hit]:

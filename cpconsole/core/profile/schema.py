@@ -178,6 +178,11 @@ class KvConnector(Strict):
     topology: bool = Field(
         default=True, description="Add the prefill/decode dp_size and tp_size blocks to the extra config"
     )
+    kv_params: bool = Field(
+        default=True,
+        description="The prefill answers with kv_transfer_params (Mooncake, LLMDataDist). False for connectors "
+        "that hand the KV over another way (ExampleConnector): cpconsole's proxy then forwards without them",
+    )
 
 
 class DataParallel(Strict):
@@ -265,7 +270,10 @@ class Alerts(Strict):
     kv_cache_for_s: float = Field(default=30, ge=0, description="… for this long")
     waiting_for_s: float = Field(default=60, ge=0, description="requests waiting this long")
     stall_after_s: float = Field(default=30, gt=0, description="no progress this long: stalled")
-    error_lines: bool = Field(default=True, description="an ERROR log line raises an alert")
+    error_lines: bool = Field(
+        default=True, description="a known failure in a running process's log (docs/failures.md) raises an alert"
+    )
+    error_lines_clear_s: float = Field(default=120, gt=0, description="… until its lines stop for this long")
 
 
 class Profile(Strict):

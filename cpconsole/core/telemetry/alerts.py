@@ -3,11 +3,10 @@ holding only after a condition lasted (KV cache full for 30 s, requests waiting 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..logsearch import ERROR_LINE
 from ..plan import LaunchPlan
 from ..profile.schema import Alerts
 from .npu_smi import NpuSmiInfo
@@ -37,6 +36,18 @@ class Alert:
     severity: Severity
     source: str
     message: str
+    # a cause read from log lines (core/diagnosis) says what it is, where, what to do and when
+    kind: str = ""
+    place: str = ""
+    hint: str = ""
+    evidence: str = ""
+    first_seen: float | None = None
+    last_seen: float | None = None
+
+
+def alert_order(alert: Alert) -> tuple[bool, str, str]:
+    """Critical first, then by source and key: a list that does not reshuffle between rounds."""
+    return (alert.severity != "critical", alert.source, alert.key)
 
 
 @dataclass
@@ -44,7 +55,24 @@ class AlertEngine:
     rules: Alerts
     hbm_pct_by_node: Mapping[str, float] = field(default_factory=dict)
     """Per-node HBM limits above rules.hbm_pct, where vLLM was told to take more (see hbm_limits)."""
+    decodes: frozenset[str] = frozenset()
+    """API servers of decode instances: what waits there waits for its KV from the prefill."""
     _since: dict[str, float] = field(default_factory=dict)
+
+    def _waiting(self, process: str, waiting: float) -> Alert:
+        message = f"{waiting:.0f} request(s) waiting for over {self.rules.waiting_for_s:g} s"
+        if process not in self.decodes:
+            return Alert(f"waiting:{process}", "warning", process, message)
+        # vLLM keeps a request that waits for its KV (WAITING_FOR_REMOTE_KVS) in the waiting queue
+        return Alert(
+            f"waiting:{process}",
+            "warning",
+            process,
+            message + ": stuck waiting for their KV from the prefill",
+            kind="kv_wait",
+            hint="the KV transfer does not complete: look for transfer errors in the prefill's and this log "
+            "(the alerts name them), check the P↔D NPU links; raise ASCEND_TRANSFER_TIMEOUT for long prompts",
+        )
 
     def _held(self, key: str, active: bool, at: float, needed: float) -> bool:
         """True once `active` has held for `needed` seconds without a break."""
@@ -61,7 +89,6 @@ class AlertEngine:
         npu: Mapping[str, NpuSmiInfo | None],
         metrics: Mapping[str, VllmMetrics | None],
         stalled: Mapping[str, str] | None = None,
-        log_lines: Mapping[str, Iterable[str]] | None = None,
     ) -> list[Alert]:
         alerts: list[Alert] = []
         for node, info in npu.items():
@@ -88,26 +115,7 @@ class AlertEngine:
                 )
             waiting = total.waiting if total else 0.0
             if self._held(f"waiting:{process}", waiting > 0, at, self.rules.waiting_for_s):
-                alerts.append(
-                    Alert(
-                        f"waiting:{process}",
-                        "warning",
-                        process,
-                        f"{waiting:.0f} request(s) waiting for over {self.rules.waiting_for_s:g} s",
-                    )
-                )
+                alerts.append(self._waiting(process, waiting))
         for process, reason in (stalled or {}).items():
             alerts.append(Alert(f"stalled:{process}", "critical", process, f"stalled: {reason}"))
-        if self.rules.error_lines:
-            for process, lines in (log_lines or {}).items():
-                errors = [line for line in lines if ERROR_LINE.search(line)]
-                if errors:
-                    alerts.append(
-                        Alert(
-                            f"error-line:{process}",
-                            "warning",
-                            process,
-                            f"{len(errors)} error line(s); last: {errors[-1].strip()[:120]}",
-                        )
-                    )
-        return sorted(alerts, key=lambda a: (a.severity != "critical", a.source, a.key))
+        return sorted(alerts, key=alert_order)

@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from ...core.session import Session
+from ...core.telemetry.alerts import Alert
 from .base import SessionScreen
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow"}
@@ -62,7 +63,19 @@ class AlertsScreen(SessionScreen):
                 _clock(record.raised_at),
                 Text(alert.severity, style=SEVERITY_STYLE.get(alert.severity, "")),
                 alert.source,
-                alert.message,
+                _described(alert),
                 state,
             )
         self.draw("#alerts-table", table, key=key)
+
+
+def _described(alert: Alert) -> Text:
+    """The alert's message; a cause read from the logs adds where it is, what to do and its last line."""
+    text = Text(alert.message)
+    if alert.place:
+        text.append(f"\nwhere {alert.place}", style="bold")
+    if alert.hint:
+        text.append(f"\nhint  {alert.hint}", style="yellow")
+    if alert.evidence:
+        text.append(f"\nlast  {alert.evidence}", style="dim")
+    return text

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from ...core.orchestrate.causes import POLL_LINE
+from ...core.orchestrate.progress import POLL_LINE
 from ...core.safetext import terminal_safe
 from ...core.session import Session
 from ..widgets.process_table import STATE_STYLE, ms
@@ -57,6 +57,8 @@ class DetailsScreen(SessionScreen):
             text.append(f"\nprogress {view.progress}")
         if view.cause is not None:
             text.append(f"\ncause    {view.cause.summary}", style="bold red")
+            if view.cause.place:
+                text.append(f"\nwhere    {view.cause.place}", style="bold")
             text.append(f"\nhint     {view.cause.hint}", style="yellow")
         if proc.ports:
             text.append(

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.widgets import Footer, Header, Input, Log, Static
 
 from ...core.logsearch import ERROR_LINE, compile_query, find, keep, parse_filter, step
-from ...core.orchestrate.causes import POLL_LINE
+from ...core.orchestrate.progress import POLL_LINE
 from ...core.safetext import terminal_safe
 from ...core.session import Session
 from .base import SessionScreen

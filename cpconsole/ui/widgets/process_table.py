@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ...core.orchestrate.causes import message_of
+from ...core.orchestrate.progress import message_of
 from ...core.plan import LaunchPlan
 from ...core.safetext import terminal_safe
 from ...core.view import SessionView
