@@ -1,7 +1,8 @@
 """Screenshots of the running console, from the demo: `.venv/bin/python scripts/screenshots.py`.
 
 Brings the demo topology up through the console (key `u`), lets the simulator's background load
-fill the panels, saves an SVG of every screen, each taken from that screen (board, logs, NPUs,
+fill the panels (and, 15 s into serving, the decode's KV transfers start failing: a real line
+replayed by the simulator, for the alert history), saves an SVG of every screen, each taken from that screen (board, logs, NPUs,
 metrics, plan, prompt pane with an answer, preflight, alert history, a process's details, help,
 the stop confirmation) into screenshots/ (PNGs too when rsvg-convert is installed), then brings
 everything down again (`D`, confirmed with `y`). tests/test_screenshots.py checks the result.
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cpconsole.core.plan import build_plan  # noqa: E402
-from cpconsole.core.profile import load_profile  # noqa: E402
+from cpconsole.core.profile import load_profile_text  # noqa: E402
 from cpconsole.core.session import Session  # noqa: E402
 from cpconsole.ui.app import ConsoleApp  # noqa: E402
 
@@ -40,9 +41,20 @@ SHOTS = (
 )
 
 
+# a real failure for the alert history: 15 s after the decode serves, its KV transfers stop reaching
+# the prefill's node (the simulator replays vllm-ascend#5635's line; see docs/failures.md)
+FAULT = (
+    "env: {CPCONSOLE_SIM_NODE: 127.0.0.13}",
+    "env: {CPCONSOLE_SIM_NODE: 127.0.0.13, CPCONSOLE_SIM_FAULT: kv_connect_timeout@15,"
+    " CPCONSOLE_SIM_FAULT_PEER: 127.0.0.11}",
+)
+
+
 async def main() -> None:
     OUT.mkdir(exist_ok=True)
-    app = ConsoleApp(Session(build_plan(load_profile(ROOT / "profiles/demo.yaml"))), refresh_s=0.5)
+    demo = ROOT / "profiles/demo.yaml"
+    plan = build_plan(load_profile_text(demo.read_text().replace(*FAULT), str(demo)))
+    app = ConsoleApp(Session(plan), refresh_s=0.5)
     async with app.run_test(size=(150, 36)) as pilot:
         await pilot.press("u")
         await pilot.pause(0.3)
@@ -66,11 +78,15 @@ async def main() -> None:
             ("3", "npus"),
             ("4", "metrics"),
             ("5", "plan"),
-            ("8", "alerts"),
         ):
             await pilot.press(key)
             await pilot.pause(1)
             app.save_screenshot(f"{name}.svg", str(OUT))
+        while not any(a.kind == "kv_connect_timeout" for a in app.session.alerts):
+            await pilot.pause(0.5)
+        await pilot.press("8")
+        await pilot.pause(1)
+        app.save_screenshot("alerts.svg", str(OUT))
         await pilot.press("6", *"In one sentence, what is context parallelism?", "ctrl+r")
         for _ in range(300):
             await pilot.pause(0.1)

@@ -34,10 +34,11 @@ def demo_text(
     startup: str = "0.2",
     extra_env: dict[str, str] | None = None,
     block: Block | None = None,
-    faults: dict[str, str] | None = None,
+    node_env: dict[str, dict[str, str]] | None = None,
 ) -> str:
     """The demo profile, fast, with its run and state directories under tmp and its nodes in a
-    loopback block of their own (a fresh one unless given); faults: a node's CPCONSOLE_SIM_FAULT."""
+    loopback block of their own (a fresh one unless given); node_env: more env of a node (by name,
+    e.g. a CPCONSOLE_SIM_FAULT; its 127.0.0.1x addresses move with the block)."""
     env = {
         "CPCONSOLE_SIM_STARTUP_S": startup,
         "CPCONSOLE_SIM_BACKGROUND_RPS": "0",
@@ -49,10 +50,10 @@ def demo_text(
     text = text.replace("  env:\n    HCCL_BUFFSIZE", f"  run_dir: {tmp}/run\n  env:\n{lines}    HCCL_BUFFSIZE", 1)
     # the simulated nodes' state goes in the node env, which the node tools (npu-smi) see too
     for node, ip in DEMO_NODES.items():
-        fault = f", CPCONSOLE_SIM_FAULT: {faults[node]}" if faults and node in faults else ""
+        more = "".join(f", {k}: {v}" for k, v in (node_env or {}).get(node, {}).items())
         text = text.replace(
             f"env: {{CPCONSOLE_SIM_NODE: {ip}}}",
-            f"env: {{CPCONSOLE_SIM_NODE: {ip}, CPCONSOLE_SIM_STATE: {tmp}/state{fault}}}",
+            f"env: {{CPCONSOLE_SIM_NODE: {ip}, CPCONSOLE_SIM_STATE: {tmp}/state{more}}}",
         )
     return (block or Block.fresh()).relocate(text)
 

@@ -34,7 +34,7 @@ def until(profile: Path, found: Any, tries: int = 60) -> dict[str, Any]:
 
 def test_kv_transfers_failing_while_serving_are_an_alert_with_place_and_hint(tmp_path: Path) -> None:
     profile = tmp_path / "demo.yaml"
-    profile.write_text(demo_text(tmp_path, faults={"decode-a": "kv_transfer_failed@0.2"}))
+    profile.write_text(demo_text(tmp_path, node_env={"decode-a": {"CPCONSOLE_SIM_FAULT": "kv_transfer_failed@0.2"}}))
     try:
         assert cpconsole("up", profile).returncode == 0  # the decode serves on: the failures recur
         report = until(profile, lambda r: any(a["kind"] == "kv_transfer_failed" for a in r["alerts"]))
@@ -52,7 +52,7 @@ def test_kv_transfers_failing_while_serving_are_an_alert_with_place_and_hint(tmp
 def test_a_rank_stuck_mid_serving_fails_its_process_with_node_rank_and_chip(tmp_path: Path) -> None:
     """The headless prefill rank (node-rank 1) stops: global rank 20 of TP16 × PCP2 is its 5th chip."""
     profile = tmp_path / "demo.yaml"
-    profile.write_text(demo_text(tmp_path, faults={"prefill-b": "hccl_rank_stuck@1#20"}))
+    profile.write_text(demo_text(tmp_path, node_env={"prefill-b": {"CPCONSOLE_SIM_FAULT": "hccl_rank_stuck@1#20"}}))
     try:
         cpconsole("up", profile)  # whether up saw it or not, the process dies of it
         report = until(profile, lambda r: r["processes"][1]["cause"] is not None)
@@ -65,7 +65,9 @@ def test_a_rank_stuck_mid_serving_fails_its_process_with_node_rank_and_chip(tmp_
 
 
 async def test_the_console_shows_a_failure_while_serving_with_where_and_what_to_do(tmp_path: Path) -> None:
-    async for session in session_over(demo_text(tmp_path, faults={"decode-a": "kv_connect_timeout@0.2#3"})):
+    # the decode's KV transfers stop reaching the prefill's node
+    fault = {"CPCONSOLE_SIM_FAULT": "kv_connect_timeout@0.2", "CPCONSOLE_SIM_FAULT_PEER": "127.0.0.11"}
+    async for session in session_over(demo_text(tmp_path, node_env={"decode-a": fault})):
         app = ConsoleApp(session, refresh_s=0.2)
 
         def raised(watched: Session = session) -> bool:
@@ -77,6 +79,6 @@ async def test_the_console_shows_a_failure_while_serving_with_where_and_what_to_
             await pilot.press("8")
             shown = "\n".join(column(table_of(app.screen, "#alerts-table"), 3))
             assert "the KV transfer could not connect to its peer" in shown
-            assert "where decode-a · peer decode-a (" in shown  # the line's address, named by its node
+            assert "where decode-a · peer prefill-a (" in shown  # the line's address, named by its node
             assert "ASCEND_CONNECT_TIMEOUT" in shown and "Failed to connect to target" in shown
             await pilot.press("1", "q", "enter")

@@ -20,7 +20,7 @@ MARKERS = {
     "metrics": "server run wait KV cache prompt tok/s",
     "plan": "#!/bin/sh",
     "prompt": "── proxy ─ 'In one sentence, what is context parallelism?'",
-    "alerts": "alerts this session",
+    "alerts": "source alert state",
     "details": "progress HTTP up ports http",
     "help": "Commands (type : first)",
     "confirm": "Stop every process of this deployment?",
@@ -48,3 +48,10 @@ def test_each_screenshot_shows_its_screen(name: str) -> None:
     assert MARKERS[name] in text, text[:300]
     if name not in ("board", "confirm", "help", "preflight-offer"):  # dialogs are shown over the board
         assert MARKERS["board"] not in text
+
+
+def test_the_alert_history_shows_a_failure_with_where_and_what_to_do() -> None:
+    """The README's "When something breaks": a real failure line replayed on the demo's decode."""
+    text = shown_text("alerts")
+    assert "the KV transfer could not connect to its peer" in text
+    assert "where decode-a · peer prefill-a (127.0.0.11:" in text and "ASCEND_CONNECT_TIMEOUT" in text

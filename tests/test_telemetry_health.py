@@ -8,33 +8,66 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cpconsole.core.plan import build_plan
+from cpconsole.core.profile import load_profile_text
 from cpconsole.core.profile.schema import Alerts
+from cpconsole.core.remote import LocalTransport
+from cpconsole.core.session import Session
 from cpconsole.core.telemetry.alerts import AlertEngine
-from cpconsole.core.telemetry.health import PROBE_PREFIX, StallDetector, probe
+from cpconsole.core.telemetry.health import PROBE_PREFIX, ChipReading, ProbeAnswer, StallDetector, probe
+from cpconsole.core.telemetry.hub import Telemetry
 from cpconsole.core.telemetry.npu_smi import parse_info
+from cpconsole.core.telemetry.pollers import PollResult
 from cpconsole.core.telemetry.vllm_metrics import VllmMetrics, parse_metrics
 
 from .conftest import FIXTURES
-from .simcluster import cluster
+from .simcluster import cluster, demo_text
 
 
-def test_busy_without_tokens_is_a_stall_after_the_threshold() -> None:
+def test_busy_without_progress_is_a_stall_after_the_threshold() -> None:
     detector = StallDetector(after_s=30)
-    assert detector.observe(0, running=2, waiting=0, generation_tokens=100) is None
-    assert detector.observe(10, running=2, waiting=0, generation_tokens=150) is None  # progress
-    assert detector.observe(35, running=2, waiting=0, generation_tokens=150) is None  # 25 s without
+    assert detector.observe(0, running=2, waiting=0, progress=(100, 5, 9)) is None
+    assert detector.observe(10, running=2, waiting=0, progress=(150, 5, 19)) is None  # progress
+    assert detector.observe(35, running=2, waiting=0, progress=(150, 5, 19)) is None  # 25 s without
     assert (
-        detector.observe(41, running=2, waiting=0, generation_tokens=150)
-        == "running requests but no token generated for 31 s"
+        detector.observe(41, running=2, waiting=0, progress=(150, 5, 19)) == "running requests but no progress for 31 s"
     )
-    assert detector.observe(42, running=2, waiting=0, generation_tokens=151) is None  # moving again
+    assert detector.observe(42, running=2, waiting=0, progress=(151, 5, 20)) is None  # moving again
+
+
+def test_a_long_prefill_is_progress_not_a_stall() -> None:
+    """A chunked prefill steps the engine without a token out; one unchunked 128k prefill moves no
+    counter for as long as it takes, while its chips compute: that is not a stall until much later."""
+    chunked = StallDetector(after_s=30)
+    for at in range(0, 300, 10):
+        assert chunked.observe(at, running=1, waiting=0, progress=(0, 0, at)) is None  # a step every 10 s
+    whole = StallDetector(after_s=30, computing_after_s=600)
+    for at in range(0, 600, 10):
+        assert whole.observe(at, running=1, waiting=0, progress=(0, 0, 0), chips=ChipReading(True, at)) is None
+    assert whole.observe(600, running=1, waiting=0, progress=(0, 0, 0), chips=ChipReading(True, 600)) == (
+        "running requests but no progress while its chips compute for 600 s"
+    )
+
+
+def test_idle_chips_are_a_stall_once_read_after_the_quiet_spell_began() -> None:
+    detector = StallDetector(after_s=30)
+    detector.observe(0, running=1, waiting=0, progress=(0, 0, 0), chips=ChipReading(False, -5))
+    # 40 s quiet, but npu-smi last answered before it began: it has not said whether the chips compute
+    assert detector.observe(40, running=1, waiting=0, progress=(0, 0, 0), chips=ChipReading(False, -5)) is None
+    idle = ChipReading(False, 38)  # now it has: idle
+    assert detector.observe(41, running=1, waiting=0, progress=(0, 0, 0), chips=idle) == (
+        "running requests but no progress for 41 s"
+    )
+    without_npus = StallDetector(after_s=30)  # a CPU node: the metrics alone decide
+    without_npus.observe(0, running=1, waiting=0, progress=(0, 0, 0))
+    assert without_npus.observe(30, running=1, waiting=0, progress=(0, 0, 0)) is not None
 
 
 def test_queue_without_running_and_failing_probes_are_stalls() -> None:
     detector = StallDetector(after_s=30)
-    detector.observe(0, running=0, waiting=3, generation_tokens=0)
+    detector.observe(0, running=0, waiting=3, progress=(0, 0, 0))
     assert (
-        detector.observe(30, running=0, waiting=3, generation_tokens=0) == "requests waiting with none running for 30 s"
+        detector.observe(30, running=0, waiting=3, progress=(0, 0, 0)) == "requests waiting with none running for 30 s"
     )
     other = StallDetector(after_s=10)
     other.observe_probe(0, health_ok=True, probe_ok=False)
@@ -107,10 +140,10 @@ async def test_telemetry_stalls_come_and_go_but_never_clear_the_orchestrators_ow
     plan = cluster(tmp_path).plan
     orch = Orchestrator(plan, {})
     orch.views["decode-0"] = ProcessView("decode-0", state="ready")
-    orch.note_stall("decode-0", "running requests but no token generated for 31 s")
+    orch.note_stall("decode-0", "running requests but no progress for 31 s")
     assert (orch.views["decode-0"].state, orch.views["decode-0"].reason) == (
         "stalled",
-        "running requests but no token generated for 31 s",
+        "running requests but no progress for 31 s",
     )
     orch.note_stall("decode-0", None)
     assert orch.views["decode-0"].state == "ready"
@@ -120,3 +153,44 @@ async def test_telemetry_stalls_come_and_go_but_never_clear_the_orchestrators_ow
     orch.note_stall("prefill-1", None)
     assert orch.views["prefill-1"].state == "stalled"
     await orch.close()
+
+
+async def test_a_long_prefill_on_the_demo_raises_no_stall(tmp_path: Path) -> None:
+    """One unchunked prefill far longer than stall_after_s (the guide's P: max_num_seqs 1, chunked
+    prefill off): no counter moves until it ends, the chips compute all along — not a stall."""
+    slow = demo_text(tmp_path, extra_env={"CPCONSOLE_SIM_PREFILL_TOKS": "40"})  # × TP16 × PCP2: 1280 tokens/s
+    plan = build_plan(load_profile_text(slow + "alerts: {stall_after_s: 8}\n"))
+    async with Session(plan) as session:
+        try:
+            await session.start()
+            assert await session.up()
+            prefill = plan.process("prefill-0")
+            async with httpx.AsyncClient(trust_env=False, timeout=600) as client:
+                answer = await client.post(
+                    prefill.base_url + "/v1/completions",
+                    json={"model": plan.model_name, "prompt": "word " * 25_000, "max_tokens": 1},
+                )
+                assert answer.status_code == 200
+                metrics = parse_metrics((await client.get(prefill.base_url + "/metrics")).text)
+            took = metrics.total.histograms["prefill"].sum
+            assert took > 2 * plan.alerts.stall_after_s  # the server's own account: a prefill long enough
+            raised = [r.alert.key for r in session.alert_history]
+            assert not [k for k in raised if k.startswith("stalled:")], raised
+        finally:
+            await session.down()
+
+
+async def test_probes_hold_back_from_a_full_server(tmp_path: Path) -> None:
+    """The guide's prefill runs one request at a time (max_num_seqs 1): a probe sent during a long
+    prefill would queue behind it, time out and read as a stall; it is held back and shown as busy."""
+    plan = build_plan(load_profile_text(demo_text(tmp_path)))
+    assert (plan.process("prefill-0").capacity, plan.process("decode-0").capacity) == (1, 4)
+    async with httpx.AsyncClient(trust_env=False) as http:
+        hub = Telemetry(plan, {n.name: LocalTransport(n.name) for n in plan.nodes}, http)
+        running = parse_metrics('vllm:num_requests_running{engine="0",model_name="m"} 1\n')
+        hub.metrics["prefill-0"].latest = PollResult("metrics@prefill-0", running, 1.0, None, 1.0)
+        hub.metrics["decode-0"].latest = PollResult("metrics@decode-0", running, 1.0, None, 1.0)
+        assert hub.busy("prefill-0") == "1/1 running" and hub.busy("decode-0") == ""
+        held = await hub.probes["prefill-0"].poll_once()  # nothing listens there: held back, not failed
+        assert held.error is None and held.value == ProbeAnswer(busy="1/1 running")
+        assert hub.probes_in_window("prefill-0") == 0

@@ -296,6 +296,9 @@ def test_window_rates_quantiles_and_acceptance() -> None:
     # the window's own observations: 10 under 0.1 s, 40 more under 0.5, 30 under 1, 10 above
     assert window.quantile("ttft", 0.5) == pytest.approx(0.1 + 0.4 * (45 - 10) / 40)
     assert window.acceptance_rate == pytest.approx(210 / 300) and window.mean_acceptance_length == pytest.approx(3.1)
+    # the console's own 10 probes (the fastest: one token, nothing before them) left out: 80 real ones remain
+    assert window.quantile("ttft", 0.5, without=10) == pytest.approx(0.1 + 0.4 * (40 - 0) / 40)
+    assert window.quantile("ttft", 0.5, without=90) is None  # nothing but probes: no figure
 
 
 def test_window_survives_a_restart_and_forgets_old_scrapes() -> None:

@@ -81,6 +81,25 @@ class ProcessPlan(Frozen):
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
 
+    def int_flag(self, *names: str) -> int | None:
+        """The value of the first of these flags in its argv, when given and an integer."""
+        argv = self.argv
+        for index, arg in enumerate(argv[:-1]):
+            if arg in names:
+                try:
+                    return int(argv[index + 1])
+                except ValueError:
+                    return None
+        return None
+
+    @property
+    def capacity(self) -> int | None:
+        """Requests its engines run at once: max_num_seqs × the data-parallel engines behind this
+        API server; None when max_num_seqs is left to vLLM."""
+        seqs = self.int_flag("--max-num-seqs")
+        engines = self.int_flag("--data-parallel-size-local", "-dpl") or self.int_flag("--data-parallel-size", "-dp")
+        return seqs * (engines or 1) if seqs else None
+
     @property
     def base_url(self) -> str:
         """http://address:port of its HTTP server (IPv6 bracketed); empty when it serves none."""

@@ -344,7 +344,10 @@ class Session:
             npu={node: poller.latest for node, poller in telemetry.npu.items()},
             npu_history={node: tuple(samples) for node, samples in telemetry.npu_history.items()},
             servers={
-                name: ServerFigures.of(p.latest, telemetry.windows[name]) for name, p in telemetry.metrics.items()
+                name: ServerFigures.of(
+                    poller.latest, telemetry.windows[name], telemetry.probes_in_window(name), telemetry.busy(name)
+                )
+                for name, poller in telemetry.metrics.items()
             },
         )
 

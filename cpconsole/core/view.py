@@ -32,9 +32,13 @@ class ServerFigures:
     itl: Quantiles
     acceptance_rate: float | None
     mean_acceptance_length: float | None
+    busy: str = ""  # the console holds its probes back: the server is full (e.g. "4/4 running")
 
     @classmethod
-    def of(cls, scrape: PollResult[VllmMetrics], window: MetricsWindow) -> ServerFigures:
+    def of(
+        cls, scrape: PollResult[VllmMetrics], window: MetricsWindow, probes: int = 0, busy: str = ""
+    ) -> ServerFigures:
+        """probes: the console's own requests in the window, left out of the latencies shown."""
         return cls(
             scrape=scrape,
             latest=window.latest,
@@ -42,10 +46,11 @@ class ServerFigures:
             generation_tokens_per_s=window.generation_tokens_per_s,
             prompt_rate_series=tuple(window.prompt_rate_series),
             generation_rate_series=tuple(window.generation_rate_series),
-            ttft=(window.quantile("ttft", 0.5), window.quantile("ttft", 0.99)),
+            ttft=(window.quantile("ttft", 0.5, without=probes), window.quantile("ttft", 0.99, without=probes)),
             itl=(window.quantile("itl", 0.5), window.quantile("itl", 0.99)),
             acceptance_rate=window.acceptance_rate,
             mean_acceptance_length=window.mean_acceptance_length,
+            busy=busy,
         )
 
 

@@ -158,6 +158,7 @@ class Engine:
                 source = "external_kv_transfer" if req.remote_prefill else "local_compute"
                 self.metrics.tokens_by_source[source].inc(req.prompt_tokens)
                 self.metrics.prompt_tokens.inc(req.prompt_tokens)
+                self.metrics.step_tokens.observe(req.prompt_tokens)
                 self.metrics.prefix_queries.inc(req.prompt_tokens)
                 self._interval_prompt += req.prompt_tokens
                 self.metrics.prefill_time.observe(prefilled - queued)
@@ -179,6 +180,8 @@ class Engine:
                     generated += len(batch)
                     self.kv_in_use += len(batch)
                     self.metrics.generation_tokens.inc(len(batch))
+                    if position > len(batch):  # the first token came with the prefill's step
+                        self.metrics.step_tokens.observe(len(batch))
                     self._interval_generated += len(batch)
                     self._gauges()
                     yield Step(batch, finish if position >= len(tokens) else None)

@@ -8,7 +8,8 @@ or while serving, on a chosen rank.
                                              then again every CPCONSOLE_SIM_FAULT_EVERY_S (2)
 
 KIND is a `kind` of real_failures.yaml. #RANK moves the line's rank, chip and worker to that rank
-(its chip: RANK modulo the node's chips) and its addresses to this node's."""
+(its chip: RANK modulo the node's chips). The line's addresses become CPCONSOLE_SIM_FAULT_PEER's
+(the other end of a link, e.g. the prefill's node for a decode), else this node's."""
 
 from __future__ import annotations
 
@@ -45,8 +46,11 @@ def real_line(kind: str) -> str:
 _IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
 
 
-def placed(line: str, rank: int, chips: int, address: str) -> str:
-    """The line as the given rank on this node would print it."""
+def placed(line: str, rank: int | None, chips: int, address: str) -> str:
+    """The line as the given rank (None: as it was) would print it, naming `address` for every address."""
+    line = _IPV4.sub(address, line)
+    if rank is None:
+        return line
     device = rank % chips
     line = re.sub(r"\brank\[\d+\]", f"rank[{rank}]", line)
     line = re.sub(r"\[rank\d+\]", f"[rank{rank}]", line)
@@ -55,8 +59,7 @@ def placed(line: str, rank: int, chips: int, address: str) -> str:
     line = re.sub(r"\(NPU \d+;", f"(NPU {device};", line)
     line = re.sub(r"\bDevice:\d+", f"Device:{device}", line)
     line = re.sub(r"chipId:\d+", f"chipId:{device}", line)
-    line = re.sub(r"\bWorker_DP(\d+)_TP\d+", rf"Worker_DP\1_TP{device}", line)
-    return _IPV4.sub(address, line)
+    return re.sub(r"\bWorker_DP(\d+)_TP\d+", rf"Worker_DP\1_TP{device}", line)
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,7 @@ class Fault:
         if match is None:
             raise ValueError(f"CPCONSOLE_SIM_FAULT={spec!r}: expected KIND@start-up or KIND@SECONDS, then #RANK")
         kind, when, rank = match.groups()
-        line = real_line(kind)
-        if rank is not None:
-            line = placed(line, int(rank), chips, address)
+        peer = os.environ.get("CPCONSOLE_SIM_FAULT_PEER") or address
+        line = placed(real_line(kind), int(rank) if rank is not None else None, chips, peer)
         every = float(os.environ.get("CPCONSOLE_SIM_FAULT_EVERY_S", "2") or 2)
         return cls(kind, when == "start-up", 0.0 if when == "start-up" else float(when), line, every)

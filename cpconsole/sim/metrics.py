@@ -152,6 +152,10 @@ class VllmMetrics:
         self.request_generation = histogram(
             "vllm:request_generation_tokens", "Number of generation tokens processed.", TOKEN_BUCKETS
         ).labels(**labels)
+        # one observation per engine step (a prefill, a decode step): the console reads its count as progress
+        self.step_tokens = histogram(
+            "vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", TOKEN_BUCKETS
+        ).labels(**labels)
         self.spec_tokens = spec_tokens
         if spec_tokens:
             self.drafts = counter("vllm:spec_decode_num_drafts", "Number of spec decoding drafts.").labels(**labels)

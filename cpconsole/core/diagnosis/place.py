@@ -85,16 +85,6 @@ class Place:
         return " · ".join(parts)
 
 
-def _flag(argv: tuple[str, ...], *names: str) -> int | None:
-    for i, arg in enumerate(argv[:-1]):
-        if arg in names:
-            try:
-                return int(argv[i + 1])
-            except ValueError:
-                return None
-    return None
-
-
 def _visible(proc: ProcessPlan) -> list[int]:
     text = proc.env_dict.get("ASCEND_RT_VISIBLE_DEVICES", "")
     return [int(x) for x in text.split(",") if x.strip().isdigit()]
@@ -108,8 +98,8 @@ def locate(said: LinePlace, proc: ProcessPlan, plan: LaunchPlan) -> Place:
     local: int | None = None
     if said.rank is not None and proc.instance is not None:
         members = sorted((p for p in plan.processes if p.instance == proc.instance), key=lambda p: p.node_rank)
-        tp = _flag(proc.argv, "--tensor-parallel-size", "-tp") or 1
-        pcp = _flag(proc.argv, "--prefill-context-parallel-size", "-pcp") or 1
+        tp = proc.int_flag("--tensor-parallel-size", "-tp") or 1
+        pcp = proc.int_flag("--prefill-context-parallel-size", "-pcp") or 1
         per_node = max(1, tp * pcp // len(members))
         member = members[min(said.rank // per_node, len(members) - 1)]
         node, local = member.node, said.rank % per_node

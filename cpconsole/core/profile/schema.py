@@ -270,6 +270,9 @@ class Alerts(Strict):
     kv_cache_for_s: float = Field(default=30, ge=0, description="… for this long")
     waiting_for_s: float = Field(default=60, ge=0, description="requests waiting this long")
     stall_after_s: float = Field(default=30, gt=0, description="no progress this long: stalled")
+    computing_stall_after_s: float = Field(
+        default=600, gt=0, description="… or this long while its chips compute (one long unchunked prefill)"
+    )
     error_lines: bool = Field(
         default=True, description="a known failure in a running process's log (docs/failures.md) raises an alert"
     )

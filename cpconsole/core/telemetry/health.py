@@ -27,23 +27,55 @@ async def probe(http: httpx.AsyncClient, base_url: str, model: str, timeout: flo
     return (time.monotonic() - started) * 1000
 
 
+Progress = tuple[float, ...]  # counters that move when the engine works: tokens out, prompts in, engine steps
+
+
+@dataclass(frozen=True)
+class ProbeAnswer:
+    """A probe's outcome: how long it took, or that it was not sent because the server is full
+    (its running requests reach max_num_seqs × its engines: one more would only queue)."""
+
+    ms: float | None = None
+    busy: str = ""  # why it was not sent, e.g. "4/4 running"
+
+
+@dataclass(frozen=True)
+class ChipReading:
+    """What npu-smi last said of a node's chips: any of them computing (AI core busy), and when."""
+
+    busy: bool
+    at: float
+
+
 @dataclass
 class StallDetector:
-    """Fed with each scrape of one API server; `reason` says why it looks stalled, if it does."""
+    """Fed with each scrape of one API server; `reason` says why it looks stalled, if it does.
+
+    Work is any counter of `progress` moving — generated tokens, and for long prompts the prompt
+    tokens and engine steps (a chunked prefill steps; one unchunked 128k prefill moves nothing until
+    it ends). While no counter moves but the chips compute, a long prefill is under way: stalled only
+    after `computing_after_s`. A node with chips whose last reading is older than the quiet spell
+    has not yet said whether they compute: no verdict until it has (or computing_after_s passed)."""
 
     after_s: float = 30.0
+    computing_after_s: float = 600.0
     _busy_since: float | None = None
-    _last_generated: float | None = None
+    _last_progress: Progress | None = None
     _queued_since: float | None = None
     _probe_failing_since: float | None = None
+    _chips: ChipReading | None = None
     reason: str | None = field(default=None, init=False)
 
-    def observe(self, at: float, *, running: float, waiting: float, generation_tokens: float) -> str | None:
-        if self._last_generated is None or generation_tokens != self._last_generated or running == 0:
+    def observe(
+        self, at: float, *, running: float, waiting: float, progress: Progress, chips: ChipReading | None = None
+    ) -> str | None:
+        """chips: its node's latest npu-smi reading (None: a node without NPUs)."""
+        if self._last_progress is None or progress != self._last_progress or running == 0:
             self._busy_since = at if running > 0 else None
         elif self._busy_since is None:
             self._busy_since = at
-        self._last_generated = generation_tokens
+        self._last_progress = progress
+        self._chips = chips
         if waiting > 0 and running == 0:
             self._queued_since = self._queued_since if self._queued_since is not None else at
         else:
@@ -59,8 +91,12 @@ class StallDetector:
 
     def _decide(self, at: float) -> str | None:
         limit = self.after_s
-        if self._busy_since is not None and at - self._busy_since >= limit:
-            self.reason = f"running requests but no token generated for {at - self._busy_since:.0f} s"
+        quiet = at - self._busy_since if self._busy_since is not None else None
+        chips = self._chips
+        computing = chips is not None and (chips.busy or (self._busy_since or 0.0) > chips.at)
+        if quiet is not None and quiet >= (self.computing_after_s if computing else limit):
+            while_ = " while its chips compute" if chips is not None and chips.busy else ""
+            self.reason = f"running requests but no progress{while_} for {quiet:.0f} s"
         elif self._queued_since is not None and at - self._queued_since >= limit:
             self.reason = f"requests waiting with none running for {at - self._queued_since:.0f} s"
         elif self._probe_failing_since is not None and at - self._probe_failing_since >= limit:

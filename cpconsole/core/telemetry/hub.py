@@ -6,7 +6,9 @@ a node or a server does."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,7 +17,7 @@ import httpx
 
 from ..plan import LaunchPlan, NodePlan, ProcessPlan
 from ..remote import RemoteError, Transport
-from .health import StallDetector, probe
+from .health import ChipReading, ProbeAnswer, StallDetector, probe
 from .npu_smi import NpuSmiInfo, parse_info
 from .pollers import Poller, PollResult, get_once_more_if_stale
 from .vllm_metrics import VllmMetrics, parse_metrics
@@ -54,7 +56,8 @@ class Telemetry:
         self.npu: dict[str, Poller[NpuSmiInfo]] = {}
         self.metrics: dict[str, Poller[VllmMetrics]] = {}
         self.health: dict[str, Poller[float]] = {}
-        self.probes: dict[str, Poller[float]] = {}  # a 1-token request to every API server and the proxy
+        self.probes: dict[str, Poller[ProbeAnswer]] = {}  # a 1-token request to every API server and the proxy
+        self._probes_sent: dict[str, deque[float]] = {}  # when, per server: left out of its latencies
         self.stalls: dict[str, StallDetector] = {}
         self.npu_history: dict[str, list[NpuSample]] = {}  # newest last
         self._npu_seen: dict[str, float] = {}
@@ -66,7 +69,7 @@ class Telemetry:
             name = proc.name
             if proc.role != "proxy":
                 self.windows[name] = MetricsWindow()
-                self.stalls[name] = StallDetector(plan.alerts.stall_after_s)
+                self.stalls[name] = StallDetector(plan.alerts.stall_after_s, plan.alerts.computing_stall_after_s)
                 fetch_metrics = self._metrics_fetch(proc)
                 self.metrics[name] = self._poller(f"metrics@{name}", fetch_metrics, metrics_interval, http_timeout)
             self.health[name] = self._poller(f"health@{name}", self._health_fetch(proc), health_interval, http_timeout)
@@ -114,11 +117,34 @@ class Telemetry:
 
         return fetch
 
-    def _probe_fetch(self, proc: ProcessPlan) -> Callable[[], Awaitable[float]]:
-        async def fetch() -> float:
-            return await probe(self.http, proc.base_url, self.plan.model_name)
+    def _probe_fetch(self, proc: ProcessPlan) -> Callable[[], Awaitable[ProbeAnswer]]:
+        sent = self._probes_sent.setdefault(proc.name, deque(maxlen=1000))
+
+        async def fetch() -> ProbeAnswer:
+            busy = self.busy(proc.name)
+            if busy:
+                return ProbeAnswer(busy=busy)
+            sent.append(time.time())
+            return ProbeAnswer(await probe(self.http, proc.base_url, self.plan.model_name))
 
         return fetch
+
+    def busy(self, name: str) -> str:
+        """Why a server gets no probe now (its running requests reach max_num_seqs × its engines:
+        one more would queue behind a long prefill and time out, or take a slot from real work)."""
+        poller = self.metrics.get(name)
+        capacity = self.plan.process(name).capacity
+        latest = poller.latest.value if poller else None
+        if capacity is None or latest is None or latest.total.running < capacity:
+            return ""
+        return f"{latest.total.running:.0f}/{capacity} running"
+
+    def probes_in_window(self, name: str) -> int:
+        """How many of the console's probes the server's metrics window holds."""
+        bounds = self.windows[name].bounds
+        if bounds is None:
+            return 0
+        return sum(1 for at in self._probes_sent.get(name, ()) if bounds[0] <= at <= bounds[1])
 
     def start_nodes(self) -> None:
         for poller in self.npu.values():
@@ -143,15 +169,25 @@ class Telemetry:
         sample = self.metrics[name].latest
         if sample.value is not None and sample.error is None:
             total = sample.value.total
-            detector.observe(
-                now, running=total.running, waiting=total.waiting, generation_tokens=total.generation_tokens
-            )
+            chips = self._chips(self.plan.process(name).node)
+            detector.observe(now, running=total.running, waiting=total.waiting, progress=total.progress, chips=chips)
         health, tried = self.health[name].latest, self.probes[name].latest
-        if tried.at and (tried.value is not None or tried.error):
+        held_back = tried.error is None and tried.value is not None and bool(tried.value.busy)
+        if tried.at and (tried.value is not None or tried.error) and not held_back:
             detector.observe_probe(
                 now, health_ok=health.error is None and health.value is not None, probe_ok=tried.error is None
             )
         return detector.reason
+
+    def _chips(self, node: str, busy_pct: float = 1.0) -> ChipReading | None:
+        """The node's chips in its latest npu-smi answer: any computing (AI core busy)? None for a
+        node without NPUs; a node not yet read counts as read long ago."""
+        poller = self.npu.get(node)
+        if poller is None:
+            return None
+        info, read_at = poller.latest.value, poller.latest.ok_at
+        busy = bool(info and any((chip.aicore_pct or 0) >= busy_pct for chip in info.chips))
+        return ChipReading(busy, read_at if read_at is not None else -math.inf)
 
     def _note_npu_history(self, keep: int = 120) -> None:
         for node, poller in self.npu.items():

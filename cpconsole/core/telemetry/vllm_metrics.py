@@ -39,6 +39,7 @@ HISTOGRAMS = {
     "vllm:request_queue_time_seconds": "queue",
     "vllm:request_prefill_time_seconds": "prefill",
     "vllm:request_decode_time_seconds": "decode",
+    "vllm:iteration_tokens_total": "step_tokens",  # one observation per engine step
 }
 _SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -84,6 +85,16 @@ class EngineMetrics:
     @property
     def requests_finished(self) -> float:
         return sum(self.request_success.values())
+
+    @property
+    def engine_steps(self) -> float:
+        steps = self.histograms.get("step_tokens")
+        return steps.count if steps else 0.0
+
+    @property
+    def progress(self) -> tuple[float, float, float]:
+        """What moves when the engine works: tokens generated, prompt tokens taken in, engine steps."""
+        return (self.generation_tokens, self.prompt_tokens, self.engine_steps)
 
 
 @dataclass

@@ -125,7 +125,15 @@ class MetricsWindow:
             return None
         return [(bound, increase([h.buckets[i][1] for h in series])) for i, bound in enumerate(bounds)]
 
-    def quantile(self, key: str, q: float) -> float | None:
-        """E.g. quantile("ttft", 0.99): seconds, over the window."""
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """When the window's first and last scrapes were taken."""
+        return (self._scrapes[0].at, self._scrapes[-1].at) if len(self._scrapes) > 1 else None
+
+    def quantile(self, key: str, q: float, *, without: int = 0) -> float | None:
+        """E.g. quantile("ttft", 0.99): seconds, over the window; `without` leaves out that many of
+        the fastest observations (the console's own probes: one token, nothing queued before them)."""
         buckets = self.histogram_increase(key)
-        return histogram_quantile(q, buckets) if buckets else None
+        if not buckets:
+            return None
+        return histogram_quantile(q, [(bound, max(0.0, count - without)) for bound, count in buckets])

@@ -93,7 +93,7 @@ class ProcessTable(DataTable[str | Text]):
                 str(view.pid or "-"),
                 Text(view.label, style=STATE_STYLE.get(view.state, "")),
                 view.uptime(now),
-                f"{health:.0f}ms" if health is not None else "-",
+                (f"{health:.0f}ms" if health is not None else "-") + (" busy" if figures and figures.busy else ""),
                 ttft,
                 gen,
                 Text(view.reason[:80], style="red")
