@@ -153,6 +153,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return headless.status(plan, args.json)
 
 
+def cmd_ranks(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
+    _, plan = _plan_for(args)
+    instances = sorted({p.instance for p in plan.processes if p.instance})
+    if args.instance is not None and args.instance not in instances:
+        raise UsageError(f"no instance {args.instance!r} ({did_you_mean(args.instance, instances, 'one of')})")
+    return headless.ranks(plan, args.instance, args.json)
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
 
@@ -286,6 +296,12 @@ def _args_status(cmd: argparse.ArgumentParser) -> None:
     _json_option(cmd)
 
 
+def _args_ranks(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument("instance", nargs="?", help="only this instance's ranks")
+    _json_option(cmd)
+
+
 def _args_logs(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
     _process_option(cmd)
@@ -364,6 +380,9 @@ VERBS: dict[str, Verb] = {
     "down": Verb(cmd_down, "stop the processes, proxy first, master last", _args_down),
     "restart": Verb(cmd_restart, "restart an instance (all its ranks) or the proxy", _args_restart),
     "status": Verb(cmd_status, "adopt what runs and show every process", _args_status),
+    "ranks": Verb(
+        cmd_ranks, "every rank: node, chip, TP/PCP rank, DCP group, kv port, NPU IP, state from the logs", _args_ranks
+    ),
     "logs": Verb(cmd_logs, "print (and follow) the logs, merged with process prefixes", _args_logs),
     "exec": Verb(cmd_exec, "run a command on a node (or --all) and group identical output", _args_exec),
     "preflight": Verb(

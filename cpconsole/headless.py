@@ -96,6 +96,21 @@ def status(plan: LaunchPlan, as_json: bool) -> int:
     return asyncio.run(_run_verb(plan, as_json, adopt, narrate=False, judge="status"))
 
 
+def ranks(plan: LaunchPlan, instance: str | None, as_json: bool) -> int:
+    """Every rank of the deployment (or of one instance): where, what, and its state."""
+
+    async def look() -> int:
+        async with Session(plan) as session:
+            await session.orchestrator.adopt()
+            await session.read_recent_lines()
+            rows = [r for r in await session.ranks() if instance is None or r.instance == instance]
+            views = list(session.orchestrator.views.values())
+        sys.stdout.write(reports.ranks_json(rows) if as_json else reports.ranks_text(rows))
+        return EXIT_FAILED if any(r.state == "failed" for r in rows) else exit_code_for(views)
+
+    return asyncio.run(look())
+
+
 async def _logs(plan: LaunchPlan, names: list[str], follow: bool, lines: int, since_offset: int | None) -> int:
     """The last lines of each log, prefixed with the process, or (since_offset, one process) its
     raw bytes from that offset with the next offset on stderr; then maybe follow from the end."""

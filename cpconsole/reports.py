@@ -12,6 +12,7 @@ from .core.orchestrate import ProcessView, ProgressNoted, StageChanged, StateCha
 from .core.orchestrate.model import Event, Notice
 from .core.plan import LaunchPlan
 from .core.preflight import Check, fold, tally
+from .core.ranks import RANK_COLUMNS, Rank
 from .core.remote import RunResult
 from .core.safetext import terminal_safe, terminal_safe_lines
 from .core.smoke.client import percentile
@@ -65,13 +66,32 @@ def view_json(plan: LaunchPlan, view: ProcessView) -> dict[str, Any]:
         "last_line": view.last_line,
         "drift": list(view.drift),
         "leftovers": view.leftovers,
-        "cause": None if cause is None else asdict(cause),
+        "cause": None if cause is None else cause.as_json(),
     }
 
 
 def status_json(plan: LaunchPlan, views: Sequence[ProcessView], alerts: Sequence[Alert]) -> str:
     report = {"processes": [view_json(plan, v) for v in views], "alerts": [asdict(a) for a in alerts]}
     return json.dumps(report, indent=2) + "\n"
+
+
+def ranks_json(ranks: Sequence[Rank]) -> str:
+    return json.dumps([r.as_json() for r in ranks], indent=2) + "\n"
+
+
+def ranks_text(ranks: Sequence[Rank]) -> str:
+    """Instance by instance, a rank a line; what a failure says of a rank under it."""
+    out = []
+    for instance in dict.fromkeys(r.instance for r in ranks):
+        rows = [r for r in ranks if r.instance == instance]
+        cells = [RANK_COLUMNS, *(r.cells() for r in rows)]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(RANK_COLUMNS))]
+        out.append(f"{instance} ({len(rows)} ranks)\n")
+        for row, rank in zip(cells, [None, *rows], strict=True):
+            out.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+            if rank is not None and rank.note:
+                out.append(f"      {terminal_safe(rank.note)}\n")
+    return "".join(out)
 
 
 def alert_text(alert: Alert) -> str:

@@ -55,6 +55,7 @@ def frozen_session() -> Session:
         telemetry.windows[name].add(before, NOW - 28)
         telemetry.windows[name].add(after, NOW - 1)
     session.preflight_checks, session.preflight_took = preflight_results(plan), 3.2
+    session.npu_ips = {n.name: {c: f"29.0.{10 + k}.{c}" for c in range(n.chips)} for k, n in enumerate(plan.nodes)}
     session.alert_history = [
         AlertRecord(
             Alert("hbm@decode-a", "warning", "decode-a", "HBM 96% on chip 3 (limit 95%)"), NOW - 1800, NOW - 1500

@@ -5,15 +5,20 @@ recurs as an alert, a fatal one as the process's cause."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from textual.widgets import Static
+
+from cpconsole.core.diagnosis import explain
 from cpconsole.core.session import Session
 from cpconsole.ui.app import ConsoleApp
 
+from .frozen import frozen_session
 from .simcluster import demo_text
 from .test_orchestrate import cpconsole
-from .test_ui import column, session_over, table_of, wait_for
+from .test_ui import column, plain, session_over, table_of, wait_for
 
 
 def status(profile: Path) -> dict[str, Any]:
@@ -60,6 +65,25 @@ def test_a_rank_stuck_mid_serving_fails_its_process_with_node_rank_and_chip(tmp_
         assert report["processes"][1]["name"] == "prefill-1" and report["processes"][1]["state"] == "failed"
         assert cause["kind"] == "hccl_rank_stuck" and cause["place"] == "prefill-b · rank 20 · NPU 4"
         assert "[rank20]: EI0006" in cause["evidence"] and "npu-smi info" in cause["hint"]
+        # the rank map: the failed rank, where it is in the layout, its chip's NPU IP (hccn_tool)
+        done = cpconsole("ranks", profile, "prefill", "--json")
+        assert done.returncode == 1, done.stderr  # a failed rank
+        ranks = {r["rank"]: r for r in json.loads(done.stdout)}
+        assert len(ranks) == 32 and {r["instance"] for r in ranks.values()} == {"prefill"}
+        stuck = ranks[20]
+        assert (stuck["node"], stuck["device"], stuck["tp"], stuck["pcp"], stuck["dcp_group"]) == (
+            "prefill-b",
+            4,
+            4,
+            1,
+            0,
+        )
+        assert stuck["state"] == "failed" and stuck["note"].startswith("a peer rank stopped sending")
+        assert stuck["kv_port"] == ranks[16]["kv_port"] + 4 and stuck["npu_ip"]
+        assert ranks[21]["state"] == "down" and ranks[21]["note"].startswith("its process:")
+        assert {ranks[n]["node"] for n in range(16)} == {"prefill-a"}
+        text = cpconsole("ranks", profile).stdout
+        assert "prefill (32 ranks)" in text and "decode (16 ranks)" in text and "a peer rank stopped" in text
     finally:
         cpconsole("down", profile)
 
@@ -82,3 +106,26 @@ async def test_the_console_shows_a_failure_while_serving_with_where_and_what_to_
             assert "where decode-a · peer prefill-a (" in shown  # the line's address, named by its node
             assert "ASCEND_CONNECT_TIMEOUT" in shown and "Failed to connect to target" in shown
             await pilot.press("1", "q", "enter")
+
+
+async def test_the_rank_map_shows_a_failed_link_at_both_ends() -> None:
+    """From a process's details, `k` opens its instance's ranks; a transport error names its rank
+    and its peer's, and both rows say so."""
+    session = frozen_session()
+    plan = session.plan
+    line = "[rank3]: EI0009: [PID: 2] Transport init error. Reason: [Create][DestLink]Create Dest error! createLink para:rank[3]-localUserrank[3]-localIpAddr[127.0.0.11], dst_rank[19]-remoteUserrank[19]-remote_ip_addr[127.0.0.12]"
+    cause = explain([line], plan.process("prefill-0"), plan)
+    assert cause is not None
+    views = session.orchestrator.views
+    views["prefill-0"] = replace(views["prefill-0"], state="failed", cause=cause, reason=cause.summary)
+    app = ConsoleApp(session, live=False)
+    async with app.run_test(size=(160, 60)) as pilot:
+        await pilot.press("enter", "k")  # the first row (prefill-0): details, then its instance's ranks
+        shown = plain(app.screen.query_one("#ranks-table", Static).content)
+        assert "prefill (32 ranks)" in shown and "decode (" not in shown
+        rows = {row.split()[0]: row for row in shown.splitlines() if row.split() and row.split()[0].isdigit()}
+        assert "failed" in rows["3"] and "HCCL could not build a link to a peer rank" in rows["3"]
+        assert "prefill-b (127.0.0.12)" in rows["3"]
+        assert "failed" in rows["19"] and "prefill-a rank 3" in rows["19"]  # the other end
+        assert "down" in rows["4"] and "its process:" in rows["4"]
+        await pilot.press("escape", "1", "q", "enter")

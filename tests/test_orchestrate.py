@@ -147,6 +147,22 @@ async def test_oom_at_startup_fails_with_cause_and_hint(tmp_path: Path) -> None:
         await o.close()
 
 
+async def test_an_instance_dying_while_the_proxy_starts_fails_up_at_once(orch: Orchestrator) -> None:
+    """Its health would answer 503 (no live prefill) until the proxy's timeout: the stage watches
+    what the proxy routes to and gives up as soon as that is gone."""
+    instances = ["prefill-0", "prefill-1", "decode-0"]
+    assert await orch.up(instances)
+    for name in ("prefill-0", "prefill-1"):  # the prefill instance dies (its views still say ready)
+        os.killpg(orch.handles[name].pid, signal.SIGKILL)
+    queue = orch.events.subscribe()
+    assert not await orch.up(["proxy"])
+    events = []
+    while not queue.empty():
+        events.append(queue.get_nowait())
+    failed = [e.detail for e in events if isinstance(e, StageChanged) and e.status == "failed"]
+    assert failed == ["prefill-0, prefill-1, which it needs, not running"]
+
+
 async def test_headless_without_its_master_stalls(orch: Orchestrator) -> None:
     assert not await orch.up(["prefill-1"])
     view = orch.views["prefill-1"]

@@ -249,6 +249,7 @@ SNAPSHOT_KEYS = {
     "preflight": ["7"],
     "preflight-all": ["7", "v"],
     "alerts": ["8"],
+    "ranks": ["9"],
 }
 
 

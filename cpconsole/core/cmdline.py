@@ -23,6 +23,7 @@ SCREENS = {
     "prompt": "ask a server, probe every hop, needle test, bench",
     "preflight": "check every node before launch",
     "alerts": "every alert of this session",
+    "ranks": "every rank: node, chip, TP/PCP rank, DCP group, kv port, NPU IP, state",
 }
 
 

@@ -18,9 +18,11 @@ from .diagnosis import LogWatch
 from .hostkeys import unverified_nodes
 from .orchestrate import Orchestrator
 from .orchestrate.states import UP_STATES
-from .plan import LaunchPlan
+from .plan import LaunchPlan, NodePlan
 from .preflight import Check, run_preflight
+from .preflight.node import read_npu_ips
 from .profile.schema import Profile
+from .ranks import Rank, rank_map
 from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport, transport_for
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
@@ -98,6 +100,7 @@ class Session:
         self._alert_engine = AlertEngine(plan.alerts, hbm_limits(plan), decodes)
         self.log_watch = LogWatch(plan, plan.alerts.error_lines_clear_s)
         self._log_read: dict[str, tuple[LogStore, int]] = {}  # per process: the store read and the next line
+        self.npu_ips: dict[str, dict[int, str]] = {}  # per node, per chip: asked once, for the rank map
         self._tasks: list[asyncio.Task[None]] = []
         self._broken: list[Alert] = []  # background work of this session that died, as alerts
         self.busy: str | None = None  # the intent being carried out, if any
@@ -191,14 +194,20 @@ class Session:
         the alert rules, for a verb that looks once; a source that fails is an alert of its own."""
         running = self.running
         results = await self.telemetry.poll_once(running)
-        for name, lines in zip(running, await asyncio.gather(*map(self.orchestrator.last_lines, running)), strict=True):
-            self._watch_lines(name, lines)
+        await self.read_recent_lines()
         failed = [
             Alert(f"source:{r.source}", "warning", r.source.split("@")[-1], f"{r.source}: {r.error}")
             for r in results
             if r.error
         ]
         return self._evaluate_alerts(running) + failed
+
+    async def read_recent_lines(self) -> None:
+        """The last lines of every running process, read from its node, through the log watch (for
+        a verb that looks once: the console reads them as they arrive)."""
+        running = self.running
+        for name, lines in zip(running, await asyncio.gather(*map(self.orchestrator.last_lines, running)), strict=True):
+            self._watch_lines(name, lines)
 
     def _set_alerts(self, alerts: list[Alert], keep: int = 500) -> None:
         alerts = [*alerts, *(a for a in self._broken if a not in alerts)]
@@ -350,6 +359,27 @@ class Session:
                 for name, poller in telemetry.metrics.items()
             },
         )
+
+    async def ranks(self) -> list[Rank]:
+        """Every rank with its place, its chip's NPU IP and its state."""
+        await self.learn_npu_ips()
+        return self.rank_map()
+
+    async def learn_npu_ips(self) -> None:
+        """Each node's chips' NPU IPs, asked once (a node that does not answer is not asked again:
+        its ranks show no IP)."""
+        missing = [n for n in self.plan.nodes if n.chips and n.name not in self.npu_ips]
+
+        async def ask(node: NodePlan) -> None:
+            self.npu_ips[node.name] = {}
+            with contextlib.suppress(RemoteError):
+                self.npu_ips[node.name] = await read_npu_ips(node, self.transports[node.name])
+
+        await asyncio.gather(*map(ask, missing))
+
+    def rank_map(self) -> list[Rank]:
+        """Every rank as the processes and the log watch tell it now (NPU IPs as learnt so far)."""
+        return rank_map(self.plan, self.orchestrator.views, self.log_watch.findings(self.now()), self.npu_ips)
 
     def log(self, process: str) -> LogStore:
         """The process's log as read so far (a ring of its last lines), to read from."""

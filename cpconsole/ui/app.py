@@ -28,6 +28,7 @@ from .screens.board import BoardScreen
 from .screens.details import DetailsScreen
 from .screens.dialogs import ConfirmScreen, ExecScreen, HelpScreen, preflight_first_screen, quit_screen
 from .screens.logs import LogsScreen
+from .screens.ranks import RanksScreen
 from .widgets.command_line import CommandLine
 
 
@@ -154,6 +155,9 @@ class ConsoleApp(App[int]):
         if isinstance(self.screen, LogsScreen) and self.screen.process == process:
             return
         self._switch(LogsScreen(self.session, process))
+
+    def action_ranks(self, instance: str | None = None) -> None:
+        self._switch(RanksScreen(self.session, instance))
 
     def action_details(self, process: str) -> None:
         self._switch(DetailsScreen(self.session, process))

@@ -15,6 +15,7 @@ from .screens.npus import NpusScreen
 from .screens.plan import PlanScreen
 from .screens.preflight import PreflightScreen
 from .screens.prompt import PromptScreen
+from .screens.ranks import RanksScreen
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ PLACES = (
     Place("prompt", "6", "Prompt", PromptScreen),
     Place("preflight", "7", "Preflight", PreflightScreen),
     Place("alerts", "8", "Alerts", AlertsScreen),
+    Place("ranks", "9", "Ranks", RanksScreen),
 )
 PLACE = {place.name: place for place in PLACES}
 assert list(PLACE) == list(SCREENS), "every screen the command line names has one place here, in order"

@@ -17,7 +17,21 @@ class FailureCause:
     summary: str
     hint: str
     evidence: str
-    place: str = ""  # e.g. "p-master · rank 12 · NPU 12 · peer p-worker (10.0.0.2:16666)"
+    where: Place | None = None
+
+    @property
+    def place(self) -> str:
+        """E.g. "prefill-b · rank 20 · NPU 4 · peer prefill-a (10.0.0.1:16666)"."""
+        return str(self.where) if self.where else ""
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "summary": self.summary,
+            "hint": self.hint,
+            "evidence": self.evidence,
+            "place": self.place,
+        }
 
 
 def find(lines: list[str]) -> tuple[Cause, str] | None:
@@ -47,7 +61,7 @@ def explain(lines: list[str], proc: ProcessPlan, plan: LaunchPlan) -> FailureCau
     cause, line = found
     place = locate(read_place(line), proc, plan)
     hint = hint_for(cause, place, lines, proc, plan.node(proc.node).chips)
-    return FailureCause(cause.kind, cause.summary, hint, _evidence(line), str(place))
+    return FailureCause(cause.kind, cause.summary, hint, _evidence(line), place)
 
 
 def _evidence(line: str) -> str:
@@ -65,7 +79,7 @@ def hint_for(cause: Cause, place: Place, lines: list[str], proc: ProcessPlan | N
     return cause.hint.format(
         node=place.node,
         device=place.device if place.device is not None else "N",
-        peer=place.peer or "the peer",
+        peer=place.peer_text or "the peer",
     )
 
 

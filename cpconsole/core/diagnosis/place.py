@@ -71,8 +71,15 @@ class Place:
     node: str
     rank: int | None = None
     device: int | None = None  # the chip (NPU id) on that node
-    peer: str | None = None  # an address, with the profile's node name when it is one of them
+    peer: str | None = None  # the address the lines name (ip or ip:port)
     peer_rank: int | None = None
+    peer_node: str | None = None  # the profile's node with that address, when it is one of them
+
+    @property
+    def peer_text(self) -> str:
+        if not self.peer:
+            return ""
+        return f"{self.peer_node} ({self.peer})" if self.peer_node else self.peer
 
     def __str__(self) -> str:
         parts = [self.node]
@@ -81,7 +88,7 @@ class Place:
         if self.device is not None:
             parts.append(f"NPU {self.device}")
         if self.peer:
-            parts.append(f"peer {self.peer}" + (f" (rank {self.peer_rank})" if self.peer_rank is not None else ""))
+            parts.append(f"peer {self.peer_text}" + (f" (rank {self.peer_rank})" if self.peer_rank is not None else ""))
         return " · ".join(parts)
 
 
@@ -109,14 +116,12 @@ def locate(said: LinePlace, proc: ProcessPlan, plan: LaunchPlan) -> Place:
     if device is None and local is not None:
         visible = _visible(member)
         device = visible[local] if local < len(visible) else local
-    return Place(node, said.rank, device, _peer_name(said.peer, plan), said.peer_rank)
+    return Place(node, said.rank, device, said.peer, said.peer_rank, _node_at(said.peer, plan))
 
 
-def _peer_name(peer: str | None, plan: LaunchPlan) -> str | None:
+def _node_at(peer: str | None, plan: LaunchPlan) -> str | None:
+    """The profile's node an address (ip or ip:port) belongs to, if any."""
     if not peer:
         return None
     address = peer.rsplit(":", 1)[0] if peer.count(":") == 1 else peer
-    for node in plan.nodes:
-        if address in (node.address, node.host):
-            return f"{node.name} ({peer})"
-    return peer
+    return next((node.name for node in plan.nodes if address in (node.address, node.host)), None)

@@ -12,7 +12,7 @@ import math
 import posixpath
 import secrets
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -392,14 +392,19 @@ class Orchestrator:
         results = await asyncio.gather(*(self._bring_up(stage, chosen) for stage in instances))
         if not all(results):
             return False
-        if not all([await self._bring_up(stage, chosen) for stage in every if stage.name == "proxy"]):
+        # what the proxy routes to must run while it starts: a rank that is gone fails the stage at
+        # once, rather than the proxy's health waiting out its timeout for a backend that is not there
+        routed = tuple(n for stage in instances for n in stage.start)
+        proxies = [stage for stage in every if stage.name == "proxy"]
+        if not all([await self._bring_up(stage, chosen, needs=routed) for stage in proxies]):
             return False
         if chosen is None or "proxy" in chosen:
             return await self.probe()
         return True
 
-    async def _bring_up(self, stage: Stage, chosen: set[str] | None) -> bool:
-        """One stage: its processes in order (a master before its headless ranks), then its gate."""
+    async def _bring_up(self, stage: Stage, chosen: set[str] | None, needs: Sequence[str] = ()) -> bool:
+        """One stage: its processes in order (a master before its headless ranks), then its gate
+        (failed as soon as one of them, or of the processes it `needs`, is no longer running)."""
         names = [n for n in stage.start if chosen is None or n in chosen]
         if not names:
             return True
@@ -409,7 +414,7 @@ class Orchestrator:
                 self.events.publish(StageChanged(stage.name, "failed", f"{name} could not be started"))
                 return False
         gated = Stage(stage.name, tuple(names), tuple(n for n in stage.gate if n in names), stage.timeout)
-        ok, detail = await self._await_stage(gated)
+        ok, detail = await self._await_stage(gated, needs)
         self.events.publish(StageChanged(stage.name, "passed" if ok else "failed", detail))
         return ok
 
@@ -477,14 +482,16 @@ class Orchestrator:
         await self._record_end(name, status, failed=True)
         return False
 
-    async def _await_stage(self, stage: Stage) -> tuple[bool, str]:
+    async def _await_stage(self, stage: Stage, needs: Sequence[str] = ()) -> tuple[bool, str]:
         started = time.monotonic()
         deadline = started + stage.timeout
+        watched = [*stage.start, *needs]
         while time.monotonic() < deadline:
-            alive = await asyncio.gather(*(self._check_alive(n) for n in stage.start))
+            alive = await asyncio.gather(*(self._check_alive(n) for n in watched))
             if not all(alive):
-                dead = [n for n, ok in zip(stage.start, alive, strict=True) if not ok]
-                return False, f"{', '.join(dead)} failed"
+                dead = [n for n, ok in zip(watched, alive, strict=True) if not ok]
+                own = [n for n in dead if n in stage.start]
+                return False, f"{', '.join(own)} failed" if own else f"{', '.join(dead)}, which it needs, not running"
             for name in stage.start:
                 for line in self._scan(name):
                     peer = waiting_for_peer(line)

@@ -86,6 +86,17 @@ def all_at_once(commands: list[str]) -> str:
     return f'd=$(mktemp -d) || exit 1\n{runs}wait\n{shows}rm -rf "$d"\n'
 
 
+IPADDR = re.compile(r"ipaddr:\s*(\S+)")  # hccn_tool -i N -ip -g
+
+
+async def read_npu_ips(node: NodePlan, transport: Transport, timeout: float = 30.0) -> dict[int, str]:
+    """Each chip's NPU IP (`hccn_tool -i N -ip -g`, all chips at once); chips without one left out."""
+    tool = shlex.join(node.tool("hccn_tool"))
+    result = await transport.run(all_at_once([f"{tool} -i {i} -ip -g" for i in range(node.chips)]), timeout=timeout)
+    found = {chip: IPADDR.search(block) for chip, block in answers(result.text()).items()}
+    return {chip: match.group(1) for chip, match in found.items() if match}
+
+
 def answers(text: str) -> dict[int, str]:
     """The outputs of `all_at_once`, by command number."""
     return {int(m.group(1)): m.group(2) for m in re.finditer(r"^@(\d+)\n(.*?)(?=^@\d+\n|\Z)", text, re.S | re.M)}
@@ -158,7 +169,7 @@ async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, ours: set
         block = blocks.get(i, "")
         link = re.search(r"link status: (\S+)", block)
         health = re.search(r"net health status: (\S+)", block)
-        address = re.search(r"ipaddr:\s*(\S+)", block)
+        address = IPADDR.search(block)
         up = link is not None and link.group(1) == "UP"
         hint = "check the optics and cabling: hccn_tool -i N -link -g"
         out.append(Check.verdict(name, "NPU link", up, f"link {link.group(1) if link else 'unknown'}", hint, chip=i))

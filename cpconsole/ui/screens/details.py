@@ -19,7 +19,11 @@ TAIL = 15
 
 
 class DetailsScreen(SessionScreen):
-    BINDINGS = [Binding("l", "logs", "Logs"), Binding("escape", "app.show('board')", "Back")]
+    BINDINGS = [
+        Binding("l", "logs", "Logs"),
+        Binding("k", "ranks", "Ranks", id="details.ranks"),
+        Binding("escape", "app.show('board')", "Back"),
+    ]
 
     def __init__(self, session: Session, process: str) -> None:
         super().__init__(session)
@@ -39,6 +43,10 @@ class DetailsScreen(SessionScreen):
 
     async def action_logs(self) -> None:
         await self.app.run_action(f"logs({self.process!r})")
+
+    async def action_ranks(self) -> None:
+        """The ranks of its instance (all of them for the proxy)."""
+        await self.app.run_action(f"ranks({self.proc.instance!r})")
 
     def refresh_from(self, session: Session) -> None:
         shown = session.view()
