@@ -9,7 +9,7 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ import pytest
 from cpconsole.core.plan import build_plan
 from cpconsole.core.preflight import Check, fold, ping_pairs, run_preflight
 from cpconsole.core.preflight.node import _hbm_check
+from cpconsole.core.preflight.report import ALL_NODES
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
 from cpconsole.core.remote.errors import RemoteTimeout
@@ -37,10 +38,11 @@ def node_env(text: str, node_ip: str, **env: str) -> str:
 
 
 async def checks_of(text: str, model_path: str | None = None, ssh: bool = False) -> list[Check]:
-    plan = build_plan(load_profile_text(text))
+    loaded = load_profile_text(text)
+    plan = build_plan(loaded)
     nodes: dict[str, Transport] = {n.name: SSHTransport(n) if ssh else LocalTransport(n.name) for n in plan.nodes}
     try:
-        return await run_preflight(plan, nodes, model_path=model_path, timeout=20)
+        return await run_preflight(plan, nodes, model_path=model_path, profile=loaded.profile, timeout=20)
     finally:
         for node in nodes.values():
             await node.close()
@@ -305,3 +307,35 @@ def test_a_clock_is_off_only_by_more_than_a_slow_answer_can_explain() -> None:
     assert slow.status == "PASS" and slow.evidence == "+2.14 s against this machine (± 2.15 s: a slow answer)"
     fast = clock_check("n1", theirs=102.51, asked=100.0, answered=100.02)  # 20 ms: it really is 2.5 s ahead
     assert fast.status == "WARN" and fast.evidence == "+2.50 s against this machine" and "chrony" in fast.hint
+
+
+async def test_the_installed_versions_go_through_the_profiles_version_rules(tmp_path: Path) -> None:
+    """The demo declares vllm-ascend 0.13.0; its nodes run 0.25.1rc1, which refuses PCP: validate
+    could not know, preflight does — with both versions."""
+    text = demo_text(tmp_path, extra_env={"CPCONSOLE_SIM_VERSIONS": "vllm-ascend=0.25.1rc1"})
+    checks = await checks_of(text)
+    declared = only(c for c in checks if c.check == "declared version")
+    assert declared.status == "WARN" and declared.node == ALL_NODES
+    assert declared.evidence == "vllm-ascend: the profile says 0.13.0, the nodes run 0.25.1rc1"
+    assert 'set versions.vllm_ascend: "0.25.1rc1"' in declared.hint
+    refused = only(c for c in checks if c.check == "installed version" and c.status == "FAIL")
+    assert "vllm-ascend 0.25.1rc1 rejects prefill_context_parallel_size > 1" in refused.evidence
+    stale = only(c for c in checks if c.check == "installed version" and c.status == "WARN")
+    assert "VLLM_ASCEND_ENABLE_CONTEXT_PARALLEL" in stale.hint and "no effect on 0.25.1rc1" in stale.evidence
+    assert not [c for c in await checks_of(demo_text(tmp_path)) if "version" in c.check and c.status != "PASS"]
+
+
+async def test_context_parallel_needs_atlas_a3_chips(tmp_path: Path) -> None:
+    text = demo_text(tmp_path)
+    b = build_plan(load_profile_text(text)).node("prefill-b").host
+    checks = await checks_of(node_env(text, b, CPCONSOLE_SIM_CHIP_NAME="910B3"))
+    wrong = only(c for c in checks if c.check == "chips for CP" and c.status != "PASS")
+    assert wrong.node == "prefill-b" and wrong.evidence == "910B3 chips; prefill-1 runs PCP 2 × DCP 8"
+    assert "needs Atlas A3" in wrong.hint
+    assert {c.node for c in checks if c.check == "chips for CP"} == {"prefill-a", "prefill-b"}  # the decode runs no CP
+
+
+def only(found: Iterable[Check]) -> Check:
+    items = list(found)
+    assert len(items) == 1, items
+    return items[0]

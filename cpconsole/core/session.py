@@ -42,6 +42,7 @@ class CheckSettings:
     """What the profile says about checking this deployment: the model to inspect before launch,
     the needle test, the bench."""
 
+    profile: Profile | None = None  # its version rules judge what the nodes run
     model_path: str | None = None  # set when the profile asks for the model to be checked
     needle_tokens: int | None = None
     max_tokens: int = 64
@@ -51,6 +52,7 @@ class CheckSettings:
     def of(cls, profile: Profile) -> CheckSettings:
         bench = profile.bench
         return cls(
+            profile,
             profile.model.path if profile.model.check_path else None,
             profile.smoke.needle_tokens if profile.smoke else None,
             profile.smoke.max_tokens if profile.smoke else 64,
@@ -329,6 +331,7 @@ class Session:
                 model_path=self.checks.model_path,
                 hash_weights=hash_weights,
                 profile_warnings=self.findings,
+                profile=self.checks.profile,
             )
         finally:
             self.preflight_running = False

@@ -4,7 +4,8 @@ HBM, AICore, power and temperature follow the sim processes on the node (nodesta
 
 Environment: CPCONSOLE_SIM_CHIPS (default 16), CPCONSOLE_SIM_NPU_HEALTH ("3=Warning,5=Alarm" by
 physical chip id), CPCONSOLE_SIM_PROCESS_NAME (blank by default, as inside containers),
-CPCONSOLE_SIM_NPU_SMI_DELAY_S (seconds each call takes)."""
+CPCONSOLE_SIM_NPU_SMI_DELAY_S (seconds each call takes), CPCONSOLE_SIM_CHIP_NAME (default
+Ascend910, what A3 chips are called; e.g. 910B3 for an A2 node)."""
 
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ def node_view() -> tuple[list[Chip], list[Proc]]:
                 npu=npu,
                 chip=die,
                 phy=phy,
-                name="Ascend910",
+                name=os.environ.get("CPCONSOLE_SIM_CHIP_NAME") or "Ascend910",
                 health=health.get(phy, "OK"),
                 power=f"{95.0 + 85.0 * busy + phy * 0.3:.1f}" if die == 0 else "-",
                 temp=int(38 + 16 * busy + (phy % 3)),

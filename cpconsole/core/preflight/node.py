@@ -61,6 +61,7 @@ class NodeFacts:
     reachable: bool = False
     npu_ips: dict[int, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)  # software → version, UNKNOWN when absent
+    chip_names: set[str] = field(default_factory=set)  # as npu-smi names them (Ascend910 on A3)
     weights: str | None = None  # fingerprint of the model's weights on this node
 
 
@@ -142,6 +143,7 @@ async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, ours: set
         )
     else:
         facts.versions["driver"] = info.version or UNKNOWN
+        facts.chip_names = {chip.name for chip in info.chips}
         count = len(info.chips)
         good = count == node.chips
         evidence = f"{count} chips, profile says {node.chips}"

@@ -12,7 +12,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from ..plan import LaunchPlan, NodePlan
+from ..profile.schema import Profile
 from ..remote import RemoteError, Transport
+from .installed import chip_checks, installed, version_checks
 from .node import UNKNOWN, NodeFacts, all_at_once, answers, node_facts
 from .report import ALL_NODES, Check, version_table
 
@@ -104,9 +106,11 @@ async def run_preflight(
     model_path: str | None,
     hash_weights: bool = False,
     profile_warnings: Sequence[str] = (),
+    profile: Profile | None = None,
     timeout: float = 20.0,
 ) -> list[Check]:
-    """Every check on every node, all nodes at once; then pings and comparisons across nodes."""
+    """Every check on every node, all nodes at once; then pings and comparisons across nodes, and
+    (given the profile) its version rules on what the nodes run."""
     found = await asyncio.gather(
         *(
             node_facts(plan, n, transports[n.name], model_path=model_path, hash_weights=hash_weights, timeout=timeout)
@@ -125,4 +129,7 @@ async def run_preflight(
             )
     pings = await asyncio.gather(*(_pings(plan.node(s), t, transports[s], timeout) for s, t in targets.items() if t))
     checks += [c for group in pings for c in group]
+    checks += chip_checks(plan, facts)
+    if profile is not None:
+        checks += version_checks(profile, installed(facts))
     return checks + _across(plan, facts)

@@ -15,6 +15,7 @@ from .hits import Hit, arg_path
 from .loader import Loc
 from .schema import MAX_PARALLEL, KvConnector, Profile, flag_name
 from .serving_rules import (
+    bench_concurrency,
     derived_env,
     every_env,
     flashcomm_needs_tensor_parallel,
@@ -369,6 +370,8 @@ def version_rules(profile: Profile) -> Iterator[Hit]:
                 pcp_path,
                 f"vllm-ascend {ascend} rejects PCP together with data parallel > 1 (from 0.22.1rc1)",
             )
+    if ascend is not None and version_key(ascend) is not None and not at_least(ascend, "0.21.0rc1"):
+        yield from _context_parallel_switch(profile, ascend)
     if at_least(ascend, "0.21.0rc1"):
         for path, env in every_env(profile):
             if "VLLM_ASCEND_ENABLE_CONTEXT_PARALLEL" in env:
@@ -377,6 +380,24 @@ def version_rules(profile: Profile) -> Iterator[Hit]:
                     (*path, "VLLM_ASCEND_ENABLE_CONTEXT_PARALLEL"),
                     f"removed in vllm-ascend 0.21.0rc1; it has no effect on {ascend}, drop it",
                 )
+
+
+def _context_parallel_switch(profile: Profile, ascend: str) -> Iterator[Hit]:
+    """Below vllm-ascend 0.21.0rc1, VLLM_ASCEND_ENABLE_CONTEXT_PARALLEL=1 "is required in the PD
+    architecture" (the guide's own words; vllm-ascend envs.py until 0.21.0rc1 removed it)."""
+    pd = {"prefill", "decode"} <= {inst.role for inst in profile.instances.values()}
+    for name, inst in profile.instances.items():
+        par = parallel_of(inst)
+        if not pd or inst.role == "colocated" or (par.pcp == 1 and par.dcp == 1):
+            continue
+        envs = [profile.defaults.env, *(profile.nodes[n].env for n in inst.nodes if n in profile.nodes), inst.env]
+        if not any(env.get("VLLM_ASCEND_ENABLE_CONTEXT_PARALLEL") == "1" for env in envs):
+            yield (
+                "error",
+                ("instances", name, "env"),
+                f"instances.{name} runs context parallel in a PD deployment on vllm-ascend {ascend}: it needs "
+                'VLLM_ASCEND_ENABLE_CONTEXT_PARALLEL: "1" in its env (required below 0.21.0rc1)',
+            )
 
 
 def container_devices(profile: Profile) -> Iterator[Hit]:
@@ -437,6 +458,7 @@ RULES: tuple[Rule, ...] = (
     scheduler_limits,
     flashcomm_needs_tensor_parallel,
     hccl_connect_timeout,
+    bench_concurrency,
     container_devices,
     proxy_rules,
     ssh_rules,

@@ -104,3 +104,25 @@ def hccl_connect_timeout(profile: Profile) -> Iterator[Hit]:
                 f"instances.{name} spans {len(inst.nodes)} nodes: consider HCCL_CONNECT_TIMEOUT (e.g. 600) in its "
                 "env; HCCL gives up on link set-up after 120 s (EI0006) when its ranks start far apart",
             )
+
+
+def bench_concurrency(profile: Profile) -> Iterator[Hit]:
+    """The guide: "--max-num-seqs indicates the maximum number of requests that each DP group is
+    allowed to process … the excess requests will remain in a waiting state … the time spent in the
+    waiting state is also counted in metrics such as TTFT and TPOT … it is generally recommended
+    that --max-num-seqs * --data-parallel-size >= the actual total concurrency." A bench without a
+    request rate sends all its prompts at once."""
+    bench = profile.bench
+    if bench is None or bench.request_rate is not None:
+        return
+    for name, inst in profile.instances.items():
+        seqs = positive_int(inst.arg("max_num_seqs"))
+        engines = inst.data_parallel.size if inst.data_parallel else 1
+        if seqs is not None and bench.num_prompts > seqs * engines:
+            yield (
+                "warning",
+                ("bench", "num_prompts"),
+                f"bench sends {bench.num_prompts} requests at once; instances.{name} runs max_num_seqs {seqs} × "
+                f"DP {engines} = {seqs * engines} at a time: the rest wait, and the wait counts in TTFT and TPOT "
+                "(the guide: max_num_seqs × DP ≥ the concurrency); set bench.request_rate, or fewer prompts",
+            )
