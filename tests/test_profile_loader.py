@@ -46,10 +46,16 @@ def test_digest_follows_meaning_not_formatting() -> None:
     assert load_profile_text(MINIMAL).digest != load_profile_text(MINIMAL.replace("8000", "8001")).digest
 
 
-def test_yaml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
-    text = MINIMAL.replace("    port: 8000", "    port: [8000")
-    (message,) = errors(tmp_path, text)
-    assert message.startswith(f"{len(text.splitlines()) + 1}:1: YAML syntax:")
+@pytest.mark.parametrize(("opened", "closer"), [("[8000", "]"), ("{at: 8000", "}"), ('"8000', '"')])
+def test_an_unclosed_bracket_or_quote_is_shown_where_it_opened(tmp_path: Path, opened: str, closer: str) -> None:
+    """The parser reads on until something cannot belong inside, often lines later: both places."""
+    text = MINIMAL.replace("    port: 8000", f"    port: {opened}")
+    where, gave_up = errors(tmp_path, text)
+    line = line_of(text, f"port: {opened}")
+    assert where.startswith(f"{line}:11: this {opened[0]} is never closed") and where.endswith(
+        f"add the missing {closer}"
+    )
+    assert ": YAML syntax:" in gave_up and int(gave_up.split(":")[0]) > line
 
 
 def test_tab_indentation_is_a_syntax_error(tmp_path: Path) -> None:

@@ -139,6 +139,24 @@ def _refusal(file: str, mark: yaml.Mark | None, message: str) -> ProfileError:
     return ProfileError([Finding("error", (), message, file, line, column)])
 
 
+_CLOSERS = {"{": "}", "[": "]", '"': '"', "'": "'"}
+
+
+def _unclosed(text: str, file: str, exc: yaml.MarkedYAMLError) -> list[Finding]:
+    """Where the mistake most likely is: a bracket or quote opened on an earlier line than the one
+    the parser gave up on (it reads on until something cannot belong inside)."""
+    opened, gave_up = exc.context_mark, exc.problem_mark
+    if opened is None or gave_up is None or opened.line == gave_up.line or opened.index >= len(text):
+        return []
+    char = text[opened.index]
+    if char not in _CLOSERS:
+        return []
+    why = (
+        f"this {char} is never closed (the parser gave up at line {gave_up.line + 1}): add the missing {_CLOSERS[char]}"
+    )
+    return [Finding("error", (), why, file, opened.line + 1, opened.column + 1)]
+
+
 def _expanded_size(root: yaml.Node, file: str) -> None:
     """Refuse a document whose aliases expand it past MAX_NODES, or refer to themselves, before
     anything expands it (a 500-byte "billion laughs" would take gigabytes)."""
@@ -210,7 +228,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
         if "'\\t'" in problem:
             problem += " (indent with spaces, not tabs)"
-        raise _refusal(file, exc.problem_mark or exc.context_mark, f"YAML syntax: {problem}") from None
+        refusal = _refusal(file, exc.problem_mark or exc.context_mark, f"YAML syntax: {problem}")
+        raise ProfileError([*_unclosed(text, file, exc), *refusal.findings]) from None
     except yaml.YAMLError as exc:
         raise _refusal(file, None, f"YAML: {exc}") from None
     except RecursionError:
