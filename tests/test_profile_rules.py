@@ -11,7 +11,7 @@ import pytest
 
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import Finding, ProfileError, load_profile
-from cpconsole.core.profile.rules import at_least, version_key
+from cpconsole.core.profile.versions import at_least, version_key
 
 from .conftest import PROFILES, line_of, write_profile
 

@@ -391,6 +391,9 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] != "serve":
         print("usage: vllm serve [model_tag] [options]", file=sys.stderr)
         return 2
+    if any(word == "--help" or word.startswith("--help=") for word in argv[1:]):
+        print(build_parser().format_help())  # what this simulator takes, in argparse's layout as vLLM's
+        return 0
     try:
         args = parse(argv[1:])
     except ServeArgumentError as exc:

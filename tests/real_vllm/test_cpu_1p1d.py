@@ -373,3 +373,24 @@ def test_down_leaves_nothing_running(deployment: tuple[Path, LaunchPlan]) -> Non
     for planned in plan.processes:
         with pytest.raises(httpx.ConnectError):
             httpx.get(planned.base_url + planned.health_path, timeout=2)
+
+
+def test_real_vllm_refuses_what_validate_refuses(tmp_path: Path) -> None:
+    """The argument data is vLLM's: a misspelt key validate refuses, the installed `vllm serve`
+    refuses too (after its slow import, where validate answers at once)."""
+    if not Path(HOME, "vllm-venv", "bin", "vllm").exists():
+        pytest.fail(f"no vLLM test bed in {HOME}: run scripts/setup-vllm (scripts/test-vllm does)")
+    text = (PROFILES / "cpu-1p1d.yaml").read_text().replace("      max_num_seqs: 8", "      max_num_sqes: 8")
+    profile = tmp_path / "typo.yaml"
+    profile.write_text(text)
+    validated = cpconsole("validate", str(profile))
+    assert (
+        validated.returncode == 2 and "has no argument --max-num-sqes; did you mean 'max_num_seqs'?" in validated.stderr
+    )
+    served = subprocess.run(
+        [str(Path(HOME, "vllm-venv", "bin", "vllm")), "serve", str(Path(HOME, "tiny-llama")), "--max-num-sqes", "8"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert served.returncode == 2 and "unrecognized arguments: --max-num-sqes 8" in served.stderr

@@ -5,11 +5,13 @@ declared version that is not the installed one, and context parallel on chips th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from ..plan import LaunchPlan
-from ..profile.rules import version_key, version_rules
-from ..profile.schema import Profile, Versions
+from ..profile.rules import version_rules
+from ..profile.schema import Profile, Versions, flag_name
+from ..profile.versions import version_key
+from ..profile.vllm_arguments import ArgumentSet, from_help
 from .node import UNKNOWN, NodeFacts
 from .report import ALL_NODES, Check
 
@@ -72,3 +74,36 @@ def chip_checks(plan: LaunchPlan, facts: Mapping[str, NodeFacts]) -> list[Check]
             hint = "context parallel needs Atlas A3 (npu-smi: Ascend910): run this instance on A3 nodes or set PCP and DCP to 1"
             out.append(Check.verdict(proc.node, "chips for CP", ok, evidence, hint, same="Atlas A3"))
     return out
+
+
+def argument_checks(plan: LaunchPlan, facts: Mapping[str, NodeFacts]) -> list[Check]:
+    """Each process's flags against the vLLM installed on its node (its `vllm serve --help=all`): a
+    flag that vLLM does not take, or a choice it does not offer, fails there before minutes of loading."""
+    out = []
+    for proc in plan.processes:
+        found = facts.get(proc.node)
+        if proc.role == "proxy" or found is None or found.serve_help is None or "serve" not in proc.argv:
+            continue
+        known = from_help(found.serve_help, found.versions.get("vllm", UNKNOWN))
+        wrong = list(argv_problems(proc.argv[proc.argv.index("serve") + 1 :], known))
+        evidence = "; ".join(wrong) if wrong else f"all {proc.name}'s flags are vLLM {known.vllm}'s"
+        hint = "fix the key in vllm_args (cpconsole validate checks against vLLM's own argument data too)"
+        out.append(
+            Check.verdict(proc.node, "vllm arguments", not wrong, evidence, hint, same="known to the installed vLLM")
+        )
+    return out
+
+
+def argv_problems(argv: Sequence[str], known: ArgumentSet) -> Iterator[str]:
+    """What vLLM's parser would refuse in an argv: unknown flags, values outside the choices."""
+    for index, word in enumerate(argv):
+        if not word.startswith("--"):
+            continue
+        name = flag_name(word[2:].split("=", 1)[0])
+        arg = known.by_flag.get(name)
+        if arg is None:
+            yield f"--{name} is not an argument of vLLM {known.vllm}"
+            continue
+        value = word.split("=", 1)[1] if "=" in word else (argv[index + 1] if index + 1 < len(argv) else "")
+        if arg.choices and not value.startswith("-") and value not in arg.choices:
+            yield f"--{name} {value}: vLLM {known.vllm} takes one of {', '.join(arg.choices)}"

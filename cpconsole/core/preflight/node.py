@@ -62,6 +62,7 @@ class NodeFacts:
     npu_ips: dict[int, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)  # software → version, UNKNOWN when absent
     chip_names: set[str] = field(default_factory=set)  # as npu-smi names them (Ascend910 on A3)
+    serve_help: str | None = None  # `vllm serve --help=all` of the vLLM installed there
     weights: str | None = None  # fingerprint of the model's weights on this node
 
 
@@ -360,6 +361,21 @@ async def _versions(
     return out
 
 
+async def _serve_help(server: ProcessPlan, transport: Transport, facts: NodeFacts, timeout: float) -> list[Check]:
+    """`vllm serve --help=all` where the server runs (its command, container and env): the arguments
+    the installed vLLM takes; the plan's are checked against them once every node answered."""
+    argv = list(server.argv)
+    if "serve" not in argv:
+        return []
+    command = [*argv[: argv.index("serve") + 1], "--help=all"]
+    result = await transport.run(in_place(server, shlex.join(command)), timeout=timeout)
+    if result.ok and "--" in result.text():
+        facts.serve_help = result.text()
+        return []
+    why = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[-200:] or f"exit {result.exit_code}"
+    return [Check(server.node, "vllm arguments", "WARN", f"`vllm serve --help=all` did not answer: {why}")]
+
+
 def clock_check(node: str, theirs: float, asked: float, answered: float) -> Check:
     """The node's clock read somewhere between asking and the answer: against the midpoint it is
     off by at most half the round trip, so only what is off by more than that counts."""
@@ -410,6 +426,7 @@ async def node_facts(
         ("container", container_checks(plan, node, transport, timeout)),
         ("disk", _disk(node, transport, facts, timeout)),
         ("software", _versions(node, servers[0], transport, facts, timeout) if servers else None),
+        ("vllm arguments", _serve_help(servers[0], transport, facts, timeout) if servers else None),
         (
             "model",
             _model(node, servers[0], transport, facts, model_path, hash_weights, timeout)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from ..plan import LaunchPlan, NodePlan
 from ..profile.schema import Profile
 from ..remote import RemoteError, Transport
-from .installed import chip_checks, installed, version_checks
+from .installed import argument_checks, chip_checks, installed, version_checks
 from .node import UNKNOWN, NodeFacts, all_at_once, answers, node_facts
 from .report import ALL_NODES, Check, version_table
 
@@ -129,7 +129,7 @@ async def run_preflight(
             )
     pings = await asyncio.gather(*(_pings(plan.node(s), t, transports[s], timeout) for s, t in targets.items() if t))
     checks += [c for group in pings for c in group]
-    checks += chip_checks(plan, facts)
+    checks += chip_checks(plan, facts) + argument_checks(plan, facts)
     if profile is not None:
         checks += version_checks(profile, installed(facts))
     return checks + _across(plan, facts)

@@ -7,7 +7,6 @@ Facts behind the rules: ../shared/reference/vllm-ascend-facts.md (§0 versions, 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable, Iterator
 
 from ..names import did_you_mean
@@ -34,6 +33,8 @@ from .topology import (
     port_claims,
     positive_int,
 )
+from .versions import at_least, version_key
+from .vllm_arguments import vllm_arguments
 
 Rule = Callable[[Profile], Iterator[Hit]]
 
@@ -62,28 +63,6 @@ MOONCAKE_RANDOM_BASE = 20000  # AscendDirectTransport picks ports in [20000, 200
 
 
 # ---------------------------------------------------------------- versions
-
-
-_VERSION_RE = re.compile(r"^v?(\d+(?:\.\d+)*)(?:[.-]?(dev|a|b|rc)(\d*))?")
-_PRE_RANK = {"dev": -4, "a": -3, "b": -2, "rc": -1}
-
-
-def version_key(text: str) -> tuple[int, ...] | None:
-    """'0.25.1rc1' → (0, 25, 1, -1, 1); a final release sorts after its release candidates."""
-    match = _VERSION_RE.match(text.strip())
-    if not match:
-        return None
-    release = [int(p) for p in match.group(1).split(".")]
-    release += [0] * (3 - len(release))
-    pre = (_PRE_RANK[match.group(2)], int(match.group(3) or 0)) if match.group(2) else (0, 0)
-    return (*release[:3], *pre)
-
-
-def at_least(version: str | None, floor: str) -> bool:
-    if version is None:
-        return False
-    key, floor_key = version_key(version), version_key(floor)
-    return key is not None and floor_key is not None and key >= floor_key
 
 
 # ---------------------------------------------------------------- the rules
@@ -459,6 +438,7 @@ RULES: tuple[Rule, ...] = (
     flashcomm_needs_tensor_parallel,
     hccl_connect_timeout,
     bench_concurrency,
+    vllm_arguments,
     container_devices,
     proxy_rules,
     ssh_rules,
