@@ -339,3 +339,25 @@ def only(found: Iterable[Check]) -> Check:
     items = list(found)
     assert len(items) == 1, items
     return items[0]
+
+
+async def test_one_tls_switch_on_every_chip_that_talks(tmp_path: Path) -> None:
+    """HCCL's EI0006 asks to check it: TLS on one chip of a prefill node and off on its peers."""
+    text = demo_text(tmp_path)
+    b = build_plan(load_profile_text(text)).node("prefill-b").host
+    checks = [c for c in await checks_of(node_env(text, b, CPCONSOLE_SIM_TLS_ON="7")) if c.check == "NPU TLS"]
+    assert {(c.node, c.status) for c in checks} == {("prefill-a", "PASS"), ("prefill-b", "FAIL"), ("decode-a", "PASS")}
+    odd = only(c for c in checks if c.status == "FAIL")
+    assert odd.evidence == "TLS enabled on chips 7, disabled on the other chips that talk"
+    assert "hccn_tool -i N -tls -s enable" in odd.hint
+
+
+async def test_the_nic_exists_and_carries_hccl_if_ip(tmp_path: Path) -> None:
+    healthy = [c for c in await checks_of(demo_text(tmp_path)) if c.check in ("nic", "HCCL_IF_IP")]
+    assert len(healthy) == 6 and {c.status for c in healthy} == {"PASS"}  # lo carries 127/8
+    wrong = demo_text(tmp_path).replace("  nic: lo", "  nic: nosuch0")
+    checks = [c for c in await checks_of(wrong) if c.check in ("nic", "HCCL_IF_IP")]
+    assert {(c.check, c.status) for c in checks} == {("nic", "FAIL"), ("HCCL_IF_IP", "FAIL")}
+    nic = next(c for c in checks if c.check == "nic")
+    assert nic.evidence == "nosuch0 is not on this node" and "lo" in nic.hint
+    assert next(c for c in checks if c.check == "HCCL_IF_IP").evidence.endswith(" on lo")

@@ -2,7 +2,8 @@
 (tests/fixtures/hccn-tool). NPU i of node 127.0.0.X has address 29.0.X.i.
 
 Faults by chip id: CPCONSOLE_SIM_LINK_DOWN="2,3", CPCONSOLE_SIM_NET_FAULT="4",
-CPCONSOLE_SIM_NO_IP="5", CPCONSOLE_SIM_PING_LOSS="6" (pings from chip 6 get no answer)."""
+CPCONSOLE_SIM_NO_IP="5", CPCONSOLE_SIM_PING_LOSS="6" (pings from chip 6 get no answer),
+CPCONSOLE_SIM_TLS_ON="7" (TLS switched on for chip 7; off elsewhere, as recommended)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ def main(argv: list[str]) -> int:
             print("Get ipconf failed, because no ip was preset there!")
             return 1
         print(f"ipaddr:{npu_ip(node, chip)}\nnetmask:255.255.0.0")
+    elif command == "-tls":  # the HDK's layout (CANN's hccn_tool guide), certificates left out
+        switch = 1 if chip in _ids("CPCONSOLE_SIM_TLS_ON") else 0
+        print(
+            f"dev_id:{chip}, tls switch[{switch}](0:disable, 1:enable), tls preconfigured[1](0:non-preset, "
+            "1:preset), tls alarm time threshold[60]days"
+        )
     elif command == "-ping" and len(rest) >= 3 and rest[:2] == ["-g", "address"]:
         target = rest[2]
         print(f"device {chip} PING {target}")

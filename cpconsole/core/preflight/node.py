@@ -5,6 +5,8 @@ the cross-node checks compare (NPU addresses, software versions, the weights' fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import json
 import re
 import shlex
@@ -63,6 +65,7 @@ class NodeFacts:
     versions: dict[str, str] = field(default_factory=dict)  # software → version, UNKNOWN when absent
     chip_names: set[str] = field(default_factory=set)  # as npu-smi names them (Ascend910 on A3)
     serve_help: str | None = None  # `vllm serve --help=all` of the vLLM installed there
+    tls: dict[int, bool] = field(default_factory=dict)  # per chip: TLS switched on (hccn_tool -tls -g)
     weights: str | None = None  # fingerprint of the model's weights on this node
 
 
@@ -89,6 +92,7 @@ def all_at_once(commands: list[str]) -> str:
 
 
 IPADDR = re.compile(r"ipaddr:\s*(\S+)")  # hccn_tool -i N -ip -g
+TLS_SWITCH = re.compile(r"tls switch\[(\d)\]")  # hccn_tool -i N -tls -g: "dev_id:0, tls switch[0](0:disable, …"
 
 
 async def read_npu_ips(node: NodePlan, transport: Transport, timeout: float = 30.0) -> dict[int, str]:
@@ -160,7 +164,10 @@ async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, ours: set
     # every chip's network port, all chips at once
     tool = shlex.join(node.tool("hccn_tool"))
     script = all_at_once(
-        [f"{tool} -i {i} -link -g; {tool} -i {i} -net_health -g; {tool} -i {i} -ip -g" for i in range(node.chips)]
+        [
+            f"{tool} -i {i} -link -g; {tool} -i {i} -net_health -g; {tool} -i {i} -ip -g; {tool} -i {i} -tls -g"
+            for i in range(node.chips)
+        ]
     )
     try:
         hccn = (await transport.run(script, timeout=timeout)).text()
@@ -173,6 +180,8 @@ async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, ours: set
         link = re.search(r"link status: (\S+)", block)
         health = re.search(r"net health status: (\S+)", block)
         address = IPADDR.search(block)
+        if tls := TLS_SWITCH.search(block):
+            facts.tls[i] = tls.group(1) == "1"
         up = link is not None and link.group(1) == "UP"
         hint = "check the optics and cabling: hccn_tool -i N -link -g"
         out.append(Check.verdict(name, "NPU link", up, f"link {link.group(1) if link else 'unknown'}", hint, chip=i))
@@ -361,6 +370,45 @@ async def _versions(
     return out
 
 
+async def _nic(server: ProcessPlan, transport: Transport, timeout: float) -> list[Check]:
+    """The NIC the processes name (GLOO/TP/HCCL_SOCKET_IFNAME) exists on the node and carries
+    HCCL_IF_IP — else ranks bind nothing or another network, and link set-up times out (EI0006)."""
+    env = server.env_dict
+    nics = {env[key] for key in ("GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "HCCL_SOCKET_IFNAME") if env.get(key)}
+    address = env.get("HCCL_IF_IP")
+    if not nics and not address:
+        return []
+    result = await transport.run("ip -o addr show", timeout=timeout)
+    if not result.ok:
+        return [Check(server.node, "nic", "WARN", "cannot list the node's addresses (ip -o addr show)")]
+    carried: dict[str, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]] = {}
+    for line in result.text().splitlines():
+        words = line.split()
+        if len(words) >= 4 and words[2] in ("inet", "inet6"):
+            with contextlib.suppress(ValueError):
+                carried.setdefault(words[1].split("@")[0], []).append(ipaddress.ip_interface(words[3]))
+    out = []
+    for nic in sorted(nics):
+        hint = f"set the profile's nic to one of this node's interfaces: {', '.join(sorted(carried))}"
+        out.append(
+            Check.verdict(
+                server.node,
+                "nic",
+                nic in carried,
+                f"{nic} {'exists' if nic in carried else 'is not on this node'}",
+                hint,
+                same="exists",
+            )
+        )
+    if address:
+        where = [nic for nic, nets in carried.items() if any(ipaddress.ip_address(address) in n.network for n in nets)]
+        on_nic = not nics or bool(set(where) & nics)
+        evidence = f"HCCL_IF_IP {address} on {', '.join(where) or 'no interface'}"
+        hint = "HCCL_IF_IP must be an address of the nic the profile names (nodes.<name>.address / nic)"
+        out.append(Check.verdict(server.node, "HCCL_IF_IP", bool(where) and on_nic, evidence, hint, same="on the nic"))
+    return out
+
+
 async def _serve_help(server: ProcessPlan, transport: Transport, facts: NodeFacts, timeout: float) -> list[Check]:
     """`vllm serve --help=all` where the server runs (its command, container and env): the arguments
     the installed vLLM takes; the plan's are checked against them once every node answered."""
@@ -427,6 +475,7 @@ async def node_facts(
         ("disk", _disk(node, transport, facts, timeout)),
         ("software", _versions(node, servers[0], transport, facts, timeout) if servers else None),
         ("vllm arguments", _serve_help(servers[0], transport, facts, timeout) if servers else None),
+        ("nic", _nic(servers[0], transport, timeout) if servers else None),
         (
             "model",
             _model(node, servers[0], transport, facts, model_path, hash_weights, timeout)
