@@ -42,8 +42,8 @@ def render() -> str:
     excerpts = real_failures()
     for cause in CAUSES:
         when = "" if cause.when == "any" else f", {cause.when} only"
-        repeats = f", after {cause.repeats} lines" if cause.repeats > 1 else ""
-        out.append(f"\n## `{cause.kind}` — {cause.summary}\n\n*{cause.severity}{when}{repeats}*\n\n")
+        live = "" if cause.live else ", names why a process ended (no alert while serving)"
+        out.append(f"\n## `{cause.kind}` — {cause.summary}\n\n*{cause.severity}{when}{live}*\n\n")
         out.append(f"**What to do:** {cause.hint.replace('{', '⟨').replace('}', '⟩')}\n")
         lines = [e for e in excerpts if e["kind"] == cause.kind]
         if not lines:

@@ -128,7 +128,7 @@ def test_findings_while_serving_count_and_clear(guide: LaunchPlan) -> None:
 
 def test_phase_matters(guide: LaunchPlan) -> None:
     """shm_broadcast waits are normal while compiling; a request's ValueError is not a start-up failure;
-    one report of 0 tok/s is not a hang, three are."""
+    0 tok/s with requests running is not a hang by itself (a long prefill prints it too)."""
     watch = LogWatch(guide)
     shm = next(e["line"] for e in EXCERPTS if e["kind"] == "shm_broadcast_stall")
     watch.feed("prefill-0", [shm, "ValueError: bad request"], serving=False, at=1.0)
@@ -136,10 +136,9 @@ def test_phase_matters(guide: LaunchPlan) -> None:
     alerts = watch.alerts(2.0)
     assert [a.kind for a in alerts] == ["config_error"] and alerts[0].source == "prefill-0"
     idle = "INFO 09-10 09:55:01 metrics.py:351] Avg prompt throughput: 0.0 tokens/s, Avg generation throughput: 0.0 tokens/s, Running: 2 reqs, Waiting: 0 reqs"
-    watch.feed("decode-0", [idle, idle], serving=True, at=3.0)
+    watch.feed("decode-0", [idle] * 10, serving=True, at=3.0)  # also all through one long prefill: no alert
     assert "no_progress" not in [a.kind for a in watch.alerts(4.0)]
-    watch.feed("decode-0", [idle], serving=True, at=5.0)
-    assert "no_progress" in [a.kind for a in watch.alerts(6.0)]
+    assert classify([idle]) is not None  # but it names why a process that ended had hung
     watch.forget("decode-0")
     assert all(a.source != "decode-0" for a in watch.alerts(7.0))
 

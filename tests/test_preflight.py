@@ -296,7 +296,7 @@ def test_cpconsole_preflight_shows_the_profiles_warnings_and_exits_0(tmp_path: P
     assert all("demo.yaml:" in w and "inside Mooncake's random port range" in w for w in warnings)
     assert "prefill-0 listens on 30000-30015" in warnings[0] and "prefill-1 listens on 30016-30031" in warnings[1]
     assert "link UP on 48/48 chips" in done.stdout
-    assert done.stdout.rstrip().endswith("0 failed, 2 warning(s), 274 passed")
+    assert done.stdout.rstrip().endswith("0 failed, 2 warning(s), 288 passed")
 
 
 def test_a_clock_is_off_only_by_more_than_a_slow_answer_can_explain() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -16,11 +17,14 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from cpconsole.core.telemetry.health import PROBE_PREFIX
+from cpconsole.core.telemetry.proxy_metrics import parse_proxy_metrics
 from cpconsole.proxy.app import PdProxy, ProxySettings
 from cpconsole.sim.text import chat_prompt, count_tokens
 
@@ -64,6 +68,66 @@ async def test_streamed_chat_through_the_proxy(demo: Cluster) -> None:
     assert 'vllm:generation_tokens_total{engine="0",model_name="deepseek_v3"} 1.0' in prefill
     prompt_tokens = count_tokens(chat_prompt(body["messages"]))  # type: ignore[arg-type]
     assert f'source="external_kv_transfer"}} {prompt_tokens:.1f}' in decode and 'source="local_compute"} 0.0' in decode
+
+
+def served(text: str) -> float:
+    """Requests the proxy's /metrics counts as ended well."""
+    families = text_string_to_metric_families(text)
+    return sum(
+        s.value
+        for f in families
+        for s in f.samples
+        if s.name.endswith("requests_total") and s.labels["outcome"] == "ok"
+    )
+
+
+async def test_the_proxy_measures_each_request_as_its_client_does(demo: Cluster) -> None:
+    """Its /metrics (read by prometheus_client's own parser): the TTFT the client waited for, split
+    into prefill and hand-off that add up to it; TPOT; prompt tokens as the prefill counted them; the
+    console's probes counted apart and never in the latencies."""
+    body = {"model": "deepseek_v3", "prompt": "word " * 2000, "max_tokens": 8, "stream": True}
+    waited = []
+    async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+        for _ in range(3):
+            started = time.monotonic()
+            async with client.stream("POST", demo.url("proxy") + "/v1/completions", json=body) as answer:
+                first = None
+                async for _chunk in answer.aiter_raw():
+                    first = first or time.monotonic() - started  # the first chunk's time is the TTFT
+                waited.append(first or 0.0)
+        probe = {"model": "deepseek_v3", "prompt": "ping", "max_tokens": 1}
+        await client.post(
+            demo.url("proxy") + "/v1/completions", json=probe, headers={"X-Request-Id": PROBE_PREFIX + "x"}
+        )
+        for _ in range(200):  # a request is counted once its last byte went out: after the client had it
+            text = (await client.get(demo.url("proxy") + "/metrics")).text
+            if served(text) == 3:
+                break
+            await asyncio.sleep(0.01)
+    found = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels.get("le")}
+    prefill, decode = demo.plan.process("prefill-0"), demo.plan.process("decode-0")
+    counted = [
+        (s.labels, s.value)
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.endswith("requests_total")
+    ]
+    pair = {"prefill": f"{prefill.address}:{prefill.http_port}", "decode": f"{decode.address}:{decode.http_port}"}
+    assert counted == [({**pair, "outcome": "ok"}, 3.0)]  # the probe is not one of them
+    assert found["cpconsole_proxy_probes_total"] == 1.0 and found["cpconsole_proxy_ttft_seconds_count"] == 3.0
+    ttft = found["cpconsole_proxy_ttft_seconds_sum"]
+    split = found["cpconsole_proxy_prefill_seconds_sum"] + found["cpconsole_proxy_handoff_seconds_sum"]
+    assert abs(split - ttft) < 0.003 * 3  # the two parts add up to the whole, within a few ms each
+    assert ttft <= sum(waited)  # the proxy's TTFT is inside what the client waited
+    assert found["cpconsole_proxy_tpot_seconds_count"] == 3.0 and found["cpconsole_proxy_e2e_seconds_count"] == 3.0
+    assert found["cpconsole_proxy_prompt_tokens_sum"] == 3 * count_tokens("word " * 2000)
+    # as the console reads it: the same shape as an API server's figures, real traffic only
+    seen = parse_proxy_metrics(text).total
+    assert seen.histograms["ttft"].count == 3 and seen.histograms["ttft"].sum == pytest.approx(ttft)
+    assert seen.requests_finished == 3 and seen.histograms["handoff"].buckets[-1] == (math.inf, 3.0)
+    assert (
+        3 < seen.generation_tokens == found["cpconsole_proxy_output_tokens_total"] <= 3 * 8
+    )  # events; MTP sends several at once
 
 
 async def test_non_streamed_completion_through_the_proxy(demo: Cluster) -> None:

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from cpconsole.core.plan import build_plan, render_script
 from cpconsole.core.profile import load_profile_data
+from cpconsole.core.profile.rules import DERIVED_FLAGS
+from cpconsole.core.profile.vllm_arguments import for_version
 
 from .conftest import RECORDER, run_sh, shell_baseline
 
@@ -24,6 +26,14 @@ for program in ("recorder", "docker"):
     (BIN / program).write_text(RECORDER)
     (BIN / program).chmod(0o755)
 BASELINE = shell_baseline(BIN)
+# vLLM arguments that take any text (validate refuses names vLLM does not have), but those the plan derives
+_NEWEST = for_version(None)
+assert _NEWEST is not None
+TEXT_ARGS = sorted(
+    flag.replace("-", "_")
+    for flag, arg in _NEWEST.by_flag.items()
+    if arg.kind == "str" and not arg.choices and not arg.many and flag not in DERIVED_FLAGS
+)
 
 
 def profile_data(
@@ -43,12 +53,7 @@ def profile_data(
 @given(
     model=ANY_TEXT,
     env=st.dictionaries(ENV_NAMES, ANY_TEXT, max_size=4),
-    args=st.dictionaries(st.from_regex(r"\A[a-z][a-z0-9_]{0,10}\Z"), ANY_TEXT, max_size=4).filter(
-        lambda a: (
-            not {"host", "port", "model"} & {k.replace("_", "-") for k in a}
-            and len({k.replace("_", "-") for k in a}) == len(a)
-        )
-    ),
+    args=st.dictionaries(st.sampled_from(TEXT_ARGS), ANY_TEXT, max_size=4),
     extra=ANY_TEXT,
     container=st.booleans(),
 )

@@ -164,6 +164,7 @@ async def test_a_long_prefill_on_the_demo_raises_no_stall(tmp_path: Path) -> Non
         try:
             await session.start()
             assert await session.up()
+            before = len(session.alert_history)  # start-up's own (a headless rank waiting for its master)
             prefill = plan.process("prefill-0")
             async with httpx.AsyncClient(trust_env=False, timeout=600) as client:
                 answer = await client.post(
@@ -174,8 +175,8 @@ async def test_a_long_prefill_on_the_demo_raises_no_stall(tmp_path: Path) -> Non
                 metrics = parse_metrics((await client.get(prefill.base_url + "/metrics")).text)
             took = metrics.total.histograms["prefill"].sum
             assert took > 2 * plan.alerts.stall_after_s  # the server's own account: a prefill long enough
-            raised = [r.alert.key for r in session.alert_history]
-            assert not [k for k in raised if k.startswith("stalled:")], raised
+            raised = [r.alert.key for r in session.alert_history[before:]]
+            assert raised == [], raised  # not stalled, and no log line read as a hang either
         finally:
             await session.down()
 

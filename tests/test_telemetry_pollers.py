@@ -17,6 +17,7 @@ from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, Transport
 from cpconsole.core.telemetry.hub import Telemetry
 from cpconsole.core.telemetry.pollers import Poller
+from cpconsole.core.telemetry.vllm_metrics import parse_metrics
 
 from .conftest import FIXTURES
 from .loopback import Block
@@ -147,7 +148,7 @@ async def test_a_kept_alive_connection_the_server_closed_is_tried_once_more() ->
     proc = plan.process("decode-0").model_copy(update={"address": host, "http_port": port})
     async with server, httpx.AsyncClient(trust_env=False, timeout=5) as client:
         telemetry = Telemetry(plan, {n.name: LocalTransport(n.name) for n in plan.nodes}, client)
-        poller = Poller("metrics@test", telemetry._metrics_fetch(proc), interval=1, timeout=5)
+        poller = Poller("metrics@test", telemetry._metrics_fetch(proc, parse_metrics), interval=1, timeout=5)
         results = [await poller.poll_once() for _ in range(3)]
     assert [r.error for r in results] == [None, None, None]
     assert answered == 3  # each poll after the first found its connection dropped, and retried

@@ -29,6 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..core.telemetry.health import PROBE_PREFIX
+from .metrics import ProxyMetrics, Timing
+
 log = logging.getLogger("cpconsole.proxy")
 Kind = Literal["prefill", "decode"]
 
@@ -127,6 +130,7 @@ class PdProxy:
         for host, port in decode:
             self.pools["decode"].add(host, port)
         self.settings = settings
+        self.metrics = ProxyMetrics()
         self._health: tuple[float, dict[Kind, int]] | None = None
         self.client = httpx.AsyncClient(
             timeout=None,
@@ -138,6 +142,7 @@ class PdProxy:
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/healthcheck", self.healthcheck),
+                Route("/metrics", self.metrics_page),
                 Route("/v1/models", self.models),
                 Route("/instances/add", self.add_instances, methods=["POST"]),
                 Route("/instances/remove", self.remove_instances, methods=["POST"]),
@@ -185,6 +190,7 @@ class PdProxy:
         prefiller, decoder = self.pools["prefill"].pick(), self.pools["decode"].pick()
         if prefiller is None or decoder is None:
             return JSONResponse({"error": "no prefill or decode instance available"}, status_code=503)
+        timing = Timing(prefiller.name, decoder.name, probe=request_id.startswith(PROBE_PREFIX))
         prefill_body = {**body, "stream": False, "max_tokens": 1, "min_tokens": 1}
         prefill_body.pop("stream_options", None)
         if "max_completion_tokens" in body:
@@ -212,17 +218,24 @@ class PdProxy:
                 prefiller.name,
                 exc,
             )
+            timing.finish(self.metrics, "prefill_unreachable")
             return JSONResponse({"error": f"prefiller {prefiller.name} unreachable: {exc}"}, status_code=502)
         finally:
             prefiller.active -= 1
+        timing.prefilled = time.monotonic()
         if answer.status_code != 200:
+            timing.finish(self.metrics, "error")
             return Response(answer.content, status_code=answer.status_code, media_type="application/json")
         try:
             prefilled = answer.json()
         except ValueError:
             prefilled = None
         if not isinstance(prefilled, dict):
+            timing.finish(self.metrics, "error")
             return JSONResponse({"error": f"prefiller {prefiller.name} answered no JSON object"}, status_code=502)
+        usage = prefilled.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+            timing.prompt_tokens = usage["prompt_tokens"]
         kv = prefilled.get("kv_transfer_params")
         if not kv and self.settings.kv_params_required:
             why = (
@@ -230,6 +243,7 @@ class PdProxy:
                 "whole prompt again; check the prefill's kv_transfer_config (kv_role kv_producer) and its log"
             )
             log.error("%s (request %s)", why, request_id)
+            timing.finish(self.metrics, "no_kv_params")
             return JSONResponse({"error": why}, status_code=502)
         decode_body = {**body, "kv_transfer_params": kv} if kv else body
         decoder.active += 1
@@ -248,17 +262,27 @@ class PdProxy:
             log.error(
                 "Error occurred in disagg prefill proxy server - %s endpoint: decoder %s: %s", api, decoder.name, exc
             )
+            timing.finish(self.metrics, "decode_unreachable")
             return JSONResponse({"error": f"decoder {decoder.name} unreachable: {exc}"}, status_code=502)
         media = "text/event-stream; charset=utf-8" if body.get("stream") else "application/json"
-        return StreamingResponse(self._relay(upstream, decoder), status_code=upstream.status_code, media_type=media)
+        relay = self._relay(upstream, decoder, timing)
+        return StreamingResponse(relay, status_code=upstream.status_code, media_type=media)
 
-    async def _relay(self, upstream: httpx.Response, decoder: Backend) -> AsyncIterator[bytes]:
+    async def _relay(self, upstream: httpx.Response, decoder: Backend, timing: Timing) -> AsyncIterator[bytes]:
+        outcome = "error"
         try:
             async for chunk in upstream.aiter_raw():
+                timing.relayed(chunk)
                 yield chunk
+            outcome = "ok" if upstream.status_code == 200 else "error"
         finally:
             decoder.active -= 1
+            timing.finish(self.metrics, outcome)
             await upstream.aclose()
+
+    async def metrics_page(self, request: Request) -> Response:
+        """Prometheus text: every request's timings and outcome (metrics.py)."""
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def healthcheck(self, request: Request) -> Response:
         """ok (200) while every role has a live backend, else degraded (503)."""

@@ -22,7 +22,7 @@ class Cause:
     hint: str  # may name {node}, {device}, {peer}: filled from the place the lines give
     severity: Severity = "critical"
     when: When = "any"  # start-up: ordinary while serving (a request's own ValueError); serving: normal at start-up
-    repeats: int = 1  # lines before it is an alert while serving (a single 0 tok/s report is not a hang)
+    live: bool = True  # an alert while serving; False: it only explains a process that ended
 
     def matches(self, line: str) -> bool:
         return any(needle in line for needle in self.needles) and self.pattern.search(line) is not None
@@ -37,9 +37,9 @@ def _cause(
     *,
     severity: Severity = "critical",
     when: When = "any",
-    repeats: int = 1,
+    live: bool = True,
 ) -> Cause:
-    return Cause(kind, needles, re.compile(pattern), summary, hint, severity, when, repeats)
+    return Cause(kind, needles, re.compile(pattern), summary, hint, severity, when, live)
 
 
 CAUSES: tuple[Cause, ...] = (
@@ -265,7 +265,8 @@ CAUSES: tuple[Cause, ...] = (
         "transfer errors on every rank, `npu-smi info` on {node}",
         severity="warning",
         when="serving",
-        repeats=3,
+        live=False,  # vLLM prints it all through one long unchunked prefill too: the stall detector,
+        # which sees the chips compute, judges a hang while serving; this names why a process ended
     ),
     _cause(
         "engine_dead",

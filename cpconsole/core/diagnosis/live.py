@@ -84,7 +84,7 @@ class LogWatch:
         while serving is not a start-up failure)."""
         for line in candidates(list(lines)):
             cause = cause_of(line)
-            if cause is None or cause.when == ("start-up" if serving else "serving"):
+            if cause is None or not cause.live or cause.when == ("start-up" if serving else "serving"):
                 continue
             self._note(process, cause, line, at)
 
@@ -102,10 +102,10 @@ class LogWatch:
         finding.recent.append(at)
 
     def findings(self, at: float) -> list[Finding]:
-        """What holds now: seen within clear_after_s, and often enough for its cause."""
+        """What holds now: seen within clear_after_s."""
         for key in [k for k, f in self._findings.items() if at - f.last_seen > self.clear_after_s]:
             del self._findings[key]
-        return [f for f in self._findings.values() if f.count >= f.cause.repeats]
+        return list(self._findings.values())
 
     def alerts(self, at: float) -> list[Alert]:
         return [finding.alert(at) for finding in self.findings(at)]

@@ -5,6 +5,7 @@ validation, not minutes into loading. The arguments of each release are data rea
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -14,7 +15,6 @@ from pathlib import Path
 
 from pydantic import JsonValue
 
-from ..names import did_you_mean
 from .hits import Hit
 from .schema import Profile, flag_name
 from .versions import version_key
@@ -94,7 +94,8 @@ def problems(args: Mapping[str, JsonValue], known: ArgumentSet) -> Iterator[tupl
             underscores = "_" in key  # suggest in the profile's own spelling
             names = sorted(flag.replace("-", "_") if underscores else flag for flag in known.by_flag)
             typed = flag_name(key).replace("-", "_") if underscores else flag_name(key)
-            hint = did_you_mean(typed, names, "`vllm serve --help=all` lists them")
+            close = difflib.get_close_matches(typed, names, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else "`vllm serve --help=all` lists them"
             yield key, f"{said} has no argument --{flag_name(key)}; {hint}"
             continue
         wrong = _wrong_value(arg, value)

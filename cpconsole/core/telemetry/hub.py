@@ -20,6 +20,7 @@ from ..remote import RemoteError, Transport
 from .health import ChipReading, ProbeAnswer, StallDetector, probe
 from .npu_smi import NpuSmiInfo, parse_info
 from .pollers import Poller, PollResult, get_once_more_if_stale
+from .proxy_metrics import parse_proxy_metrics
 from .vllm_metrics import VllmMetrics, parse_metrics
 from .window import MetricsWindow
 
@@ -67,11 +68,11 @@ class Telemetry:
             self.npu[node.name] = self._poller(f"npu-smi@{node.name}", fetch_npu, npu_interval, npu_timeout)
         for proc in (p for p in plan.processes if p.http_port):
             name = proc.name
-            if proc.role != "proxy":
-                self.windows[name] = MetricsWindow()
+            self.windows[name] = MetricsWindow()
+            if proc.role != "proxy":  # a proxy computes nothing: nothing of it can stall
                 self.stalls[name] = StallDetector(plan.alerts.stall_after_s, plan.alerts.computing_stall_after_s)
-                fetch_metrics = self._metrics_fetch(proc)
-                self.metrics[name] = self._poller(f"metrics@{name}", fetch_metrics, metrics_interval, http_timeout)
+            fetch_metrics = self._metrics_fetch(proc, parse_proxy_metrics if proc.role == "proxy" else parse_metrics)
+            self.metrics[name] = self._poller(f"metrics@{name}", fetch_metrics, metrics_interval, http_timeout)
             self.health[name] = self._poller(f"health@{name}", self._health_fetch(proc), health_interval, http_timeout)
             # probes are not reported one by one: the stall detectors read them
             self.probes[name] = Poller(f"probe@{name}", self._probe_fetch(proc), interval=probe_interval, timeout=60.0)
@@ -94,13 +95,15 @@ class Telemetry:
 
         return fetch
 
-    def _metrics_fetch(self, proc: ProcessPlan) -> Callable[[], Awaitable[VllmMetrics]]:
+    def _metrics_fetch(
+        self, proc: ProcessPlan, parse: Callable[[str], VllmMetrics]
+    ) -> Callable[[], Awaitable[VllmMetrics]]:
         url = proc.base_url + "/metrics"
 
         async def fetch() -> VllmMetrics:
             answer = await get_once_more_if_stale(self.http, url)
             answer.raise_for_status()
-            metrics = parse_metrics(answer.text)
+            metrics = parse(answer.text)
             self.windows[proc.name].add(metrics, time.time())
             return metrics
 
@@ -140,9 +143,10 @@ class Telemetry:
         return f"{latest.total.running:.0f}/{capacity} running"
 
     def probes_in_window(self, name: str) -> int:
-        """How many of the console's probes the server's metrics window holds."""
+        """How many of the console's probes the server's metrics window holds (none for the proxy:
+        it counts them apart itself)."""
         bounds = self.windows[name].bounds
-        if bounds is None:
+        if bounds is None or self.plan.process(name).role == "proxy":
             return 0
         return sum(1 for at in self._probes_sent.get(name, ()) if bounds[0] <= at <= bounds[1])
 
