@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import random
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks import timed
 from cpconsole.core.diagnosis import LogWatch
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile
@@ -35,15 +33,6 @@ def corpus(count: int, failing: float) -> list[str]:
     rng = random.Random(7)
     cycle = itertools.cycle(healthy)
     return [rng.choice(failures) if rng.random() < failing else next(cycle) for _ in range(count)]
-
-
-def timed(fn: Callable[[], object], rounds: int) -> float:
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def main() -> None:

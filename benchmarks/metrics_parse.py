@@ -9,25 +9,14 @@ families are consumed completely, as a reader that needs every value must.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks import timed
 from cpconsole.core.telemetry.vllm_metrics import parse_metrics
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests/fixtures/vllm/metrics-after-bench.txt"
-
-
-def timed(fn: Callable[[], object], rounds: int) -> float:
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def baseline(text: str) -> int:

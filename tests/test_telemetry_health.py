@@ -195,3 +195,19 @@ async def test_probes_hold_back_from_a_full_server(tmp_path: Path) -> None:
         held = await hub.probes["prefill-0"].poll_once()  # nothing listens there: held back, not failed
         assert held.error is None and held.value == ProbeAnswer(busy="1/1 running")
         assert hub.probes_in_window("prefill-0") == 0
+
+
+async def test_a_stall_is_measured_between_samples_not_between_looks(tmp_path: Path) -> None:
+    """The console looks every second, /metrics is read every 5 s: one sample showing a request
+    running, looked at again and again, is not a request running that long."""
+    plan = build_plan(load_profile_text(demo_text(tmp_path) + "alerts: {stall_after_s: 3}\n"))
+    running = parse_metrics('vllm:num_requests_running{engine="0",model_name="m"} 1\n')
+    async with httpx.AsyncClient(trust_env=False) as http:
+        hub = Telemetry(plan, {n.name: LocalTransport(n.name) for n in plan.nodes}, http)
+        idle = parse_info((FIXTURES / "npu-smi/vllm-ascend-issue-6085-a3-ascend910-16chip-procs.txt").read_text())
+        hub.npu["decode-a"].latest = PollResult("npu-smi@decode-a", idle, 104.0, None, 104.0)  # its chips idle
+        hub.metrics["decode-0"].latest = PollResult("metrics@decode-0", running, 100.0, None, 100.0)
+        for now in (100.0, 101.0, 104.0, 110.0):  # looked at four times, one sample
+            assert hub._observe_stall("decode-0", now) is None
+        hub.metrics["decode-0"].latest = PollResult("metrics@decode-0", running, 105.0, None, 105.0)
+        assert hub._observe_stall("decode-0", 111.0) == "running requests but no progress for 5 s"

@@ -64,12 +64,15 @@ class StallDetector:
     _queued_since: float | None = None
     _probe_failing_since: float | None = None
     _chips: ChipReading | None = None
+    _sampled_at: float | None = None  # when the last sample was taken: quiet spells are measured in samples
     reason: str | None = field(default=None, init=False)
 
     def observe(
         self, at: float, *, running: float, waiting: float, progress: Progress, chips: ChipReading | None = None
     ) -> str | None:
-        """chips: its node's latest npu-smi reading (None: a node without NPUs)."""
+        """A sample taken at `at` (the same sample seen again changes nothing: a spell is quiet only
+        between samples that say so). chips: its node's latest npu-smi reading (None: no NPUs)."""
+        self._sampled_at = at
         if self._last_progress is None or progress != self._last_progress or running == 0:
             self._busy_since = at if running > 0 else None
         elif self._busy_since is None:
@@ -91,14 +94,15 @@ class StallDetector:
 
     def _decide(self, at: float) -> str | None:
         limit = self.after_s
-        quiet = at - self._busy_since if self._busy_since is not None else None
+        sampled = self._sampled_at if self._sampled_at is not None else at
+        quiet = sampled - self._busy_since if self._busy_since is not None else None
         chips = self._chips
         computing = chips is not None and (chips.busy or (self._busy_since or 0.0) > chips.at)
         if quiet is not None and quiet >= (self.computing_after_s if computing else limit):
             while_ = " while its chips compute" if chips is not None and chips.busy else ""
             self.reason = f"running requests but no progress{while_} for {quiet:.0f} s"
-        elif self._queued_since is not None and at - self._queued_since >= limit:
-            self.reason = f"requests waiting with none running for {at - self._queued_since:.0f} s"
+        elif self._queued_since is not None and sampled - self._queued_since >= limit:
+            self.reason = f"requests waiting with none running for {sampled - self._queued_since:.0f} s"
         elif self._probe_failing_since is not None and at - self._probe_failing_since >= limit:
             self.reason = f"/health answers but probe requests fail for {at - self._probe_failing_since:.0f} s"
         else:

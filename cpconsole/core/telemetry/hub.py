@@ -174,7 +174,8 @@ class Telemetry:
         if sample.value is not None and sample.error is None:
             total = sample.value.total
             chips = self._chips(self.plan.process(name).node)
-            detector.observe(now, running=total.running, waiting=total.waiting, progress=total.progress, chips=chips)
+            taken = sample.ok_at if sample.ok_at is not None else now
+            detector.observe(taken, running=total.running, waiting=total.waiting, progress=total.progress, chips=chips)
         health, tried = self.health[name].latest, self.probes[name].latest
         held_back = tried.error is None and tried.value is not None and bool(tried.value.busy)
         if tried.at and (tried.value is not None or tried.error) and not held_back:
