@@ -99,6 +99,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         findings=tuple(map(str, loaded.findings)),
         read_only=args.read_only,
         checks=CheckSettings.of(loaded.profile),
+        via="console",
     )
     return ConsoleApp(session).run() or EXIT_OK
 
@@ -161,6 +162,15 @@ def cmd_ranks(args: argparse.Namespace) -> int:
     if args.instance is not None and args.instance not in instances:
         raise UsageError(f"no instance {args.instance!r} ({did_you_mean(args.instance, instances, 'one of')})")
     return headless.ranks(plan, args.instance, args.json)
+
+
+def cmd_journal(args: argparse.Namespace) -> int:
+    from . import headless  # SSH: only for the verbs that touch nodes
+
+    _, plan = _plan_for(args)
+    if args.n <= 0:
+        raise UsageError("-n is how many entries to show: 1 or more")
+    return headless.journal(plan, args.n, args.json)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -302,6 +312,12 @@ def _args_ranks(cmd: argparse.ArgumentParser) -> None:
     _json_option(cmd)
 
 
+def _args_journal(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument("-n", type=int, default=50, help="how many of the last entries (default 50)")
+    _json_option(cmd)
+
+
 def _args_logs(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
     _process_option(cmd)
@@ -382,6 +398,9 @@ VERBS: dict[str, Verb] = {
     "status": Verb(cmd_status, "adopt what runs and show every process", _args_status),
     "ranks": Verb(
         cmd_ranks, "every rank: node, chip, TP/PCP rank, DCP group, kv port, NPU IP, state from the logs", _args_ranks
+    ),
+    "journal": Verb(
+        cmd_journal, "who did what to the deployment, from where, how it ended (kept on its first node)", _args_journal
     ),
     "logs": Verb(cmd_logs, "print (and follow) the logs, merged with process prefixes", _args_logs),
     "exec": Verb(cmd_exec, "run a command on a node (or --all) and group identical output", _args_exec),

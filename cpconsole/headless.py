@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from . import reports
+from .core.journal import JournalEntry
 from .core.orchestrate import Orchestrator
 from .core.orchestrate.lock import DeploymentBusy
 from .core.plan import LaunchPlan
@@ -43,6 +44,7 @@ async def _run_verb(
     *,
     narrate: bool = True,
     judge: Literal["action", "started", "status"] = "started",
+    journal: tuple[str, Sequence[str]] | None = None,
 ) -> int:
     """Run an action and print the processes after it. Judged by: `action` its own success only
     (down: nothing left running); `started` also any process broken or unreachable; `status` the
@@ -52,7 +54,7 @@ async def _run_verb(
         orch = session.orchestrator
         narrator = asyncio.create_task(_narrate(orch, notices_only=as_json or not narrate))
         try:
-            ok = await action(orch)
+            ok = await (session.journaled(*journal, action(orch)) if journal else action(orch))
         except DeploymentBusy as exc:
             print(f"cpconsole: {exc}; nothing was changed", file=sys.stderr)
             return EXIT_BUSY
@@ -76,16 +78,21 @@ async def _run_verb(
 
 
 def up(plan: LaunchPlan, only: list[str] | None, as_json: bool) -> int:
-    return asyncio.run(_run_verb(plan, as_json, lambda o: o.up(only)))
+    return asyncio.run(_run_verb(plan, as_json, lambda o: o.up(only), journal=("up", only or ())))
 
 
 def down(plan: LaunchPlan, only: list[str] | None, as_json: bool, *, force: bool = False) -> int:
     # a process that had failed before is still reported, but stopping everything is what down is judged by
-    return asyncio.run(_run_verb(plan, as_json, lambda o: o.down(only, force=force), narrate=False, judge="action"))
+    stop = _run_verb(
+        plan, as_json, lambda o: o.down(only, force=force), narrate=False, judge="action", journal=("down", only or ())
+    )
+    return asyncio.run(stop)
 
 
 def restart(plan: LaunchPlan, target: str, as_json: bool, *, force: bool = False) -> int:
-    return asyncio.run(_run_verb(plan, as_json, lambda o: o.restart(target, force=force)))
+    return asyncio.run(
+        _run_verb(plan, as_json, lambda o: o.restart(target, force=force), journal=("restart", (target,)))
+    )
 
 
 def status(plan: LaunchPlan, as_json: bool) -> int:
@@ -94,6 +101,22 @@ def status(plan: LaunchPlan, as_json: bool) -> int:
         return True
 
     return asyncio.run(_run_verb(plan, as_json, adopt, narrate=False, judge="status"))
+
+
+def journal(plan: LaunchPlan, last: int, as_json: bool) -> int:
+    """The deployment's journal: who did what to it, from where, how it ended."""
+
+    async def look() -> list[JournalEntry]:
+        async with Session(plan) as session:
+            return await session.journal(last)
+
+    try:
+        entries = asyncio.run(look())
+    except RemoteError as exc:
+        print(f"cpconsole: journal: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    sys.stdout.write(reports.journal_json(entries) if as_json else reports.journal_text(entries))
+    return EXIT_OK
 
 
 def ranks(plan: LaunchPlan, instance: str | None, as_json: bool) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from .core.journal import JournalEntry
 from .core.orchestrate import ProcessView, ProgressNoted, StageChanged, StateChanged
 from .core.orchestrate.model import Event, Notice
 from .core.plan import LaunchPlan
@@ -73,6 +74,24 @@ def view_json(plan: LaunchPlan, view: ProcessView) -> dict[str, Any]:
 def status_json(plan: LaunchPlan, views: Sequence[ProcessView], alerts: Sequence[Alert]) -> str:
     report = {"processes": [view_json(plan, v) for v in views], "alerts": [asdict(a) for a in alerts]}
     return json.dumps(report, indent=2) + "\n"
+
+
+def journal_json(entries: Sequence[JournalEntry]) -> str:
+    return json.dumps([{**asdict(e), "targets": list(e.targets)} for e in entries], indent=2) + "\n"
+
+
+def journal_text(entries: Sequence[JournalEntry]) -> str:
+    """A line an action: when, who, from where, what on what, how it ended, how long it took."""
+    if not entries:
+        return "no action recorded yet\n"
+    rows = [
+        (e.at, e.who, e.via, " ".join([e.verb, *e.targets]), e.result, f"{e.seconds:.1f} s", e.digest[:12])
+        for e in entries
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(terminal_safe(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
+    )
 
 
 def ranks_json(ranks: Sequence[Rank]) -> str:

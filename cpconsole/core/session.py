@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from .diagnosis import LogWatch
 from .hostkeys import unverified_nodes
+from .journal import JournalEntry, append, journal_place, now_utc
+from .journal import read as read_journal
 from .orchestrate import Orchestrator
 from .orchestrate.states import UP_STATES
 from .plan import LaunchPlan, NodePlan
@@ -31,6 +34,8 @@ from .smoke.suite import SmokeCheck, needle_checks, probe_path, run_suite
 from .telemetry.alerts import Alert, AlertEngine, alert_order, hbm_limits
 from .telemetry.hub import Telemetry
 from .view import ServerFigures, SessionView
+
+T = TypeVar("T")
 
 
 class ReadOnly(RuntimeError):
@@ -84,8 +89,10 @@ class Session:
         clock: Callable[[], float] = time.time,
         history: History | None = None,
         checks: CheckSettings | None = None,
+        via: str = "cli",
     ) -> None:
         self.plan = plan
+        self.via = via  # console or cli: what the journal says the actions came from
         self.checks = checks or CheckSettings()
         self.findings = findings  # the profile's warnings, as `file:line:col: …` lines
         self.unverified_host_keys = unverified_nodes(plan.nodes)  # shown on the board for as long as it runs
@@ -240,8 +247,15 @@ class Session:
             except (RemoteError, OSError) as exc:
                 return str(exc) or type(exc).__name__
 
-        results = await asyncio.gather(*(one(n) for n in nodes))
-        return dict(zip(nodes, results, strict=True))
+        async def every() -> dict[str, RunResult | str]:
+            return dict(zip(nodes, await asyncio.gather(*(one(n) for n in nodes)), strict=True))
+
+        return await self.journaled(
+            f"exec {shlex.join(argv)}"[:200],
+            nodes,
+            every(),
+            ok=lambda results: all(not isinstance(r, str) and r.ok for r in results.values()),
+        )
 
     async def ask(
         self,
@@ -303,35 +317,85 @@ class Session:
         transport = self.transports[node or server_process(self.plan).node]
         if not isinstance(transport, ShellTransport):
             raise RemoteError(transport.node, "this transport cannot stream a command")
-        async for item in run_bench(self.plan, transport, settings):
-            if isinstance(item, BenchRun):
-                with contextlib.suppress(OSError):
-                    store_run(item)
-                return item
-            on_line(item)
-        raise RemoteError(transport.node, "the bench ended without a result")
 
-    async def _intent(self, label: str, action: Callable[[], Awaitable[bool]]) -> bool:
+        async def run() -> BenchRun:
+            async for item in run_bench(self.plan, transport, settings):
+                if isinstance(item, BenchRun):
+                    with contextlib.suppress(OSError):
+                        store_run(item)
+                    return item
+                on_line(item)
+            raise RemoteError(transport.node, "the bench ended without a result")
+
+        return await self.journaled("bench", (transport.node,), run(), ok=lambda done: done.summary.failed == 0)
+
+    async def _intent(
+        self, label: str, verb: str, targets: Sequence[str], action: Callable[[], Awaitable[bool]]
+    ) -> bool:
         if self.read_only:
             raise ReadOnly(f"read-only session: {label} is off")
         self.busy = label
         try:
-            return await action()
+            return await self.journaled(verb, targets, action())
         finally:
             self.busy = None
+
+    async def journaled(
+        self,
+        verb: str,
+        targets: Sequence[str],
+        work: Awaitable[T],
+        ok: Callable[[T], bool] = lambda done: done is not False,
+    ) -> T:
+        """Run an action and append it to the deployment's journal, however it ends. A journal that
+        cannot be written does not stop the action: it is said, as an alert."""
+        started, at, result = time.monotonic(), now_utc(), "error"
+        try:
+            done = await work
+            result = "ok" if ok(done) else "failed"
+            return done
+        except Exception as exc:
+            result = f"error: {exc}"[:300]
+            raise
+        finally:
+            entry = JournalEntry(
+                at,
+                self.orchestrator.operator,
+                self.via,
+                verb,
+                tuple(targets),
+                self.plan.digest,
+                result,
+                round(time.monotonic() - started, 3),
+            )
+            node, path = journal_place(self.plan)
+            try:
+                await append(self.transports[node], path, entry)
+            except (RemoteError, OSError) as exc:
+                self.report_failure("writing the journal", exc)
+
+    async def journal(self, last: int = 50) -> list[JournalEntry]:
+        """The deployment's last journal entries, oldest first."""
+        node, path = journal_place(self.plan)
+        return await read_journal(self.transports[node], path, last)
 
     async def preflight(self, *, hash_weights: bool = False) -> list[Check]:
         """Every preflight check on every node; the results stay on the session."""
         started = time.monotonic()
         self.preflight_running, self.preflight_beside = True, self.running
         try:
-            checks = await run_preflight(
-                self.plan,
-                self.transports,
-                model_path=self.checks.model_path,
-                hash_weights=hash_weights,
-                profile_warnings=self.findings,
-                profile=self.checks.profile,
+            checks = await self.journaled(
+                "preflight",
+                (),
+                run_preflight(
+                    self.plan,
+                    self.transports,
+                    model_path=self.checks.model_path,
+                    hash_weights=hash_weights,
+                    profile_warnings=self.findings,
+                    profile=self.checks.profile,
+                ),
+                ok=lambda found: not any(c.status == "FAIL" for c in found),
             )
         finally:
             self.preflight_running = False
@@ -339,13 +403,15 @@ class Session:
         return checks
 
     async def up(self) -> bool:
-        return await self._intent("starting", self.orchestrator.up)
+        return await self._intent("starting", "up", (), self.orchestrator.up)
 
     async def down(self) -> bool:
-        return await self._intent("stopping", self.orchestrator.down)
+        return await self._intent("stopping", "down", (), self.orchestrator.down)
 
     async def restart(self, target: str) -> bool:
-        return await self._intent(f"restarting {target}", lambda: self.orchestrator.restart(target))
+        return await self._intent(
+            f"restarting {target}", "restart", (target,), lambda: self.orchestrator.restart(target)
+        )
 
     def view(self) -> SessionView:
         """What to show, frozen now."""
