@@ -148,8 +148,9 @@ async def test_walkthrough_up_logs_npus_metrics_restart_and_quit_leaving_it_runn
         assert table_of(app.screen, "#npu-decode-a").row_count == 16
         await pilot.press("4")
         assert isinstance(app.screen, MetricsScreen)
-        await wait_for(pilot, lambda: table_of(app.screen, "#metrics-table").row_count == 2)
-        assert column(table_of(app.screen, "#metrics-table"), 0) == ["prefill-0", "decode-0"]
+        await wait_for(pilot, lambda: table_of(app.screen, "#metrics-table").row_count == 3)
+        # the API servers, and the proxy: what clients wait for end to end
+        assert column(table_of(app.screen, "#metrics-table"), 0) == ["prefill-0", "decode-0", "proxy"]
 
         # details of the decode row, then restart it: declined once, then confirmed
         await pilot.press("1", "down", "down", "enter")
