@@ -3,7 +3,8 @@
 Brings the demo topology up through the console (key `u`), lets the simulator's background load
 fill the panels (and, 15 s into serving, the decode's KV transfers start failing: a real line
 replayed by the simulator, for the alert history), saves an SVG of every screen, each taken from that screen (board, logs, NPUs,
-metrics, plan, prompt pane with an answer, preflight, alert history, a process's details, help,
+metrics, plan, prompt pane with an answer, preflight, alert history, the rank map, the journal, a
+process's details, help,
 the stop confirmation) into screenshots/ (PNGs too when rsvg-convert is installed), then brings
 everything down again (`D`, confirmed with `y`). tests/test_screenshots.py checks the result.
 """
@@ -33,6 +34,8 @@ SHOTS = (
     "plan",
     "prompt",
     "alerts",
+    "ranks",
+    "journal",
     "details",
     "help",
     "confirm",
@@ -54,7 +57,7 @@ async def main() -> None:
     OUT.mkdir(exist_ok=True)
     demo = ROOT / "profiles/demo.yaml"
     plan = build_plan(load_profile_text(demo.read_text().replace(*FAULT), str(demo)))
-    app = ConsoleApp(Session(plan), refresh_s=0.5)
+    app = ConsoleApp(Session(plan, via="console"), refresh_s=0.5)
     async with app.run_test(size=(150, 36)) as pilot:
         await pilot.press("u")
         await pilot.pause(0.3)
@@ -87,6 +90,10 @@ async def main() -> None:
         await pilot.press("8")
         await pilot.pause(1)
         app.save_screenshot("alerts.svg", str(OUT))
+        for key, name in (("9", "ranks"), ("0", "journal")):
+            await pilot.press(key)
+            await pilot.pause(1.5)  # the journal is read from the first node
+            app.save_screenshot(f"{name}.svg", str(OUT))
         await pilot.press("6", *"In one sentence, what is context parallelism?", "ctrl+r")
         for _ in range(300):
             await pilot.pause(0.1)

@@ -9,15 +9,20 @@ import json
 import socket
 from pathlib import Path
 
+from rich.table import Table
+from textual.widgets import Static
+
 from cpconsole.core.journal import JournalEntry, journal_place
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import SSHTransport, Transport
 from cpconsole.core.session import Session
+from cpconsole.ui.app import ConsoleApp
 
 from .simcluster import demo_text, over_ssh
 from .sshd import Sshd
 from .test_orchestrate import cpconsole
+from .test_ui import column, table_of, wait_for
 
 
 def test_every_cli_action_is_journaled_with_who_what_and_how_it_ended(tmp_path: Path) -> None:
@@ -75,3 +80,18 @@ def test_a_torn_or_foreign_line_is_skipped() -> None:
     good = JournalEntry("2026-12-02T10:00:00Z", "a@b", "cli", "up", (), "d", "ok", 1.5)
     assert JournalEntry.parse(good.line()) == good
     assert JournalEntry.parse('{"at": "2026-12-02T10:0') is None and JournalEntry.parse("[1, 2]") is None
+
+
+async def test_every_console_sees_the_journal_of_the_deployment(tmp_path: Path) -> None:
+    """What the CLI did shows on a console's journal screen (0), newest first."""
+    profile = tmp_path / "demo.yaml"
+    profile.write_text(demo_text(tmp_path))
+    assert cpconsole("exec", profile, "--all", "--", "true").returncode == 0
+    session = Session(build_plan(load_profile_text(profile.read_text())), via="console")
+    app = ConsoleApp(session, live=False)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.press("0")
+        await wait_for(pilot, lambda: isinstance(app.screen.query_one("#journal-table", Static).content, Table))
+        (row,) = zip(*(column(table_of(app.screen, "#journal-table"), i) for i in range(6)), strict=True)
+        assert row[2:5] == ("cli", "exec true prefill-a prefill-b decode-a", "ok")
+        await pilot.press("1", "q", "enter")

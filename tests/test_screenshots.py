@@ -21,6 +21,8 @@ MARKERS = {
     "plan": "#!/bin/sh",
     "prompt": "── proxy ─ 'In one sentence, what is context parallelism?'",
     "alerts": "source alert state",
+    "ranks": "what its lines say",
+    "journal": "at (UTC) who via",
     "details": "progress HTTP up ports http",
     "help": "Commands (type : first)",
     "confirm": "Stop every process of this deployment?",

@@ -95,13 +95,18 @@ def test_what_one_release_takes_and_another_does_not() -> None:
     assert any("no argument --dcp-comm-backend" in r for r in refusals(newer_key))
 
 
-async def test_preflight_asks_the_nodes_own_vllm(tmp_path: Path) -> None:
-    """validate knows vLLM 0.13.0's arguments; the simulated nodes run a `vllm serve` that takes
-    fewer: preflight reads its --help=all and names the flag, on that node only."""
-    text = demo_text(tmp_path).replace("      max_num_seqs: 4", "      max_num_seqs: 4\n      max_logprobs: 5")
-    plan = build_plan(load_profile_text(text))
-    assert "--max-logprobs" in plan.process("decode-0").argv
+async def test_preflight_checks_flags_against_the_installed_vllm(tmp_path: Path) -> None:
+    """A release cpconsole has data of is checked against that data; another one is asked itself
+    (`vllm serve --help=all`, slow on a real node: it imports all of vLLM). The simulated nodes'
+    `vllm serve` takes fewer flags than vLLM 0.13.0: as 0.13.0 they pass, as 0.14.1 they are asked."""
+    extra = "      max_num_seqs: 4\n      max_logprobs: 5"
+    text = demo_text(tmp_path).replace("      max_num_seqs: 4", extra)
+    assert "--max-logprobs" in build_plan(load_profile_text(text)).process("decode-0").argv
     checks = [c for c in await checks_of(text) if c.check == "vllm arguments"]
+    assert {c.status for c in checks} == {"PASS"} and "vLLM 0.13.0's" in checks[0].evidence
+    installed = {"CPCONSOLE_SIM_VERSIONS": "vllm=0.14.1"}
+    asked = demo_text(tmp_path, extra_env=installed).replace("      max_num_seqs: 4", extra)
+    checks = [c for c in await checks_of(asked) if c.check == "vllm arguments"]
     assert {(c.node, c.status) for c in checks} == {("prefill-a", "PASS"), ("prefill-b", "PASS"), ("decode-a", "FAIL")}
     (wrong,) = [c for c in checks if c.status == "FAIL"]
-    assert wrong.evidence == "--max-logprobs is not an argument of vLLM 0.13.0"
+    assert wrong.evidence == "--max-logprobs is not an argument of vLLM 0.14.1"

@@ -24,6 +24,7 @@ SCREENS = {
     "preflight": "check every node before launch",
     "alerts": "every alert of this session",
     "ranks": "every rank: node, chip, TP/PCP rank, DCP group, kv port, NPU IP, state",
+    "journal": "who did what to the deployment, from where, how it ended",
 }
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..core.cmdline import SCREENS
 from .screens.alerts import AlertsScreen
 from .screens.base import SessionScreen
+from .screens.journal import JournalScreen
 from .screens.logs import LogsScreen
 from .screens.metrics import MetricsScreen
 from .screens.npus import NpusScreen
@@ -40,6 +41,7 @@ PLACES = (
     Place("preflight", "7", "Preflight", PreflightScreen),
     Place("alerts", "8", "Alerts", AlertsScreen),
     Place("ranks", "9", "Ranks", RanksScreen),
+    Place("journal", "0", "Journal", JournalScreen),
 )
 PLACE = {place.name: place for place in PLACES}
 assert list(PLACE) == list(SCREENS), "every screen the command line names has one place here, in order"

@@ -11,7 +11,7 @@ from ..plan import LaunchPlan
 from ..profile.rules import version_rules
 from ..profile.schema import Profile, Versions, flag_name
 from ..profile.versions import version_key
-from ..profile.vllm_arguments import ArgumentSet, from_help
+from ..profile.vllm_arguments import ArgumentSet, from_help, released
 from .node import UNKNOWN, NodeFacts
 from .report import ALL_NODES, Check
 
@@ -77,14 +77,18 @@ def chip_checks(plan: LaunchPlan, facts: Mapping[str, NodeFacts]) -> list[Check]
 
 
 def argument_checks(plan: LaunchPlan, facts: Mapping[str, NodeFacts]) -> list[Check]:
-    """Each process's flags against the vLLM installed on its node (its `vllm serve --help=all`): a
-    flag that vLLM does not take, or a choice it does not offer, fails there before minutes of loading."""
+    """Each process's flags against the vLLM installed on its node — the data of that release, or
+    for a release without data its own `vllm serve --help=all`: a flag that vLLM does not take, or a
+    choice it does not offer, fails there before minutes of loading."""
     out = []
     for proc in plan.processes:
         found = facts.get(proc.node)
-        if proc.role == "proxy" or found is None or found.serve_help is None or "serve" not in proc.argv:
+        if proc.role == "proxy" or found is None or "serve" not in proc.argv:
             continue
-        known = from_help(found.serve_help, found.versions.get("vllm", UNKNOWN))
+        version = found.versions.get("vllm", UNKNOWN)
+        known = released(version) or (from_help(found.serve_help, version) if found.serve_help else None)
+        if known is None:
+            continue
         wrong = list(argv_problems(proc.argv[proc.argv.index("serve") + 1 :], known))
         evidence = "; ".join(wrong) if wrong else f"all {proc.name}'s flags are vLLM {known.vllm}'s"
         hint = "fix the key in vllm_args (cpconsole validate checks against vLLM's own argument data too)"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..plan import LaunchPlan, NodePlan, ProcessPlan, docker_exec_words
+from ..profile.vllm_arguments import released
 from ..remote import RemoteError, Transport, scripts
 from ..remote.launch import run_dir
 from ..remote.scripts import shell_path
@@ -367,6 +368,8 @@ async def _versions(
         )
         return out
     facts.versions.update(found)
+    if released(found["vllm"]) is None:  # a release without argument data: ask the node's own vLLM
+        out += await _serve_help(server, transport, facts, 3 * timeout)
     return out
 
 
@@ -411,15 +414,19 @@ async def _nic(server: ProcessPlan, transport: Transport, timeout: float) -> lis
 
 async def _serve_help(server: ProcessPlan, transport: Transport, facts: NodeFacts, timeout: float) -> list[Check]:
     """`vllm serve --help=all` where the server runs (its command, container and env): the arguments
-    the installed vLLM takes; the plan's are checked against them once every node answered."""
+    the installed vLLM takes, for a release cpconsole has no data of (it imports all of vLLM: slow)."""
     argv = list(server.argv)
     if "serve" not in argv:
         return []
     command = [*argv[: argv.index("serve") + 1], "--help=all"]
-    result = await transport.run(in_place(server, shlex.join(command)), timeout=timeout)
+    try:
+        result = await transport.run(in_place(server, shlex.join(command)), timeout=timeout)
+    except RemoteError as exc:
+        why = f"`vllm serve --help=all` did not answer ({exc.what}): its flags are not checked against it"
+        return [Check(server.node, "vllm arguments", "WARN", why)]
     if result.ok and "--" in result.text():
         facts.serve_help = result.text()
-    return []  # no answer: the software check already says why vLLM cannot be asked
+    return []  # it refused to say: the software check already says why vLLM cannot be asked
 
 
 def clock_check(node: str, theirs: float, asked: float, answered: float) -> Check:
@@ -472,7 +479,6 @@ async def node_facts(
         ("container", container_checks(plan, node, transport, timeout)),
         ("disk", _disk(node, transport, facts, timeout)),
         ("software", _versions(node, servers[0], transport, facts, timeout) if servers else None),
-        ("vllm arguments", _serve_help(servers[0], transport, facts, timeout) if servers else None),
         ("nic", _nic(servers[0], transport, timeout) if servers else None),
         (
             "model",

@@ -53,6 +53,12 @@ def known_sets() -> tuple[ArgumentSet, ...]:
     return tuple(sorted(found, key=lambda s: version_key(s.vllm) or ()))
 
 
+def released(version: str) -> ArgumentSet | None:
+    """The data of exactly this release, if cpconsole has it."""
+    key = version_key(version)
+    return next((s for s in known_sets() if key is not None and version_key(s.vllm) == key), None)
+
+
 def for_version(declared: str | None) -> ArgumentSet | None:
     """The data of the newest release not newer than `declared` (the oldest when it is older than
     all; the newest when the profile declares none or one cpconsole cannot read)."""
