@@ -81,6 +81,12 @@ class ProcessPlan(Frozen):
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
 
+    @property
+    def visible_devices(self) -> list[int]:
+        """ASCEND_RT_VISIBLE_DEVICES as NPU ids: local rank i runs on the i-th (none set: on chip i)."""
+        text = self.env_dict.get("ASCEND_RT_VISIBLE_DEVICES", "")
+        return [int(x) for x in text.split(",") if x.strip().isdigit()]
+
     def int_flag(self, *names: str) -> int | None:
         """The value of the first of these flags in its argv, when given and an integer."""
         argv = self.argv

@@ -75,7 +75,7 @@ def layout(plan: LaunchPlan) -> list[Rank]:
             world = tp * pcp
             spread = len(members) if proc.int_flag("--nnodes", "-n") else 1  # one world over several nodes
             per_node = max(1, world // spread)
-            visible = [int(x) for x in proc.env_dict.get("ASCEND_RT_VISIBLE_DEVICES", "").split(",") if x.isdigit()]
+            visible = proc.visible_devices
             kv = next((port.start for port in proc.ports if port.kind == "kv"), None)
             for engine in range(engines):
                 dp = first + engine

@@ -92,11 +92,6 @@ class Place:
         return " · ".join(parts)
 
 
-def _visible(proc: ProcessPlan) -> list[int]:
-    text = proc.env_dict.get("ASCEND_RT_VISIBLE_DEVICES", "")
-    return [int(x) for x in text.split(",") if x.strip().isdigit()]
-
-
 def locate(said: LinePlace, proc: ProcessPlan, plan: LaunchPlan) -> Place:
     """Map what the lines say to nodes and chips: a global rank of a multi-node instance lives on the
     node-rank holding it (ranks fill node-rank 0 first, world/nodes per node); a worker's TP rank is
@@ -114,7 +109,7 @@ def locate(said: LinePlace, proc: ProcessPlan, plan: LaunchPlan) -> Place:
         local = said.tp
     device = said.device
     if device is None and local is not None:
-        visible = _visible(member)
+        visible = member.visible_devices
         device = visible[local] if local < len(visible) else local
     return Place(node, said.rank, device, said.peer, said.peer_rank, _node_at(said.peer, plan))
 

@@ -19,6 +19,7 @@ from .serving_rules import (
     every_env,
     flashcomm_needs_tensor_parallel,
     hccl_connect_timeout,
+    instance_envs,
     request_lengths,
     scheduler_limits,
 )
@@ -369,8 +370,7 @@ def _context_parallel_switch(profile: Profile, ascend: str) -> Iterator[Hit]:
         par = parallel_of(inst)
         if not pd or inst.role == "colocated" or (par.pcp == 1 and par.dcp == 1):
             continue
-        envs = [profile.defaults.env, *(profile.nodes[n].env for n in inst.nodes if n in profile.nodes), inst.env]
-        if not any(env.get("VLLM_ASCEND_ENABLE_CONTEXT_PARALLEL") == "1" for env in envs):
+        if not any(env.get("VLLM_ASCEND_ENABLE_CONTEXT_PARALLEL") == "1" for env in instance_envs(profile, inst)):
             yield (
                 "error",
                 ("instances", name, "env"),

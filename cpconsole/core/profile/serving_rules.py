@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from .hits import Hit, arg_path
 from .loader import Loc
-from .schema import Profile
+from .schema import Instance, Profile
 from .topology import positive_int
 
 DERIVED_ENV = ("HCCL_IF_IP", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "HCCL_SOCKET_IFNAME")
@@ -23,6 +23,11 @@ def every_env(profile: Profile) -> Iterator[tuple[Loc, dict[str, str]]]:
         yield ("instances", name, "env"), inst.env
     if profile.proxy:
         yield ("proxy", "env"), profile.proxy.env
+
+
+def instance_envs(profile: Profile, inst: Instance) -> list[dict[str, str]]:
+    """The env mappings an instance's processes get: defaults, its nodes', its own."""
+    return [profile.defaults.env, *(profile.nodes[n].env for n in inst.nodes if n in profile.nodes), inst.env]
 
 
 def derived_env(profile: Profile) -> Iterator[Hit]:
@@ -96,8 +101,7 @@ def hccl_connect_timeout(profile: Profile) -> Iterator[Hit]:
     for name, inst in profile.instances.items():
         if len(inst.nodes) < 2:
             continue
-        envs = [profile.defaults.env, inst.env, *(profile.nodes[n].env for n in inst.nodes if n in profile.nodes)]
-        if not any("HCCL_CONNECT_TIMEOUT" in env for env in envs):
+        if not any("HCCL_CONNECT_TIMEOUT" in env for env in instance_envs(profile, inst)):
             yield (
                 "info",
                 ("instances", name, "nodes"),
