@@ -175,6 +175,43 @@ async def test_a_slow_request_head_is_cut_off_and_connections_are_bounded(backen
                 raise AssertionError("never served again")
 
 
+HEALTH_REQUEST = b"GET /healthcheck HTTP/1.1\r\nHost: proxy\r\n\r\n"
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response to HEALTH_REQUEST (its body is a small JSON object), or what came before EOF."""
+    data = b""
+    while not (b"\r\n\r\n" in data and data.endswith(b"}")):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def test_a_kept_alive_connection_outlives_the_head_timeout_and_its_next_head_is_timed(
+    backends: tuple[Recorder, ...],
+) -> None:
+    # A proxy that closes idle connections as early as clients let go of theirs resets the request a
+    # client sends at that moment (seen in the real-vLLM tier: ReadError on one request of 80). Idle,
+    # a connection is kept for the keep-alive timeout; the head timeout starts at the next first byte.
+    prefill, decode, _ = backends
+    async with proxy_process(prefill, decode, "--header-timeout", "0.3") as proxy:
+        kept = socket.create_connection((proxy.host, proxy.port))
+        kept.settimeout(30)  # guards against a hang only
+        kept.sendall(HEALTH_REQUEST)
+        assert (await asyncio.to_thread(read_response, kept)).startswith(b"HTTP/1.1 200")
+        witness = socket.create_connection((proxy.host, proxy.port))  # opened as `kept` went idle
+        witness.settimeout(30)
+        assert await asyncio.to_thread(read_until_closed, witness) == b""  # its head timeout has passed
+        witness.close()
+        kept.sendall(HEALTH_REQUEST)  # on the connection idle for longer than that
+        assert (await asyncio.to_thread(read_response, kept)).startswith(b"HTTP/1.1 200")
+        kept.sendall(b"GET /healthcheck HTTP/1.1\r\n")  # the next head begins and never ends
+        assert await asyncio.to_thread(read_until_closed, kept) == b""
+        kept.close()
+
+
 async def test_health_is_degraded_while_a_role_has_no_live_backend(backends: tuple[Recorder, ...]) -> None:
     prefill, _, _ = backends
     dead_host = Block.fresh().ip(46)

@@ -13,10 +13,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpx
-
 from .diagnosis import LogWatch
 from .hostkeys import unverified_nodes
+from .httpclient import http_client
 from .journal import JournalEntry, append, journal_place, now_utc
 from .journal import read as read_journal
 from .orchestrate import Orchestrator
@@ -101,7 +100,7 @@ class Session:
         self.alert_history: list[AlertRecord] = []  # newest last
         self.history = history or History()
         self.transports = dict(transports) if transports else {n.name: transport_for(n) for n in plan.nodes}
-        self.http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(3.0))
+        self.http = http_client(3.0)
         self.orchestrator = Orchestrator(plan, self.transports, http=self.http)
         self.telemetry = Telemetry(plan, self.transports, self.http, health_interval=10.0)  # the watch loop checks too
         self.alerts: list[Alert] = []

@@ -9,7 +9,7 @@ import os
 import sys
 
 from .app import MAX_BODY_BYTES, PdProxy, ProxySettings
-from .server import serve
+from .server import KEEP_ALIVE_S, serve
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -28,7 +28,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     # cpconsole's own: what clients may do
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="larger bodies get 413")
-    parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds for a request head to arrive")
+    parser.add_argument(
+        "--header-timeout", type=float, default=10.0, help="seconds from a request's first byte to its whole head"
+    )
+    parser.add_argument(
+        "--keep-alive-timeout", type=int, default=KEEP_ALIVE_S, help="seconds an idle connection is kept open"
+    )
     parser.add_argument("--limit-concurrency", type=int, default=1024, help="past this many connections: 503")
     parser.add_argument(
         "--kv-params",
@@ -46,8 +51,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="environment variable holding the admin token the instance API asks of non-loopback clients",
     )
     args = parser.parse_args(argv)
-    if args.max_body_bytes <= 0 or args.header_timeout <= 0 or args.limit_concurrency <= 0:
-        parser.error("--max-body-bytes, --header-timeout and --limit-concurrency must be positive")
+    if min(args.max_body_bytes, args.header_timeout, args.keep_alive_timeout, args.limit_concurrency) <= 0:
+        parser.error(
+            "--max-body-bytes, --header-timeout, --keep-alive-timeout and --limit-concurrency must be positive"
+        )
     if len(args.prefiller_hosts) != len(args.prefiller_ports):
         parser.error("Number of prefiller hosts must match number of prefiller ports")
     if len(args.decoder_hosts) != len(args.decoder_ports):
@@ -83,6 +90,7 @@ def main(argv: list[str]) -> int:
         port=args.port,
         log_level=args.log_level.lower(),
         head_timeout=args.header_timeout,
+        keep_alive=args.keep_alive_timeout,
         limit_concurrency=args.limit_concurrency,
     )
     return 0

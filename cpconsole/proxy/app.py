@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..core.httpclient import http_client
 from ..core.telemetry.health import PROBE_PREFIX
 from .metrics import ProxyMetrics, Timing
 
@@ -132,11 +133,7 @@ class PdProxy:
         self.settings = settings
         self.metrics = ProxyMetrics()
         self._health: tuple[float, dict[Kind, int]] | None = None
-        self.client = httpx.AsyncClient(
-            timeout=None,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=100_000, max_keepalive_connections=100_000),
-        )
+        self.client = http_client(None, max_connections=None)
         self.app = Starlette(
             routes=[
                 Route("/v1/completions", self.completions, methods=["POST"]),

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from ..diagnosis.explain import FailureCause, explain
+from ..httpclient import http_client
 from ..plan import LaunchPlan, ProcessPlan
 from ..remote import LogStore, ProcessHandle, ProcessStatus, RemoteError, Transport, scripts
 from ..remote import manifest as manifest_file
@@ -63,7 +64,7 @@ class Orchestrator:
         self._launched: set[str] = set()  # progress of adopted processes is history, not news
         self._telemetry_stalls: set[str] = set()
         self.operator = operator()
-        self._http = http or httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(3.0))
+        self._http = http or http_client(3.0)
         self._own_http = http is None
 
     # ------------------------------------------------------------ bookkeeping
