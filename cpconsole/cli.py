@@ -104,6 +104,20 @@ def cmd_console(args: argparse.Namespace) -> int:
     return ConsoleApp(session).run() or EXIT_OK
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
+    _, plan = _plan_for(args)
+    return headless.watch(plan)
+
+
+def cmd_alert_test(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
+    _, plan = _plan_for(args)
+    return headless.alert_test(plan)
+
+
 def positive_float(text: str) -> float:
     value = float(text)  # ValueError: argparse says "invalid positive_float value"
     if not value > 0:  # vllm bench takes 0 as "no requests at all", never what was meant
@@ -402,6 +416,8 @@ VERBS: dict[str, Verb] = {
     "journal": Verb(
         cmd_journal, "who did what to the deployment, from where, how it ended (kept on its first node)", _args_journal
     ),
+    "watch": Verb(cmd_watch, "watch without a screen and send the alerts (webhooks, tmux, bell) until stopped"),
+    "alert-test": Verb(cmd_alert_test, "send a test notification to every channel of the profile's notify"),
     "logs": Verb(cmd_logs, "print (and follow) the logs, merged with process prefixes", _args_logs),
     "exec": Verb(cmd_exec, "run a command on a node (or --all) and group identical output", _args_exec),
     "preflight": Verb(

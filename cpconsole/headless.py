@@ -1,4 +1,5 @@
-"""The headless verbs for scripts: up, down, restart, status, logs, exec, smoke, preflight, bench.
+"""The headless verbs for scripts: up, down, restart, status, logs, exec, smoke, preflight, bench,
+watch, alert-test.
 Each opens the same Session the console uses, does one thing, prints what `reports` renders and
 returns an exit code (see exit_codes)."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -14,9 +16,12 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from . import reports
+from .core.httpclient import http_client
 from .core.journal import JournalEntry
+from .core.notify import Notifier
 from .core.orchestrate import Orchestrator
 from .core.orchestrate.lock import DeploymentBusy
+from .core.orchestrate.model import operator
 from .core.plan import LaunchPlan
 from .core.preflight import Check
 from .core.remote import RemoteError, RunResult, ShellTransport, TailChunk, TailEvent, Transport, scripts
@@ -268,3 +273,58 @@ def bench(plan: LaunchPlan, node: str, settings: BenchSettings, as_json: bool) -
         print(f"\nstored {path}\n")
         print(bench_table(load_runs(plan.profile), mark=result.started))
     return EXIT_OK if result.summary.failed == 0 and result.summary.completed > 0 else EXIT_FAILED
+
+
+def watch(plan: LaunchPlan) -> int:
+    """The console without a screen, for systemd or a tmux window: it watches the deployment and
+    sends its alerts (webhooks, tmux, the bell on a terminal), one line each on stdout, until
+    SIGINT or SIGTERM. It starts and stops nothing."""
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        ring = plan.notify.bell and sys.stdout.isatty()
+        async with Session(plan, read_only=True, via="watch") as session:
+            await session.start()
+            notifier = session.notifier
+            assert notifier is not None  # made by start()
+            print(reports.watch_header(plan, notifier), flush=True)
+            seq, problems = 0, [a.message for a in notifier.problems()]
+            while True:  # one more look after the stop: what was sent is also printed
+                stopping = stop.is_set()
+                seq, notes = notifier.since(seq)
+                lines = [reports.notification_line(n) for n in notes]
+                now_failing = [a.message for a in notifier.problems()]
+                lines += [f"{time.strftime('%H:%M:%S')} {p}" for p in now_failing if p not in problems]
+                problems = now_failing
+                if lines:
+                    bell = "\a" if ring and any(n.state == "firing" for n in notes) else ""
+                    print(bell + "\n".join(lines), flush=True)
+                if stopping:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def alert_test(plan: LaunchPlan) -> int:
+    """A test notification on every channel of the profile: exit 0 only if each got it."""
+
+    async def run() -> dict[str, str | None]:
+        async with http_client(10) as http:
+            return await Notifier(plan.profile, plan.notify, http, sender=operator()).test()
+
+    results = asyncio.run(run())
+    if plan.notify.tmux and results.get("tmux") == "not inside tmux":
+        del results["tmux"]  # not a failure: there is no tmux to show it in
+    if not results:
+        print(f"cpconsole: {plan.profile} has no notify.webhooks and this is not inside tmux: nothing to test")
+        return EXIT_FAILED
+    if plan.notify.bell and sys.stdout.isatty():
+        sys.stdout.write("\a")
+    sys.stdout.write(reports.alert_test_text(results))
+    return EXIT_OK if all(error is None for error in results.values()) else EXIT_FAILED

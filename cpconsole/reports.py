@@ -4,11 +4,13 @@ Every line that comes from a node or a log is made inert for the terminal first.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 from .core.journal import JournalEntry
+from .core.notify import Notification, Notifier
 from .core.orchestrate import ProcessView, ProgressNoted, StageChanged, StateChanged
 from .core.orchestrate.model import Event, Notice
 from .core.plan import LaunchPlan
@@ -249,3 +251,28 @@ def preflight_text(checks: Sequence[Check], verbose: bool = False) -> str:
 
 def preflight_json(checks: Sequence[Check]) -> str:
     return json.dumps([asdict(c) for c in checks], indent=2)
+
+
+def watch_header(plan: LaunchPlan, notifier: Notifier) -> str:
+    """What `watch` watches and whom it tells."""
+    channels = [hook.name for hook in notifier.webhooks]
+    if plan.notify.tmux:
+        channels.append("tmux (when inside it)")
+    if plan.notify.bell:
+        channels.append("the bell (on a terminal)")
+    told = ", ".join(channels) or "nobody: the profile's notify has no channel"
+    return terminal_safe(
+        f"watching {plan.profile} ({len(plan.processes)} processes) as {notifier.sender}; "
+        f"{plan.notify.min_severity} and up go to: {told}"
+    )
+
+
+def notification_line(note: Notification) -> str:
+    return f"{time.strftime('%H:%M:%S', time.localtime(note.at))} {terminal_safe(note.text())}"
+
+
+def alert_test_text(results: Mapping[str, str | None]) -> str:
+    return "".join(
+        f"  {terminal_safe(channel)}: {'delivered' if error is None else terminal_safe(error)}\n"
+        for channel, error in results.items()
+    )

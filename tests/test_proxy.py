@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -186,8 +186,14 @@ def recorders() -> Iterator[tuple[Recorder, Recorder]]:
     yield from serving(Recorder(block.ip(31)), Recorder(block.ip(32)))
 
 
-def serving(*pair: Recorder) -> Iterator[Any]:  # the tuple it was given, as its caller typed it
-    """The recorders served by real uvicorn servers on their loopback ports, each in a thread."""
+class Served(Protocol):
+    host: str
+    port: int
+    app: Starlette
+
+
+def serving(*pair: Served) -> Iterator[Any]:  # the tuple it was given, as its caller typed it
+    """The apps served by real uvicorn servers on their loopback ports, each in a thread."""
     servers = [uvicorn.Server(uvicorn.Config(r.app, host=r.host, port=r.port, log_level="error")) for r in pair]
     threads = [threading.Thread(target=s.run, daemon=True) for s in servers]
     for thread in threads:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 from .names import unknown
 from .profile import LoadedProfile
-from .profile.schema import Alerts, Instance, Profile, SshSettings, Timeouts, Tools, TransportKind, flag_name
+from .profile.schema import Alerts, Instance, Notify, Profile, SshSettings, Timeouts, Tools, TransportKind, flag_name
 from .profile.topology import (
     Placement,
     api_servers,
@@ -145,6 +145,7 @@ class LaunchPlan(Frozen):
     processes: tuple[ProcessPlan, ...]
     timeouts: Timeouts
     alerts: Alerts
+    notify: Notify
 
     def process(self, name: str) -> ProcessPlan:
         for proc in self.processes:
@@ -390,6 +391,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
         processes=tuple(processes),
         timeouts=profile.timeouts,
         alerts=profile.alerts,
+        notify=profile.notify,
     )
 
 

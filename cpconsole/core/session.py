@@ -18,6 +18,7 @@ from .hostkeys import unverified_nodes
 from .httpclient import http_client
 from .journal import JournalEntry, append, journal_place, now_utc
 from .journal import read as read_journal
+from .notify import Notifier
 from .orchestrate import Orchestrator
 from .orchestrate.states import UP_STATES
 from .plan import LaunchPlan, NodePlan
@@ -111,6 +112,7 @@ class Session:
         self.npu_ips: dict[str, dict[int, str]] = {}  # per node, per chip: asked once, for the rank map
         self._tasks: list[asyncio.Task[None]] = []
         self._broken: list[Alert] = []  # background work of this session that died, as alerts
+        self.notifier: Notifier | None = None  # alerts reach people while the session watches (start)
         self.busy: str | None = None  # the intent being carried out, if any
         self.preflight_checks: list[Check] | None = None  # the last preflight's results
         self.preflight_took: float | None = None  # how long it took, in seconds
@@ -130,6 +132,9 @@ class Session:
             await self.orchestrator.adopt()
         finally:
             self.busy = None
+        self.notifier = Notifier(
+            self.plan.profile, self.plan.notify, self.http, sender=self.orchestrator.operator, clock=self.now
+        )
         self.telemetry.start_nodes()
         self._tasks = [
             # an exit shows within 2 s; health every 6 s (the telemetry pollers ask every 5 s too)
@@ -218,20 +223,29 @@ class Session:
             self._watch_lines(name, lines)
 
     def _set_alerts(self, alerts: list[Alert], keep: int = 500) -> None:
-        alerts = [*alerts, *(a for a in self._broken if a not in alerts)]
+        """The alerts of this round: an alert not active before is raised, an active one missing
+        cleared (an episode, in the history); the notifier hears of each once."""
+        extra = [*self._broken, *(self.notifier.problems() if self.notifier else ())]
+        alerts = [*alerts, *(a for a in extra if a not in alerts)]
         now = self.now()
         active = {r.alert.key: r for r in self.alert_history if r.cleared_at is None}
+        raised = []
         for alert in alerts:
             if alert.key in active:
                 active[alert.key].alert = alert  # its latest word: a count, the last line seen
             else:
                 self.alert_history.append(AlertRecord(alert, now))
+                raised.append(alert)
         keys = {a.key for a in alerts}
+        cleared = []
         for key, record in active.items():
             if key not in keys:
                 record.cleared_at = now
+                cleared.append(record.alert)
         del self.alert_history[:-keep]
         self.alerts = alerts
+        if self.notifier:
+            self.notifier.offer(raised, cleared)
 
     async def exec(
         self, nodes: Sequence[str], argv: Sequence[str], timeout: float = 30.0
@@ -466,6 +480,8 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.telemetry.stop()
+        if self.notifier:
+            await self.notifier.close()
         await self.orchestrator.close()
         await self.http.aclose()
         await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)

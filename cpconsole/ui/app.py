@@ -18,6 +18,7 @@ from textual.widgets import Input, TextArea
 from textual.worker import Worker
 
 from ..core import cmdline as cmd
+from ..core.notify import Notification
 from ..core.orchestrate.lock import DeploymentBusy
 from ..core.remote import RemoteError
 from ..core.session import ReadOnly, Session
@@ -86,6 +87,8 @@ class ConsoleApp(App[int]):
         self.board = BoardScreen(session)
         self._preflight_offered = False
         self.notices: deque[str] = deque(maxlen=200)  # what the toasts said this session, newest last
+        self.heard: deque[Notification] = deque(maxlen=200)  # alerts raised and cleared, as notified
+        self._heard_seq = 0
 
     def notify(
         self,
@@ -128,9 +131,21 @@ class ConsoleApp(App[int]):
             self.set_keymap(keymap)
 
     def refresh_screens(self) -> None:
+        self._hear_notifications()
         screen = self.screen
         if isinstance(screen, SessionScreen):
             screen.refresh_from(self.session)
+
+    def _hear_notifications(self) -> None:
+        """The bell for each alert raised since the last look (the board lists it; tmux and the
+        webhooks are told by the session's notifier)."""
+        notifier = self.session.notifier
+        if notifier is None:
+            return
+        self._heard_seq, notes = notifier.since(self._heard_seq)
+        self.heard.extend(notes)
+        if notifier.settings.bell and any(note.state == "firing" for note in notes):
+            self.bell()
 
     # ------------------------------------------------------------ screens
 

@@ -279,6 +279,31 @@ class Alerts(Strict):
     error_lines_clear_s: float = Field(default=120, gt=0, description="… until its lines stop for this long")
 
 
+URL_RE = r"^https?://[^\s/?#]+[^\s]*$"
+PATTERN_HELP[URL_RE] = "an http:// or https:// address, no spaces"
+
+
+class Webhook(Strict):
+    """Where alerts are POSTed as JSON (Slack-style receivers read its `text`)."""
+
+    url: Annotated[str, StringConstraints(pattern=URL_RE, max_length=2048)]
+    token_env: EnvName | None = Field(
+        default=None, description="environment variable on the jump host holding a bearer token"
+    )
+    retries: int = Field(default=3, ge=0, le=10, description="more tries after a failed one, with backoff")
+    backoff_s: float = Field(default=2, gt=0, le=300, description="wait before the first retry; doubles each time")
+    max_per_minute: int = Field(default=10, ge=1, description="more than this in a minute are dropped and counted")
+
+
+class Notify(Strict):
+    """Who hears of an alert, once when it is raised and once when it clears."""
+
+    min_severity: Literal["warning", "critical"] = "warning"
+    bell: bool = Field(default=True, description="the terminal bell, in the console")
+    tmux: bool = Field(default=True, description="tmux display-message, when the console runs in tmux")
+    webhooks: tuple[Webhook, ...] = ()
+
+
 class Profile(Strict):
     name: Name
     versions: Versions = Versions()
@@ -291,6 +316,7 @@ class Profile(Strict):
     bench: Bench | None = None
     timeouts: Timeouts = Timeouts()
     alerts: Alerts = Alerts()
+    notify: Notify = Notify()
 
 
 def flag_name(key: str) -> str:
