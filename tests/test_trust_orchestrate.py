@@ -183,6 +183,7 @@ async def test_a_console_sees_within_seconds_what_another_operator_started(profi
     import asyncio
 
     from cpconsole.core.session import Session
+    from cpconsole.ui.screens.board import last_action_text
 
     async with Session(build_plan(load_profile(profile))) as console:
         await console.start()
@@ -197,3 +198,10 @@ async def test_a_console_sees_within_seconds_what_another_operator_started(profi
         assert seen.state in ("starting", "ready"), seen
         assert seen.reason.startswith("started by ") and "@" in seen.reason
         assert console.view().processes["prefill-0"].state == "planned"  # what nobody started stays as it was
+        for _ in range(600):  # and the journal says who did it, on the board's roll-up
+            action = console.last_action
+            if action is not None and action.verb == "up":
+                break
+            await asyncio.sleep(0.1)
+        assert action is not None and (action.via, action.targets, action.result) == ("cli", ("decode-0",), "ok")
+        assert last_action_text(action, console.now()).startswith(f"up by {action.who} (cli): ok, ")

@@ -5,6 +5,7 @@ with O_APPEND (`>>`): lines from two operators never interleave."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import posixpath
 import shlex
@@ -28,6 +29,13 @@ class JournalEntry:
     digest: str  # of the profile as it was then
     result: str  # ok, failed, or error: …
     seconds: float
+
+    def epoch(self) -> float | None:
+        """When it was written, in seconds since the epoch (None if `at` is not ours)."""
+        try:
+            return calendar.timegm(time.strptime(self.at, "%Y-%m-%dT%H:%M:%SZ"))
+        except ValueError:
+            return None
 
     def line(self) -> str:
         return json.dumps({**asdict(self), "targets": list(self.targets)}, separators=(",", ":"))

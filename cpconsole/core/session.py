@@ -113,6 +113,7 @@ class Session:
         self._tasks: list[asyncio.Task[None]] = []
         self._broken: list[Alert] = []  # background work of this session that died, as alerts
         self.notifier: Notifier | None = None  # alerts reach people while the session watches (start)
+        self.last_action: JournalEntry | None = None  # the journal's newest entry, whoever acted
         self.busy: str | None = None  # the intent being carried out, if any
         self.preflight_checks: list[Check] | None = None  # the last preflight's results
         self.preflight_took: float | None = None  # how long it took, in seconds
@@ -168,6 +169,7 @@ class Session:
             if self.busy is None and time.monotonic() - looked >= look_elsewhere_s:
                 looked = time.monotonic()  # what another console or a script started shows here too
                 await self.orchestrator.notice_starts_elsewhere()
+                await self._read_last_action()
             views = self.orchestrator.views
             running = [n for n, v in views.items() if v.state in UP_STATES]
             ready = [n for n, v in views.items() if v.state in ("ready", "stalled")]
@@ -381,11 +383,20 @@ class Session:
                 result,
                 round(time.monotonic() - started, 3),
             )
+            self.last_action = entry
             node, path = journal_place(self.plan)
             try:
                 await append(self.transports[node], path, entry)
             except (RemoteError, OSError) as exc:
                 self.report_failure("writing the journal", exc)
+
+    async def _read_last_action(self) -> None:
+        """Who did what last, from the journal (another operator's action shows on the board too);
+        a journal that cannot be read leaves the last one known."""
+        with contextlib.suppress(RemoteError, OSError):
+            entries = await self.journal(1)
+            if entries:
+                self.last_action = entries[-1]
 
     async def journal(self, last: int = 50) -> list[JournalEntry]:
         """The deployment's last journal entries, oldest first."""

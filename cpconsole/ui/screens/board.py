@@ -7,11 +7,28 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
+from ...core.journal import JournalEntry
+from ...core.safetext import terminal_safe
 from ...core.session import Session
 from ...core.view import SessionView
 from ..widgets.node_panel import NodePanel
 from ..widgets.process_table import ProcessTable
 from .base import SessionScreen
+
+
+def compact_age(seconds: float) -> str:
+    seconds = int(max(0.0, seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def last_action_text(entry: JournalEntry, now: float) -> str:
+    """`up by bob@jump (cli): ok, 2m ago` — the journal's newest entry."""
+    at = entry.epoch()
+    ago = f", {compact_age(now - at)} ago" if at is not None else ""
+    return terminal_safe(f"{entry.verb} by {entry.who} ({entry.via}): {entry.result}{ago}")[:120]
 
 
 def rollup(session: Session, view: SessionView) -> Text:
@@ -32,6 +49,9 @@ def rollup(session: Session, view: SessionView) -> Text:
         text.append("proxy " + ("✓" if ok else "✗") + "  ", style="green" if ok else "red")
     every = all(v.state == "ready" for v in views.values())
     text.append("ready" if every else (session.busy or "not ready"), style="bold green" if every else "bold yellow")
+    if session.last_action:
+        text.append(" · ", style="dim")
+        text.append(last_action_text(session.last_action, session.now()), style="dim")
     if session.alerts:
         text.append(" · ", style="dim")
         text.append(f"{len(session.alerts)} alert(s)", style="bold red")
