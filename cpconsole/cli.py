@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -116,6 +117,25 @@ def cmd_alert_test(args: argparse.Namespace) -> int:
 
     _, plan = _plan_for(args)
     return headless.alert_test(plan)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+    from .core.inventory import profile_dirs
+
+    return headless.ls(profile_dirs(Path.cwd()), args.json, offline=args.offline)
+
+
+def pick_and_open(args: argparse.Namespace) -> int:
+    """`cpconsole` alone, on a terminal: the profile picker, then the console of the one picked."""
+    from .core.inventory import listed_profiles, profile_dirs
+    from .ui.picker import PickerApp
+
+    dirs = profile_dirs(Path.cwd())
+    chosen = PickerApp(listed_profiles(dirs), dirs).run()
+    if chosen is None:
+        return EXIT_OK
+    return cmd_console(argparse.Namespace(profile=str(chosen), read_only=False))
 
 
 def positive_float(text: str) -> float:
@@ -390,6 +410,11 @@ def _args_smoke(cmd: argparse.ArgumentParser) -> None:
     _json_option(cmd)
 
 
+def _args_ls(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--offline", action="store_true", help="list the profiles only: do not ask their nodes")
+    _json_option(cmd)
+
+
 def _no_args(cmd: argparse.ArgumentParser) -> None:
     return None
 
@@ -406,6 +431,7 @@ VERBS: dict[str, Verb] = {
     "plan": Verb(cmd_summary, "summarise the processes a profile starts, where"),
     "render": Verb(cmd_render, "print the exact launch commands of every process", _args_render),
     "schema": Verb(cmd_schema, "print the profile's JSON Schema (for editor completion)", _no_args),
+    "ls": Verb(cmd_ls, "the profiles in ./profiles and ~/.config/cpconsole/profiles, and which run", _args_ls),
     "up": Verb(cmd_up, "start what is not running (instances side by side, then the proxy) until ready", _args_up),
     "down": Verb(cmd_down, "stop the processes, proxy first, master last", _args_down),
     "restart": Verb(cmd_restart, "restart an instance (all its ranks) or the proxy", _args_restart),
@@ -464,8 +490,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
         if args.command is None:
-            parser.print_help()
-            return EXIT_USAGE
+            on_terminal = not argv and sys.stdin.isatty() and sys.stdout.isatty()
+            if not on_terminal:
+                parser.print_help()
+                return EXIT_USAGE
+            args.func = pick_and_open
     from .core.profile import ProfileError  # after parsing: --help and usage errors need none of it
 
     try:

@@ -1,5 +1,5 @@
 """The headless verbs for scripts: up, down, restart, status, logs, exec, smoke, preflight, bench,
-watch, alert-test.
+watch, alert-test, ls.
 Each opens the same Session the console uses, does one thing, prints what `reports` renders and
 returns an exit code (see exit_codes)."""
 
@@ -13,10 +13,12 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Literal
 
 from . import reports
 from .core.httpclient import http_client
+from .core.inventory import Listed, listed_profiles, running_of
 from .core.journal import JournalEntry
 from .core.notify import Notifier
 from .core.orchestrate import Orchestrator
@@ -328,3 +330,23 @@ def alert_test(plan: LaunchPlan) -> int:
         sys.stdout.write("\a")
     sys.stdout.write(reports.alert_test_text(results))
     return EXIT_OK if all(error is None for error in results.values()) else EXIT_FAILED
+
+
+def ls(dirs: list[Path], as_json: bool, *, offline: bool) -> int:
+    """The profiles in the directories, each with whether its deployment runs (all asked at once)."""
+    listed = listed_profiles(dirs)
+    if not listed:
+        print(f"cpconsole: no profiles (*.yaml) in {' or '.join(map(str, dirs))}", file=sys.stderr)
+        return EXIT_FAILED
+
+    async def ask(entry: Listed) -> str:
+        if entry.plan is None:
+            return "invalid"
+        return "not asked" if offline else await running_of(entry.plan)
+
+    async def every() -> list[str]:
+        return list(await asyncio.gather(*map(ask, listed)))
+
+    states = asyncio.run(every())
+    sys.stdout.write(reports.ls_json(listed, states) if as_json else reports.ls_text(listed, states, Path.cwd()))
+    return EXIT_OK

@@ -7,8 +7,10 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
+from .core.inventory import Listed, shown_path
 from .core.journal import JournalEntry
 from .core.notify import Notification, Notifier
 from .core.orchestrate import ProcessView, ProgressNoted, StageChanged, StateChanged
@@ -276,3 +278,39 @@ def alert_test_text(results: Mapping[str, str | None]) -> str:
         f"  {terminal_safe(channel)}: {'delivered' if error is None else terminal_safe(error)}\n"
         for channel, error in results.items()
     )
+
+
+def ls_rows(listed: Sequence[Listed], states: Sequence[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": str(entry.path),
+            "name": entry.name,
+            "nodes": len(entry.plan.nodes) if entry.plan else None,
+            "processes": len(entry.plan.processes) if entry.plan else None,
+            "state": state,
+            "problem": entry.problem or None,
+        }
+        for entry, state in zip(listed, states, strict=True)
+    ]
+
+
+def ls_json(listed: Sequence[Listed], states: Sequence[str]) -> str:
+    return json.dumps(ls_rows(listed, states), indent=2) + "\n"
+
+
+def ls_text(listed: Sequence[Listed], states: Sequence[str], cwd: Path) -> str:
+    header = ("PROFILE", "NAME", "NODES", "PROCESSES", "STATE")
+    rows = [
+        (
+            shown_path(Path(row["path"]), cwd, Path.home()),
+            row["name"],
+            str(row["nodes"] or "-"),
+            str(row["processes"] or "-"),
+            row["state"],
+        )
+        for row in ls_rows(listed, states)
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in [header, *rows]]
+    out += [f"  {entry.path.name}: {entry.problem}\n" for entry in listed if entry.problem]
+    return terminal_safe_lines("".join(out))

@@ -5,25 +5,29 @@ fill the panels (and, 15 s into serving, the decode's KV transfers start failing
 replayed by the simulator, for the alert history), saves an SVG of every screen, each taken from that screen (board, logs, NPUs,
 metrics, plan, prompt pane with an answer, preflight, alert history, the rank map, the journal, a
 process's details, help,
-the stop confirmation) into screenshots/ (PNGs too when rsvg-convert is installed), then brings
+the stop confirmation, the profile picker) into screenshots/ (PNGs too when rsvg-convert is installed), then brings
 everything down again (`D`, confirmed with `y`). tests/test_screenshots.py checks the result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cpconsole.core.inventory import listed_profiles, profile_dirs  # noqa: E402
 from cpconsole.core.plan import build_plan  # noqa: E402
 from cpconsole.core.profile import load_profile_text  # noqa: E402
 from cpconsole.core.session import Session  # noqa: E402
 from cpconsole.ui.app import ConsoleApp  # noqa: E402
+from cpconsole.ui.picker import PickerApp  # noqa: E402
 
 OUT = ROOT / "screenshots"
 SHOTS = (
@@ -41,6 +45,7 @@ SHOTS = (
     "confirm",
     "preflight",
     "preflight-offer",
+    "picker",
 )
 
 
@@ -51,6 +56,28 @@ FAULT = (
     "env: {CPCONSOLE_SIM_NODE: 127.0.0.13, CPCONSOLE_SIM_FAULT: kv_connect_timeout@15,"
     " CPCONSOLE_SIM_FAULT_PEER: 127.0.0.11}",
 )
+
+
+async def picker_shot() -> None:
+    """`cpconsole` alone: the picker over a jump host's profiles (the demo, the CPU tier's, a broken one)."""
+    with tempfile.TemporaryDirectory(prefix="cpconsole-shots-") as tmp:
+        work = Path(tmp, "ops")
+        (work / "profiles").mkdir(parents=True)
+        for name in ("demo.yaml", "cpu-1p1d.yaml"):
+            shutil.copy(ROOT / "profiles" / name, work / "profiles" / name)
+        (work / "profiles" / "half-written.yaml").write_text("name: demo\nnodes: {a: {host: 127.0.0.1\n")
+        dirs = profile_dirs(work, {"XDG_CONFIG_HOME": str(Path(tmp, "config"))})  # nothing of this machine
+        picker = PickerApp(listed_profiles(dirs), dirs)
+        os.chdir(work)  # as an operator runs it: from the directory holding profiles/
+        async with picker.run_test(size=(150, 14)) as pilot:
+            for _ in range(300):
+                await pilot.pause(0.1)
+                if not any(state.startswith("asking") for state in picker.states.values()):
+                    break
+            await pilot.press("down", "down", "enter")  # the broken one: it says why
+            await pilot.pause(0.3)
+            picker.save_screenshot("picker.svg", str(OUT))
+        os.chdir(ROOT)
 
 
 async def main() -> None:
@@ -106,6 +133,7 @@ async def main() -> None:
         await pilot.press("escape", "question_mark")
         await pilot.pause(0.5)
         app.save_screenshot("help.svg", str(OUT))
+        await picker_shot()  # while the demo runs: its row says so
         await pilot.press("escape", "D")
         await pilot.pause(0.5)
         app.save_screenshot("confirm.svg", str(OUT))

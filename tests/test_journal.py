@@ -12,10 +12,10 @@ from pathlib import Path
 from rich.table import Table
 from textual.widgets import Static
 
-from cpconsole.core.journal import JournalEntry, journal_place
+from cpconsole.core.journal import JournalEntry, append, journal_place, read
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile_text
-from cpconsole.core.remote import SSHTransport, Transport
+from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
 from cpconsole.core.session import Session
 from cpconsole.ui.app import ConsoleApp
 
@@ -95,3 +95,14 @@ async def test_every_console_sees_the_journal_of_the_deployment(tmp_path: Path) 
         (row,) = zip(*(column(table_of(app.screen, "#journal-table"), i) for i in range(6)), strict=True)
         assert row[2:5] == ("cli", "exec true prefill-a prefill-b decode-a", "ok")
         await pilot.press("1", "q", "enter")
+
+
+async def test_a_journal_under_the_login_home_is_written_there_not_in_a_directory_named_tilde(
+    tmp_path: Path,
+) -> None:
+    node = LocalTransport("first")
+    node.env["HOME"] = str(tmp_path)  # this node's login home
+    entry = JournalEntry("2026-12-02T10:00:00Z", "alice@jump", "cli", "up", (), "d1", "ok", 1.5)
+    await append(node, "~/.cache/cpconsole/demo-x/journal.jsonl", entry)
+    assert (tmp_path / ".cache/cpconsole/demo-x/journal.jsonl").read_text() == entry.line() + "\n"
+    assert await read(node, "~/.cache/cpconsole/demo-x/journal.jsonl", 5) == [entry]

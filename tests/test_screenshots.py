@@ -28,6 +28,7 @@ MARKERS = {
     "confirm": "Stop every process of this deployment?",
     "preflight": "passed ·",
     "preflight-offer": "Check every node before starting?",
+    "picker": "profile name nodes processes state",
 }
 
 

@@ -62,7 +62,7 @@ async def demo_session(tmp_path: Path) -> AsyncIterator[Session]:
 
 
 async def wait_for(
-    pilot: Pilot[int], condition: Callable[[], object], timeout: float = 60.0, *, shown: Callable[[], object] = str
+    pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 60.0, *, shown: Callable[[], object] = str
 ) -> None:
     """Until the condition holds (a hang guard, not a speed bound); on timeout, says what `shown` shows."""
     for _ in range(int(timeout / 0.1)):

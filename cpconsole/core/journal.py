@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from .orchestrate.lock import lock_dir
 from .plan import LaunchPlan
 from .remote import RemoteError, Transport
+from .remote.scripts import shell_path
 
 NAME = "journal.jsonl"
 
@@ -71,7 +72,8 @@ def journal_place(plan: LaunchPlan) -> tuple[str, str]:
 
 async def append(transport: Transport, path: str, entry: JournalEntry) -> None:
     """Raises RemoteError when the entry could not be written."""
-    script = f"mkdir -p {shlex.quote(posixpath.dirname(path))} && printf '%s\\n' {shlex.quote(entry.line())} >> {shlex.quote(path)}"
+    directory, file = shell_path(posixpath.dirname(path)), shell_path(path)  # ~ is the login home
+    script = f"mkdir -p {directory} && printf '%s\\n' {shlex.quote(entry.line())} >> {file}"
     result = await transport.run(script, timeout=20)
     if not result.ok:
         why = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[-200:]
@@ -80,6 +82,6 @@ async def append(transport: Transport, path: str, entry: JournalEntry) -> None:
 
 async def read(transport: Transport, path: str, last: int) -> list[JournalEntry]:
     """The last `last` entries, oldest first (none when there is no journal yet)."""
-    result = await transport.run(f"tail -n {int(last)} {shlex.quote(path)} 2>/dev/null || true", timeout=20)
+    result = await transport.run(f"tail -n {int(last)} {shell_path(path)} 2>/dev/null || true", timeout=20)
     found = (JournalEntry.parse(line) for line in result.text().splitlines() if line.strip())
     return [entry for entry in found if entry is not None]
