@@ -171,6 +171,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
 
     _, plan = _plan_for(args)
+    if args.orphans:
+        if args.process or args.json or args.force:
+            raise UsageError("--orphans goes alone (with --yes): it looks for every process of the profile")
+        return headless.down_orphans(plan, yes=args.yes)
     return headless.down(plan, _names(plan, args.process), args.json, force=args.force)
 
 
@@ -326,6 +330,12 @@ def _args_up(cmd: argparse.ArgumentParser) -> None:
 def _args_down(cmd: argparse.ArgumentParser) -> None:
     _args_up(cmd)
     _force_option(cmd)
+    cmd.add_argument(
+        "--orphans",
+        action="store_true",
+        help="find the profile's processes that nothing tracks any more (run directory gone), list them, stop them",
+    )
+    cmd.add_argument("--yes", action="store_true", help="with --orphans: stop them without asking")
 
 
 def _args_restart(cmd: argparse.ArgumentParser) -> None:

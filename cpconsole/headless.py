@@ -21,7 +21,7 @@ from .core.httpclient import http_client
 from .core.inventory import Listed, listed_profiles, running_of
 from .core.journal import JournalEntry
 from .core.notify import Notifier
-from .core.orchestrate import Orchestrator
+from .core.orchestrate import Orchestrator, orphans
 from .core.orchestrate.lock import DeploymentBusy
 from .core.orchestrate.model import operator
 from .core.plan import LaunchPlan
@@ -350,3 +350,37 @@ def ls(dirs: list[Path], as_json: bool, *, offline: bool) -> int:
     states = asyncio.run(every())
     sys.stdout.write(reports.ls_json(listed, states) if as_json else reports.ls_text(listed, states, Path.cwd()))
     return EXIT_OK
+
+
+def down_orphans(plan: LaunchPlan, *, yes: bool) -> int:
+    """Processes of the profile that nothing tracks any more: listed, then stopped (after a yes at
+    the terminal, or with --yes). Exit 0 when none is left."""
+
+    async def run() -> int:
+        async with Session(plan) as session:
+            await session.orchestrator.adopt()
+            tracked: dict[str, set[int]] = {}
+            for handle in session.orchestrator.handles.values():
+                tracked.setdefault(handle.node, set()).add(handle.pid)
+            listed, unasked = await orphans.listings(plan, session.transports)
+            found = orphans.find(plan, listed, tracked)
+            sys.stdout.write(reports.orphans_text(found, unasked))
+            if not found:
+                return EXIT_UNREACHABLE if unasked else EXIT_OK
+            if not yes:
+                if not sys.stdin.isatty():
+                    print("cpconsole: nothing stopped; add --yes to stop them", file=sys.stderr)
+                    return EXIT_FAILED
+                answer = await asyncio.to_thread(input, f"stop these {len(found)} process group(s)? [y/N] ")
+                if answer.strip().lower() not in ("y", "yes"):
+                    return EXIT_FAILED
+            results = await session.journaled(
+                "down --orphans",
+                sorted({o.process for o in found}),
+                orphans.stop(session.transports, found, plan.timeouts.stop_grace),
+                ok=lambda done: not any(done.values()),
+            )
+            sys.stdout.write(reports.orphans_stopped_text(results))
+            return EXIT_OK if not any(results.values()) else EXIT_FAILED
+
+    return asyncio.run(run())

@@ -15,6 +15,7 @@ from .core.journal import JournalEntry
 from .core.notify import Notification, Notifier
 from .core.orchestrate import ProcessView, ProgressNoted, StageChanged, StateChanged
 from .core.orchestrate.model import Event, Notice
+from .core.orchestrate.orphans import Orphan
 from .core.plan import LaunchPlan
 from .core.preflight import Check, fold, tally
 from .core.ranks import RANK_COLUMNS, Rank
@@ -314,3 +315,23 @@ def ls_text(listed: Sequence[Listed], states: Sequence[str], cwd: Path) -> str:
     out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in [header, *rows]]
     out += [f"  {entry.path.name}: {entry.problem}\n" for entry in listed if entry.problem]
     return terminal_safe_lines("".join(out))
+
+
+def orphans_text(found: Sequence[Orphan], unasked: Mapping[str, str]) -> str:
+    """The processes of the profile nothing tracks, a session (process group) a line."""
+    out = [f"cannot list the processes of {node}: {why}\n" for node, why in unasked.items()]
+    if not found:
+        return terminal_safe_lines("".join(out) + "no processes of this profile run untracked\n")
+    out.append(f"{len(found)} untracked process group(s) of this profile (their run directories are gone):\n")
+    for orphan in found:
+        out.append(
+            f"  {orphan.node:<12} looks like {orphan.process:<12} session {orphan.session:<8} "
+            f"{len(orphan.pids)} process(es)  {orphan.command[:100]}\n"
+        )
+    return terminal_safe_lines("".join(out))
+
+
+def orphans_stopped_text(results: Mapping[Orphan, str]) -> str:
+    return terminal_safe_lines(
+        "".join(f"  {o.node:<12} session {o.session:<8} {why or 'stopped'}\n" for o, why in results.items())
+    )
