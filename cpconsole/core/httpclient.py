@@ -10,10 +10,21 @@ import httpx
 IDLE_CONNECTION_S = 2.0
 
 
-def http_client(timeout: float | None, *, max_connections: int | None = 100) -> httpx.AsyncClient:
-    """A client that ignores the environment's proxies (cluster addresses are never behind one) and
-    drops its idle connections before any server we talk to would."""
+def http_client(
+    timeout: float | None, *, max_connections: int | None = 100, api_key: str | None = None
+) -> httpx.AsyncClient:
+    """A client that ignores the environment's proxies (cluster addresses are never behind one),
+    drops its idle connections before any server we talk to would, and sends the deployment's API
+    key (when it has one) with every request."""
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=IDLE_CONNECTION_S
     )
-    return httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(timeout), limits=limits)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    return httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(timeout), limits=limits, headers=headers)
+
+
+def status_text(status: int) -> str:
+    """An HTTP status as an operator reads it: a 401 is a key problem, not a dead server."""
+    if status == 401:
+        return "HTTP 401: wrong or missing API key (the profile's api_key)"
+    return f"HTTP {status}"

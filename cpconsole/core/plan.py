@@ -16,7 +16,18 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 from .names import unknown
 from .profile import LoadedProfile
-from .profile.schema import Alerts, Instance, Notify, Profile, SshSettings, Timeouts, Tools, TransportKind, flag_name
+from .profile.schema import (
+    Alerts,
+    ApiKey,
+    Instance,
+    Notify,
+    Profile,
+    SshSettings,
+    Timeouts,
+    Tools,
+    TransportKind,
+    flag_name,
+)
 from .profile.topology import (
     Placement,
     api_servers,
@@ -76,6 +87,8 @@ class ProcessPlan(Frozen):
     ports: tuple[PortUse, ...]
     container_pidfile: str | None = None  # in the container: where the process records its group
     container_cli: tuple[str, ...] = ("docker",)  # the node's tools.docker
+    # the variable that receives the profile's API key at launch (read from KEY_FILE, then deleted)
+    key_env: str | None = None
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -146,6 +159,7 @@ class LaunchPlan(Frozen):
     timeouts: Timeouts
     alerts: Alerts
     notify: Notify
+    api_key: ApiKey | None = None  # where the key is kept; never the key itself
 
     def process(self, name: str) -> ProcessPlan:
         for proc in self.processes:
@@ -344,6 +358,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
                 ports=ports_of(place.process),
                 container_pidfile=pidfile(place.process, container),
                 container_cli=tools_of(place.node).docker,
+                key_env="VLLM_API_KEY" if profile.api_key and place.serves_http else None,
             )
         )
     if profile.proxy is not None:
@@ -366,6 +381,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
                 ports=ports_of("proxy"),
                 container_pidfile=pidfile("proxy", container),
                 container_cli=tools_of(proxy.node).docker,
+                key_env="OPENAI_API_KEY" if profile.api_key else None,  # what the PD proxies send on
             )
         )
     nodes = tuple(
@@ -392,6 +408,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
         timeouts=profile.timeouts,
         alerts=profile.alerts,
         notify=profile.notify,
+        api_key=profile.api_key,
     )
 
 
@@ -417,6 +434,8 @@ def docker_exec_words(proc: ProcessPlan) -> list[str]:
     if proc.cwd:
         words.append(f"--workdir {shlex.quote(proc.cwd)}")
     words += [f"--env {shlex.quote(f'{key}={value}')}" for key, value in proc.env]
+    if proc.key_env:
+        words.append(f"--env {proc.key_env}")  # its value from launch.sh's environment, never written
     return [*words, shlex.quote(proc.container)]
 
 
@@ -425,9 +444,15 @@ def docker_exec_words(proc: ProcessPlan) -> list[str]:
 KEEP_GROUP = shlex.quote('echo $$ > "$0" && exec "$@"')
 
 
+# the API key, written by cpconsole (mode 600) just before the start, read once and deleted
+KEY_FILE = ".api_key"
+
+
 def render_script(proc: ProcessPlan) -> str:
     """A POSIX sh script that starts the process in the foreground (`exec`), env and all."""
     head = ["#!/bin/sh", f"# cpconsole: {proc.name} ({proc.role}) on node {proc.node}"]
+    if proc.key_env:  # run in its run directory, where KEY_FILE is
+        head.append(f"{proc.key_env}=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export {proc.key_env} || exit 1")
     if proc.container:
         keep_group = f"setsid -w sh -c {KEEP_GROUP} {shlex.quote(proc.container_pidfile or '')}"
         options = [*docker_exec_words(proc), keep_group, format_command(proc.argv)]

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .apikey import read_api_key
 from .diagnosis import LogWatch
 from .hostkeys import unverified_nodes
 from .httpclient import http_client
@@ -101,8 +102,9 @@ class Session:
         self.alert_history: list[AlertRecord] = []  # newest last
         self.history = history or History()
         self.transports = dict(transports) if transports else {n.name: transport_for(n) for n in plan.nodes}
-        self.http = http_client(3.0)
-        self.orchestrator = Orchestrator(plan, self.transports, http=self.http)
+        self._api_key = read_api_key(plan.api_key)  # UsageError when the profile's key cannot be read
+        self.http = http_client(3.0, api_key=self._api_key)
+        self.orchestrator = Orchestrator(plan, self.transports, http=self.http, api_key=self._api_key)
         self.telemetry = Telemetry(plan, self.transports, self.http, health_interval=10.0)  # the watch loop checks too
         self.alerts: list[Alert] = []
         decodes = frozenset(p.name for p in plan.processes if p.role == "decode" and p.http_port)
@@ -334,7 +336,7 @@ class Session:
             raise RemoteError(transport.node, "this transport cannot stream a command")
 
         async def run() -> BenchRun:
-            async for item in run_bench(self.plan, transport, settings):
+            async for item in run_bench(self.plan, transport, settings, api_key=self._api_key):
                 if isinstance(item, BenchRun):
                     with contextlib.suppress(OSError):
                         store_run(item)

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .args import VERSION, ServeArgs
 from .engine import Engine, EngineDead, Request
@@ -57,6 +60,22 @@ def sse(data: dict[str, Any] | str) -> bytes:
     return f"data: {payload}\n\n".encode()
 
 
+class ApiKeyMiddleware:
+    """vLLM's rule with VLLM_API_KEY (or --api-key) set: every path under /v1 wants
+    `Authorization: Bearer <key>`, else 401 {"error": "Unauthorized"}; the rest stays open."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app, self.key = app, key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.key and scope["type"] == "http" and scope["method"] != "OPTIONS" and scope["path"].startswith("/v1"):
+            given = Headers(scope=scope).get("authorization", "")
+            if not secrets.compare_digest(given.encode(), f"Bearer {self.key}".encode()):
+                await JSONResponse({"error": "Unauthorized"}, status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class SimServer:
     def __init__(
         self, args: ServeArgs, engine: Engine, faults: Faults, on_fatal: Callable[[str], None], host: str
@@ -69,6 +88,7 @@ class SimServer:
         self.fingerprint = f"vllm-{VERSION}-sim"
         self._never = asyncio.Event()
         self.app = Starlette(
+            middleware=[Middleware(ApiKeyMiddleware, key=os.environ.get("VLLM_API_KEY", ""))],
             routes=[
                 Route("/health", self.health),
                 Route("/ping", self.health, methods=["GET", "POST"]),
@@ -79,7 +99,7 @@ class SimServer:
                 Route("/tokenize", self.tokenize, methods=["POST"]),
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
-            ]
+            ],
         )
 
     async def _hang_if_asked(self) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 
 from ..diagnosis.explain import FailureCause, explain
-from ..httpclient import http_client
-from ..plan import LaunchPlan, ProcessPlan
+from ..httpclient import http_client, status_text
+from ..plan import KEY_FILE, LaunchPlan, ProcessPlan
 from ..remote import LogStore, ProcessHandle, ProcessStatus, RemoteError, Transport, scripts
 from ..remote import manifest as manifest_file
 from ..remote.base import handle_from_pidfile
@@ -50,8 +50,10 @@ class Orchestrator:
         http: httpx.AsyncClient | None = None,
         poll: float = 0.25,
         log_lines: int = 20_000,
+        api_key: str | None = None,
     ) -> None:
         self.plan = plan
+        self._api_key = api_key  # handed to the processes that need it at each start, never stored
         self.transports = transports
         self.poll = poll
         self.events = EventBus()
@@ -433,6 +435,24 @@ class Orchestrator:
             await writer.wait_closed()
         return True
 
+    def _key_path(self, proc: ProcessPlan) -> str:
+        return posixpath.join(run_dir(self.plan, proc), KEY_FILE)
+
+    async def _hand_key(self, proc: ProcessPlan) -> None:
+        """The API key, for launch.sh to read once (and delete): a file only its user can read,
+        sent on stdin — never on a command line, in the script or in the log."""
+        if not proc.key_env:
+            return
+        if not self._api_key:
+            raise RemoteError(proc.node, f"{proc.name} needs the profile's api_key, which was not read")
+        path = scripts.shell_path(self._key_path(proc))
+        directory = scripts.shell_path(run_dir(self.plan, proc))
+        result = await self._node(proc.name).run(
+            f"umask 077 && mkdir -p {directory} && cat > {path}", input=self._api_key.encode(), timeout=20
+        )
+        if not result.ok:
+            raise RemoteError(proc.node, f"cannot hand {proc.name} its API key: {result.text().strip()[-200:]}")
+
     async def _start(self, name: str) -> bool:
         proc = self._proc(name)
         if await self._port_taken(proc):
@@ -446,8 +466,12 @@ class Orchestrator:
             self._move(name, "launch_failed", cause=cause, reason=f"{proc.address}:{proc.http_port} is already in use")
             return False
         try:
+            await self._hand_key(proc)
             handle = await self._node(name).spawn_detached(spawn_spec(self.plan, proc, started_by=self.operator))
         except RemoteError as exc:
+            if proc.key_env:  # the key must not stay at rest where nothing reads it
+                with contextlib.suppress(RemoteError):
+                    await self._node(name).run(f"rm -f {scripts.shell_path(self._key_path(proc))}", timeout=20)
             self._move(name, "launch_failed", reason=str(exc))
             return False
         self.handles[name] = handle
@@ -538,10 +562,9 @@ class Orchestrator:
                 self.events.publish(StageChanged("probe", "failed", str(exc)))
                 return False
             if answer.status_code != 200:
-                self._move(
-                    proc.name, "probe_failed", reason=f"probe answered {answer.status_code}: {answer.text[:200]}"
-                )
-                self.events.publish(StageChanged("probe", "failed", f"HTTP {answer.status_code}"))
+                said = status_text(answer.status_code)
+                self._move(proc.name, "probe_failed", reason=f"probe answered {said}: {answer.text[:200]}")
+                self.events.publish(StageChanged("probe", "failed", said))
                 return False
         for name, view in self.views.items():
             if can(view.state, "probe_passed"):

@@ -304,6 +304,20 @@ class Notify(Strict):
     webhooks: tuple[Webhook, ...] = ()
 
 
+class ApiKey(Strict):
+    """Where the jump host keeps the key the servers run with (vLLM's --api-key): every request
+    cpconsole sends carries it; the launch scripts and logs never hold it."""
+
+    env: EnvName | None = Field(default=None, description="an environment variable of the jump host")
+    file: str | None = Field(default=None, description="a file on the jump host (~ allowed), its first line")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiKey:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give the key's env or its file, one of them")
+        return self
+
+
 class Profile(Strict):
     name: Name
     versions: Versions = Versions()
@@ -317,6 +331,7 @@ class Profile(Strict):
     timeouts: Timeouts = Timeouts()
     alerts: Alerts = Alerts()
     notify: Notify = Notify()
+    api_key: ApiKey | None = None
 
 
 def flag_name(key: str) -> str:

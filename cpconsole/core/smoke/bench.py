@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..plan import LaunchPlan, ProcessPlan
+from ..plan import KEY_FILE, LaunchPlan, ProcessPlan
 from ..remote import RemoteError, ShellTransport
 from ..remote.launch import run_dir
 from ..remote.scripts import shell_path
@@ -123,27 +123,46 @@ def bench_argv(plan: LaunchPlan, settings: BenchSettings, result_dir: str, resul
     return argv
 
 
-def bench_script(plan: LaunchPlan, settings: BenchSettings, stamp: str) -> tuple[str, str]:
-    """The sh that runs the bench on the server's node, and where its JSON lands."""
+def bench_dir(plan: LaunchPlan) -> str:
+    return posixpath.join(posixpath.dirname(run_dir(plan, server_process(plan))), "bench")
+
+
+def bench_script(plan: LaunchPlan, settings: BenchSettings, stamp: str, *, keyed: bool = False) -> tuple[str, str]:
+    """The sh that runs the bench on the server's node, and where its JSON lands. `keyed`: the API
+    key waits in KEY_FILE there (vllm bench sends $OPENAI_API_KEY), read once and deleted."""
     server = server_process(plan)
-    result_dir = posixpath.join(posixpath.dirname(run_dir(plan, server)), "bench")
+    result_dir = bench_dir(plan)
     result_file = f"bench-{stamp}.json"
     # unbuffered: its progress lines reach the pane as they are printed, not at exit
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in (*server.env, ("PYTHONUNBUFFERED", "1")))
     # run inside the result directory (a ~ in it means the node's home, which only the shell knows)
     script = f"{exports}mkdir -p {shell_path(result_dir)} && cd {shell_path(result_dir)} || exit 97\n"
+    if keyed:
+        script += f"OPENAI_API_KEY=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export OPENAI_API_KEY || exit 97\n"
     script += f"exec {shlex.join(bench_argv(plan, settings, '.', result_file))} 2>&1\n"
     return script, posixpath.join(result_dir, result_file)
 
 
 async def run_bench(
-    plan: LaunchPlan, transport: ShellTransport, settings: BenchSettings, *, stamp: str | None = None
+    plan: LaunchPlan,
+    transport: ShellTransport,
+    settings: BenchSettings,
+    *,
+    stamp: str | None = None,
+    api_key: str | None = None,
 ) -> AsyncIterator[str | BenchRun]:
     """Yield the bench's output lines as they come, then the run with its parsed result."""
     if stamp is None:  # to the millisecond: two runs in one second stay two runs
         now = time.time()
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
-    script, result_path = bench_script(plan, settings, stamp)
+    script, result_path = bench_script(plan, settings, stamp, keyed=api_key is not None)
+    if api_key is not None:  # on stdin into a file only its user reads: never on a command line
+        where = shell_path(bench_dir(plan))
+        handed = await transport.run(
+            f"umask 077 && mkdir -p {where} && cat > {where}/{KEY_FILE}", input=api_key.encode(), timeout=20
+        )
+        if not handed.ok:
+            raise RemoteError(transport.node, f"cannot hand the bench the API key: {handed.text().strip()[-200:]}")
     stream = await transport.open_stream(script)
     partial = b""
     try:

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from ..httpclient import status_text
+
 REQUEST_ID_PREFIX = "cpconsole-"
 
 
@@ -135,7 +137,7 @@ async def stream_request(
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     detail = json.loads(detail)["error"]["message"]
                 return RequestResult(
-                    f"HTTP {answer.status_code}: {str(detail)[:300]}", answer.status_code, request_id=rid
+                    f"{status_text(answer.status_code)}: {str(detail)[:300]}", answer.status_code, request_id=rid
                 )
             done = False
             async for payload in payloads:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import httpx
 
+from ..httpclient import status_text
 from ..plan import LaunchPlan, ProcessPlan
 from ..telemetry.health import probe
 from .client import RequestResult, percentile, stream_request
@@ -79,7 +80,7 @@ def _servers(plan: LaunchPlan) -> list[ProcessPlan]:
 
 def _error_text(exc: Exception) -> str:
     if isinstance(exc, httpx.HTTPStatusError):
-        return f"HTTP {exc.response.status_code}: {exc.response.text.strip()[:200]}"
+        return f"{status_text(exc.response.status_code)}: {exc.response.text.strip()[:200]}"
     return str(exc) or type(exc).__name__
 
 
