@@ -297,6 +297,12 @@ def test_overriding_derived_network_env_warns(tmp_path: Path) -> None:
     assert warning.line == line_of(text, "HCCL_IF_IP: 10.0.0.1")
 
 
+def test_an_api_key_written_where_scripts_and_ps_show_it_is_refused(tmp_path: Path) -> None:
+    text = variant('    HCCL_BUFFSIZE: "768"', '    HCCL_BUFFSIZE: "768"\n    VLLM_API_KEY: sk-in-clear')
+    error = only([e for e in errors_of(tmp_path, text) if "VLLM_API_KEY" in e.message])
+    assert error.line == line_of(text, "VLLM_API_KEY: sk-in-clear") and "give it in api_key" in error.message
+
+
 @pytest.mark.parametrize(
     ("low", "high"),
     [

@@ -4,6 +4,7 @@ deployment. Real simulated servers on loopback, through the CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from textual.pilot import Pilot
+from textual.widgets import Static
 
 from cpconsole.core.orchestrate import Orchestrator
 from cpconsole.core.orchestrate.model import ProcessView
@@ -19,12 +22,16 @@ from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile, load_profile_text
 from cpconsole.core.remote import LocalTransport
 from cpconsole.core.remote.launch import run_dir
+from cpconsole.core.session import Session
 from cpconsole.core.telemetry.alerts import Alert
 from cpconsole.exit_codes import EXIT_FAILED, EXIT_NOT_READY, EXIT_OK, EXIT_UNREACHABLE, exit_code_for
+from cpconsole.ui.app import ConsoleApp
+from cpconsole.ui.screens.board import last_action_text
 
 from .conftest import write_profile
 from .simcluster import demo_text
 from .test_cli import cpconsole
+from .test_ui import wait_for
 
 
 def processes(profile: Path) -> dict[str, dict[str, object]]:
@@ -180,11 +187,6 @@ def test_a_relative_run_dir_is_refused(tmp_path: Path) -> None:
 async def test_a_console_sees_within_seconds_what_another_operator_started(profile: Path) -> None:
     """A console open while a script (or another console) starts a process shows it, and who
     started it, without a key being pressed."""
-    import asyncio
-
-    from cpconsole.core.session import Session
-    from cpconsole.ui.screens.board import last_action_text
-
     async with Session(build_plan(load_profile(profile))) as console:
         await console.start()
         assert console.view().processes["decode-0"].state == "planned"
@@ -205,3 +207,36 @@ async def test_a_console_sees_within_seconds_what_another_operator_started(profi
             await asyncio.sleep(0.1)
         assert action is not None and (action.via, action.targets, action.result) == ("cli", ("decode-0",), "ok")
         assert last_action_text(action, console.now()).startswith(f"up by {action.who} (cli): ok, ")
+
+
+async def test_two_consoles_and_a_script_see_what_each_other_did_and_who(profile: Path) -> None:
+    """One console starts the deployment, a second (read-only) shows it ready and who did it; a
+    script stops it, and both consoles show that too — no key pressed in either."""
+    plan = build_plan(load_profile(profile))
+    acting = ConsoleApp(Session(plan, via="console"))
+    watching = ConsoleApp(Session(plan, via="console", read_only=True))
+
+    def rollup(app: ConsoleApp) -> str:
+        return str(app.board.query_one("#rollup", Static).content)
+
+    def states(app: ConsoleApp) -> set[str]:
+        return {v.state for v in app.session.view().processes.values()}
+
+    async with acting.run_test(size=(150, 40)) as one, watching.run_test(size=(150, 40)) as two:
+        await wait_for(two, lambda: watching.session.notifier is not None)  # it watches
+        assert await acting.session.up()
+        who = acting.session.orchestrator.operator
+        await wait_for(two, lambda: states(watching) == {"ready"}, shown=lambda: states(watching))
+        await wait_for(two, lambda: f"up by {who} (console): ok" in rollup(watching), shown=lambda: rollup(watching))
+        stopped = await asyncio.to_thread(cpconsole, "down", profile)
+        assert stopped.returncode == 0, stopped.stderr
+        for app, pilot in ((watching, two), (acting, one)):
+            await stopped_by_the_script(app, pilot, who)
+
+
+async def stopped_by_the_script(app: ConsoleApp, pilot: Pilot[int], who: str) -> None:
+    def rollup() -> str:
+        return str(app.board.query_one("#rollup", Static).content)
+
+    await wait_for(pilot, lambda: f"down by {who} (cli): ok" in rollup(), shown=rollup)
+    await wait_for(pilot, lambda: "ready" not in {v.state for v in app.session.view().processes.values()})

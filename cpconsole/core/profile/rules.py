@@ -20,6 +20,7 @@ from .serving_rules import (
     flashcomm_needs_tensor_parallel,
     hccl_connect_timeout,
     instance_envs,
+    keys_in_clear,
     request_lengths,
     scheduler_limits,
 )
@@ -433,6 +434,7 @@ RULES: tuple[Rule, ...] = (
     mooncake_port_range,
     version_rules,
     derived_env,
+    keys_in_clear,
     request_lengths,
     scheduler_limits,
     flashcomm_needs_tensor_parallel,

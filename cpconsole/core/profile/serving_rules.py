@@ -37,6 +37,23 @@ def derived_env(profile: Profile) -> Iterator[Hit]:
                 yield "warning", (*path, key), f"{key} overrides the value derived from the node's address and nic"
 
 
+KEY_ENV = ("VLLM_API_KEY", "OPENAI_API_KEY")
+
+
+def keys_in_clear(profile: Profile) -> Iterator[Hit]:
+    """An API key in vllm_args (`--api-key`) or in an env mapping is written into the launch
+    scripts and shows in `ps` and `render`; the profile's api_key section keeps it off the nodes'
+    disks (cpconsole's own rule, see README "Servers with a key")."""
+    why = "would be written into launch scripts and shown by ps and render; give it in api_key (env or file)"
+    for name, inst in profile.instances.items():
+        if inst.arg_key("api_key"):
+            yield "error", arg_path(name, inst, "api_key"), f"an API key in vllm_args {why}"
+    for path, env in every_env(profile):
+        for key in KEY_ENV:
+            if key in env:
+                yield "error", (*path, key), f"{key} in env {why}"
+
+
 def request_lengths(profile: Profile) -> Iterator[Hit]:
     wants: list[tuple[Loc, int, str]] = []
     if profile.smoke and profile.smoke.needle_tokens:
