@@ -55,9 +55,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from .core.apikey import read_api_key
     from .core.plan import plan_json, render_script
 
     _, plan = _plan_for(args)
+    key = read_api_key(plan.api_key) if args.show_secrets else None
     names: list[str] = args.process or []
     chosen = [plan.process(n) for n in names] if names else list(plan.processes)
     if args.format == "json":
@@ -67,7 +69,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         if index:
             print()
         print(f"# ---- {proc.name} → {proc.host}")
-        print(render_script(proc), end="")
+        print(render_script(proc, shown_key=key), end="")
     return EXIT_OK
 
 
@@ -319,6 +321,9 @@ def _args_render(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
     _process_option(cmd)
     cmd.add_argument("--format", choices=("sh", "json"), default="sh")
+    cmd.add_argument(
+        "--show-secrets", action="store_true", help="write the api_key into the scripts (to run one by hand)"
+    )
 
 
 def _args_up(cmd: argparse.ArgumentParser) -> None:

@@ -57,6 +57,7 @@ def test_every_path_carries_the_key_and_no_file_or_command_line_holds_it(tmp_pat
         assert any(p.name == "launch.sh" for p in written) and not any(p.name == ".api_key" for p in written)
         assert all(KEY.encode() not in p.read_bytes() for p in written)  # scripts, logs, manifests
         assert KEY not in run(profile, "render").stdout
+        assert f"export VLLM_API_KEY={KEY}" in run(profile, "render", "--show-secrets").stdout  # when asked
         for proc_dir in Path("/proc").iterdir():
             cmdline = proc_dir / "cmdline"
             if proc_dir.name.isdigit():

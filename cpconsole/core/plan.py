@@ -448,10 +448,14 @@ KEEP_GROUP = shlex.quote('echo $$ > "$0" && exec "$@"')
 KEY_FILE = ".api_key"
 
 
-def render_script(proc: ProcessPlan) -> str:
-    """A POSIX sh script that starts the process in the foreground (`exec`), env and all."""
+def render_script(proc: ProcessPlan, *, shown_key: str | None = None) -> str:
+    """A POSIX sh script that starts the process in the foreground (`exec`), env and all. The API
+    key is read from KEY_FILE; `shown_key` writes it in instead (`render --show-secrets`, for a
+    script to run by hand — never what is sent to a node)."""
     head = ["#!/bin/sh", f"# cpconsole: {proc.name} ({proc.role}) on node {proc.node}"]
-    if proc.key_env:  # run in its run directory, where KEY_FILE is
+    if proc.key_env and shown_key is not None:
+        head.append(f"export {proc.key_env}={shlex.quote(shown_key)}")
+    elif proc.key_env:  # run in its run directory, where KEY_FILE is
         head.append(f"{proc.key_env}=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export {proc.key_env} || exit 1")
     if proc.container:
         keep_group = f"setsid -w sh -c {KEEP_GROUP} {shlex.quote(proc.container_pidfile or '')}"
