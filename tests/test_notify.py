@@ -277,31 +277,23 @@ def test_watch_sends_a_failure_while_serving_once_and_once_more_when_it_clears(
     assert any("RESOLVED decode-0:" in x for x in lines), out
 
 
+def alert_test(profile: Path) -> subprocess.CompletedProcess[str]:
+    """`cpconsole alert-test`, outside tmux."""
+    env_without_tmux = {k: v for k, v in os.environ.items() if k != "TMUX"}
+    argv = [sys.executable, "-m", "cpconsole", "alert-test", str(profile)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env_without_tmux, check=False)
+
+
 def test_alert_test_reaches_every_channel_or_says_which_did_not(tmp_path: Path, receiver: Receiver) -> None:
     profile = tmp_path / "demo.yaml"
     profile.write_text(with_notify(demo_text(tmp_path), receiver))
-    env_without_tmux = {k: v for k, v in os.environ.items() if k != "TMUX"}
-    done = subprocess.run(
-        [sys.executable, "-m", "cpconsole", "alert-test", str(profile)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env_without_tmux,
-        check=False,
-    )
+    done = alert_test(profile)
     assert done.returncode == 0, done.stderr
     assert f"webhook http://{receiver.host}:{receiver.port}/hook: delivered" in done.stdout
     assert [b["state"] for b in receiver.bodies] == ["test"]
     dead = Block.fresh().ip(52)
     profile.write_text(profile.read_text().replace(receiver.url, f"http://{dead}:{free_port(dead)}/hook"))
-    done = subprocess.run(
-        [sys.executable, "-m", "cpconsole", "alert-test", str(profile)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env_without_tmux,
-        check=False,
-    )
+    done = alert_test(profile)
     assert done.returncode == 1 and "ConnectError" in done.stdout and "after 4 tries" in done.stdout
 
 
