@@ -52,6 +52,8 @@ def test_every_path_carries_the_key_and_no_file_or_command_line_holds_it(tmp_pat
         status = run(profile, "status")
         assert status.returncode == 0 and "401" not in status.stdout
         assert httpx.post(decode + "/v1/completions", json={"prompt": "x", "max_tokens": 1}).status_code == 401
+        proxy = plan.process("proxy").base_url  # it holds the key: it must not lend it to anyone
+        assert httpx.post(proxy + "/v1/completions", json={"prompt": "x", "max_tokens": 1}).status_code == 401
         assert httpx.get(decode + "/health").status_code == 200  # vLLM leaves /health open
         written = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
         assert any(p.name == "launch.sh" for p in written) and not any(p.name == ".api_key" for p in written)

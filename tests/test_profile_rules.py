@@ -297,6 +297,16 @@ def test_overriding_derived_network_env_warns(tmp_path: Path) -> None:
     assert warning.line == line_of(text, "HCCL_IF_IP: 10.0.0.1")
 
 
+def test_a_proxy_that_would_lend_the_key_to_anyone_is_warned_about(tmp_path: Path) -> None:
+    text = GUIDE_PROFILE + "api_key:\n  env: DEEPSEEK_KEY\n"  # the guide's proxy: vllm-ascend's example
+    warning = only([w for w in findings_of(tmp_path, text, "warning") if "asks its clients for none" in w.message])
+    assert warning.line == line_of(text, "command: [python, load_balance_proxy_server_example.py]")
+    ours = text.replace(
+        "command: [python, load_balance_proxy_server_example.py]", "command: [python3, -m, cpconsole.proxy]"
+    )
+    assert not [w for w in findings_of(tmp_path, ours, "warning") if "asks its clients for none" in w.message]
+
+
 def test_an_api_key_written_where_scripts_and_ps_show_it_is_refused(tmp_path: Path) -> None:
     text = variant('    HCCL_BUFFSIZE: "768"', '    HCCL_BUFFSIZE: "768"\n    VLLM_API_KEY: sk-in-clear')
     error = only([e for e in errors_of(tmp_path, text) if "VLLM_API_KEY" in e.message])

@@ -290,6 +290,7 @@ def _proxy_argv(profile: Profile) -> list[str]:
         *(str(p) for _, p in decode),
         *render_flags(proxy.args),
         *_kv_params_flag(profile),
+        *(["--require-api-key"] if profile.api_key and proxy.is_cpconsoles else []),  # or anyone gets the key's use
     ]
 
 

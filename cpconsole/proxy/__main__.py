@@ -43,6 +43,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "for connectors that hand the KV over without them, like ExampleConnector)",
     )
     parser.add_argument(
+        "--require-api-key",
+        action="store_true",
+        help="clients must send Authorization: Bearer $OPENAI_API_KEY, the key the servers are sent (401 otherwise)",
+    )
+    parser.add_argument(
         "--enable-instance-api", action="store_true", help="/instances/add|remove (off: 403); loopback or admin token"
     )
     parser.add_argument(
@@ -55,6 +60,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(
             "--max-body-bytes, --header-timeout, --keep-alive-timeout and --limit-concurrency must be positive"
         )
+    if args.require_api_key and not os.environ.get("OPENAI_API_KEY"):
+        parser.error("--require-api-key needs the key in $OPENAI_API_KEY")
     if len(args.prefiller_hosts) != len(args.prefiller_ports):
         parser.error("Number of prefiller hosts must match number of prefiller ports")
     if len(args.decoder_hosts) != len(args.decoder_ports):
@@ -78,6 +85,7 @@ def main(argv: list[str]) -> int:
             instance_api=args.enable_instance_api,
             admin_token=os.environ.get(args.admin_token_env, ""),
             kv_params_required=args.kv_params == "required",
+            client_key=os.environ.get("OPENAI_API_KEY", "") if args.require_api_key else "",
         ),
     )
     print(

@@ -70,6 +70,9 @@ class ProxySettings:
     # whole prompt again — minutes at 128k, and no error; off for connectors that hand the KV over
     # another way (ExampleConnector's shared storage)
     kv_params_required: bool = True
+    # with it: clients' requests must carry `Authorization: Bearer <client_key>` (401 otherwise,
+    # vLLM's answer) — a proxy that sends the servers' key on must not let anyone use it
+    client_key: str = ""
 
 
 class BadRequest(Exception):
@@ -179,6 +182,10 @@ class PdProxy:
         return await self._forward(request, "/v1/chat/completions")
 
     async def _forward(self, request: Request, api: str) -> Response:
+        if self.settings.client_key:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, f"Bearer {self.settings.client_key}".encode()):
+                return JSONResponse({"error": "Unauthorized"}, status_code=401)
         try:
             body = await read_json_object(request, self.settings.max_body_bytes)
         except BadRequest as exc:

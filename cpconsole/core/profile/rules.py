@@ -21,6 +21,7 @@ from .serving_rules import (
     hccl_connect_timeout,
     instance_envs,
     keys_in_clear,
+    open_door_proxy,
     request_lengths,
     scheduler_limits,
 )
@@ -268,10 +269,7 @@ def _kv_params(profile: Profile, name: str, role: str, conn: KvConnector) -> Ite
             f"{conn.name} answers the prefill without kv_transfer_params: the proxy would refuse every request "
             "(502); set kv_params: false in this kv_connector",
         )
-    ours = any(
-        word == "cpconsole.proxy" or word.rsplit("/", 1)[-1] == "cpconsole-proxy" for word in profile.proxy.command
-    )
-    if not conn.kv_params and not ours:
+    if not conn.kv_params and not profile.proxy.is_cpconsoles:
         yield (
             "error",
             ("proxy", "command"),
@@ -435,6 +433,7 @@ RULES: tuple[Rule, ...] = (
     version_rules,
     derived_env,
     keys_in_clear,
+    open_door_proxy,
     request_lengths,
     scheduler_limits,
     flashcomm_needs_tensor_parallel,

@@ -238,6 +238,11 @@ class Proxy(Strict):
     container: Container | None = None
     cwd: str | None = None
 
+    @property
+    def is_cpconsoles(self) -> bool:
+        """cpconsole's own proxy (which knows its --kv-params and --require-api-key), not the example."""
+        return any(w == "cpconsole.proxy" or w.rsplit("/", 1)[-1] == "cpconsole-proxy" for w in self.command)
+
 
 class Smoke(Strict):
     needle_tokens: int | None = Field(default=None, ge=1, description="Prompt length of the needle test")

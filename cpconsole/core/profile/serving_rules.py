@@ -54,6 +54,18 @@ def keys_in_clear(profile: Profile) -> Iterator[Hit]:
                 yield "error", (*path, key), f"{key} in env {why}"
 
 
+def open_door_proxy(profile: Profile) -> Iterator[Hit]:
+    """A proxy that sends the key to the servers but asks none of its clients lets anyone use it:
+    cpconsole's proxy then asks for the same key (--require-api-key); the example proxy cannot."""
+    if profile.api_key and profile.proxy and not profile.proxy.is_cpconsoles:
+        yield (
+            "warning",
+            ("proxy", "command"),
+            "this proxy sends the api_key to the servers but asks its clients for none: anyone who reaches it "
+            "uses the key; cpconsole's proxy asks for it (command: [python3, -m, cpconsole.proxy])",
+        )
+
+
 def request_lengths(profile: Profile) -> Iterator[Hit]:
     wants: list[tuple[Loc, int, str]] = []
     if profile.smoke and profile.smoke.needle_tokens:
