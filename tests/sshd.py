@@ -25,10 +25,20 @@ from .loopback import Block
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"  # sshd re-execs itself: must be an absolute path
 
 
+# Ports the shipped profiles use are all below this (a test keeps it so): a port the tests take for
+# sshd or a helper server must not be one a simulated process of the same block binds later.
+FIRST_TEST_PORT = 40000
+
+
 def free_port(ip: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return int(s.getsockname()[1])
+    """A free port of `ip` at or above FIRST_TEST_PORT (the kernel's pick, drawn again if lower)."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind((ip, 0))
+            port = int(s.getsockname()[1])
+        if port >= FIRST_TEST_PORT:
+            return port
+    raise RuntimeError(f"no free port ≥ {FIRST_TEST_PORT} on {ip}: is net.ipv4.ip_local_port_range below it?")
 
 
 def login_user() -> str:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import ProfileError, load_profile, load_profile_text
 
 from .conftest import PROFILES, line_of, write_profile
+from .sshd import FIRST_TEST_PORT, free_port
 
 MINIMAL = """\
 name: tiny
@@ -183,3 +185,11 @@ def test_every_shipped_profile_validates() -> None:
     assert len(shipped) >= 2
     for path in shipped:
         assert load_profile(path).profile.name
+
+
+def test_the_tests_own_servers_keep_clear_of_every_shipped_profiles_ports() -> None:
+    """sshd and helper servers bind the simulated nodes' addresses too: from FIRST_TEST_PORT on."""
+    for path in sorted(PROFILES.glob("*.yaml")):
+        plan = build_plan(load_profile(path))
+        assert max(use.end for proc in plan.processes for use in proc.ports) < FIRST_TEST_PORT, path.name
+    assert free_port() >= FIRST_TEST_PORT
