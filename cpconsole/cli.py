@@ -22,6 +22,7 @@ from .core.names import UsageError, did_you_mean
 if TYPE_CHECKING:  # at run time each verb imports what it needs: --help imports none of it
     from .core.plan import LaunchPlan
     from .core.profile import LoadedProfile
+    from .results import Format
 from .exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 
@@ -140,6 +141,13 @@ def pick_and_open(args: argparse.Namespace) -> int:
     return cmd_console(argparse.Namespace(profile=str(chosen), read_only=False))
 
 
+def positive_int(text: str) -> int:
+    value = int(text)  # ValueError: argparse says "invalid positive_int value"
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = float(text)  # ValueError: argparse says "invalid positive_float value"
     if not value > 0:  # vllm bench takes 0 as "no requests at all", never what was meant
@@ -156,7 +164,7 @@ def _names(plan: LaunchPlan, names: list[str] | None) -> list[str] | None:
 def _http_target(plan: LaunchPlan, target: str | None) -> str:
     """A process that serves HTTP (default: the proxy, else the first API server)."""
     servers = [p.name for p in plan.processes if p.http_port]
-    chosen = target or ("proxy" if "proxy" in servers else servers[0])
+    chosen = target or plan.front_door
     if chosen not in servers:
         raise UsageError(f"{chosen} serves no HTTP ({did_you_mean(chosen, servers, 'targets are')})")
     return chosen
@@ -245,10 +253,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     loaded, plan = _plan_for(args)
     from .core.session import CheckSettings
-    from .core.smoke.bench import bench_table, load_runs, server_process
+    from .core.smoke.bench import load_runs, server_process
+    from .results import bench_report
 
     if args.list:
-        print(bench_table(load_runs(plan.profile)))
+        sys.stdout.write(bench_report(load_runs(plan.profile), _format(args)))
         return EXIT_OK
     defaults = CheckSettings.of(loaded.profile).bench
     settings = dataclasses.replace(
@@ -263,7 +272,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     node = args.node or server_process(plan).node  # where vLLM (and so vllm bench) is installed
     plan.node(node)  # UsageError names the nodes there are
-    return headless.bench(plan, node, settings, args.json)
+    return headless.bench(plan, node, settings, _format(args))
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    _, plan = _plan_for(args)
+    from .core.smoke.sweep import LENGTHS, SweepSettings, load_sweeps, parse_lengths
+    from .results import sweep_report
+
+    if args.list:
+        sys.stdout.write(sweep_report(load_sweeps(plan.profile), _format(args)))
+        return EXIT_OK
+    try:
+        lengths = parse_lengths(args.lengths) if args.lengths else LENGTHS
+    except ValueError as exc:
+        raise UsageError(f"--lengths: {exc}") from None
+    settings = SweepSettings(lengths, args.repeat, args.max_tokens, _http_target(plan, args.target))
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
+    return headless.sweep(plan, settings, _format(args))
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
@@ -309,6 +336,17 @@ def _process_option(cmd: argparse.ArgumentParser) -> None:
 
 def _json_option(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _export_options(cmd: argparse.ArgumentParser) -> None:
+    """--json or --markdown (for a ticket or a post-mortem); plain text by default."""
+    shown = cmd.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="machine-readable output")
+    shown.add_argument("--markdown", action="store_true", help="Markdown: the table (and chart) for a ticket")
+
+
+def _format(args: argparse.Namespace) -> Format:
+    return "json" if args.json else "markdown" if args.markdown else "text"
 
 
 def _force_option(cmd: argparse.ArgumentParser) -> None:
@@ -408,7 +446,17 @@ def _args_bench(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--detailed", action="store_true", help="keep per-request TTFTs (--save-detailed)")
     cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process to load")
     cmd.add_argument("--list", action="store_true", help="only show the stored runs of this profile")
-    _json_option(cmd)
+    _export_options(cmd)
+
+
+def _args_sweep(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument("--lengths", metavar="LIST", help="prompt lengths in tokens, k = 1024 (default: 8k,32k,64k,128k)")
+    cmd.add_argument("--repeat", type=positive_int, default=3, metavar="N", help="requests per length (default 3)")
+    cmd.add_argument("--max-tokens", type=positive_int, default=16, metavar="N", help="tokens out (default 16)")
+    cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
+    cmd.add_argument("--list", action="store_true", help="only show the stored sweeps of this profile")
+    _export_options(cmd)
 
 
 def _args_smoke(cmd: argparse.ArgumentParser) -> None:
@@ -468,6 +516,9 @@ VERBS: dict[str, Verb] = {
     ),
     "bench": Verb(
         cmd_bench, "run vllm bench serve against the proxy on a node; keep and compare the results", _args_bench
+    ),
+    "sweep": Verb(
+        cmd_sweep, "TTFT (and its prefill / hand-off split) against prompt length; kept and compared", _args_sweep
     ),
     "smoke": Verb(
         cmd_smoke, "health, probe path, a completion, the long-context needle; exit 0 only if all pass", _args_smoke

@@ -1,5 +1,5 @@
 """The headless verbs for scripts: up, down, restart, status, logs, exec, smoke, preflight, bench,
-watch, alert-test, ls.
+sweep, watch, alert-test, ls.
 Each opens the same Session the console uses, does one thing, prints what `reports` renders and
 returns an exit code (see exit_codes)."""
 
@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-from . import reports
+from . import reports, results
 from .core.httpclient import http_client
 from .core.inventory import Listed, listed_profiles, running_of
 from .core.journal import JournalEntry
@@ -30,10 +30,12 @@ from .core.remote import RemoteError, RunResult, ShellTransport, TailChunk, Tail
 from .core.remote.logstore import Lines
 from .core.safetext import terminal_safe
 from .core.session import CheckSettings, Session
-from .core.smoke.bench import BenchRun, BenchSettings, bench_table, load_runs, stored_path
+from .core.smoke.bench import BenchRun, BenchSettings, load_runs, stored_path
 from .core.smoke.suite import SmokeCheck
+from .core.smoke.sweep import SweepPoint, SweepRun, SweepSettings, load_sweeps, short_length
 from .core.telemetry.alerts import Alert
 from .exit_codes import EXIT_BUSY, EXIT_FAILED, EXIT_NOT_READY, EXIT_OK, EXIT_UNREACHABLE, exit_code_for
+from .results import Format
 
 
 async def _narrate(orch: Orchestrator, *, notices_only: bool) -> None:
@@ -254,13 +256,13 @@ def preflight(
     return EXIT_FAILED if any(c.status == "FAIL" for c in results) else EXIT_OK
 
 
-def bench(plan: LaunchPlan, node: str, settings: BenchSettings, as_json: bool) -> int:
+def bench(plan: LaunchPlan, node: str, settings: BenchSettings, fmt: Format) -> int:
     """Run `vllm bench serve` on a node, keep its result, compare it with the earlier runs."""
 
     async def run() -> BenchRun:
         async with Session(plan) as session:
             return await session.bench(
-                lambda line: None if as_json else print(line, flush=True), node=node, settings=settings
+                lambda line: None if fmt == "json" else print(line, flush=True), node=node, settings=settings
             )
 
     try:
@@ -268,13 +270,40 @@ def bench(plan: LaunchPlan, node: str, settings: BenchSettings, as_json: bool) -
     except RemoteError as exc:
         print(f"cpconsole: bench: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    path = stored_path(result)
-    if as_json:
-        print(json.dumps({"stored": str(path), "summary": asdict(result.summary), "result": result.result}, indent=2))
+    if fmt == "json":
+        print(
+            json.dumps(
+                {"stored": str(stored_path(result)), "summary": asdict(result.summary), "result": result.result},
+                indent=2,
+            )
+        )
     else:
-        print(f"\nstored {path}\n")
-        print(bench_table(load_runs(plan.profile), mark=result.started))
+        print(f"\nstored {stored_path(result)}\n")
+        sys.stdout.write(results.bench_report(load_runs(plan.profile), fmt, mark=result.started))
     return EXIT_OK if result.summary.failed == 0 and result.summary.completed > 0 else EXIT_FAILED
+
+
+def sweep(plan: LaunchPlan, settings: SweepSettings, fmt: Format) -> int:
+    """The context-length sweep; each length's point on stderr as it is measured, then the report
+    (this run beside the earlier ones). Exit 0 only when every request of every length answered."""
+
+    def progress(point: SweepPoint) -> None:
+        state = f"{point.ok}/{point.sent} ok" if point.sent else "not sent"
+        ttft = f", TTFT {point.ttft_s:.3f} s" if point.ttft_s is not None else ""
+        print(f"sweep: {short_length(point.length)} {state}{ttft}", file=sys.stderr, flush=True)
+
+    async def run() -> SweepRun:
+        async with Session(plan) as session:
+            return await session.sweep(settings, progress)
+
+    try:
+        done = asyncio.run(run())
+    except ValueError as exc:  # a profile without a prefilling API server
+        print(f"cpconsole: sweep: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    stored = [run for run in load_sweeps(plan.profile) if run.started != done.started]
+    sys.stdout.write(results.sweep_report([*stored, done], fmt))  # this run even where it could not be kept
+    return EXIT_OK if done.complete else EXIT_FAILED
 
 
 def watch(plan: LaunchPlan) -> int:

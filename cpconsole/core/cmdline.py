@@ -25,6 +25,7 @@ SCREENS = {
     "alerts": "every alert of this session",
     "ranks": "every rank: node, chip, TP/PCP rank, DCP group, kv port, NPU IP, state",
     "journal": "who did what to the deployment, from where, how it ended",
+    "sweep": "TTFT against prompt length: the newest sweep, earlier ones, the guide's figure",
 }
 
 

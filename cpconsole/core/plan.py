@@ -167,6 +167,12 @@ class LaunchPlan(Frozen):
                 return proc
         raise unknown("process", name, [p.name for p in self.processes], "processes")
 
+    @property
+    def front_door(self) -> str:
+        """Where clients send requests: the proxy, else the first API server."""
+        servers = [p.name for p in self.processes if p.http_port]
+        return "proxy" if "proxy" in servers else servers[0]
+
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
             if node.name == name:

@@ -32,6 +32,7 @@ from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, sto
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
 from .smoke.suite import SmokeCheck, needle_checks, probe_path, run_suite
+from .smoke.sweep import SweepPoint, SweepRun, SweepSettings, run_sweep, store_sweep
 from .telemetry.alerts import Alert, AlertEngine, alert_order, hbm_limits
 from .telemetry.hub import Telemetry
 from .view import ServerFigures, SessionView
@@ -46,13 +47,14 @@ class ReadOnly(RuntimeError):
 @dataclass(frozen=True)
 class CheckSettings:
     """What the profile says about checking this deployment: the model to inspect before launch,
-    the needle test, the bench."""
+    the needle test, the bench, the sweep."""
 
     profile: Profile | None = None  # its version rules judge what the nodes run
     model_path: str | None = None  # set when the profile asks for the model to be checked
     needle_tokens: int | None = None
     max_tokens: int = 64
     bench: BenchSettings = field(default_factory=BenchSettings)
+    sweep: SweepSettings = field(default_factory=SweepSettings)  # the console's; `cpconsole sweep` takes flags
 
     @classmethod
     def of(cls, profile: Profile) -> CheckSettings:
@@ -345,6 +347,22 @@ class Session:
             raise RemoteError(transport.node, "the bench ended without a result")
 
         return await self.journaled("bench", (transport.node,), run(), ok=lambda done: done.summary.failed == 0)
+
+    async def sweep(
+        self, settings: SweepSettings, on_point: Callable[[SweepPoint], object] = lambda _: None
+    ) -> SweepRun:
+        """The context-length sweep through `settings.target`, each length's point to `on_point` as it
+        is measured; the run is stored with the earlier ones."""
+        if self.read_only:
+            raise ReadOnly("read-only session: sweep is off")
+
+        async def run() -> SweepRun:
+            done = await run_sweep(self.plan, self.http, settings, on_point=on_point)
+            with contextlib.suppress(OSError):
+                store_sweep(done)
+            return done
+
+        return await self.journaled("sweep", (settings.target,), run(), ok=lambda done: done.complete)
 
     async def _intent(
         self, label: str, verb: str, targets: Sequence[str], action: Callable[[], Awaitable[bool]]

@@ -270,7 +270,10 @@ class PdProxy:
             return JSONResponse({"error": f"decoder {decoder.name} unreachable: {exc}"}, status_code=502)
         media = "text/event-stream; charset=utf-8" if body.get("stream") else "application/json"
         relay = self._relay(upstream, decoder, timing)
-        return StreamingResponse(relay, status_code=upstream.status_code, media_type=media)
+        # the client splits its own TTFT with this: prefill, then hand-off + first decode step
+        prefill_ms = (timing.prefilled - timing.arrived) * 1000
+        headers = {"Server-Timing": f'prefill;dur={prefill_ms:.1f};desc="{prefiller.name}"'}
+        return StreamingResponse(relay, status_code=upstream.status_code, media_type=media, headers=headers)
 
     async def _relay(self, upstream: httpx.Response, decoder: Backend, timing: Timing) -> AsyncIterator[bytes]:
         outcome = "error"

@@ -1,5 +1,5 @@
-"""The simulated engine: queueing under --max-num-seqs, TTFT that grows with the prompt and
-shrinks with tp·pcp, decode steps with MTP acceptance, KV-cache accounting, vLLM's metrics
+"""The simulated engine: queueing under --max-num-seqs, TTFT that grows with the prompt (its
+attention share with the square of it) and shrinks with tp·pcp, decode steps with MTP acceptance, KV-cache accounting, vLLM's metrics
 and its periodic stats line. Numbers come from `Timing`, set by environment variables."""
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class Timing:
 
     prefill_tokens_per_s_per_chip: float = 4000.0
     prefill_base_s: float = 0.02
+    # attention's share grows with the square of the prompt: about as much as the rest at 128k on TP16 PCP2
+    attention_s_per_token2_per_chip: float = 2e-9
     decode_steps_per_s: float = 30.0
     kv_transfer_tokens_per_s: float = 2_000_000.0
     mtp_acceptance: float = 0.7
@@ -44,6 +46,9 @@ class Timing:
         return cls(
             prefill_tokens_per_s_per_chip=_env_float("CPCONSOLE_SIM_PREFILL_TOKS", cls.prefill_tokens_per_s_per_chip),
             prefill_base_s=_env_float("CPCONSOLE_SIM_PREFILL_BASE_S", cls.prefill_base_s),
+            attention_s_per_token2_per_chip=_env_float(
+                "CPCONSOLE_SIM_ATTENTION_S", cls.attention_s_per_token2_per_chip
+            ),
             decode_steps_per_s=_env_float("CPCONSOLE_SIM_DECODE_STEPS", cls.decode_steps_per_s),
             kv_transfer_tokens_per_s=_env_float("CPCONSOLE_SIM_KV_TRANSFER_TOKS", cls.kv_transfer_tokens_per_s),
             mtp_acceptance=_env_float("CPCONSOLE_SIM_MTP_ACCEPT", cls.mtp_acceptance),
@@ -122,12 +127,10 @@ class Engine:
     def _prefill_seconds(self, req: Request) -> float:
         if req.remote_prefill:
             return req.prompt_tokens / self.timing.kv_transfer_tokens_per_s
-        rate = (
-            self.timing.prefill_tokens_per_s_per_chip
-            * self.args.tensor_parallel_size
-            * self.args.prefill_context_parallel_size
-        )
-        return float(self.timing.prefill_base_s + req.prompt_tokens / rate)
+        chips = self.args.tensor_parallel_size * self.args.prefill_context_parallel_size
+        linear = req.prompt_tokens / (self.timing.prefill_tokens_per_s_per_chip * chips)
+        attention = self.timing.attention_s_per_token2_per_chip * req.prompt_tokens**2 / chips
+        return float(self.timing.prefill_base_s + linear + attention)
 
     def _accepted(self) -> int:
         accepted = 0

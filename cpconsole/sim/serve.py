@@ -12,7 +12,7 @@ Environment (all optional):
   CPCONSOLE_SIM_METRICS_GARBAGE    1: /metrics answers garbage
   CPCONSOLE_SIM_BACKGROUND_RPS     synthetic requests per second, so a demo looks alive
   CPCONSOLE_SIM_RENDEZVOUS_TIMEOUT_S  how long headless ranks wait for the master (default 600)
-  CPCONSOLE_SIM_PREFILL_TOKS, _PREFILL_BASE_S, _DECODE_STEPS, _KV_TRANSFER_TOKS, _MTP_ACCEPT  timing
+  CPCONSOLE_SIM_PREFILL_TOKS, _PREFILL_BASE_S, _ATTENTION_S, _DECODE_STEPS, _KV_TRANSFER_TOKS, _MTP_ACCEPT  timing
   VLLM_LOG_STATS_INTERVAL          seconds between stats lines (default 10), as in vLLM
 """
 

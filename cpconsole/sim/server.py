@@ -189,7 +189,10 @@ class SimServer:
         await self._hang_if_asked()
         body = await request.json()
         prompt = body.get("prompt", "")
-        prompt = "".join(prompt) if isinstance(prompt, list) else str(prompt)
+        if isinstance(prompt, list):  # token ids (vllm bench's random dataset, the sweep): one word each
+            prompt = "".join(f" w{t}" if isinstance(t, int) else str(t) for t in prompt)
+        else:
+            prompt = str(prompt)
         return await self._serve(request, body, prompt, int(body.get("max_tokens") or 16), chat=False)
 
     async def chat(self, request: HttpRequest) -> Response:

@@ -69,7 +69,7 @@ class ConsoleApp(App[int]):
         # a priority binding: the command line opens before the keys typed after `:` are handed
         # to the board, so a burst (`:up⏎` pasted or typed fast) lands in it whole
         Binding("colon", "command_line", "Cmd", id="command-line", priority=True),
-        *(Binding(p.key, f"show({p.name!r})", p.label, id=f"screen.{p.name}") for p in PLACES),
+        *(Binding(p.key, f"show({p.name!r})", p.label, show=p.in_footer, id=f"screen.{p.name}") for p in PLACES),
         Binding("l", "logs_of_selected", "Logs of row", show=False, id="logs-of-row"),
         Binding("u", "up", "Up", id="up"),
         Binding("D", "down", "Down", id="down"),

@@ -17,6 +17,7 @@ from .screens.plan import PlanScreen
 from .screens.preflight import PreflightScreen
 from .screens.prompt import PromptScreen
 from .screens.ranks import RanksScreen
+from .screens.sweep import SweepScreen
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Place:
     key: str
     label: str
     screen: type[SessionScreen] | None  # None: the board, which the app keeps
+    in_footer: bool = True  # the footer has room for the everyday ones (and Up / Down) only
 
     @property
     def description(self) -> str:
@@ -42,6 +44,7 @@ PLACES = (
     Place("alerts", "8", "Alerts", AlertsScreen),
     Place("ranks", "9", "Ranks", RanksScreen),
     Place("journal", "0", "Journal", JournalScreen),
+    Place("sweep", "w", "Sweep", SweepScreen, in_footer=False),
 )
 PLACE = {place.name: place for place in PLACES}
 assert list(PLACE) == list(SCREENS), "every screen the command line names has one place here, in order"

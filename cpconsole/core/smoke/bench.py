@@ -11,7 +11,6 @@ import json
 import posixpath
 import re
 import shlex
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from ..plan import KEY_FILE, LaunchPlan, ProcessPlan
 from ..remote import RemoteError, ShellTransport
 from ..remote.launch import run_dir
 from ..remote.scripts import shell_path
-from .history import state_dir
+from . import store
 
 
 @dataclass(frozen=True)
@@ -152,9 +151,7 @@ async def run_bench(
     api_key: str | None = None,
 ) -> AsyncIterator[str | BenchRun]:
     """Yield the bench's output lines as they come, then the run with its parsed result."""
-    if stamp is None:  # to the millisecond: two runs in one second stay two runs
-        now = time.time()
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+    stamp = stamp or store.stamp()
     script, result_path = bench_script(plan, settings, stamp, keyed=api_key is not None)
     if api_key is not None:  # on stdin into a file only its user reads: never on a command line
         where = shell_path(bench_dir(plan))
@@ -183,13 +180,10 @@ async def run_bench(
 
 
 def stored_path(run: BenchRun, root: Path | None = None) -> Path:
-    """Where a run is kept: one JSON file per run, under the profile's name."""
-    return (root or state_dir()) / "bench" / run.profile / f"{run.started}.json"
+    return store.run_path("bench", run.profile, run.started, root)
 
 
 def store_run(run: BenchRun, root: Path | None = None) -> Path:
-    path = stored_path(run, root)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "profile": run.profile,
         "digest": run.digest,
@@ -197,40 +191,25 @@ def store_run(run: BenchRun, root: Path | None = None) -> Path:
         "settings": run.settings,
         "result": run.result,
     }
-    path.write_text(json.dumps(record, indent=1))
-    return path
+    return store.save("bench", run.profile, run.started, record, root)
 
 
 def load_runs(profile: str, root: Path | None = None) -> list[BenchRun]:
-    """Every stored run of a profile, oldest first; unreadable files are skipped."""
+    """Every stored run of a profile, oldest first; unreadable ones are skipped."""
     runs = []
-    for path in sorted(((root or state_dir()) / "bench" / profile).glob("*.json")):
+    for record in store.records("bench", profile, root):
         try:
-            record = json.loads(path.read_text())
             summary = BenchSummary.from_result(record["result"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        runs.append(
-            BenchRun(
-                record["profile"], record["digest"], record["started"], record["settings"], summary, record["result"]
+            runs.append(
+                BenchRun(
+                    record["profile"],
+                    record["digest"],
+                    record["started"],
+                    record["settings"],
+                    summary,
+                    record["result"],
+                )
             )
-        )
+        except (ValueError, KeyError, TypeError):
+            continue
     return runs
-
-
-def bench_table(runs: list[BenchRun], mark: str | None = None) -> str:
-    """Runs side by side, oldest first; `mark` flags the run just made."""
-    head = (
-        f"{'run':<19} {'profile@':<9} {'in/out/n':<16} {'ok/fail':<8} {'req/s':>7} {'out tok/s':>10} "
-        f"{'TTFT mean':>10} {'TTFT p99':>9} {'TPOT mean':>10} {'TPOT p99':>9}"
-    )
-    lines = [head]
-    for run in runs:
-        s, cfg = run.summary, run.settings
-        shape = f"{cfg.get('input_len')}/{cfg.get('output_len')}/{cfg.get('num_prompts')}"
-        lines.append(
-            f"{run.started:<19} {run.digest[:8]:<9} {shape:<16} {f'{s.completed}/{s.failed}':<8} "
-            f"{s.request_throughput:>7.2f} {s.output_throughput:>10.1f} {s.mean_ttft_ms:>8.1f}ms {s.p99_ttft_ms:>7.1f}ms "
-            f"{s.mean_tpot_ms:>8.2f}ms {s.p99_tpot_ms:>7.2f}ms" + ("  ← this run" if run.started == mark else "")
-        )
-    return "\n".join(lines)

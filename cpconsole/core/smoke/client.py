@@ -6,7 +6,9 @@ does (vllm-ascend-facts.md §5):
 - E2E: request sent → last message with choices (chat: the usage message too);
 - output tokens: `usage.completion_tokens` of the final usage message (asked for with
   `stream_options.include_usage`);
-- TPOT: (E2E − TTFT) / (output tokens − 1).
+- TPOT: (E2E − TTFT) / (output tokens − 1);
+- prefill: what cpconsole's proxy says in its `Server-Timing: prefill;dur=…` header (request at the
+  proxy → the prefill's answer); the rest of the TTFT is the KV hand-off and the first decode step.
 
 Every failure (HTTP status, bad JSON, a stream cut short, a timeout) is a result with `error`.
 """
@@ -41,6 +43,7 @@ class RequestResult:
     finish_reason: str | None = None
     request_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    prefill_s: float | None = None  # from the proxy's Server-Timing; None without cpconsole's proxy
 
     @property
     def ok(self) -> bool:
@@ -51,6 +54,13 @@ class RequestResult:
         if self.e2e_s is None or self.ttft_s is None or not self.output_tokens or self.output_tokens < 2:
             return None
         return (self.e2e_s - self.ttft_s) / (self.output_tokens - 1)
+
+    @property
+    def handoff_s(self) -> float | None:
+        """TTFT after the prefill: KV transfer to the decode and its first step (network included)."""
+        if self.ttft_s is None or self.prefill_s is None:
+            return None
+        return max(0.0, self.ttft_s - self.prefill_s)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -68,6 +78,20 @@ def percentile(values: tuple[float, ...] | list[float], q: float) -> float | Non
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """Durations of a Server-Timing header (W3C: `name;dur=ms;desc="…", …`) in seconds; entries
+    without a readable dur are left out."""
+    out = {}
+    for entry in header.split(","):
+        name, *params = (part.strip() for part in entry.split(";"))
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "dur" and name:
+                with contextlib.suppress(ValueError):
+                    out[name] = float(value.strip().strip('"')) / 1000
+    return out
 
 
 def _piece(choice: dict[str, Any], chat: bool) -> str:
@@ -127,6 +151,7 @@ async def stream_request(
     text: list[str] = []
     finish: str | None = None
     usage: dict[str, Any] = {}
+    prefill: float | None = None
     try:
         async with (
             http.stream("POST", url, json=body, headers={"X-Request-Id": rid}, timeout=timeout) as answer,
@@ -139,6 +164,7 @@ async def stream_request(
                 return RequestResult(
                     f"{status_text(answer.status_code)}: {str(detail)[:300]}", answer.status_code, request_id=rid
                 )
+            prefill = server_timing(answer.headers.get("server-timing", "")).get("prefill")
             done = False
             async for payload in payloads:
                 # read on to the end of the body after [DONE]: a response left unread closes its
@@ -186,4 +212,5 @@ async def stream_request(
         "".join(text),
         finish,
         rid,
+        prefill_s=prefill,
     )

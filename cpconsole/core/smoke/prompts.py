@@ -69,10 +69,13 @@ def needle_prompt(tokens: int, depth: float = 0.5, seed: int = 0) -> Needle:
         raise ValueError("depth is a fraction between 0 and 1")
     rng = random.Random(seed)
     passphrase = " ".join(rng.sample(PASS_WORDS, 3))
-    count = max(1, tokens // TOKENS_PER_SENTENCE)
-    sentences = [
-        f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} on day {n + 1}." for n in range(count)
-    ]
+    sentences = filler(tokens, rng)
     at = round(depth * len(sentences))
     sentences.insert(at, f"The passphrase is {passphrase}.")
     return Needle(" ".join(sentences) + QUESTION, passphrase, depth)
+
+
+def filler(tokens: int, rng: random.Random) -> list[str]:
+    """About `tokens` tokens of varied, meaningless sentences."""
+    count = max(1, tokens // TOKENS_PER_SENTENCE)
+    return [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} on day {n + 1}." for n in range(count)]

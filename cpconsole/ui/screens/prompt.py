@@ -18,9 +18,10 @@ from textual.widgets import Footer, Header, Input, Label, Select, Static, TextAr
 
 from ...core.remote import RemoteError
 from ...core.session import ReadOnly, Session
-from ...core.smoke.bench import bench_table, load_runs
+from ...core.smoke.bench import load_runs
 from ...core.smoke.history import PromptRecord, to_markdown
 from ...core.smoke.suite import SmokeCheck
+from ...results import bench_table
 from ..widgets.answer import AnswerView
 from .base import SessionScreen
 from .dialogs import ConfirmScreen
@@ -45,8 +46,8 @@ class PromptScreen(SessionScreen):
         yield Header()
         with Horizontal(id="prompt-params"):
             yield Label("target")
-            default = "proxy" if "proxy" in self.targets else self.targets[0]
-            yield Select([(t, t) for t in self.targets], value=default, allow_blank=False, id="target")
+            front = self.session.plan.front_door
+            yield Select([(t, t) for t in self.targets], value=front, allow_blank=False, id="target")
             yield Label("max tokens")
             yield Input("256", id="max-tokens", type="integer")
             yield Label("temperature")
