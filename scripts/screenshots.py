@@ -3,8 +3,8 @@
 Brings the demo topology up through the console (key `u`), lets the simulator's background load
 fill the panels (and, 15 s into serving, the decode's KV transfers start failing: a real line
 replayed by the simulator, for the alert history), saves an SVG of every screen, each taken from that screen (board, logs, NPUs,
-metrics, plan, prompt pane with an answer, preflight, alert history, the rank map, the journal, a
-process's details, help,
+metrics, plan, prompt pane with an answer, a context-length sweep, preflight, alert history, the
+rank map, the journal, a process's details, help,
 the stop confirmation, the profile picker) into screenshots/ (PNGs too when rsvg-convert is installed), then brings
 everything down again (`D`, confirmed with `y`). tests/test_screenshots.py checks the result.
 """
@@ -40,6 +40,7 @@ SHOTS = (
     "alerts",
     "ranks",
     "journal",
+    "sweep",
     "details",
     "help",
     "confirm",
@@ -82,6 +83,8 @@ async def picker_shot() -> None:
 
 async def main() -> None:
     OUT.mkdir(exist_ok=True)
+    # sweeps and prompt history of this run only, not the machine's
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="cpconsole-shots-state-")
     demo = ROOT / "profiles/demo.yaml"
     plan = build_plan(load_profile_text(demo.read_text().replace(*FAULT), str(demo)))
     app = ConsoleApp(Session(plan, via="console"), refresh_s=0.5)
@@ -127,6 +130,13 @@ async def main() -> None:
             if getattr(app.screen, "last", None) is not None:
                 break
         app.save_screenshot("prompt.svg", str(OUT))
+        await pilot.press("escape", "w", "s", "y")  # a sweep of 8k–128k prompts through the proxy
+        for _ in range(1200):
+            await pilot.pause(0.1)
+            if getattr(app.screen, "runs", None):
+                break
+        await pilot.pause(1)
+        app.save_screenshot("sweep.svg", str(OUT))
         await pilot.press("escape", "1", "enter")  # the first row's details
         await pilot.pause(1)
         app.save_screenshot("details.svg", str(OUT))
