@@ -105,6 +105,23 @@ async def main() -> None:
             if all(v.state == "ready" for v in views):
                 break
         await pilot.pause(12)  # background requests: rates, TTFT, HBM move
+        # real traffic through the proxy first (a chat turn, then the sweep's 8k–128k prompts), so the
+        # board and the metrics screen show it split and by prompt length
+        await pilot.press("6", *"In one sentence, what is context parallelism?", "ctrl+r")
+        for _ in range(300):
+            await pilot.pause(0.1)
+            if getattr(app.screen, "last", None) is not None:
+                break
+        app.save_screenshot("prompt.svg", str(OUT))
+        await pilot.press("escape", "w", "s", "y")  # a sweep of 8k–128k prompts through the proxy
+        for _ in range(1200):
+            await pilot.pause(0.1)
+            if getattr(app.screen, "runs", None):
+                break
+        await pilot.pause(1)
+        app.save_screenshot("sweep.svg", str(OUT))
+        await pilot.press("escape")
+        await pilot.pause(6)  # the proxy's next scrape
         for key, name in (
             ("1", "board"),
             ("2", "logs"),
@@ -124,19 +141,6 @@ async def main() -> None:
             await pilot.press(key)
             await pilot.pause(1.5)  # the journal is read from the first node
             app.save_screenshot(f"{name}.svg", str(OUT))
-        await pilot.press("6", *"In one sentence, what is context parallelism?", "ctrl+r")
-        for _ in range(300):
-            await pilot.pause(0.1)
-            if getattr(app.screen, "last", None) is not None:
-                break
-        app.save_screenshot("prompt.svg", str(OUT))
-        await pilot.press("escape", "w", "s", "y")  # a sweep of 8k–128k prompts through the proxy
-        for _ in range(1200):
-            await pilot.pause(0.1)
-            if getattr(app.screen, "runs", None):
-                break
-        await pilot.pause(1)
-        app.save_screenshot("sweep.svg", str(OUT))
         await pilot.press("escape", "1", "enter")  # the first row's details
         await pilot.pause(1)
         app.save_screenshot("details.svg", str(OUT))

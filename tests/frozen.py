@@ -1,6 +1,6 @@
 """A console session frozen at one moment, for snapshot tests: the demo's plan with every process
 up, and telemetry that the real parsers read from captured fixtures (A3 npu-smi, vLLM /metrics,
-a vLLM start-up log). Nothing runs and the clock stands still, so every render is the same."""
+a vLLM start-up log) and from the proxy's own metrics code. Nothing runs and the clock stands still, so every render is the same."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from cpconsole.core.smoke.history import History
 from cpconsole.core.telemetry.alerts import Alert
 from cpconsole.core.telemetry.npu_smi import parse_info
 from cpconsole.core.telemetry.pollers import PollResult
-from cpconsole.core.telemetry.vllm_metrics import parse_metrics
+from cpconsole.core.telemetry.proxy_metrics import parse_proxy_metrics
+from cpconsole.core.telemetry.vllm_metrics import VllmMetrics, parse_metrics
+from cpconsole.proxy.metrics import ProxyMetrics, Timing
 
 from .conftest import PROFILES
 
@@ -52,10 +54,15 @@ def frozen_session() -> Session:
     after = parse_metrics((FIXTURES / "vllm" / "metrics-after-bench.txt").read_text())
     for name, scraper in telemetry.metrics.items():
         if plan.process(name).role == "proxy":
-            continue  # its figures come from its own /metrics; none captured here
+            continue
         scraper.latest = PollResult(f"metrics@{name}", after, NOW - 1, None, NOW - 1)
         telemetry.windows[name].add(before, NOW - 28)
         telemetry.windows[name].add(after, NOW - 1)
+    # the proxy's: two scrapes of the real proxy metrics code around chat turns, two 128k prompts, a failure
+    proxy_before, proxy_after = proxy_scrapes()
+    telemetry.metrics["proxy"].latest = PollResult("metrics@proxy", proxy_after, NOW - 1, None, NOW - 1)
+    telemetry.record("proxy", proxy_before, NOW - 28)
+    telemetry.record("proxy", proxy_after, NOW - 1)
     session.preflight_checks, session.preflight_took = preflight_results(plan), 3.2
     session.npu_ips = {n.name: {c: f"29.0.{10 + k}.{c}" for c in range(n.chips)} for k, n in enumerate(plan.nodes)}
     session.alert_history = [
@@ -69,6 +76,21 @@ def frozen_session() -> Session:
     ]
     session.alerts = [session.alert_history[-1].alert]
     return session
+
+
+def proxy_scrapes() -> tuple[VllmMetrics, VllmMetrics]:
+    """The proxy's /metrics before and after six chat turns, two 128k prompts and one unreachable
+    prefill (each request's moments set back from now, none near a bucket's edge)."""
+    metrics = ProxyMetrics()
+    before = parse_proxy_metrics(metrics.render().decode())
+    turns = [(1200, 0.09, 0.03, 1.4, 40)] * 6 + [(131072, 2.3, 0.21, 4.2, 64)] * 2
+    for prompt, prefill, handoff, e2e, out in turns:
+        timing = Timing("127.0.0.11:8004", "127.0.0.13:8004", prompt_tokens=prompt, tokens_out=out)
+        timing.arrived = time.monotonic() - e2e
+        timing.prefilled, timing.first_token = timing.arrived + prefill, timing.arrived + prefill + handoff
+        timing.finish(metrics, "ok")
+    Timing("127.0.0.11:8004", "127.0.0.13:8004").finish(metrics, "prefill_unreachable")
+    return before, parse_proxy_metrics(metrics.render().decode())
 
 
 def preflight_results(plan: LaunchPlan) -> list[Check]:

@@ -48,6 +48,54 @@ async def demo(tmp_path: Path):  # type: ignore[no-untyped-def]
     await c.stop_all()
 
 
+def test_prompt_length_classes_have_their_bounds_where_they_say() -> None:
+    from cpconsole.core.telemetry.proxy_metrics import prompt_class
+
+    assert [prompt_class(n) for n in (0, 8191, 8192, 65535, 65536, 10**6, None)] == [
+        "<8k",
+        "<8k",
+        "8k-64k",
+        "8k-64k",
+        ">=64k",
+        ">=64k",
+        "?",
+    ]
+
+
+async def test_the_console_shows_real_traffic_split_and_by_prompt_length(demo: Cluster) -> None:
+    """What the session makes of the proxy's /metrics between two scrapes: answered and failed
+    requests, TTFT with its prefill / hand-off split, and the same per prompt-length class, the
+    long prompt's TTFT above the short ones'; the console's probe never counted."""
+    from cpconsole.core.session import Session
+
+    async with Session(demo.plan) as session, httpx.AsyncClient(trust_env=False, timeout=60) as client:
+        poller = session.telemetry.metrics["proxy"]
+        assert not (await poller.poll_once()).stale  # before any request: no histogram exists yet
+        url = demo.url("proxy") + "/v1/completions"
+        for words in (100, 200, 70_000):
+            body = {"model": "deepseek_v3", "prompt": "word " * words, "max_tokens": 4, "stream": True}
+            async with client.stream("POST", url, json=body) as answer:
+                async for _ in answer.aiter_raw():
+                    pass
+        probe = {"model": "deepseek_v3", "prompt": "ping", "max_tokens": 1}
+        await client.post(url, json=probe, headers={"X-Request-Id": PROBE_PREFIX + "x"})
+        assert (await client.post(url, json={**probe, "model": "nope"})).status_code == 404  # a failure
+        for _ in range(200):  # a request is counted once its last byte went out
+            if served((await client.get(demo.url("proxy") + "/metrics")).text) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert not (await poller.poll_once()).stale
+        figures = session.view().servers["proxy"]
+    traffic = figures.traffic
+    assert traffic is not None and (traffic.answered, traffic.failed) == (3, 1)
+    assert set(figures.classes) == {"<8k", ">=64k"}
+    short, long = figures.classes["<8k"], figures.classes[">=64k"]
+    assert (short.answered, long.answered, short.failed) == (2, 1, None)
+    assert (long.ttft[0] or 0) > (short.ttft[1] or 0)  # 70k tokens take longer to prefill than 200
+    assert (long.prefill[0] or 0) > (long.handoff[0] or 0) > 0  # the prefill dominates a long prompt
+    assert traffic.ttft[1] == pytest.approx(long.ttft[1], rel=0.5)  # the slowest request is the long one
+
+
 async def test_streamed_chat_through_the_proxy(demo: Cluster) -> None:
     body = {
         "model": "deepseek_v3",

@@ -465,13 +465,15 @@ class Session:
             processes=dict(self.orchestrator.views),
             npu={node: poller.latest for node, poller in telemetry.npu.items()},
             npu_history={node: tuple(samples) for node, samples in telemetry.npu_history.items()},
-            servers={
-                name: ServerFigures.of(
-                    poller.latest, telemetry.windows[name], telemetry.probes_in_window(name), telemetry.busy(name)
-                )
-                for name, poller in telemetry.metrics.items()
-            },
+            servers={name: self._figures(name) for name in telemetry.metrics},
         )
+
+    def _figures(self, name: str) -> ServerFigures:
+        telemetry = self.telemetry
+        scrape, window = telemetry.metrics[name].latest, telemetry.windows[name]
+        if self.plan.process(name).role == "proxy":
+            return ServerFigures.of_proxy(scrape, window, telemetry.class_windows.get(name, {}))
+        return ServerFigures.of(scrape, window, telemetry.probes_in_window(name), telemetry.busy(name))
 
     async def ranks(self) -> list[Rank]:
         """Every rank with its place, its chip's NPU IP and its state."""

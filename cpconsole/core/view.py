@@ -4,8 +4,9 @@ telemetry's own objects; a view does not change after it is made."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .orchestrate import ProcessView
 from .telemetry.hub import NpuSample
@@ -15,6 +16,41 @@ from .telemetry.vllm_metrics import EngineMetrics, VllmMetrics
 from .telemetry.window import MetricsWindow
 
 Quantiles = tuple[float | None, float | None]  # p50, p99 in seconds
+
+
+def quantiles(window: MetricsWindow, key: str, without: int = 0) -> Quantiles:
+    return window.quantile(key, 0.5, without=without), window.quantile(key, 0.99, without=without)
+
+
+@dataclass(frozen=True)
+class TrafficFigures:
+    """Requests through cpconsole's proxy over the last minute, as clients saw them (its TTFT runs
+    from the request's arrival to the first token relayed; probes are never in it), with the TTFT
+    split: the prefill, then the hand-off (KV transfer and the decode's first step)."""
+
+    answered: int  # requests that ended ok in the window
+    failed: int | None  # that did not (None: not counted apart, as for a prompt-length class)
+    per_s: float | None  # answered per second
+    ttft: Quantiles
+    prefill: Quantiles
+    handoff: Quantiles
+    tpot: Quantiles
+    e2e: Quantiles
+
+    @classmethod
+    def of(cls, window: MetricsWindow, *, with_failures: bool) -> TrafficFigures:
+        answered = window.count("ttft") or 0.0
+        failed = window.increase_of(lambda m: m.requests_finished - m.request_success.get("ok", 0.0))
+        return cls(
+            int(answered),
+            int(failed or 0) if with_failures else None,
+            answered / window.span if window.span > 0 else None,
+            quantiles(window, "ttft"),
+            quantiles(window, "prefill"),
+            quantiles(window, "handoff"),
+            quantiles(window, "itl"),
+            quantiles(window, "e2e"),
+        )
 
 
 @dataclass(frozen=True)
@@ -33,6 +69,8 @@ class ServerFigures:
     acceptance_rate: float | None
     mean_acceptance_length: float | None
     busy: str = ""  # the console holds its probes back: the server is full (e.g. "4/4 running")
+    traffic: TrafficFigures | None = None  # the proxy's: real traffic end to end
+    classes: Mapping[str, TrafficFigures] = field(default_factory=dict)  # the same, by prompt length
 
     @classmethod
     def of(
@@ -46,11 +84,24 @@ class ServerFigures:
             generation_tokens_per_s=window.generation_tokens_per_s,
             prompt_rate_series=tuple(window.prompt_rate_series),
             generation_rate_series=tuple(window.generation_rate_series),
-            ttft=(window.quantile("ttft", 0.5, without=probes), window.quantile("ttft", 0.99, without=probes)),
-            itl=(window.quantile("itl", 0.5), window.quantile("itl", 0.99)),
+            ttft=quantiles(window, "ttft", probes),
+            itl=quantiles(window, "itl"),
             acceptance_rate=window.acceptance_rate,
             mean_acceptance_length=window.mean_acceptance_length,
             busy=busy,
+        )
+
+    @classmethod
+    def of_proxy(
+        cls, scrape: PollResult[VllmMetrics], window: MetricsWindow, classes: Mapping[str, MetricsWindow]
+    ) -> ServerFigures:
+        """The proxy: its figures as a server's, and its traffic as a whole and per prompt-length
+        class (the classes that had answered requests in the window)."""
+        per_class = {label: TrafficFigures.of(w, with_failures=False) for label, w in classes.items()}
+        return dataclasses.replace(
+            cls.of(scrape, window),
+            traffic=TrafficFigures.of(window, with_failures=True),
+            classes={label: figures for label, figures in per_class.items() if figures.answered},
         )
 
 

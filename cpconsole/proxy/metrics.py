@@ -1,8 +1,8 @@
 """What the proxy sees of every request, as Prometheus text on its /metrics: the time to first token
 as the client waits for it, split into the prefill (request → the prefill's answer) and the hand-off
 (that answer → the decode's first token: KV transfer, then one decode step), the time per output
-token and the whole request, prompt and output tokens, per prefill and decode backend, and how each
-request ended. The console's own probes are counted apart and never enter the latencies."""
+token and the whole request, prompt and output tokens, per prefill and decode backend and prompt-length
+class, and how each request ended. The console's own probes are counted apart and never enter the latencies."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-PREFIX = "cpconsole_proxy_"
+from ..core.telemetry.proxy_metrics import PREFIX, prompt_class
+
 # long context: a 128k prefill on the guide's P takes seconds to minutes
 SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 60, 120, 300, 600, 1200)
 STEP_SECONDS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5)
@@ -22,9 +23,10 @@ class ProxyMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         backends = ("prefill", "decode")
+        labels = (*backends, "prompt")  # prompt: its length class (PROMPT_CLASSES)
 
         def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
-            return Histogram(PREFIX + name, doc, backends, buckets=buckets, registry=self.registry)
+            return Histogram(PREFIX + name, doc, labels, buckets=buckets, registry=self.registry)
 
         self.ttft = histogram("ttft_seconds", "Request arrival to the first token relayed to the client.", SECONDS)
         self.prefill = histogram("prefill_seconds", "Request arrival to the prefill's answer.", SECONDS)
@@ -78,7 +80,7 @@ class Timing:
         metrics.requests.labels(self.prefill, self.decode, outcome).inc()
         if outcome != "ok":
             return
-        now, labels = time.monotonic(), (self.prefill, self.decode)
+        now, labels = time.monotonic(), (self.prefill, self.decode, prompt_class(self.prompt_tokens))
         metrics.output_tokens.inc(self.tokens_out)
         metrics.e2e.labels(*labels).observe(now - self.arrived)
         if self.prefilled is not None:

@@ -21,7 +21,7 @@ from .health import ChipReading, ProbeAnswer, StallDetector, probe
 from .npu_smi import NpuSmiInfo, parse_info
 from .pollers import Poller, PollResult, get_once_more_if_stale
 from .proxy_metrics import parse_proxy_metrics
-from .vllm_metrics import VllmMetrics, parse_metrics
+from .vllm_metrics import EngineMetrics, VllmMetrics, parse_metrics
 from .window import MetricsWindow
 
 T = TypeVar("T")
@@ -54,6 +54,7 @@ class Telemetry:
         self.plan = plan
         self.http = http
         self.windows: dict[str, MetricsWindow] = {}
+        self.class_windows: dict[str, dict[str, MetricsWindow]] = {}  # the proxy's, by prompt-length class
         self.npu: dict[str, Poller[NpuSmiInfo]] = {}
         self.metrics: dict[str, Poller[VllmMetrics]] = {}
         self.health: dict[str, Poller[float]] = {}
@@ -104,10 +105,23 @@ class Telemetry:
             answer = await get_once_more_if_stale(self.http, url)
             answer.raise_for_status()
             metrics = parse(answer.text)
-            self.windows[proc.name].add(metrics, time.time())
+            self.record(proc.name, metrics, time.time())
             return metrics
 
         return fetch
+
+    def record(self, name: str, metrics: VllmMetrics, at: float) -> None:
+        """A scrape into the server's window (and, for the proxy, its prompt-length classes' ones)."""
+        window = self.windows[name]
+        seen_before = window.first_at
+        window.add(metrics, at)
+        per_class = self.class_windows.setdefault(name, {})
+        for label, engine in metrics.classes.items():
+            if label not in per_class:  # a new class: nothing of it was observed at the window's start
+                per_class[label] = MetricsWindow()
+                if seen_before is not None:
+                    per_class[label].add(EngineMetrics(), seen_before)
+            per_class[label].add(engine, at)
 
     def _health_fetch(self, proc: ProcessPlan) -> Callable[[], Awaitable[float]]:
         url = proc.base_url + proc.health_path

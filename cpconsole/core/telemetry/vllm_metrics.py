@@ -102,6 +102,7 @@ class VllmMetrics:
     engines: dict[str, EngineMetrics]
     total: EngineMetrics
     model_names: tuple[str, ...]
+    classes: dict[str, EngineMetrics] = field(default_factory=dict)  # the proxy's, by prompt length
 
 
 def _labels(text: str) -> dict[str, str]:

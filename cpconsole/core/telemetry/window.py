@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .vllm_metrics import EngineMetrics, Histogram, VllmMetrics
+from .vllm_metrics import EngineMetrics, VllmMetrics
 
 
 @dataclass(frozen=True)
@@ -115,15 +115,30 @@ class MetricsWindow:
         return None if not drafts or accepted is None else 1 + accepted / drafts
 
     def histogram_increase(self, key: str) -> list[tuple[float, float]] | None:
+        """The window's observations as cumulative buckets. A scrape without the histogram counts as
+        none observed yet: a labelled series (the proxy's) appears with its first observation."""
         hists = [s.metrics.histograms.get(key) for s in self._scrapes]
-        present = [h for h in hists if h is not None and h.buckets]
-        if len(present) < 2:
+        latest = next((h for h in reversed(hists) if h is not None and h.buckets), None)
+        if latest is None or len(hists) < 2:
             return None
-        bounds = [b for b, _ in present[-1].buckets]
-        series: list[Histogram] = [h for h in present if [b for b, _ in h.buckets] == bounds]
+        bounds = [b for b, _ in latest.buckets]
+        series = [h.buckets if h is not None and h.buckets else [(b, 0.0) for b in bounds] for h in hists]
+        series = [buckets for buckets in series if [b for b, _ in buckets] == bounds]
         if len(series) < 2:
             return None
-        return [(bound, increase([h.buckets[i][1] for h in series])) for i, bound in enumerate(bounds)]
+        return [(bound, increase([buckets[i][1] for buckets in series])) for i, bound in enumerate(bounds)]
+
+    def count(self, key: str) -> float | None:
+        """Observations of a histogram in the window."""
+        buckets = self.histogram_increase(key)
+        return buckets[-1][1] if buckets else None
+
+    def increase_of(self, value: Callable[[EngineMetrics], float]) -> float | None:
+        return self._increase(value)
+
+    @property
+    def first_at(self) -> float | None:
+        return self._scrapes[0].at if self._scrapes else None
 
     @property
     def bounds(self) -> tuple[float, float] | None:

@@ -14,6 +14,7 @@ from ...core.view import SessionView
 from ..widgets.node_panel import NodePanel
 from ..widgets.process_table import ProcessTable
 from .base import SessionScreen
+from .metrics import traffic_summary
 
 
 def compact_age(seconds: float) -> str:
@@ -49,6 +50,10 @@ def rollup(session: Session, view: SessionView) -> Text:
         text.append("proxy " + ("✓" if ok else "✗") + "  ", style="green" if ok else "red")
     every = all(v.state == "ready" for v in views.values())
     text.append("ready" if every else (session.busy or "not ready"), style="bold green" if every else "bold yellow")
+    proxy = next((f.traffic for f in view.servers.values() if f.traffic is not None), None)
+    if proxy is not None and (proxy.answered or proxy.failed):
+        text.append(" · ", style="dim")
+        text.append_text(traffic_summary(proxy))
     if session.last_action:
         text.append(" · ", style="dim")
         text.append(last_action_text(session.last_action, session.now()), style="dim")

@@ -1,5 +1,7 @@
 """Per API server, from /metrics over the last minute: queue, KV cache, token rates, latency
-quantiles, speculative decoding, preemptions — and how fresh the numbers are."""
+quantiles, speculative decoding, preemptions — and how fresh the numbers are. Under them, the real
+traffic through cpconsole's proxy: end-to-end TTFT split into prefill and hand-off, per
+prompt-length class where the traffic has several."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from ...core.session import Session
+from ...core.telemetry.proxy_metrics import PROMPT_CLASSES, UNKNOWN_CLASS
+from ...core.view import Quantiles, ServerFigures, TrafficFigures
 from ..widgets.node_panel import bar, sparkline
 from .base import SessionScreen
 
@@ -20,7 +24,9 @@ from .base import SessionScreen
 def _s(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
 
 
 def _num(value: float | None, unit: str = "", digits: int = 1) -> str:
@@ -45,6 +51,63 @@ WIDE = 140  # narrower terminals show the columns an incident needs first
 WIDE_ONLY = ("ITL p50/p99", "MTP accept", "accept len", "preempt")
 
 
+TRAFFIC_COLUMNS = (
+    "prompts",
+    "answered",
+    "failed",
+    "req/s",
+    "TTFT p50/p99",
+    "prefill p50/p99",
+    "hand-off p50/p99",
+    "TPOT p50/p99",
+    "E2E p50/p99",
+)
+TRAFFIC_WIDE_ONLY = ("TPOT p50/p99", "E2E p50/p99")
+CLASS_ORDER = [label for label, _ in PROMPT_CLASSES] + [UNKNOWN_CLASS]
+
+
+def _pair(quantiles: Quantiles) -> str:
+    return "/".join(map(_s, quantiles))
+
+
+def traffic_summary(traffic: TrafficFigures) -> Text:
+    """One line for the board: what clients got through the proxy in the last minute."""
+    text = Text(f"{_num(traffic.per_s, '/s', 2)} TTFT {_pair(traffic.ttft)}", style="bold")
+    if traffic.failed:  # before the split: a narrow terminal cuts the end of the line
+        text.append(f" {traffic.failed} failed", style="bold red")
+    text.append(f" (prefill {_s(traffic.prefill[0])} + hand-off {_s(traffic.handoff[0])})", style="dim")
+    return text
+
+
+def traffic_table(figures: ServerFigures, wide: bool) -> Table | Text:
+    traffic = figures.traffic
+    if traffic is None or not (traffic.answered or traffic.failed):
+        return Text("real traffic through the proxy: none in the last minute (probes are not counted)", style="dim")
+    table = Table(expand=True, box=None, padding=(0, 1), title="real traffic through the proxy, last minute")
+    for column in TRAFFIC_COLUMNS:
+        if wide or column not in TRAFFIC_WIDE_ONLY:
+            table.add_column(column, no_wrap=True)
+    rows = [("all", traffic)]
+    if len(figures.classes) > 1:  # one class alone is the whole again
+        rows += sorted(figures.classes.items(), key=lambda item: CLASS_ORDER.index(item[0]))
+    for label, row in rows:
+        cells = (
+            Text(label, style="bold"),
+            str(row.answered),
+            "-" if row.failed is None else Text(str(row.failed), style="bold red" if row.failed else ""),
+            _num(row.per_s, digits=2),
+            _pair(row.ttft),
+            _pair(row.prefill),
+            _pair(row.handoff),
+            _pair(row.tpot),
+            _pair(row.e2e),
+        )
+        table.add_row(
+            *(c for column, c in zip(TRAFFIC_COLUMNS, cells, strict=True) if wide or column not in TRAFFIC_WIDE_ONLY)
+        )
+    return table
+
+
 def _rate(now: float | None, series: Sequence[float]) -> Text:
     """The rate over the window, and how it moved (each scrape interval, scaled to the window's peak)."""
     text = Text(_num(now))
@@ -58,6 +121,7 @@ class MetricsScreen(SessionScreen):
         yield Header()
         with VerticalScroll(id="metrics"):
             yield Static(id="metrics-table")
+            yield Static(id="traffic-table")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -71,6 +135,9 @@ class MetricsScreen(SessionScreen):
         drawn_from = (wide, *((s.ok_at, s.error, int(s.age(now) or 0) if s.stale else None) for s in scrapes))
         if self._drawn.get("#metrics-table") == drawn_from:
             return  # rebuilt only from a new scrape, or once a second while one is stale
+        proxy = next((f for f in view.servers.values() if f.traffic is not None), None)
+        if proxy is not None:
+            self.draw("#traffic-table", traffic_table(proxy, wide), key=drawn_from)
         table = Table(expand=True, box=None, padding=(0, 1))
         for column in COLUMNS:
             if wide or column not in WIDE_ONLY:
