@@ -268,7 +268,7 @@ async def test_two_step_flow_and_byte_exact_relay(recorders: tuple[Recorder, Rec
     transport = httpx.ASGITransport(app=proxy.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
         answer = await client.post("/v1/chat/completions", json=body, headers={"X-Request-Id": "cpconsole-abc"})
-    await proxy.client.aclose()
+    await proxy.clients.aclose()
     assert answer.content.rstrip(b"\n") == REAL_STREAM.rstrip(b"\n")  # relayed unchanged
     (_, sent_p, headers_p), (_, sent_d, headers_d) = prefiller.seen[0], decoder.seen[0]
     assert sent_p["max_tokens"] == 1 and sent_p["stream"] is False and "stream_options" not in sent_p
@@ -293,7 +293,7 @@ async def test_unreachable_decoder_is_retried_then_reported(recorders: tuple[Rec
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy.app), base_url="http://proxy") as client:
         started = time.monotonic()
         answer = await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 3})
-    await proxy.client.aclose()
+    await proxy.clients.aclose()
     assert answer.status_code == 502 and f"decoder {dead_host}:{dead_port} unreachable" in answer.json()["error"]
     assert time.monotonic() - started >= 0.03  # 0.01 + 0.02 of backoff
 
@@ -317,7 +317,7 @@ async def test_least_loaded_backend_is_picked() -> None:
     second = proxy.pools["prefill"].pick()
     assert second is not None and second.host == "b"
     await asyncio.sleep(0)
-    await proxy.client.aclose()
+    await proxy.clients.aclose()
 
 
 async def test_a_prefill_answer_without_kv_params_is_refused_not_prefilled_again() -> None:
@@ -331,9 +331,22 @@ async def test_a_prefill_answer_without_kv_params_is_refused_not_prefilled_again
             proxy = PdProxy([(prefiller.host, prefiller.port)], [(decoder.host, decoder.port)], settings)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy.app), base_url="http://p") as client:
                 answers.append(await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 3}))
-            await proxy.client.aclose()
+            await proxy.clients.aclose()
         refused, forwarded = answers
         assert refused.status_code == 502 and forwarded.status_code == 200
         named = f"prefiller {prefiller.host}:{prefiller.port} answered without kv_transfer_params"
         assert refused.json()["error"].startswith(named)
         assert len(decoder.seen) == 1  # only the request let through reached the decode
+
+
+async def test_client_shards_are_taken_in_turn_and_share_one_tls_context() -> None:
+    """Hundreds of streams spread over the shards' pools (httpcore walks a whole pool per request)."""
+    from cpconsole.core.httpclient import ClientShards
+
+    shards = ClientShards(4, 5.0)
+    picked = [shards.pick() for _ in range(8)]
+    assert picked[:4] == shards.clients and picked[4:] == shards.clients and len(set(map(id, picked))) == 4
+    contexts = {id(c._transport._pool._ssl_context) for c in shards.clients}  # type: ignore[attr-defined]
+    assert len(contexts) == 1
+    await shards.aclose()
+    assert all(c.is_closed for c in shards.clients)

@@ -118,7 +118,7 @@ async def test_without_a_token_the_instance_api_answers_loopback_clients_only() 
         transport = httpx.ASGITransport(app=proxy.app, client=client_address)
         async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
             assert (await client.post("/instances/add", json=body)).status_code == status
-    await proxy.client.aclose()
+    await proxy.clients.aclose()
 
 
 async def test_bad_bodies_are_refused_with_a_message(backends: tuple[Recorder, ...]) -> None:

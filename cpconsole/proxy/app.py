@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..core.httpclient import http_client
+from ..core.httpclient import ClientShards
 from ..core.telemetry.health import PROBE_PREFIX
 from .metrics import ProxyMetrics, Timing
 
@@ -55,6 +55,7 @@ class Backend:
         return f"{self.host}:{self.port}"
 
 
+SHARDS = 16  # connection pools to the backends (core.httpclient.ClientShards)
 MAX_BODY_BYTES = 8 << 20  # a 128k-token prompt as JSON text, with room to spare
 HEALTH_TTL_S = 1.0  # backends' health is asked at most this often, however often we are asked
 
@@ -136,7 +137,7 @@ class PdProxy:
         self.settings = settings
         self.metrics = ProxyMetrics()
         self._health: tuple[float, dict[Kind, int]] | None = None
-        self.client = http_client(None, max_connections=None)
+        self.clients = ClientShards(SHARDS, None)
         self.app = Starlette(
             routes=[
                 Route("/v1/completions", self.completions, methods=["POST"]),
@@ -153,7 +154,7 @@ class PdProxy:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         yield
-        await self.client.aclose()
+        await self.clients.aclose()
 
     def _headers(self, request_id: str, backend: Backend) -> dict[str, str]:
         headers = {"X-Request-Id": request_id}
@@ -209,9 +210,10 @@ class PdProxy:
         }
         prefiller.active += 1
         try:
+            client = self.clients.pick()
             answer = await self._retrying(
                 prefiller,
-                lambda: self.client.post(
+                lambda: client.post(
                     prefiller.base + api, json=prefill_body, headers=self._headers(request_id, prefiller)
                 ),
             )
@@ -251,11 +253,12 @@ class PdProxy:
             return JSONResponse({"error": why}, status_code=502)
         decode_body = {**body, "kv_transfer_params": kv} if kv else body
         decoder.active += 1
+        client = self.clients.pick()
         try:
             upstream = await self._retrying(
                 decoder,
-                lambda: self.client.send(
-                    self.client.build_request(
+                lambda: client.send(
+                    client.build_request(
                         "POST", decoder.base + api, json=decode_body, headers=self._headers(request_id, decoder)
                     ),
                     stream=True,
@@ -314,7 +317,7 @@ class PdProxy:
 
         async def alive(backend: Backend) -> bool:
             try:
-                answer = await self.client.get(backend.base + "/health", timeout=2)
+                answer = await self.clients.pick().get(backend.base + "/health", timeout=2)
             except httpx.HTTPError:
                 return False
             return answer.status_code == 200
@@ -329,7 +332,7 @@ class PdProxy:
         for kind in ("decode", "prefill"):
             for backend in self.pools[kind].backends:
                 with contextlib.suppress(httpx.HTTPError):
-                    answer = await self.client.get(backend.base + "/v1/models", timeout=5)
+                    answer = await self.clients.pick().get(backend.base + "/v1/models", timeout=5)
                     if answer.status_code == 200:
                         return Response(answer.content, media_type="application/json")
         return JSONResponse({"error": "no backend answered /v1/models"}, status_code=503)
