@@ -27,7 +27,7 @@ async def probe(http: httpx.AsyncClient, base_url: str, model: str, timeout: flo
     return (time.monotonic() - started) * 1000
 
 
-Progress = tuple[float, ...]  # counters that move when the engine works: tokens out, prompts in, engine steps
+Progress = tuple[float, ...]  # what moves when the engine works: tokens out, prompts in, engine steps, KV in use
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,9 @@ class ChipReading:
 class StallDetector:
     """Fed with each scrape of one API server; `reason` says why it looks stalled, if it does.
 
-    Work is any counter of `progress` moving — generated tokens, and for long prompts the prompt
-    tokens and engine steps (a chunked prefill steps; one unchunked 128k prefill moves nothing until
-    it ends). While no counter moves but the chips compute, a long prefill is under way: stalled only
+    Work is anything of `progress` moving — generated tokens, and for long prompts the prompt
+    tokens, engine steps and the KV cache in use (a chunked prefill takes blocks chunk by chunk; one
+    unchunked 128k prefill moves nothing until it ends). While no counter moves but the chips compute, a long prefill is under way: stalled only
     after `computing_after_s`. A node with chips whose last reading is older than the quiet spell
     has not yet said whether they compute: no verdict until it has (or computing_after_s passed)."""
 
