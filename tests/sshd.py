@@ -4,6 +4,7 @@ its own host key, client key, known_hosts and an empty ssh_config (never ~/.ssh)
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import os
 import pwd
@@ -25,20 +26,31 @@ from .loopback import Block
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"  # sshd re-execs itself: must be an absolute path
 
 
-# Ports the shipped profiles use are all below this (a test keeps it so): a port the tests take for
-# sshd or a helper server must not be one a simulated process of the same block binds later.
-FIRST_TEST_PORT = 40000
+@functools.cache
+def profile_ports() -> frozenset[int]:
+    """Every port a shipped profile's processes take: a port the tests take for sshd or a helper
+    server binds the simulated nodes' addresses too, and must not be one of them."""
+    from cpconsole.core.plan import build_plan
+    from cpconsole.core.profile import load_profile
+
+    return frozenset(
+        port
+        for path in (Path(__file__).resolve().parent.parent / "profiles").glob("*.yaml")
+        for proc in build_plan(load_profile(path)).processes
+        for use in proc.ports
+        for port in range(use.start, use.end + 1)
+    )
 
 
 def free_port(ip: str = "127.0.0.1") -> int:
-    """A free port of `ip` at or above FIRST_TEST_PORT (the kernel's pick, drawn again if lower)."""
+    """A free port of `ip` (the kernel's pick), none of profile_ports()."""
     for _ in range(1000):
         with socket.socket() as s:
             s.bind((ip, 0))
             port = int(s.getsockname()[1])
-        if port >= FIRST_TEST_PORT:
+        if port not in profile_ports():
             return port
-    raise RuntimeError(f"no free port ≥ {FIRST_TEST_PORT} on {ip}: is net.ipv4.ip_local_port_range below it?")
+    raise RuntimeError(f"no free port on {ip} outside the profiles' own")
 
 
 def login_user() -> str:

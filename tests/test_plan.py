@@ -84,6 +84,7 @@ def test_xpyd_decode_kv_ranges_offset_by_dp_rank(xpyd) -> None:  # type: ignore[
         ("http", 8004),
         ("dp_rpc", 5980),
         ("kv", 36200),
+        ("hccl", 60000),  # HCCL's host ports: 60000-60015
     ]
 
 

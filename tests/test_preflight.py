@@ -97,7 +97,8 @@ async def test_ports_held_by_the_profiles_own_running_processes_are_no_conflict(
     ports = {c.node: c for c in checks if c.check == "ports"}
     assert ports["prefill-a"].status == "PASS", ports["prefill-a"]
     assert ports["prefill-a"].evidence.endswith("; not checked: proxy (running)")
-    assert ports["decode-a"].evidence == "18 port(s) free"  # nothing of ours runs there: all checked
+    # nothing of ours runs there: all checked — http, dp rpc, 16 kv and HCCL's 16 host ports
+    assert ports["decode-a"].evidence == "34 port(s) free"
     assert "free, but for the running processes' own on 1/3 nodes" in {line.text for line in fold(checks)}
 
 
@@ -136,10 +137,11 @@ async def test_each_broken_thing_is_named_with_its_node_chip_and_hint(
         text, b, CPCONSOLE_SIM_LINK_DOWN="3", CPCONSOLE_SIM_NET_FAULT="9", CPCONSOLE_SIM_NPU_HEALTH="5=Alarm"
     )
     text = node_env(text, d, CPCONSOLE_SIM_CHIPS="8", CPCONSOLE_SIM_VERSIONS="torch-npu=2.6.0")
-    with socket.socket() as squatter:  # a real listener on decode-a's HTTP port
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind((d, 8004))
-        squatter.listen()
+    with socket.socket() as squatter, socket.socket() as hccl:  # real listeners: HTTP, one of HCCL's ports
+        for sock, port in ((squatter, 8004), (hccl, 60003)):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((d, port))
+            sock.listen()
         checks = await checks_of(text, ssh=over == "ssh")
     bad = failed(checks)
     assert bad.pop(("prefill-b", "NPU link", 3)).evidence == "link DOWN"
@@ -154,7 +156,7 @@ async def test_each_broken_thing_is_named_with_its_node_chip_and_hint(
         bad.pop(("decode-a", "NPU net health", chip))
         bad.pop(("decode-a", "NPU address", chip))
     ports = bad.pop(("decode-a", "ports", None))
-    assert ports.evidence.startswith("8004 (decode-0 http) already in use") and "ss -ltnp" in ports.hint
+    assert ports.evidence == "8004 (decode-0 http), 60003 (decode-0 hccl) already in use" and "ss -ltnp" in ports.hint
     # pings: from prefill-a chip 6 (lost) and from prefill-b chip 3 (its link is down)
     pinged = [c for c in checks if c.check == "NPU ping" and c.status == "FAIL"]
     assert {(c.node, c.chip, c.peer) for c in pinged} == {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cpconsole.core.plan import build_plan
-from cpconsole.core.profile import Finding, ProfileError, load_profile
+from cpconsole.core.profile import Finding, ProfileError, load_profile, load_profile_text
 from cpconsole.core.profile.versions import at_least, version_key
 
 from .conftest import PROFILES, line_of, write_profile
@@ -399,3 +399,18 @@ def test_context_parallel_in_pd_needs_its_switch_below_vllm_ascend_0_21(tmp_path
     assert refused.line == line_of(without, "VLLM_ASCEND_ENABLE_FLASHCOMM1") - 1  # its env:
     later = without.replace('vllm_ascend: "0.15.0rc1"', 'vllm_ascend: "0.21.0rc1"')
     assert not [f for f in load_profile(write_profile(tmp_path, later)).findings if "required" in f.message]
+
+
+def test_hccl_host_ports_are_claimed_and_their_base_must_leave_room(tmp_path: Path) -> None:
+    """HCCL's host listeners (HCCL_IF_BASE_PORT, default 60000, and the next 15) are one of each NPU
+    process's ports: preflight checks them free; a base with no room for 16 is refused at its line."""
+    plan = build_plan(load_profile_text(GUIDE_PROFILE))
+    assert [(u.start, u.end) for u in plan.process("decode-0").ports if u.kind == "hccl"] == [(60000, 60015)]
+    moved = variant('    HCCL_BUFFSIZE: "768"', '    HCCL_BUFFSIZE: "768"\n    HCCL_IF_BASE_PORT: "61000"')
+    hccl = [u for u in build_plan(load_profile_text(moved)).process("prefill-1").ports if u.kind == "hccl"]
+    assert [(u.start, u.end) for u in hccl] == [(61000, 61015)]
+    for bad in ("65530", "sixty", "80"):
+        text = variant('    HCCL_BUFFSIZE: "768"', f'    HCCL_BUFFSIZE: "768"\n    HCCL_IF_BASE_PORT: "{bad}"')
+        found = [e for e in errors_of(tmp_path, text) if "HCCL_IF_BASE_PORT" in e.message]
+        assert len(found) == 1 and found[0].line == text.splitlines().index(f'    HCCL_IF_BASE_PORT: "{bad}"') + 1
+        assert "use 1024–65520" in found[0].message

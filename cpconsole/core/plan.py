@@ -31,6 +31,7 @@ from .profile.schema import (
 from .profile.topology import (
     Placement,
     api_servers,
+    declared_env,
     effective_container,
     node_address,
     parallel_of,
@@ -344,9 +345,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
     processes: list[ProcessPlan] = []
     for place in placements(profile):
         inst = profile.instances[place.instance]
-        env = {**_network_env(profile, place.node), **profile.defaults.env}
-        env.update(profile.nodes[place.node].env)
-        env.update(inst.env)
+        env = {**_network_env(profile, place.node), **declared_env(profile, place.node, inst)}
         processes.append(
             ProcessPlan(
                 name=place.process,

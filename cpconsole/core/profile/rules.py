@@ -26,8 +26,10 @@ from .serving_rules import (
     scheduler_limits,
 )
 from .topology import (
+    HCCL_PORTS,
     PARALLEL_ARGS,
     as_ranges,
+    declared_env,
     effective_container,
     kv_ports,
     parallel_of,
@@ -305,6 +307,27 @@ def kv_port_range(profile: Profile) -> Iterator[Hit]:
             )
 
 
+def hccl_base_port(profile: Profile) -> Iterator[Hit]:
+    """HCCL_IF_BASE_PORT must leave room for HCCL's 16 host ports (CANN's environment variable
+    reference: the listeners take the base and the next 15)."""
+    seen = set()
+    for place in placements(profile):
+        inst = profile.instances[place.instance]
+        base = declared_env(profile, place.node, inst).get("HCCL_IF_BASE_PORT")
+        if base is None:
+            continue
+        if "HCCL_IF_BASE_PORT" in inst.env:
+            loc: Loc = ("instances", place.instance, "env", "HCCL_IF_BASE_PORT")
+        elif "HCCL_IF_BASE_PORT" in profile.nodes[place.node].env:
+            loc = ("nodes", place.node, "env", "HCCL_IF_BASE_PORT")
+        else:
+            loc = ("defaults", "env", "HCCL_IF_BASE_PORT")
+        last = 65535 - (HCCL_PORTS - 1)
+        if loc not in seen and not (base.isdigit() and 1024 <= int(base) <= last):
+            seen.add(loc)
+            yield "error", loc, f"HCCL_IF_BASE_PORT {base!r}: HCCL listens on it and the next 15; use 1024–{last}"
+
+
 def mooncake_port_range(profile: Profile) -> Iterator[Hit]:
     for place in placements(profile):
         inst = profile.instances[place.instance]
@@ -429,6 +452,7 @@ RULES: tuple[Rule, ...] = (
     kv_connector_rules,
     unique_ports,
     kv_port_range,
+    hccl_base_port,
     mooncake_port_range,
     version_rules,
     derived_env,

@@ -11,7 +11,9 @@ from typing import Literal
 from .loader import Loc
 from .schema import MAX_PARALLEL, Container, Instance, Node, Profile, Proxy
 
-PortKind = Literal["http", "master", "dp_rpc", "kv", "proxy"]
+PortKind = Literal["http", "master", "dp_rpc", "kv", "hccl", "proxy"]
+HCCL_BASE_PORT = 60000  # HCCL_IF_BASE_PORT's default; HCCL's host-side listeners take it and the next 15
+HCCL_PORTS = 16
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,20 @@ class PortClaim:
         return f"{self.process} {self.kind} {span}"
 
 
+def declared_env(profile: Profile, node: str, inst: Instance) -> dict[str, str]:
+    """A process's environment as the profile writes it: defaults, then its node's, then its instance's."""
+    return {**profile.defaults.env, **profile.nodes[node].env, **inst.env}
+
+
+def hccl_ports(profile: Profile, node: str, inst: Instance) -> tuple[int, int] | None:
+    """HCCL's host ports of a process on NPUs (CANN: HCCL_IF_BASE_PORT, 16 ports); None without NPUs
+    or with a base that is no port (a rule says so)."""
+    if not profile.nodes[node].chips:
+        return None
+    base = declared_env(profile, node, inst).get("HCCL_IF_BASE_PORT", str(HCCL_BASE_PORT))
+    return (int(base), int(base) + HCCL_PORTS - 1) if base.isdigit() else None
+
+
 def port_claims(profile: Profile) -> list[PortClaim]:
     claims: list[PortClaim] = []
     for place in placements(profile):
@@ -216,6 +232,8 @@ def port_claims(profile: Profile) -> list[PortClaim]:
             wanted.append(("dp_rpc", rpc, rpc, ("data_parallel", "rpc_port")))
         if inst.kv_connector is not None:
             wanted += [("kv", start, end, ("kv_port",)) for start, end in as_ranges(kv_ports(inst, place.node_rank))]
+        if hccl := hccl_ports(profile, place.node, inst):
+            wanted.append(("hccl", *hccl, ("env", "HCCL_IF_BASE_PORT")))
         claims += [
             PortClaim(place.process, place.node, address, kind, start, end, ("instances", place.instance, *key))
             for kind, start, end, key in wanted
