@@ -64,7 +64,7 @@ def draw(plt: Any, series: Sequence[Series], *, colour: bool) -> None:
         low, high = math.floor(math.log10(min(seconds))), math.ceil(math.log10(max(seconds)))
         ticks = [float(e) for e in range(low, high + 1)]
         plt.ylim(low, high)
-        plt.yticks(ticks, [_time(10**e) for e in ticks])
+        plt.yticks(ticks, [seconds_text(10**e) for e in ticks])
     plt.xlabel("prompt tokens")
     plt.ylabel("TTFT")
 
@@ -79,10 +79,13 @@ def chart_text(series: Sequence[Series], width: int = 72, height: int = 18) -> s
     return str(plotext.uncolorize(plotext.build()))
 
 
-def _time(seconds: float | None) -> str:
+def seconds_text(seconds: float | None) -> str:
+    """A latency as an operator reads it: 87 ms, 2.45 s, 20.7 s; '-' when unknown."""
     if seconds is None:
         return "-"
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
 
 
 def sweep_rows(run: SweepRun, earlier: Sequence[SweepRun], reference: Reference | None) -> list[list[str]]:
@@ -93,12 +96,12 @@ def sweep_rows(run: SweepRun, earlier: Sequence[SweepRun], reference: Reference 
     rows = [head]
     for point in run.points:
         row = [short_length(point.length), f"{point.ok}/{point.sent}"]
-        row += [_time(v) for v in (point.ttft_s, point.prefill_s, point.handoff_s, point.tpot_s)]
+        row += [seconds_text(v) for v in (point.ttft_s, point.prefill_s, point.handoff_s, point.tpot_s)]
         for other in earlier:
             same = next((p for p in other.points if p.length == point.length), None)
-            row.append(_time(same.ttft_s) if same else "")
+            row.append(seconds_text(same.ttft_s) if same else "")
         if reference is not None:
-            row.append(_time(reference.ttft_s) if reference.length == point.length else "")
+            row.append(seconds_text(reference.ttft_s) if reference.length == point.length else "")
         rows.append(row)
     return rows
 

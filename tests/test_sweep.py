@@ -81,11 +81,11 @@ def test_reports_set_the_newest_run_beside_the_earlier_ones_and_the_guide() -> N
     assert "TP16 PCP2 DCP8" in head and "2 request(s) per length" in head
     assert rows.split() == "length ok TTFT prefill hand-off TPOT TTFT 12-01 10:00 TP16 PCP1 DCP8 guide".split()
     longest = next(line for line in text.split("\n") if line.startswith("128k"))
-    assert longest.split() == "128k 2/2 21.50 s 19.35 s 2.15 s 20 ms 40.00 s 20.70 s".split()
+    assert longest.split() == "128k 2/2 21.5 s 19.4 s 2.15 s 20 ms 40.0 s 20.7 s".split()
     assert "12-02 10:30 TP16 PCP2 DCP8" in text and "guide (20 prompts)" in text  # the chart's legend
     assert "100 ms┤" in text and "1.00 s┤" in text and "\x1b" not in text  # log-scale ticks, no colour codes
     markdown = sweep_report(runs, "markdown")
-    assert markdown.startswith("## sweep of deepseek") and "| 128k | 2/2 | 21.50 s |" in markdown
+    assert markdown.startswith("## sweep of deepseek") and "| 128k | 2/2 | 21.5 s |" in markdown
     assert "```text\n" in markdown and "| guide |" in markdown
     assert "guide" not in sweep_report(runs[:1], "markdown")  # PCP off: not the guide's deployment
     data = json.loads(sweep_report(runs, "json"))

@@ -17,16 +17,9 @@ from textual.widgets import Footer, Header, Static
 from ...core.session import Session
 from ...core.telemetry.proxy_metrics import PROMPT_CLASSES, UNKNOWN_CLASS
 from ...core.view import Quantiles, ServerFigures, TrafficFigures
+from ...results import seconds_text
 from ..widgets.node_panel import bar, sparkline
 from .base import SessionScreen
-
-
-def _s(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
 
 
 def _num(value: float | None, unit: str = "", digits: int = 1) -> str:
@@ -67,7 +60,7 @@ CLASS_ORDER = [label for label, _ in PROMPT_CLASSES] + [UNKNOWN_CLASS]
 
 
 def _pair(quantiles: Quantiles) -> str:
-    return "/".join(map(_s, quantiles))
+    return "/".join(map(seconds_text, quantiles))
 
 
 def traffic_summary(traffic: TrafficFigures) -> Text:
@@ -75,7 +68,9 @@ def traffic_summary(traffic: TrafficFigures) -> Text:
     text = Text(f"{_num(traffic.per_s, '/s', 2)} TTFT {_pair(traffic.ttft)}", style="bold")
     if traffic.failed:  # before the split: a narrow terminal cuts the end of the line
         text.append(f" {traffic.failed} failed", style="bold red")
-    text.append(f" (prefill {_s(traffic.prefill[0])} + hand-off {_s(traffic.handoff[0])})", style="dim")
+    text.append(
+        f" (prefill {seconds_text(traffic.prefill[0])} + hand-off {seconds_text(traffic.handoff[0])})", style="dim"
+    )
     return text
 
 
@@ -163,8 +158,8 @@ class MetricsScreen(SessionScreen):
                 ),
                 _rate(figures.prompt_tokens_per_s, figures.prompt_rate_series),
                 _rate(figures.generation_tokens_per_s, figures.generation_rate_series),
-                "/".join(map(_s, figures.ttft)),
-                "/".join(map(_s, figures.itl)),
+                _pair(figures.ttft),
+                _pair(figures.itl),
                 _num(None if figures.acceptance_rate is None else 100 * figures.acceptance_rate, "%", 0),
                 _num(figures.mean_acceptance_length, digits=2),
                 _num(total.preemptions if total else None, digits=0),
