@@ -57,7 +57,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from .core.apikey import read_api_key
-    from .core.plan import plan_json, render_script
+    from .core.plan import plan_json, render_containers, render_script
 
     _, plan = _plan_for(args)
     key = read_api_key(plan.api_key) if args.show_secrets else None
@@ -65,6 +65,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     chosen = [plan.process(n) for n in names] if names else list(plan.processes)
     if args.format == "json":
         print(plan_json(plan, names))
+        return EXIT_OK
+    if args.containers:
+        print(render_containers(plan), end="")
         return EXIT_OK
     for index, proc in enumerate(chosen):
         if index:
@@ -326,6 +329,13 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_containers(args: argparse.Namespace) -> int:
+    from . import headless
+
+    _, plan = _plan_for(args)
+    return headless.containers(plan, args.action, args.json, yes=args.yes)
+
+
 def _profile_argument(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("profile", metavar="PROFILE", help="profile YAML file")
 
@@ -362,6 +372,14 @@ def _args_render(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--show-secrets", action="store_true", help="write the api_key into the scripts (to run one by hand)"
     )
+    cmd.add_argument("--containers", action="store_true", help="the `docker run` of each container instead")
+
+
+def _args_containers(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument("action", choices=("create", "check", "remove"))
+    _json_option(cmd)
+    cmd.add_argument("--yes", action="store_true", help="remove without asking")
 
 
 def _args_up(cmd: argparse.ArgumentParser) -> None:
@@ -513,6 +531,11 @@ VERBS: dict[str, Verb] = {
         cmd_preflight,
         "check every node before launch: chips, NPU links and pings, ports, model, versions",
         _args_preflight,
+    ),
+    "containers": Verb(
+        cmd_containers,
+        "create, check or remove the profile's containers (the guide's docker run, every chip mapped)",
+        _args_containers,
     ),
     "bench": Verb(
         cmd_bench, "run vllm bench serve against the proxy on a node; keep and compare the results", _args_bench

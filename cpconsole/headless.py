@@ -22,6 +22,7 @@ from .core.inventory import Listed, listed_profiles, running_of
 from .core.journal import JournalEntry
 from .core.notify import Notifier
 from .core.orchestrate import Orchestrator, orphans
+from .core.orchestrate.containers import ContainerOutcome
 from .core.orchestrate.lock import DeploymentBusy
 from .core.orchestrate.model import operator
 from .core.plan import LaunchPlan
@@ -396,13 +397,8 @@ def down_orphans(plan: LaunchPlan, *, yes: bool) -> int:
             sys.stdout.write(reports.orphans_text(found, unasked))
             if not found:
                 return EXIT_UNREACHABLE if unasked else EXIT_OK
-            if not yes:
-                if not sys.stdin.isatty():
-                    print("cpconsole: nothing stopped; add --yes to stop them", file=sys.stderr)
-                    return EXIT_FAILED
-                answer = await asyncio.to_thread(input, f"stop these {len(found)} process group(s)? [y/N] ")
-                if answer.strip().lower() not in ("y", "yes"):
-                    return EXIT_FAILED
+            if not yes and not await _confirmed(f"stop these {len(found)} process group(s)?", "nothing stopped"):
+                return EXIT_FAILED
             results = await session.journaled(
                 "down --orphans",
                 sorted({o.process for o in found}),
@@ -413,3 +409,43 @@ def down_orphans(plan: LaunchPlan, *, yes: bool) -> int:
             return EXIT_OK if not any(results.values()) else EXIT_FAILED
 
     return asyncio.run(run())
+
+
+async def _confirmed(question: str, otherwise: str) -> bool:
+    """A yes at the terminal; without one (no terminal), `otherwise` is said and it is a no."""
+    if not sys.stdin.isatty():
+        print(f"cpconsole: {otherwise}; add --yes to go ahead", file=sys.stderr)
+        return False
+    answer = await asyncio.to_thread(input, f"{question} [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def containers(plan: LaunchPlan, action: Literal["create", "check", "remove"], as_json: bool, *, yes: bool) -> int:
+    """Create or remove the profile's containers (those with an image), then check them all."""
+
+    async def run() -> tuple[list[ContainerOutcome], list[Check]]:
+        async with Session(plan) as session:
+            outcomes: list[ContainerOutcome] = []
+            if action == "create":
+                outcomes = await session.create_containers()
+            elif action == "remove":
+                question = f"remove {sum(c.image is not None for c in plan.containers)} container(s)?"
+                if not yes and not await _confirmed(question, "nothing removed"):
+                    return [], []
+                return await session.remove_containers(), []
+            return outcomes, await session.container_checks()
+
+    if not plan.containers:
+        print("cpconsole: the profile runs nothing in a container", file=sys.stderr)
+        return EXIT_OK
+    outcomes, checks = asyncio.run(run())
+    if as_json:
+        print(reports.containers_json(outcomes, checks))
+    else:
+        sys.stdout.write(reports.container_outcomes_text(outcomes))
+        if checks:
+            print(reports.preflight_text(checks))
+    if action == "remove" and not outcomes:
+        return EXIT_FAILED  # not confirmed
+    failed = any(not o.done for o in outcomes) or any(c.status == "FAIL" for c in checks)
+    return EXIT_FAILED if failed else EXIT_OK

@@ -14,6 +14,7 @@ from .core.inventory import Listed, shown_path
 from .core.journal import JournalEntry
 from .core.notify import Notification, Notifier
 from .core.orchestrate import ProcessView, ProgressNoted, StageChanged, StateChanged
+from .core.orchestrate.containers import ContainerOutcome
 from .core.orchestrate.model import Event, Notice
 from .core.orchestrate.orphans import Orphan
 from .core.plan import LaunchPlan
@@ -334,4 +335,17 @@ def orphans_text(found: Sequence[Orphan], unasked: Mapping[str, str]) -> str:
 def orphans_stopped_text(results: Mapping[Orphan, str]) -> str:
     return terminal_safe_lines(
         "".join(f"  {o.node:<12} session {o.session:<8} {why or 'stopped'}\n" for o, why in results.items())
+    )
+
+
+def container_outcomes_text(outcomes: Sequence[ContainerOutcome]) -> str:
+    return terminal_safe_lines(
+        "".join(f"  {'ok  ' if o.done else 'FAIL'}  {o.node:<12} {o.container:<16} {o.what}\n" for o in outcomes)
+    )
+
+
+def containers_json(outcomes: Sequence[ContainerOutcome], checks: Sequence[Check]) -> str:
+    return json.dumps(
+        {"actions": [asdict(o) for o in outcomes], "checks": [asdict(c) for c in checks]},
+        indent=2,
     )

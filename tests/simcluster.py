@@ -145,7 +145,7 @@ def over_ssh(text: str, sshd: Sshd, tmp: Path, nodes_dir: str) -> str:
         "vllm_command: [python3, -m, cpconsole.sim, vllm]", f"vllm_command: [{python}, -m, cpconsole.sim, vllm]"
     )
     text = text.replace("command: [python3, -m, cpconsole.proxy]", f"command: [{python}, -m, cpconsole.proxy]")
-    for tool in ("npu-smi", "hccn_tool", "python"):  # the login PATH has no venv
+    for tool in ("npu-smi", "hccn_tool", "hccn.conf", "python"):  # the login PATH has no venv
         text = text.replace(f"[cpconsole-sim, {tool}]", f"[{python}, -m, cpconsole.sim, {tool}]")
     text = text.replace(
         "  env:\n",

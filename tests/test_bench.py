@@ -5,6 +5,7 @@ its output streamed, its result fetched, stored and compared."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from cpconsole.core.remote import LocalTransport
 from cpconsole.core.smoke.bench import BenchRun, BenchSettings, BenchSummary, load_runs, run_bench, store_run
 
 from .simcluster import demo_text
+from .standins import install_docker_stand_in
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vllm" / "bench.json"
 
@@ -76,6 +78,28 @@ async def test_the_bench_runs_on_the_node_without_the_guides_defects(bench_profi
     assert stored.name == "20261128-010203.json"
     (stored.parent / "broken.json").write_text("{")  # skipped, not fatal
     assert [r.started for r in load_runs("demo", tmp_path / "state")] == ["20261128-010203"]
+
+
+async def test_the_bench_runs_in_the_servers_container(
+    bench_profile: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where vLLM is installed only in the image: `docker exec` into the API server's container,
+    with its environment; the result comes back on the output."""
+    docker = install_docker_stand_in(tmp_path / "bin")
+    monkeypatch.setenv("DOCKER_STAND_IN_LOG", str(tmp_path / "exec-log"))
+    text = bench_profile.replace("  tools: {", f"  container: vllm-ascend\n  tools: {{docker: [{docker}], ", 1)
+    plan = build_plan(load_profile_text(text))
+    node = LocalTransport("prefill-a")
+    items = [i async for i in run_bench(plan, node, BenchSettings(1024, 8, 20), stamp="20261203-010203")]
+    await node.close()
+    *lines, run = items
+    assert lines[0] == "Starting main benchmark run..." and lines[-1].startswith("=====")
+    assert isinstance(run, BenchRun) and run.summary.completed == 20
+    assert (tmp_path / "exec-log").read_text() == "vllm-ascend\n"  # through the server's container
+    *argv, cwd = (tmp_path / "argv").read_text().splitlines()
+    assert cwd == f"/tmp/cpconsole-{plan.run_key}-bench"  # in the container: the node's run dir may not be there
+    assert argv[:2] == ["bench", "serve"]
+    shutil.rmtree(cwd)  # the stand-in's container is this machine
 
 
 def test_a_result_that_is_not_a_bench_result_is_refused() -> None:

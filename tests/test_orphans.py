@@ -27,7 +27,7 @@ def test_processes_whose_run_directories_were_deleted_are_found_and_stopped_on_r
         report = json.loads(cpconsole("status", profile, "--json").stdout)
         assert {p["state"] for p in report["processes"]} == {"planned"}  # cpconsole lost them
         done = cpconsole("down", profile, "--orphans")  # no terminal to ask, no --yes: list only
-        assert done.returncode == 1 and "add --yes to stop them" in done.stderr
+        assert done.returncode == 1 and "nothing stopped; add --yes to go ahead" in done.stderr
         assert "4 untracked process group(s)" in done.stdout
         for name in ("prefill-0", "prefill-1", "decode-0", "proxy"):
             assert f"looks like {name}" in done.stdout

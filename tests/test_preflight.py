@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 from cpconsole.core.plan import build_plan
 from cpconsole.core.preflight import Check, fold, ping_pairs, run_preflight
 from cpconsole.core.preflight.node import _hbm_check
+from cpconsole.core.preflight.npu_network import ChipConf, parse_hccn_conf
 from cpconsole.core.preflight.report import ALL_NODES
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
@@ -29,7 +31,7 @@ from .conftest import FIXTURES
 from .loopback import Block
 from .simcluster import cluster, demo_text, over_ssh
 from .sshd import Sshd, free_port
-from .standins import install_docker_stand_in
+from .standins import container_state, install_docker_stand_in
 
 
 def node_env(text: str, node_ip: str, **env: str) -> str:
@@ -217,16 +219,17 @@ async def test_containers_must_run_and_map_every_chip(tmp_path: Path, monkeypatc
         .replace(f"decode-a: {{host: {block.ip(13)},", f"decode-a: {{container: vllm-d, host: {block.ip(13)},")
         .replace(f"prefill-b: {{host: {block.ip(12)},", f"prefill-b: {{container: vllm-p, host: {block.ip(12)},")
     )
-    every = " ".join(f"/dev/davinci{i}" for i in range(16))
-    (state / "vllm-d").write_text(f"true false {' '.join(f'/dev/davinci{i}' for i in range(8))} /dev/davinci_manager\n")
+    every = [f"/dev/davinci{i}" for i in range(16)] + ["/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"]
+    container_state(state, "vllm-d", devices=[*every[:8], "/dev/davinci_manager"])  # the guide's 8 of 16
     # vllm-p does not exist yet
     bad = failed(await checks_of(text))
     devices = bad.pop(("decode-a", "devices", None))
-    assert devices.evidence == "vllm-d lacks /dev/davinci8, 9, 10, 11, 12, 13, 14, 15" and "only 8" in devices.hint
+    assert devices.evidence == "vllm-d lacks /dev/davinci8, 9, 10, 11, 12, 13, 14, 15, /dev/devmm_svm, /dev/hisi_hdc"
+    assert "only 8" in devices.hint and "--device /dev/hisi_hdc" in devices.hint
     assert "No such object: vllm-p" in bad.pop(("prefill-b", "container", None)).evidence
     assert bad == {}, bad  # versions were read inside the containers, through docker exec
-    (state / "vllm-p").write_text(f"false false {every}\n")
-    (state / "vllm-d").write_text("true true\n")  # privileged: every device
+    container_state(state, "vllm-p", running=False, devices=every)
+    container_state(state, "vllm-d", privileged=True)  # every device
     (state / "vllm-d.path").write_text(str(tmp_path / "empty"))  # an image without util-linux's setsid
     bad = failed(await checks_of(text))
     stopped = bad.pop(("prefill-b", "container", None))
@@ -235,6 +238,37 @@ async def test_containers_must_run_and_map_every_chip(tmp_path: Path, monkeypatc
     assert no_setsid.evidence == "no setsid in vllm-d" and "util-linux" in no_setsid.hint
     assert "cannot ask vLLM's Python" in bad.pop(("decode-a", "software", None)).evidence  # no python there either
     assert bad == {}, bad
+
+
+class Recording(LocalTransport):
+    """This machine as a node, keeping every command it was asked to run."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(node)
+        self.commands: list[str] = []
+
+    async def run(
+        self, command: str | Sequence[str], *, timeout: float = 30.0, input: bytes | None = None
+    ) -> RunResult:
+        self.commands.append(command if isinstance(command, str) else shlex.join(command))
+        return await super().run(command, timeout=timeout, input=input)
+
+
+async def test_the_model_is_read_where_the_server_sees_it_in_its_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker = install_docker_stand_in(tmp_path / "bin")
+    monkeypatch.setenv("DOCKER_STAND_IN_DIR", str(tmp_path))
+    text = demo_text(tmp_path).replace("  tools: {", f"  container: vllm-ascend\n  tools: {{docker: [{docker}], ", 1)
+    plan = build_plan(load_profile_text(text))
+    nodes = {n.name: Recording(n.name) for n in plan.nodes}
+    try:
+        await run_preflight(plan, dict(nodes), model_path="/models/m", timeout=20)
+    finally:
+        for node in nodes.values():
+            await node.close()
+    reads = [c for n in nodes.values() for c in n.commands if "config.json" in c or "safetensors" in c]
+    assert len(reads) == 3 and all(c.startswith(f"{docker} exec") and " vllm-ascend sh -c " in c for c in reads)
 
 
 async def test_over_ssh_healthy_nodes_pass(tmp_path: Path, sshd: Sshd, nodes_dir: str) -> None:
@@ -298,7 +332,7 @@ def test_cpconsole_preflight_shows_the_profiles_warnings_and_exits_0(tmp_path: P
     assert all("demo.yaml:" in w and "inside Mooncake's random port range" in w for w in warnings)
     assert "prefill-0 listens on 30000-30015" in warnings[0] and "prefill-1 listens on 30016-30031" in warnings[1]
     assert "link UP on 48/48 chips" in done.stdout
-    assert done.stdout.rstrip().endswith("0 failed, 2 warning(s), 288 passed")
+    assert done.stdout.rstrip().endswith("0 failed, 2 warning(s), 384 passed")
 
 
 def test_a_clock_is_off_only_by_more_than_a_slow_answer_can_explain() -> None:
@@ -352,6 +386,54 @@ async def test_one_tls_switch_on_every_chip_that_talks(tmp_path: Path) -> None:
     odd = only(c for c in checks if c.status == "FAIL")
     assert odd.evidence == "TLS enabled on chips 7, disabled on the other chips that talk"
     assert "hccn_tool -i N -tls -s enable" in odd.hint
+
+
+def test_hccn_conf_is_read_as_the_driver_writes_it() -> None:
+    real = parse_hccn_conf((FIXTURES / "hccn-tool" / "arthurchiao-blog-910b-hccn-conf.txt").read_text())
+    assert set(real) == {0, 7}  # the post elides chips 1-6
+    assert real[7] == ChipConf("29.1.170.143", "255.255.0.0", "29.1.0.1", "29.1.0.1")
+    assert not real[0].outside("29.1.0.1") and real[0].outside("29.2.0.1")
+
+
+async def test_gateway_and_detect_ip_set_on_every_chip_that_talks_inside_its_subnet(tmp_path: Path) -> None:
+    text = demo_text(tmp_path)
+    b = build_plan(load_profile_text(text)).node("prefill-b").host
+    faults = {
+        "CPCONSOLE_SIM_NO_GATEWAY": "3",
+        "CPCONSOLE_SIM_GATEWAY_OFFNET": "4",
+        "CPCONSOLE_SIM_NO_NETDETECT": "5",
+        "CPCONSOLE_SIM_CONF_ADDRESS": "6",
+    }
+    kinds = ("NPU gateway", "NPU detect IP", "NPU address", "hccn.conf")
+    checks = [c for c in await checks_of(node_env(text, b, **faults)) if c.check in kinds]
+    bad = failed(checks)
+    assert (
+        bad.pop(("prefill-b", "NPU gateway", 3)).evidence
+        == "no gateway_3 in /etc/hccn.conf (other chips that talk have one)"
+    )
+    offnet = bad.pop(("prefill-b", "NPU gateway", 4))
+    subnet = f"29.0.{int(b.rsplit('.', 1)[1]) % 256}"  # the simulator's NPU addresses: 29.0.<node's last byte>.<chip>
+    assert offnet.evidence == f"gateway 29.9.0.1 is outside the chip's subnet {subnet}.4/255.255.0.0"
+    assert offnet.hint == "hccn_tool -i 4 -gateway -s address <an IP in it>"
+    assert bad.pop(("prefill-b", "NPU detect IP", 5)).hint == "hccn_tool -i 5 -netdetect -s address …"
+    moved = bad.pop(("prefill-b", "NPU address", 6))
+    assert moved.status == "WARN" and moved.evidence == f"hccn.conf says 29.0.250.6, the chip runs with {subnet}.6"
+    assert bad == {}, bad
+    passed = [c for c in checks if c.check in ("NPU gateway", "NPU detect IP") and c.status == "PASS"]
+    assert len(passed) == 2 * 48 - 3
+    assert "gateway set, in the chip's subnet on 46/48 chips" in {line.text for line in fold(checks)}
+
+
+async def test_an_unreadable_hccn_conf_is_a_warning_and_nothing_else_fails(tmp_path: Path) -> None:
+    text = demo_text(tmp_path).replace(
+        "hccn_conf: [cpconsole-sim, hccn.conf]", "hccn_conf: [cat, /nonexistent/hccn.conf]"
+    )
+    checks = await checks_of(text)
+    unreadable = [c for c in checks if c.check == "hccn.conf"]
+    assert {(c.node, c.status) for c in unreadable} == {(n, "WARN") for n in ("prefill-a", "prefill-b", "decode-a")}
+    assert "No such file" in unreadable[0].evidence and "tools.hccn_conf" in unreadable[0].hint
+    assert not [c for c in checks if c.check in ("NPU gateway", "NPU detect IP")]
+    assert {c.status for c in checks if c.check != "hccn.conf"} == {"PASS"}
 
 
 async def test_the_nic_exists_and_carries_hccl_if_ip(tmp_path: Path) -> None:

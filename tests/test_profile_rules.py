@@ -198,16 +198,19 @@ def test_max_model_len_covers_smoke_and_bench(tmp_path: Path) -> None:
     assert len(errors) == 4
 
 
+GUIDE_CONTAINER = "  container: {name: vllm-ascend, image: m.daocloud.io/quay.io/ascend/vllm-ascend:v0.15.0rc1, mounts: [/root/.cache]}"
+
+
 def test_a3_container_must_map_all_16_devices(tmp_path: Path) -> None:
     devices = ", ".join(f"/dev/davinci{i}" for i in range(8))
-    text = variant("  nic: eth0", f"  nic: eth0\n  container: {{name: vllm-ascend, devices: [{devices}]}}")
+    text = variant(GUIDE_CONTAINER, f"  container: {{name: vllm-ascend, devices: [{devices}]}}")  # made by hand
     warnings = [w for w in findings_of(tmp_path, text, "warning") if "container" in w.message]
     assert len(warnings) == 3  # every node of the guide
     assert warnings[0].line == line_of(text, "container: {name: vllm-ascend")
     assert warnings[0].dotted == "defaults.container.devices"
     assert "does not map /dev/davinci8 … /dev/davinci15 (8 devices)" in warnings[0].message
     full = ", ".join(f"/dev/davinci{i}" for i in range(16))
-    ok = variant("  nic: eth0", f"  nic: eth0\n  container: {{name: vllm-ascend, devices: [{full}]}}")
+    ok = variant(GUIDE_CONTAINER, f"  container: {{name: vllm-ascend, devices: [{full}]}}")
     assert not [w for w in findings_of(tmp_path, ok, "warning") if "container" in w.message]
 
 

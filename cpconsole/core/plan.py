@@ -53,6 +53,52 @@ class PortUse(Frozen):
     end: int
 
 
+# What the guide's `docker run` gives a container besides the chips: the driver's manager devices,
+# and the driver, its tools and its install record mounted from the node at the same paths.
+DRIVER_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
+DRIVER_MOUNTS = (
+    "/usr/local/dcmi",
+    "/usr/local/Ascend/driver/tools/hccn_tool",
+    "/usr/local/bin/npu-smi",
+    "/usr/local/Ascend/driver/lib64/",
+    "/usr/local/Ascend/driver/version.info",
+    "/etc/ascend_install.info",
+)
+
+
+class ContainerPlan(Frozen):
+    """A container processes of one node run in. With an image, cpconsole creates it: host
+    network, every chip of the node (the guide maps 0-7 of 16), the driver's devices and mounts,
+    the model's directory and the profile's mounts; without one, it was made by hand."""
+
+    node: str
+    name: str
+    image: str | None
+    shm_size: str
+    devices: tuple[str, ...]
+    mounts: tuple[str, ...]
+    cli: tuple[str, ...]
+
+    def run_argv(self) -> list[str]:
+        """`docker run` that creates it, detached (processes come in with `docker exec`)."""
+        if self.image is None:
+            raise ValueError(f"container {self.name} has no image: it is made by hand")
+        return [
+            *self.cli,
+            "run",
+            "--detach",
+            "--name",
+            self.name,
+            "--net=host",
+            f"--shm-size={self.shm_size}",
+            *(word for device in self.devices for word in ("--device", device)),
+            *(word for mount in self.mounts for word in ("--volume", f"{mount}:{mount}")),
+            self.image,
+            "sleep",
+            "infinity",
+        ]
+
+
 class NodePlan(Frozen):
     name: str
     host: str
@@ -161,6 +207,7 @@ class LaunchPlan(Frozen):
     alerts: Alerts
     notify: Notify
     api_key: ApiKey | None = None  # where the key is kept; never the key itself
+    containers: tuple[ContainerPlan, ...] = ()
 
     def process(self, name: str) -> ProcessPlan:
         for proc in self.processes:
@@ -415,7 +462,31 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
         alerts=profile.alerts,
         notify=profile.notify,
         api_key=profile.api_key,
+        containers=_containers(profile, processes),
     )
+
+
+def _containers(profile: Profile, processes: list[ProcessPlan]) -> tuple[ContainerPlan, ...]:
+    """One per (node, container) the processes name, in the order the processes come."""
+    found: dict[tuple[str, str], ContainerPlan] = {}
+    for proc in processes:
+        owner = ("proxy",) if proc.role == "proxy" else ("instances", proc.instance or "")
+        spec = effective_container(profile, proc.node, owner)
+        if spec is None or (proc.node, spec[0].name) in found:
+            continue
+        container = spec[0]
+        chips = profile.nodes[proc.node].chips
+        mounts = (*DRIVER_MOUNTS, profile.model.path, *container.mounts)
+        found[proc.node, container.name] = ContainerPlan(
+            node=proc.node,
+            name=container.name,
+            image=container.image,
+            shm_size=container.shm_size,
+            devices=(*(f"/dev/davinci{i}" for i in range(chips)), *DRIVER_DEVICES) if chips else (),
+            mounts=tuple(dict.fromkeys(mounts)),
+            cli=proc.container_cli,
+        )
+    return tuple(found.values())
 
 
 # ---------------------------------------------------------------- rendering
@@ -475,3 +546,16 @@ def render_script(proc: ProcessPlan, *, shown_key: str | None = None) -> str:
 def plan_json(plan: LaunchPlan, names: list[str] | None = None) -> str:
     chosen = [plan.process(n) for n in names] if names else list(plan.processes)
     return json.dumps([p.as_json() for p in chosen], indent=2, ensure_ascii=False)
+
+
+def render_containers(plan: LaunchPlan) -> str:
+    """The `docker run` of every container the profile creates; a note for the hand-made ones."""
+    parts = []
+    for c in plan.containers:
+        head = f"# ---- container {c.name} on {c.node} → {plan.node(c.node).host}\n"
+        if c.image is None:
+            parts.append(head + "# made by hand (no image in the profile): checked by preflight, not created\n")
+        else:
+            argv = c.run_argv()  # the image and its command on a line of their own
+            parts.append(head + format_command(argv[:-3]) + " \\\n    " + shlex.join(argv[-3:]) + "\n")
+    return "\n".join(parts) if parts else "# the profile runs nothing in a container\n"

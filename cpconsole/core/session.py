@@ -20,10 +20,12 @@ from .httpclient import http_client
 from .journal import JournalEntry, append, journal_place, now_utc
 from .journal import read as read_journal
 from .notify import Notifier
-from .orchestrate import Orchestrator
+from .orchestrate import Orchestrator, containers
+from .orchestrate.containers import ContainerOutcome
 from .orchestrate.states import UP_STATES
 from .plan import LaunchPlan, NodePlan
 from .preflight import Check, run_preflight
+from .preflight.containers import container_checks
 from .preflight.node import read_npu_ips
 from .profile.schema import Profile
 from .ranks import Rank, rank_map
@@ -33,6 +35,7 @@ from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
 from .smoke.suite import SmokeCheck, needle_checks, probe_path, run_suite
 from .smoke.sweep import SweepPoint, SweepRun, SweepSettings, run_sweep, store_sweep
+from .tasks import cancel_and_wait
 from .telemetry.alerts import Alert, AlertEngine, alert_order, hbm_limits
 from .telemetry.hub import Telemetry
 from .view import ServerFigures, SessionView
@@ -446,6 +449,39 @@ class Session:
         self.preflight_checks, self.preflight_took = checks, time.monotonic() - started
         return checks
 
+    async def container_checks(self) -> list[Check]:
+        """Each container of the profile against what it declares, every node at once."""
+        nodes = [n for n in self.plan.nodes if any(c.node == n.name for c in self.plan.containers)]
+        found = await asyncio.gather(
+            *(container_checks(self.plan, n, self.transports[n.name], timeout=20.0) for n in nodes),
+            return_exceptions=True,
+        )
+        checks: list[Check] = []
+        for node, result in zip(nodes, found, strict=True):
+            if isinstance(result, BaseException):
+                checks.append(Check(node.name, "container", "FAIL", str(result), "the node did not answer"))
+            else:
+                checks += result
+        return checks
+
+    async def create_containers(self) -> list[ContainerOutcome]:
+        """The profile's containers with an image that are not there yet, created (journaled)."""
+        if self.read_only:
+            raise ReadOnly("read-only session: containers create is off")
+        work = containers.create(self.plan, self.transports)
+        return await self.journaled("containers create", self.container_targets(), work, ok=_all_done)
+
+    async def remove_containers(self) -> list[ContainerOutcome]:
+        """The profile's containers with an image, removed — none in which its processes run."""
+        if self.read_only:
+            raise ReadOnly("read-only session: containers remove is off")
+        await self.orchestrator.adopt()
+        work = containers.remove(self.plan, self.transports, self.running)
+        return await self.journaled("containers remove", self.container_targets(), work, ok=_all_done)
+
+    def container_targets(self) -> list[str]:
+        return [f"{c.node}/{c.name}" for c in self.plan.containers if c.image]
+
     async def up(self) -> bool:
         return await self._intent("starting", "up", (), self.orchestrator.up)
 
@@ -507,14 +543,14 @@ class Session:
 
     async def close(self) -> None:
         """Leaving the console stops nothing that runs on the nodes."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*self._tasks)
         await self.telemetry.stop()
         if self.notifier:
             await self.notifier.close()
         await self.orchestrator.close()
         await self.http.aclose()
         await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)
+
+
+def _all_done(outcomes: list[ContainerOutcome]) -> bool:
+    return all(o.done for o in outcomes)

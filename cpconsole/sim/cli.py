@@ -1,4 +1,4 @@
-"""`cpconsole-sim` (or `python -m cpconsole.sim`): `vllm serve …`, `npu-smi …`, `hccn_tool …`, `python …`,
+"""`cpconsole-sim` (or `python -m cpconsole.sim`): `vllm serve …`, `npu-smi …`, `hccn_tool …`, `hccn.conf`, `python …`,
 `install-shims DIR` (writes `vllm`, `npu-smi` and `hccn_tool` commands into DIR)."""
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ def main(argv: list[str]) -> int:
         from .hccn_tool import main as hccn_tool
 
         return hccn_tool(rest)
+    if tool == "hccn.conf":
+        from .hccn_tool import conf_main
+
+        return conf_main(rest)
     if tool == "python":
         from .pyenv import main as python
 

@@ -3,7 +3,12 @@
 
 Faults by chip id: CPCONSOLE_SIM_LINK_DOWN="2,3", CPCONSOLE_SIM_NET_FAULT="4",
 CPCONSOLE_SIM_NO_IP="5", CPCONSOLE_SIM_PING_LOSS="6" (pings from chip 6 get no answer),
-CPCONSOLE_SIM_TLS_ON="7" (TLS switched on for chip 7; off elsewhere, as recommended)."""
+CPCONSOLE_SIM_TLS_ON="7" (TLS switched on for chip 7; off elsewhere, as recommended).
+
+`hccn.conf` prints the node's /etc/hccn.conf in the driver's layout (every chip's address, netmask
+255.255.0.0, gateway and detect IP 29.0.0.1). Faults: CPCONSOLE_SIM_NO_GATEWAY="3" (no gateway_3),
+CPCONSOLE_SIM_GATEWAY_OFFNET="4" (gateway_4 outside the chip's subnet), CPCONSOLE_SIM_NO_NETDETECT="5",
+CPCONSOLE_SIM_CONF_ADDRESS="6" (address_6 differs from the address the chip runs with)."""
 
 from __future__ import annotations
 
@@ -59,4 +64,23 @@ def main(argv: list[str]) -> int:
     else:
         print(f"Unsupported command: {command}", file=sys.stderr)
         return 1
+    return 0
+
+
+def conf_main(argv: list[str]) -> int:
+    """The node's /etc/hccn.conf: chips without an address (CPCONSOLE_SIM_NO_IP) have no lines."""
+    chips = int(os.environ.get("CPCONSOLE_SIM_CHIPS", "16") or 16)
+    node = nodestate.node_name()
+    lines = []
+    for chip in sorted(set(range(chips)) - _ids("CPCONSOLE_SIM_NO_IP")):
+        address = npu_ip(node, chip)
+        if chip in _ids("CPCONSOLE_SIM_CONF_ADDRESS"):
+            address = f"29.0.250.{chip}"
+        lines += [f"address_{chip}={address}", f"netmask_{chip}=255.255.0.0"]
+        if chip not in _ids("CPCONSOLE_SIM_NO_NETDETECT"):
+            lines.append(f"netdetect_{chip}=29.0.0.1")
+        if chip not in _ids("CPCONSOLE_SIM_NO_GATEWAY"):
+            lines.append(f"gateway_{chip}={'29.9.0.1' if chip in _ids('CPCONSOLE_SIM_GATEWAY_OFFNET') else '29.0.0.1'}")
+        lines += [f"send_arp_status_{chip}=1", f"tls_enable_{chip}={int(chip in _ids('CPCONSOLE_SIM_TLS_ON'))}"]
+    print("\n".join(lines))
     return 0

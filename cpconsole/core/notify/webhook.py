@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 import urllib.parse
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 import httpx
 
 from ..profile.schema import Webhook
+from ..tasks import cancel_and_wait
 from .message import Notification
 
 QUEUE = 100  # notifications waiting for a slow receiver; past it they are dropped and counted
@@ -110,7 +110,4 @@ class WebhookChannel:
         return error
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        await cancel_and_wait(self._worker)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from ..plan import LaunchPlan
 from ..remote import RemoteError, Transport, scripts
 from ..remote.base import Stream
+from ..tasks import cancel_and_wait
 
 ANSWER_TIMEOUT = 30.0  # for the node to say held / busy, beyond any wait asked for
 
@@ -133,10 +134,7 @@ class DeploymentLock:
         if self._holder_pid is not None:
             with contextlib.suppress(RemoteError):
                 await self.transport.run(scripts.release_lock(self.directory, self._holder_pid), timeout=10)
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RemoteError):
-                await self._reader
+        await cancel_and_wait(self._reader)
         await self._stream.close()
         self._stream = None
 

@@ -28,6 +28,7 @@ from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
 from ..remote.manifest import Manifest
 from ..safetext import terminal_safe
+from ..tasks import cancel_and_wait
 from .drift import manifest_drift
 from .lock import DeploymentLock, holder_for, lock_dir
 from .model import EventBus, Notice, ProcessView, ProgressNoted, StageChanged, StateChanged, operator
@@ -351,11 +352,7 @@ class Orchestrator:
         try:
             await asyncio.wait({task, asked}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            asked.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(asked, task)
         if task.cancelled():
             self.events.publish(Notice(f"cancelled: {lock.cancelled_by} is stopping this deployment"))
             return False

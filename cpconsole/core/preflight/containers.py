@@ -1,72 +1,127 @@
-"""Preflight of the containers a node's processes run in (the guide's `docker run` ones)."""
+"""The containers a node's processes run in, against the profile: running, on the host's network,
+every chip and the driver's devices mapped, `setsid` inside; for a container cpconsole creates,
+also its image, mounts and shared memory — read from `docker inspect`."""
 
 from __future__ import annotations
 
-from ..plan import LaunchPlan, NodePlan
+import json
+import re
+from typing import Any
+
+from ..plan import ContainerPlan, LaunchPlan, NodePlan
 from ..remote import RemoteError, Transport
 from .report import Check
 
+UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def size_bytes(size: str) -> int:
+    """docker's --shm-size: a number and an optional unit b, k, m or g (none: bytes)."""
+    match = re.fullmatch(r"(\d+)([bkmg]?)", size.lower())
+    if match is None:
+        raise ValueError(f"not a size: {size!r}")
+    return int(match.group(1)) * UNITS[match.group(2)]
+
+
+async def inspect(transport: Transport, container: ContainerPlan, timeout: float) -> dict[str, Any] | str:
+    """What `docker inspect` says of the container, or why it could not say."""
+    result = await transport.run([*container.cli, "inspect", container.name], timeout=timeout)
+    why = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[:200]
+    if not result.ok:
+        return why or f"docker inspect exited {result.exit_code}"
+    try:
+        found = json.loads(result.stdout)
+        return dict(found[0])
+    except (ValueError, LookupError, TypeError):
+        return f"unreadable docker inspect output: {why[:80]}"
+
+
+def inspected_checks(node: NodePlan, container: ContainerPlan, found: dict[str, Any]) -> list[Check]:
+    """The checks `docker inspect`'s answer settles (setsid needs a look inside)."""
+    name, host = container.name, node.name
+    state, config = found.get("State") or {}, found.get("HostConfig") or {}
+    running = state.get("Running") is True
+    out = [
+        Check.verdict(
+            host,
+            "container",
+            running,
+            f"{name} {'running' if running else 'not running'}",
+            f"docker start {name}",
+            same="running",
+        )
+    ]
+    network = config.get("NetworkMode") or "?"
+    hint = "HCCL and the kv connector need the node's own addresses: create it with --net=host"
+    out.append(Check.verdict(host, "container network", network == "host", f"{name}: {network}", hint, same="host"))
+    if config.get("Privileged") is True:
+        out.append(Check(host, "devices", "PASS", f"{name} is privileged: every device", same="every device mapped"))
+    else:
+        mapped = {d.get("PathOnHost") for d in config.get("Devices") or () if isinstance(d, dict)}
+        missing = [d for d in container.devices if d not in mapped]
+        chips = [d.removeprefix("/dev/davinci") for d in missing if d.removeprefix("/dev/davinci").isdigit()]
+        others = [d for d in missing if not d.removeprefix("/dev/davinci").isdigit()]
+        listed = ([f"/dev/davinci{', '.join(chips)}"] if chips else []) + others
+        evidence = f"{name} lacks {', '.join(listed)}" if missing else f"{name} maps {len(container.devices)} devices"
+        hint = "map every chip and the driver's devices: --device " + " --device ".join(missing)
+        if chips:
+            hint += " (the guide's docker run maps only 8 of 16 chips)"
+        out.append(Check.verdict(host, "devices", not missing, evidence, hint, same="every device mapped"))
+    if container.image is not None:
+        out += _made_as_declared(host, container, found)
+    return out
+
+
+def _made_as_declared(host: str, container: ContainerPlan, found: dict[str, Any]) -> list[Check]:
+    """Image, mounts and shared memory of a container cpconsole creates."""
+    name, config = container.name, found.get("HostConfig") or {}
+    again = "cpconsole containers PROFILE remove, then create"
+    image = (found.get("Config") or {}).get("Image")
+    same_image = image == container.image
+    hint = "" if same_image else f"the profile says {container.image}: {again}"
+    out = [Check(host, "container image", "PASS" if same_image else "WARN", f"{name}: {image}", hint, same=image or "")]
+    mounted = _mounted(found)
+    missing = [m for m in container.mounts if m.rstrip("/") not in mounted]
+    evidence = f"{name} lacks {', '.join(missing)}" if missing else f"{name} mounts {len(container.mounts)} paths"
+    out.append(Check.verdict(host, "mounts", not missing, evidence, again, same="the driver, tools and model"))
+    shm, want = config.get("ShmSize"), size_bytes(container.shm_size)
+    enough = isinstance(shm, int) and shm >= want
+    evidence = f"{name}: /dev/shm of {shm // 1024**2 if isinstance(shm, int) else '?'} MiB"
+    hint = f"the profile wants {container.shm_size}: {again}"
+    out.append(Check.verdict(host, "shared memory", enough, evidence, hint, same=f"at least {container.shm_size}"))
+    return out
+
+
+def _mounted(found: dict[str, Any]) -> set[str]:
+    """Paths mounted in the container: HostConfig.Binds ("src:dst[:options]") and Mounts."""
+    paths = set()
+    for bind in (found.get("HostConfig") or {}).get("Binds") or ():
+        parts = str(bind).split(":")
+        paths.add(parts[1] if len(parts) > 1 else parts[0])
+    paths |= {str(m.get("Destination")) for m in found.get("Mounts") or () if isinstance(m, dict)}
+    return {path.rstrip("/") for path in paths}
+
 
 async def container_checks(plan: LaunchPlan, node: NodePlan, transport: Transport, timeout: float) -> list[Check]:
-    """Each container the node's processes run in: there and running, every chip mapped, setsid inside."""
+    """Each container the node's processes run in, as the profile says it should be."""
     out: list[Check] = []
-    for container in dict.fromkeys(p.container for p in plan.processes if p.node == node.name and p.container):
-        form = "{{.State.Running}} {{.HostConfig.Privileged}} {{range .HostConfig.Devices}}{{.PathOnHost}} {{end}}"
+    for container in (c for c in plan.containers if c.node == node.name):
         try:
-            result = await transport.run([*node.tools.docker, "inspect", "--format", form, container], timeout=timeout)
+            found = await inspect(transport, container, timeout)
         except RemoteError as exc:
             out.append(Check(node.name, "container", "FAIL", exc.what, "is docker installed?"))
             continue
-        words = result.text().split()
-        if not result.ok or len(words) < 2:
-            why = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[:200] or "no answer"
-            out.append(
-                Check(
-                    node.name,
-                    "container",
-                    "FAIL",
-                    f"{container}: {why}",
-                    "create it with the guide's `docker run` (name it as the profile says)",
-                )
+        if isinstance(found, str):
+            hint = (
+                "cpconsole containers PROFILE create"
+                if container.image
+                else "create it with the guide's `docker run` (name it as the profile says)"
             )
+            out.append(Check(node.name, "container", "FAIL", f"{container.name}: {found}", hint))
             continue
-        running = words[0] == "true"
-        state = "running" if running else "not running"
-        out.append(
-            Check.verdict(
-                node.name, "container", running, f"{container} {state}", f"docker start {container}", same="running"
-            )
-        )
-        if running:
-            out.append(await _setsid_in(node, transport, container, timeout))
-        if words[1] == "true":
-            out.append(
-                Check(
-                    node.name,
-                    "devices",
-                    "PASS",
-                    f"{container} is privileged: every device",
-                    same=f"{node.chips} chips mapped",
-                )
-            )
-            continue
-        mapped = set(words[2:])
-        missing = [i for i in range(node.chips) if f"/dev/davinci{i}" not in mapped]
-        out.append(
-            Check(
-                node.name,
-                "devices",
-                "FAIL" if missing else "PASS",
-                f"{container} lacks /dev/davinci{', '.join(map(str, missing))}"
-                if missing
-                else f"{container} maps /dev/davinci0-{node.chips - 1}",
-                f"map every chip: --device /dev/davinci0 … /dev/davinci{node.chips - 1} "
-                "(the guide's docker run maps only 8)"
-                if missing
-                else "",
-                same=f"{node.chips} chips mapped",
-            )
-        )
+        out += inspected_checks(node, container, found)
+        if (found.get("State") or {}).get("Running") is True:
+            out.append(await _setsid_in(node, transport, container.name, timeout))
     return out
 
 

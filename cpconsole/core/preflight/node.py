@@ -22,6 +22,7 @@ from ..remote.launch import run_dir
 from ..remote.scripts import shell_path
 from ..telemetry.npu_smi import NpuSmiInfo, ParseError, parse_info
 from .containers import container_checks
+from .npu_network import ChipConf, parse_hccn_conf
 from .report import Check, Status
 
 CLOCK_SKEW_WARN_S = 1.0
@@ -67,6 +68,7 @@ class NodeFacts:
     chip_names: set[str] = field(default_factory=set)  # as npu-smi names them (Ascend910 on A3)
     serve_help: str | None = None  # `vllm serve --help=all` of the vLLM installed there
     tls: dict[int, bool] = field(default_factory=dict)  # per chip: TLS switched on (hccn_tool -tls -g)
+    chip_conf: dict[int, ChipConf] | None = None  # per chip: its /etc/hccn.conf lines; None: unreadable
     weights: str | None = None  # fingerprint of the model's weights on this node
 
 
@@ -93,6 +95,7 @@ def all_at_once(commands: list[str]) -> str:
 
 
 IPADDR = re.compile(r"ipaddr:\s*(\S+)")  # hccn_tool -i N -ip -g
+CONF_UNREADABLE = "@hccn.conf unreadable"  # printed when tools.hccn_conf fails
 TLS_SWITCH = re.compile(r"tls switch\[(\d)\]")  # hccn_tool -i N -tls -g: "dev_id:0, tls switch[0](0:disable, …"
 
 
@@ -162,13 +165,14 @@ async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, ours: set
             out.append(Check.verdict(name, "chip health", ok, chip.health, hint, chip=where))
         out.append(_hbm_check(name, info, ours))
 
-    # every chip's network port, all chips at once
+    # every chip's network port, all chips at once, and the chips' network configuration file
     tool = shlex.join(node.tool("hccn_tool"))
     script = all_at_once(
         [
             f"{tool} -i {i} -link -g; {tool} -i {i} -net_health -g; {tool} -i {i} -ip -g; {tool} -i {i} -tls -g"
             for i in range(node.chips)
         ]
+        + [f"{shlex.join(node.tool('hccn_conf'))} || echo {CONF_UNREADABLE}"]
     )
     try:
         hccn = (await transport.run(script, timeout=timeout)).text()
@@ -176,6 +180,13 @@ async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, ours: set
         out.append(Check(name, "NPU link", "FAIL", exc.what, "is hccn_tool installed?"))
         return out
     blocks = answers(hccn)
+    conf = blocks.get(node.chips, CONF_UNREADABLE)
+    if CONF_UNREADABLE in conf:
+        evidence = f"cannot read it: {conf.replace(CONF_UNREADABLE, '').strip()[:160] or 'no output'}"
+        hint = "gateway and detect IP unchecked; set tools.hccn_conf to a command printing the node's /etc/hccn.conf"
+        out.append(Check(name, "hccn.conf", "WARN", evidence, hint))
+    else:
+        facts.chip_conf = parse_hccn_conf(conf)
     for i in range(node.chips):
         block = blocks.get(i, "")
         link = re.search(r"link status: (\S+)", block)
@@ -269,7 +280,8 @@ async def _model(
     out: list[Check] = []
     name = node.name
     config = f"{path.rstrip('/')}/config.json"
-    result = await transport.run(f"cat {shell_path(config)}", timeout=timeout)
+    # the path as the server sees it: in its container when it has one
+    result = await transport.run(in_place(server, f"cat {shell_path(config)}"), timeout=timeout)
     if not result.ok:
         out.append(Check(name, "model", "FAIL", f"{config} is not readable", "model.path must exist on every node"))
         return out
@@ -292,7 +304,7 @@ async def _model(
         "for f in model.safetensors.index.json model.safetensors; do\n"
         f'  [ -f "$f" ] && {{ stat -c \'%n %s %Y\' "$f"; {digest}exit 0; }}\ndone\nexit 1\n'
     )
-    found = await transport.run(script, timeout=timeout)
+    found = await transport.run(in_place(server, script), timeout=timeout)
     facts.weights = " ".join(found.text().split()) if found.ok else None
     return out
 

@@ -16,22 +16,10 @@ from ..profile.schema import Profile
 from ..remote import RemoteError, Transport
 from .installed import argument_checks, chip_checks, installed, version_checks
 from .node import UNKNOWN, NodeFacts, all_at_once, answers, node_facts
+from .npu_network import conf_checks, ping_pairs, tls_checks
 from .report import ALL_NODES, Check, version_table
 
 SOFTWARE = ("vllm", "vllm-ascend", "torch-npu", "CANN", "driver")
-
-
-def ping_pairs(plan: LaunchPlan) -> list[tuple[str, str]]:
-    """(from, to) node pairs whose NPUs talk: within a prefill instance, and prefill → decode."""
-    roles: dict[str, set[str]] = {}
-    instances: dict[str, list[str]] = {}
-    for proc in plan.processes:
-        roles.setdefault(proc.role, set()).add(proc.node)
-        if proc.role == "prefill" and proc.instance:
-            instances.setdefault(proc.instance, []).append(proc.node)
-    pairs = [(a, b) for nodes in instances.values() for a in nodes for b in nodes if a < b]
-    pairs += [(p, d) for p in sorted(roles.get("prefill", ())) for d in sorted(roles.get("decode", ())) if p != d]
-    return list(dict.fromkeys(pairs))
 
 
 async def _pings(
@@ -72,34 +60,8 @@ def _same_everywhere(check: str, values: Mapping[str, str | None], hint: str) ->
     ]
 
 
-def tls_checks(plan: LaunchPlan, facts: Mapping[str, NodeFacts]) -> list[Check]:
-    """One TLS switch on every chip that talks (HCCL's EI0006 message asks for this check: a link
-    between a chip with TLS and one without never comes up)."""
-    talking = [n.name for n in plan.nodes if facts[n.name].tls and any(n.name in pair for pair in ping_pairs(plan))]
-    settings = {(node, chip): on for node in talking for chip, on in facts[node].tls.items()}
-    if not settings:
-        return []
-    common = Counter(settings.values()).most_common(1)[0][0]
-
-    def word(on: bool) -> str:
-        return "enabled" if on else "disabled"
-
-    out = []
-    for node in talking:
-        odd = sorted(chip for (where, chip), on in settings.items() if where == node and on != common)
-        mine = sum(1 for where, _ in settings if where == node)
-        evidence = (
-            f"TLS {word(not common)} on chips {', '.join(map(str, odd))}, {word(common)} on the other chips that talk"
-            if odd
-            else f"TLS {word(common)} on its {mine} chips"
-        )
-        hint = "one TLS switch on every chip that talks: hccn_tool -i N -tls -s enable 0|1 on the odd ones"
-        out.append(Check.verdict(node, "NPU TLS", not odd, evidence, hint, same=f"TLS {word(common)}"))
-    return out
-
-
 def _across(plan: LaunchPlan, facts: Mapping[str, NodeFacts]) -> list[Check]:
-    out: list[Check] = tls_checks(plan, facts)
+    out: list[Check] = tls_checks(plan, facts) + conf_checks(plan, facts)
     reporting = [n.name for n in plan.nodes if facts[n.name].versions]
     versions = {s: {n: facts[n].versions[s] for n in reporting if s in facts[n].versions} for s in SOFTWARE}
     for software, by_node in versions.items():

@@ -114,11 +114,18 @@ class SshSettings(Strict):
 
 
 class Container(Strict):
-    """A running container the processes are started in with `docker exec`."""
+    """The container the processes are started in with `docker exec`: made by hand (a name), or
+    made by `cpconsole containers create` from an image as the guide's `docker run` does."""
 
     name: str
     devices: tuple[str, ...] | None = Field(
-        default=None, description="Devices mapped into the container (checked against the node's chips)"
+        default=None, description="Devices a hand-made container maps (checked against the node's chips)"
+    )
+    image: str | None = Field(default=None, description="Set: cpconsole creates the container from this image")
+    shm_size: str = Field(default="1g", pattern=r"^[0-9]+[bkmg]?$", description="--shm-size of a created container")
+    mounts: tuple[str, ...] = Field(
+        default=(),
+        description="More host directories mounted at the same path (the driver's, the tools' and the model's always are)",
     )
 
     @model_validator(mode="before")
@@ -132,6 +139,8 @@ class Tools(Strict):
 
     npu_smi: Argv = ("npu-smi",)
     hccn_tool: Argv = ("hccn_tool",)
+    # prints the chips' network configuration (address_N, gateway_N, netdetect_N…)
+    hccn_conf: Argv = ("cat", "/etc/hccn.conf")
     # the Python that runs vLLM, asked for package versions; unset: the interpreter of vllm_command
     python: Argv | None = None
     # the container CLI for processes with a `container` (docker's commands: e.g. [sudo, docker], [isula])

@@ -126,20 +126,37 @@ def bench_dir(plan: LaunchPlan) -> str:
     return posixpath.join(posixpath.dirname(run_dir(plan, server_process(plan))), "bench")
 
 
-def bench_script(plan: LaunchPlan, settings: BenchSettings, stamp: str, *, keyed: bool = False) -> tuple[str, str]:
-    """The sh that runs the bench on the server's node, and where its JSON lands. `keyed`: the API
-    key waits in KEY_FILE there (vllm bench sends $OPENAI_API_KEY), read once and deleted."""
+RESULT_MARK = "@cpconsole-bench-result"  # the bench's JSON result follows this line of the output
+
+
+def bench_script(plan: LaunchPlan, settings: BenchSettings, stamp: str, *, keyed: bool = False) -> str:
+    """The sh that runs the bench where the API server runs — on its node, or in its container
+    with the server's environment — and prints its JSON result after RESULT_MARK. `keyed`: the
+    API key waits in KEY_FILE in the node's bench directory (vllm bench sends $OPENAI_API_KEY),
+    read once and deleted."""
     server = server_process(plan)
-    result_dir = bench_dir(plan)
     result_file = f"bench-{stamp}.json"
-    # unbuffered: its progress lines reach the pane as they are printed, not at exit
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in (*server.env, ("PYTHONUNBUFFERED", "1")))
-    # run inside the result directory (a ~ in it means the node's home, which only the shell knows)
-    script = f"{exports}mkdir -p {shell_path(result_dir)} && cd {shell_path(result_dir)} || exit 97\n"
+    env = (*server.env, ("PYTHONUNBUFFERED", "1"))  # unbuffered: progress lines come as printed
+    bench = (
+        f"{shlex.join(bench_argv(plan, settings, '.', result_file))} 2>&1; status=$?\n"
+        f"[ -f {result_file} ] && echo {RESULT_MARK} && cat {result_file}\nexit $status\n"
+    )
+    # the node's bench directory holds the key file, and the results of a bench run on the node
+    # (a ~ in it means the node's home, which only the shell knows)
+    script = f"mkdir -p {shell_path(bench_dir(plan))} && cd {shell_path(bench_dir(plan))} || exit 97\n"
     if keyed:
         script += f"OPENAI_API_KEY=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export OPENAI_API_KEY || exit 97\n"
-    script += f"exec {shlex.join(bench_argv(plan, settings, '.', result_file))} 2>&1\n"
-    return script, posixpath.join(result_dir, result_file)
+    if not server.container:
+        return script + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env) + bench
+    where = shlex.quote(f"/tmp/cpconsole-{plan.run_key}-bench")  # the container's own /tmp
+    inside = f"mkdir -p {where} && cd {where} || exit 97\n{bench}"
+    words = [
+        f"{shlex.join(server.container_cli)} exec",
+        *(f"--env {shlex.quote(f'{k}={v}')}" for k, v in env),
+        *(["--env OPENAI_API_KEY"] if keyed else []),  # its value from this shell, never written
+        shlex.quote(server.container),
+    ]
+    return script + f"exec {' '.join(words)} sh -c {shlex.quote(inside)}\n"
 
 
 async def run_bench(
@@ -152,7 +169,7 @@ async def run_bench(
 ) -> AsyncIterator[str | BenchRun]:
     """Yield the bench's output lines as they come, then the run with its parsed result."""
     stamp = stamp or store.stamp()
-    script, result_path = bench_script(plan, settings, stamp, keyed=api_key is not None)
+    script = bench_script(plan, settings, stamp, keyed=api_key is not None)
     if api_key is not None:  # on stdin into a file only its user reads: never on a command line
         where = shell_path(bench_dir(plan))
         handed = await transport.run(
@@ -161,21 +178,27 @@ async def run_bench(
         if not handed.ok:
             raise RemoteError(transport.node, f"cannot hand the bench the API key: {handed.text().strip()[-200:]}")
     stream = await transport.open_stream(script)
-    partial = b""
+    partial, result = b"", None
     try:
         while chunk := await stream.read():
+            if result is not None:
+                result += chunk
+                continue
             partial += chunk
             *lines, partial = re.split(rb"\r?\n|\r", partial)
-            for line in lines:
+            for index, line in enumerate(lines):
+                if line == RESULT_MARK.encode():  # the rest is the result
+                    result = b"\n".join(lines[index + 1 :]) + b"\n" + partial
+                    break
                 yield line.decode("utf-8", "replace")
     finally:
         await stream.close()
-    if partial:
+    if result is None and partial:
         yield partial.decode("utf-8", "replace")
     try:
-        data = json.loads(await transport.read_file(result_path))
-    except (RemoteError, ValueError) as exc:
-        raise RemoteError(transport.node, f"the bench wrote no result at {result_path}: {exc}") from None
+        data = json.loads(result or b"")
+    except ValueError as exc:
+        raise RemoteError(transport.node, f"the bench printed no result: {exc}") from None
     yield BenchRun(plan.profile, plan.digest, stamp, dataclasses.asdict(settings), BenchSummary.from_result(data), data)
 
 

@@ -5,7 +5,6 @@ marked stale with its age. Failures are values (`PollResult.error`), never excep
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import httpx
 
 from ..remote import RemoteError
 from ..remote.tailing import Backoff
+from ..tasks import cancel_and_wait
 from .npu_smi import ParseError
 from .vllm_metrics import MetricsParseError
 
@@ -85,11 +85,8 @@ class Poller(Generic[T]):
             self._task = asyncio.create_task(self.run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     @property
     def running(self) -> bool:
