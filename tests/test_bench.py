@@ -93,7 +93,7 @@ async def test_the_bench_runs_in_the_servers_container(
     items = [i async for i in run_bench(plan, node, BenchSettings(1024, 8, 20), stamp="20261203-010203")]
     await node.close()
     *lines, run = items
-    assert lines[0] == "Starting main benchmark run..." and lines[-1].startswith("=====")
+    assert lines[0] == "Starting main benchmark run..." and str(lines[-1]).startswith("=====")
     assert isinstance(run, BenchRun) and run.summary.completed == 20
     assert (tmp_path / "exec-log").read_text() == "vllm-ascend\n"  # through the server's container
     *argv, cwd = (tmp_path / "argv").read_text().splitlines()

@@ -19,6 +19,7 @@ from cpconsole.core.plan import LaunchPlan, build_plan, render_script
 from cpconsole.core.profile import load_profile
 
 from .conftest import FIXTURES, PROFILES, run_sh, shell_baseline
+from .standins import install_docker_stand_in
 
 GUIDE = (FIXTURES / "guide-long-sequence-cp-deepseek.txt").read_text()
 PROFILE = PROFILES / "deepseek-v3.1-cp-1p1d.yaml"
@@ -85,11 +86,16 @@ def test_rendered_script_runs_what_the_plan_says(
     name: str, plan: LaunchPlan, recorder_bin: Callable[..., Path], tmp_path: Path
 ) -> None:
     bin_dir = recorder_bin("recorder", "vllm", "python")
+    install_docker_stand_in(bin_dir)  # the guide's processes run in its container, through docker exec
     baseline = shell_baseline(bin_dir)
     proc = plan.process(name)
+    assert proc.container == "vllm-ascend" and proc.container_pidfile
     if proc.cwd:
         (tmp_path / proc.cwd).mkdir(parents=True)
-    got = run_sh(render_script(proc), path_first=bin_dir, cwd=tmp_path)
+    try:
+        got = run_sh(render_script(proc), path_first=bin_dir, cwd=tmp_path)
+    finally:
+        Path(proc.container_pidfile).unlink(missing_ok=True)  # the stand-in's container is this machine
     assert got["argv"] == list(proc.argv[1:])
     assert {k: v for k, v in got["env"].items() if k not in baseline} == proc.env_dict
 

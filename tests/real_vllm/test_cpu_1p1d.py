@@ -31,6 +31,7 @@ from cpconsole.core.remote import LocalTransport
 from cpconsole.core.smoke.bench import BenchRun, BenchSettings, run_bench
 from cpconsole.core.smoke.client import stream_request
 from cpconsole.core.telemetry.hub import Telemetry
+from cpconsole.core.telemetry.proxy_metrics import parse_proxy_metrics
 from cpconsole.core.telemetry.vllm_metrics import parse_metrics
 
 from ..conftest import PROFILES
@@ -178,6 +179,41 @@ async def test_the_metrics_poller_reads_real_non_zero_values(deployment: tuple[P
             assert engine.kv_cache_usage is not None and "ttft" in engine.histograms
         assert telemetry.windows["decode-0"].latest is not None
         assert (await telemetry.health["decode-0"].poll_once()).error is None
+
+
+async def test_the_proxys_figures_agree_with_its_clients(deployment: tuple[Path, LaunchPlan]) -> None:
+    """On real vLLM: every request the proxy counts once; its TTFT split (prefill, then KV hand-off
+    and the decode's first token) adds up to its TTFT, which lies inside what the client waited."""
+    _, plan = deployment
+    proxy = plan.process("proxy").base_url
+
+    async def figures(http: httpx.AsyncClient) -> tuple[float, float, float]:
+        total = parse_proxy_metrics((await http.get(proxy + "/metrics")).text).total
+        count = total.histograms["ttft"].count if "ttft" in total.histograms else 0.0
+        sums = [total.histograms[h].sum if h in total.histograms else 0.0 for h in ("ttft", "prefill", "handoff")]
+        return count, sums[0], sums[1] + sums[2]
+
+    async with httpx.AsyncClient(trust_env=False, timeout=120) as http:
+        count, ttft, split = await figures(http)
+        results = [
+            await stream_request(
+                http, proxy, model="tiny-llama", prompt=f"request {i}: " + "tell me " * 60, max_tokens=8
+            )
+            for i in range(4)
+        ]
+        assert all(r.ok for r in results), [r.error for r in results]
+        for _ in range(600):  # counted once its last byte went out, after the client had it
+            after = await figures(http)
+            if after[0] >= count + 4:
+                break
+            await asyncio.sleep(0.05)
+    assert after[0] == count + 4
+    proxy_ttft, proxy_split = after[1] - ttft, after[2] - split
+    assert abs(proxy_split - proxy_ttft) < 0.005 * 4  # the two parts add up to the whole
+    waited = sum(r.ttft_s or 0.0 for r in results)
+    assert 0 < proxy_ttft <= waited  # what the proxy measured happened inside what the client waited
+    for r in results:  # the client reads the same prefill from the proxy's Server-Timing
+        assert r.prefill_s is not None and 0 < r.prefill_s <= (r.ttft_s or 0.0)
 
 
 def test_smoke_passes_the_probe_path_and_a_completion(deployment: tuple[Path, LaunchPlan]) -> None:
