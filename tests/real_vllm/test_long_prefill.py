@@ -2,7 +2,7 @@
 and engine steps only when a request's prefill ends, so while chunks are computed nothing the console
 counted moved: with running requests, that read as "no progress". The KV cache in use does move, chunk
 by chunk. Real `vllm serve` (the CPU tier's prefill, 16 tokens a step), scraped as the console does,
-fed to the console's stall detector and, for contrast, to one that leaves the KV cache out."""
+fed to the console's stall detector; between scrapes, the KV cache moves while the counters sit still."""
 
 from __future__ import annotations
 
@@ -62,9 +62,8 @@ def prefill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchPlan]:
 async def test_a_long_chunked_prefill_is_not_a_stall(prefill: LaunchPlan) -> None:
     server = prefill.process("prefill-0").base_url
     console = StallDetector(after_s=QUIET_S)
-    counters_only = StallDetector(after_s=QUIET_S)  # the definition before the KV cache counted
     raised: list[str] = []
-    blind: list[str] = []
+    kv_alone = 0  # scrapes where only the KV cache moved: what counters alone would read as no progress
     rng = random.Random(7)
     async with httpx.AsyncClient(trust_env=False, timeout=600) as http:
 
@@ -75,16 +74,20 @@ async def test_a_long_chunked_prefill_is_not_a_stall(prefill: LaunchPlan) -> Non
 
         prompts = asyncio.gather(*(long_prompt() for _ in range(8)))
         running_seen = 0.0
+        before: tuple[float, ...] | None = None
         while not prompts.done():
             total = parse_metrics((await http.get(server + "/metrics")).text).total
-            at = time.monotonic()
             running_seen = max(running_seen, total.running)
-            console.observe(at, running=total.running, waiting=total.waiting, progress=total.progress)
-            counters_only.observe(at, running=total.running, waiting=total.waiting, progress=total.progress[:3])
+            console.observe(time.monotonic(), running=total.running, waiting=total.waiting, progress=total.progress)
             raised += [console.reason] if console.reason else []
-            blind += [counters_only.reason] if counters_only.reason else []
+            counters, kv = total.progress[:3], total.progress[3]
+            if before is not None and total.running and counters == before[:3] and kv != before[3]:
+                kv_alone += 1
+            before = total.progress
             await asyncio.sleep(0.05)
         assert await prompts == [200] * 8
     assert running_seen >= 1  # the scrapes saw the prefills under way
-    assert blind  # counters alone: "running requests but no progress" during the chunks
+    # the counters sat still while the chunks were computed, and the KV cache moved (how often the
+    # scrapes catch it depends on the machine's speed, not on the definition: once is enough)
+    assert kv_alone >= 1
     assert raised == [], raised

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import httpx
 
 from ..profile.schema import Notify
+from ..tasks import cancel_and_wait
 from ..telemetry.alerts import Alert
 from .message import Notification, State
 from .tmux import display
@@ -95,6 +96,5 @@ class Notifier:
         return results
 
     async def close(self) -> None:
-        for task in list(self._shows):
-            task.cancel()
-        await asyncio.gather(*(hook.close() for hook in self.webhooks), *self._shows, return_exceptions=True)
+        await cancel_and_wait(*self._shows)
+        await asyncio.gather(*(hook.close() for hook in self.webhooks), return_exceptions=True)

@@ -637,8 +637,6 @@ class Orchestrator:
     async def close(self) -> None:
         for name in list(self._tails):
             self._end_tail(name)
-        for task in list(self._ending):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*self._ending)
         if self._own_http:
             await self._http.aclose()
