@@ -57,7 +57,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from .core.apikey import read_api_key
-    from .core.plan import plan_json, render_containers, render_script
+    from .core.render import plan_json, render_containers, render_script
 
     _, plan = _plan_for(args)
     key = read_api_key(plan.api_key) if args.show_secrets else None

@@ -429,7 +429,7 @@ def containers(plan: LaunchPlan, action: Literal["create", "check", "remove"], a
             if action == "create":
                 outcomes = await session.create_containers()
             elif action == "remove":
-                question = f"remove {sum(c.image is not None for c in plan.containers)} container(s)?"
+                question = f"remove {len(session.container_targets())} container(s)?"
                 if not yes and not await _confirmed(question, "nothing removed"):
                     return [], []
                 return await session.remove_containers(), []

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from cpconsole.core.plan import LaunchPlan, build_plan, render_script
+from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile
+from cpconsole.core.render import render_script
 
 from .conftest import FIXTURES, PROFILES, run_sh, shell_baseline
 from .standins import install_docker_stand_in

@@ -7,8 +7,9 @@ import json
 import pytest
 from pydantic import JsonValue
 
-from cpconsole.core.plan import build_plan, format_command, render_flags, render_script
+from cpconsole.core.plan import build_plan, render_flags
 from cpconsole.core.profile import load_profile, load_profile_text
+from cpconsole.core.render import format_command, render_script
 
 from .conftest import PROFILES
 from .test_profile_loader import MINIMAL

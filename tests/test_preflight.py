@@ -17,7 +17,7 @@ import pytest
 
 from cpconsole.core.plan import build_plan
 from cpconsole.core.preflight import Check, fold, ping_pairs, run_preflight
-from cpconsole.core.preflight.node import _hbm_check
+from cpconsole.core.preflight.chips import hbm_check
 from cpconsole.core.preflight.npu_network import ChipConf, parse_hccn_conf
 from cpconsole.core.preflight.report import ALL_NODES
 from cpconsole.core.profile import load_profile_text
@@ -120,7 +120,7 @@ async def test_hbm_held_by_the_profiles_own_running_processes_is_no_conflict(tmp
 
 def test_hbm_held_by_another_job_is_a_warning() -> None:
     real = (FIXTURES / "npu-smi" / "vllm-ascend-issue-6085-a3-ascend910-16chip-procs.txt").read_text()
-    check = _hbm_check("n1", parse_info(real), ours=set())
+    check = hbm_check("n1", parse_info(real), ours=set())
     assert check.status == "WARN" and check.evidence.startswith("16 chip(s) already use HBM (pids 3742688, 3742689")
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cpconsole.core.plan import build_plan, render_script
+from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile_data
 from cpconsole.core.profile.rules import DERIVED_FLAGS
 from cpconsole.core.profile.vllm_arguments import for_version
+from cpconsole.core.render import render_script
 
 from .conftest import RECORDER, run_sh, shell_baseline
 

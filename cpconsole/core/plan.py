@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from collections.abc import Mapping
 from typing import Literal
 
@@ -487,75 +486,3 @@ def _containers(profile: Profile, processes: list[ProcessPlan]) -> tuple[Contain
             cli=proc.container_cli,
         )
     return tuple(found.values())
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def format_command(argv: tuple[str, ...] | list[str]) -> str:
-    """One shell word per argument, every one quoted as needed; each --flag starts a new line."""
-    lines: list[list[str]] = [[]]
-    for index, word in enumerate(argv):
-        if word.startswith("--") and index > 0 and lines[-1]:
-            lines.append([])
-        lines[-1].append(shlex.quote(word))
-    return " \\\n    ".join(" ".join(words) for words in lines)
-
-
-def docker_exec_words(proc: ProcessPlan) -> list[str]:
-    """`docker exec` into the process's container with its working directory and environment:
-    shell words, each quoted, up to and including the container's name."""
-    if not proc.container:
-        raise ValueError(f"{proc.name} runs in no container")
-    words = [f"{shlex.join(proc.container_cli)} exec"]
-    if proc.cwd:
-        words.append(f"--workdir {shlex.quote(proc.cwd)}")
-    words += [f"--env {shlex.quote(f'{key}={value}')}" for key, value in proc.env]
-    if proc.key_env:
-        words.append(f"--env {proc.key_env}")  # its value from launch.sh's environment, never written
-    return [*words, shlex.quote(proc.container)]
-
-
-# docker exec passes no signal on to what it started, so in the container the process starts a
-# session of its own and writes its group id to a file: stopping it signals that group in there
-KEEP_GROUP = shlex.quote('echo $$ > "$0" && exec "$@"')
-
-
-# the API key, written by cpconsole (mode 600) just before the start, read once and deleted
-KEY_FILE = ".api_key"
-
-
-def render_script(proc: ProcessPlan, *, shown_key: str | None = None) -> str:
-    """A POSIX sh script that starts the process in the foreground (`exec`), env and all. The API
-    key is read from KEY_FILE; `shown_key` writes it in instead (`render --show-secrets`, for a
-    script to run by hand — never what is sent to a node)."""
-    head = ["#!/bin/sh", f"# cpconsole: {proc.name} ({proc.role}) on node {proc.node}"]
-    if proc.key_env and shown_key is not None:
-        head.append(f"export {proc.key_env}={shlex.quote(shown_key)}")
-    elif proc.key_env:  # run in its run directory, where KEY_FILE is
-        head.append(f"{proc.key_env}=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export {proc.key_env} || exit 1")
-    if proc.container:
-        keep_group = f"setsid -w sh -c {KEEP_GROUP} {shlex.quote(proc.container_pidfile or '')}"
-        options = [*docker_exec_words(proc), keep_group, format_command(proc.argv)]
-        return "\n".join([*head, "exec " + " \\\n    ".join(options)]) + "\n"
-    body = [f"cd {shlex.quote(proc.cwd)} || exit 1"] if proc.cwd else []
-    body += [f"export {key}={shlex.quote(value)}" for key, value in proc.env]
-    return "\n".join([*head, *body, "exec " + format_command(proc.argv)]) + "\n"
-
-
-def plan_json(plan: LaunchPlan, names: list[str] | None = None) -> str:
-    chosen = [plan.process(n) for n in names] if names else list(plan.processes)
-    return json.dumps([p.as_json() for p in chosen], indent=2, ensure_ascii=False)
-
-
-def render_containers(plan: LaunchPlan) -> str:
-    """The `docker run` of every container the profile creates; a note for the hand-made ones."""
-    parts = []
-    for c in plan.containers:
-        head = f"# ---- container {c.name} on {c.node} → {plan.node(c.node).host}\n"
-        if c.image is None:
-            parts.append(head + "# made by hand (no image in the profile): checked by preflight, not created\n")
-        else:
-            argv = c.run_argv()  # the image and its command on a line of their own
-            parts.append(head + format_command(argv[:-3]) + " \\\n    " + shlex.join(argv[-3:]) + "\n")
-    return "\n".join(parts) if parts else "# the profile runs nothing in a container\n"

@@ -25,8 +25,8 @@ from .orchestrate.containers import ContainerOutcome
 from .orchestrate.states import UP_STATES
 from .plan import LaunchPlan, NodePlan
 from .preflight import Check, run_preflight
-from .preflight.containers import container_checks
-from .preflight.node import read_npu_ips
+from .preflight.chips import read_npu_ips
+from .preflight.containers import check_containers
 from .profile.schema import Profile
 from .ranks import Rank, rank_map
 from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport, transport_for
@@ -451,18 +451,7 @@ class Session:
 
     async def container_checks(self) -> list[Check]:
         """Each container of the profile against what it declares, every node at once."""
-        nodes = [n for n in self.plan.nodes if any(c.node == n.name for c in self.plan.containers)]
-        found = await asyncio.gather(
-            *(container_checks(self.plan, n, self.transports[n.name], timeout=20.0) for n in nodes),
-            return_exceptions=True,
-        )
-        checks: list[Check] = []
-        for node, result in zip(nodes, found, strict=True):
-            if isinstance(result, BaseException):
-                checks.append(Check(node.name, "container", "FAIL", str(result), "the node did not answer"))
-            else:
-                checks += result
-        return checks
+        return await check_containers(self.plan, self.transports)
 
     async def create_containers(self) -> list[ContainerOutcome]:
         """The profile's containers with an image that are not there yet, created (journaled)."""
@@ -480,6 +469,7 @@ class Session:
         return await self.journaled("containers remove", self.container_targets(), work, ok=_all_done)
 
     def container_targets(self) -> list[str]:
+        """The containers `containers create` and `remove` act on: those with an image."""
         return [f"{c.node}/{c.name}" for c in self.plan.containers if c.image]
 
     async def up(self) -> bool:

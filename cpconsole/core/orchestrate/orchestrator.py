@@ -20,13 +20,14 @@ import httpx
 
 from ..diagnosis.explain import FailureCause, explain
 from ..httpclient import http_client, status_text
-from ..plan import KEY_FILE, LaunchPlan, ProcessPlan
+from ..plan import LaunchPlan, ProcessPlan
 from ..remote import LogStore, ProcessHandle, ProcessStatus, RemoteError, Transport, scripts
 from ..remote import manifest as manifest_file
 from ..remote.base import handle_from_pidfile
 from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
 from ..remote.manifest import Manifest
+from ..render import KEY_FILE
 from ..safetext import terminal_safe
 from ..tasks import cancel_and_wait
 from .drift import manifest_drift

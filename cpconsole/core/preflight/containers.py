@@ -4,8 +4,10 @@ also its image, mounts and shared memory — read from `docker inspect`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from ..plan import ContainerPlan, LaunchPlan, NodePlan
@@ -123,6 +125,14 @@ async def container_checks(plan: LaunchPlan, node: NodePlan, transport: Transpor
         if (found.get("State") or {}).get("Running") is True:
             out.append(await _setsid_in(node, transport, container.name, timeout))
     return out
+
+
+async def check_containers(plan: LaunchPlan, transports: Mapping[str, Transport], timeout: float = 20.0) -> list[Check]:
+    """`container_checks` on every node that runs something in a container, all at once (a node
+    that does not answer fails its own checks, as there)."""
+    nodes = [n for n in plan.nodes if any(c.node == n.name for c in plan.containers)]
+    found = await asyncio.gather(*(container_checks(plan, n, transports[n.name], timeout) for n in nodes))
+    return [check for checks in found for check in checks]
 
 
 async def _setsid_in(node: NodePlan, transport: Transport, container: str, timeout: float) -> Check:

@@ -12,7 +12,7 @@ from ..profile.rules import version_rules
 from ..profile.schema import Profile, Versions, flag_name
 from ..profile.versions import version_key
 from ..profile.vllm_arguments import ArgumentSet, from_help, released
-from .node import UNKNOWN, NodeFacts
+from .facts import UNKNOWN, NodeFacts
 from .report import ALL_NODES, Check
 
 # npu-smi's chip name on Atlas A3 (800T/800I A3); A2 reads 910B1…910B4 or 910B2C, older 910A, 310P3

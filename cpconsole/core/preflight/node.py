@@ -8,28 +8,25 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-import re
 import shlex
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..plan import LaunchPlan, NodePlan, ProcessPlan, docker_exec_words
+from ..plan import LaunchPlan, NodePlan, ProcessPlan
 from ..profile.vllm_arguments import released
 from ..remote import RemoteError, Transport, scripts
 from ..remote.launch import run_dir
 from ..remote.scripts import shell_path
-from ..telemetry.npu_smi import NpuSmiInfo, ParseError, parse_info
+from ..render import in_place
+from .chips import npu_checks
 from .containers import container_checks
-from .npu_network import ChipConf, parse_hccn_conf
+from .facts import NodeFacts
 from .report import Check, Status
 
 CLOCK_SKEW_WARN_S = 1.0
-HBM_BUSY_FRACTION = 0.10  # more than this in use before we start: another job holds the chip
 DISK_FAIL_GB, DISK_WARN_GB = 1.0, 10.0  # logs of a long run, bench results
 WILDCARDS = {"0.0.0.0", "*", "::", "[::]"}
-UNKNOWN = "-"  # a version that could not be read: not installed, or no such file
 
 # Run by the Python that runs vLLM (inside its container): package versions and CANN's.
 VERSION_PROBE = """
@@ -57,21 +54,6 @@ print("CANN", cann)
 """
 
 
-@dataclass
-class NodeFacts:
-    """One node's checks and what the cross-node checks need from it."""
-
-    checks: list[Check] = field(default_factory=list)
-    reachable: bool = False
-    npu_ips: dict[int, str] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)  # software → version, UNKNOWN when absent
-    chip_names: set[str] = field(default_factory=set)  # as npu-smi names them (Ascend910 on A3)
-    serve_help: str | None = None  # `vllm serve --help=all` of the vLLM installed there
-    tls: dict[int, bool] = field(default_factory=dict)  # per chip: TLS switched on (hccn_tool -tls -g)
-    chip_conf: dict[int, ChipConf] | None = None  # per chip: its /etc/hccn.conf lines; None: unreadable
-    weights: str | None = None  # fingerprint of the model's weights on this node
-
-
 def listening(ss_output: str, address: str) -> set[int]:
     """Ports in `ss -ltnH` output taken for `address`: bound to it or to every address."""
     ports = set()
@@ -83,41 +65,6 @@ def listening(ss_output: str, address: str) -> set[int]:
             if port.isdigit() and (host in WILDCARDS or host.strip("[]") == address):
                 ports.add(int(port))
     return ports
-
-
-def all_at_once(commands: list[str]) -> str:
-    """sh running the commands in parallel, then printing each one's output (stdout and stderr)
-    whole, in order, after a `@N` line: parallel writers to one pipe would interleave."""
-    runs = "".join(f'( {command} ) >"$d/{n}" 2>&1 &\n' for n, command in enumerate(commands))
-    # the echo after each output: a last line without its newline must not swallow the next "@N"
-    shows = f'for n in $(seq 0 {len(commands) - 1}); do echo "@$n"; cat "$d/$n"; echo; done\n' if commands else ""
-    return f'd=$(mktemp -d) || exit 1\n{runs}wait\n{shows}rm -rf "$d"\n'
-
-
-IPADDR = re.compile(r"ipaddr:\s*(\S+)")  # hccn_tool -i N -ip -g
-CONF_UNREADABLE = "@hccn.conf unreadable"  # printed when tools.hccn_conf fails
-TLS_SWITCH = re.compile(r"tls switch\[(\d)\]")  # hccn_tool -i N -tls -g: "dev_id:0, tls switch[0](0:disable, …"
-
-
-async def read_npu_ips(node: NodePlan, transport: Transport, timeout: float = 30.0) -> dict[int, str]:
-    """Each chip's NPU IP (`hccn_tool -i N -ip -g`, all chips at once); chips without one left out."""
-    tool = shlex.join(node.tool("hccn_tool"))
-    result = await transport.run(all_at_once([f"{tool} -i {i} -ip -g" for i in range(node.chips)]), timeout=timeout)
-    found = {chip: IPADDR.search(block) for chip, block in answers(result.text()).items()}
-    return {chip: match.group(1) for chip, match in found.items() if match}
-
-
-def answers(text: str) -> dict[int, str]:
-    """The outputs of `all_at_once`, by command number."""
-    return {int(m.group(1)): m.group(2) for m in re.finditer(r"^@(\d+)\n(.*?)(?=^@\d+\n|\Z)", text, re.S | re.M)}
-
-
-def in_place(proc: ProcessPlan, script: str) -> str:
-    """`script` run where the process runs: in its container (`docker exec`) or on the node, with
-    its environment."""
-    if proc.container:
-        return f"{' '.join(docker_exec_words(proc))} sh -c {shlex.quote(script)}"
-    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in proc.env) + script
 
 
 def python_of(node: NodePlan, server: ProcessPlan) -> str:
@@ -133,93 +80,6 @@ def python_of(node: NodePlan, server: ProcessPlan) -> str:
         "shebang=$(sed -n '1s/^#! *//p' \"$exe\")\n"
         '[ -n "$shebang" ] || exit 96\nset -- $shebang'
     )
-
-
-async def _npu(node: NodePlan, transport: Transport, facts: NodeFacts, ours: set[str], timeout: float) -> list[Check]:
-    """npu-smi (count, health, HBM in use, driver) and hccn_tool (link, net health, IP) per chip.
-    HBM held while this profile's own processes run on the node (`ours`) is theirs, no conflict."""
-    name = node.name
-    out: list[Check] = []
-    try:
-        smi = await transport.run(node.tool("npu_smi", "info"), timeout=timeout)
-        info = parse_info(smi.text()) if smi.ok else None
-        problem = None if smi.ok else (smi.stderr or smi.stdout).decode("utf-8", "replace").strip()[:200]
-    except (RemoteError, ParseError) as exc:
-        info, problem = None, str(exc)
-    if info is None:
-        out.append(
-            Check(name, "npu-smi", "FAIL", problem or "no output", "is the driver installed and npu-smi on PATH?")
-        )
-    else:
-        facts.versions["driver"] = info.version or UNKNOWN
-        facts.chip_names = {chip.name for chip in info.chips}
-        count = len(info.chips)
-        good = count == node.chips
-        evidence = f"{count} chips, profile says {node.chips}"
-        hint = "fix nodes.<name>.chips or the device mapping"
-        out.append(Check.verdict(name, "chips", good, evidence, hint, same=f"{count} chips"))
-        for chip in info.chips:
-            ok = chip.health == "OK"
-            where = chip.phy_id if chip.phy_id is not None else chip.npu_id
-            hint = "see `npu-smi info -t health -i N -c C` and the device log"
-            out.append(Check.verdict(name, "chip health", ok, chip.health, hint, chip=where))
-        out.append(_hbm_check(name, info, ours))
-
-    # every chip's network port, all chips at once, and the chips' network configuration file
-    tool = shlex.join(node.tool("hccn_tool"))
-    script = all_at_once(
-        [
-            f"{tool} -i {i} -link -g; {tool} -i {i} -net_health -g; {tool} -i {i} -ip -g; {tool} -i {i} -tls -g"
-            for i in range(node.chips)
-        ]
-        + [f"{shlex.join(node.tool('hccn_conf'))} || echo {CONF_UNREADABLE}"]
-    )
-    try:
-        hccn = (await transport.run(script, timeout=timeout)).text()
-    except RemoteError as exc:
-        out.append(Check(name, "NPU link", "FAIL", exc.what, "is hccn_tool installed?"))
-        return out
-    blocks = answers(hccn)
-    conf = blocks.get(node.chips, CONF_UNREADABLE)
-    if CONF_UNREADABLE in conf:
-        evidence = f"cannot read it: {conf.replace(CONF_UNREADABLE, '').strip()[:160] or 'no output'}"
-        hint = "gateway and detect IP unchecked; set tools.hccn_conf to a command printing the node's /etc/hccn.conf"
-        out.append(Check(name, "hccn.conf", "WARN", evidence, hint))
-    else:
-        facts.chip_conf = parse_hccn_conf(conf)
-    for i in range(node.chips):
-        block = blocks.get(i, "")
-        link = re.search(r"link status: (\S+)", block)
-        health = re.search(r"net health status: (\S+)", block)
-        address = IPADDR.search(block)
-        if tls := TLS_SWITCH.search(block):
-            facts.tls[i] = tls.group(1) == "1"
-        up = link is not None and link.group(1) == "UP"
-        hint = "check the optics and cabling: hccn_tool -i N -link -g"
-        out.append(Check.verdict(name, "NPU link", up, f"link {link.group(1) if link else 'unknown'}", hint, chip=i))
-        fine = health is not None and health.group(1) == "Success"
-        evidence = f"net health {health.group(1) if health else 'unknown'}"
-        hint = "hccn_tool -i N -net_health -g; check the gateway and detect IP (-netdetect) in /etc/hccn.conf"
-        out.append(Check.verdict(name, "NPU net health", fine, evidence, hint, chip=i))
-        if address:
-            facts.npu_ips[i] = address.group(1)
-        evidence = f"ipaddr {address.group(1)}" if address else "no address"
-        hint = "set it in /etc/hccn.conf (hccn_tool -i N -ip -s address …)"
-        out.append(Check.verdict(name, "NPU address", address is not None, evidence, hint, chip=i, same="address set"))
-    return out
-
-
-def _hbm_check(node: str, info: NpuSmiInfo, ours: set[str]) -> Check:
-    busy = [c for c in info.chips if (c.hbm_fraction or 0) > HBM_BUSY_FRACTION]
-    if busy and ours:  # as for ports: the profile's running processes hold their own chips
-        running = ", ".join(sorted(ours))
-        evidence = f"{len(busy)} chip(s) use HBM; not counted: {running} (running)"
-        return Check(node, "HBM free", "PASS", evidence, same="free, but for the running processes' own")
-    if busy:
-        pids = ", ".join(str(p) for p in sorted({p.pid for p in info.processes})) or "?"
-        evidence = f"{len(busy)} chip(s) already use HBM (pids {pids})"
-        return Check(node, "HBM free", "WARN", evidence, "another job still runs on the chips: stop it first")
-    return Check(node, "HBM free", "PASS", "no chip holds HBM", same="free")
 
 
 async def _running_here(plan: LaunchPlan, node: NodePlan, transport: Transport, timeout: float) -> set[str]:
@@ -486,7 +346,7 @@ async def node_facts(
     servers = [p for p in plan.processes if p.node == name and p.role != "proxy"]
     ours = await _running_here(plan, node, transport, timeout)  # their ports and chips are no conflict
     parts: list[tuple[str, Coroutine[Any, Any, list[Check]] | None]] = [
-        ("chips", _npu(node, transport, facts, ours, timeout) if node.chips else None),  # chips: 0 is no NPUs
+        ("chips", npu_checks(node, transport, facts, ours, timeout) if node.chips else None),  # chips: 0 is no NPUs
         ("ports", _ports(plan, node, transport, facts, ours, timeout)),
         ("container", container_checks(plan, node, transport, timeout)),
         ("disk", _disk(node, transport, facts, timeout)),

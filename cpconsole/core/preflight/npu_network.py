@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from .report import Check
 
-if TYPE_CHECKING:  # node.py imports this module
+if TYPE_CHECKING:  # facts.py imports this module
     from ..plan import LaunchPlan
-    from .node import NodeFacts
+    from .facts import NodeFacts
 
 CONF_LINE = re.compile(r"^\s*(address|netmask|gateway|netdetect)_(\d+)\s*=\s*(\S+)\s*$", re.M)
 

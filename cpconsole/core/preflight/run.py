@@ -14,8 +14,10 @@ from collections.abc import Mapping, Sequence
 from ..plan import LaunchPlan, NodePlan
 from ..profile.schema import Profile
 from ..remote import RemoteError, Transport
+from .batch import all_at_once, answers
+from .facts import UNKNOWN, NodeFacts
 from .installed import argument_checks, chip_checks, installed, version_checks
-from .node import UNKNOWN, NodeFacts, all_at_once, answers, node_facts
+from .node import node_facts
 from .npu_network import conf_checks, ping_pairs, tls_checks
 from .report import ALL_NODES, Check, version_table
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import posixpath
 from datetime import UTC, datetime
 
-from ..plan import LaunchPlan, ProcessPlan, render_script
+from ..plan import LaunchPlan, ProcessPlan
+from ..render import render_script
 from .manifest import Manifest
 from .types import SpawnSpec
 

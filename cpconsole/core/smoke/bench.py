@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..plan import KEY_FILE, LaunchPlan, ProcessPlan
+from ..plan import LaunchPlan, ProcessPlan
 from ..remote import RemoteError, ShellTransport
 from ..remote.launch import run_dir
 from ..remote.scripts import shell_path
+from ..render import KEY_FILE, in_place
 from . import store
 
 
@@ -136,7 +137,6 @@ def bench_script(plan: LaunchPlan, settings: BenchSettings, stamp: str, *, keyed
     read once and deleted."""
     server = server_process(plan)
     result_file = f"bench-{stamp}.json"
-    env = (*server.env, ("PYTHONUNBUFFERED", "1"))  # unbuffered: progress lines come as printed
     bench = (
         f"{shlex.join(bench_argv(plan, settings, '.', result_file))} 2>&1; status=$?\n"
         f"[ -f {result_file} ] && echo {RESULT_MARK} && cat {result_file}\nexit $status\n"
@@ -146,17 +146,11 @@ def bench_script(plan: LaunchPlan, settings: BenchSettings, stamp: str, *, keyed
     script = f"mkdir -p {shell_path(bench_dir(plan))} && cd {shell_path(bench_dir(plan))} || exit 97\n"
     if keyed:
         script += f"OPENAI_API_KEY=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export OPENAI_API_KEY || exit 97\n"
-    if not server.container:
-        return script + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env) + bench
-    where = shlex.quote(f"/tmp/cpconsole-{plan.run_key}-bench")  # the container's own /tmp
-    inside = f"mkdir -p {where} && cd {where} || exit 97\n{bench}"
-    words = [
-        f"{shlex.join(server.container_cli)} exec",
-        *(f"--env {shlex.quote(f'{k}={v}')}" for k, v in env),
-        *(["--env OPENAI_API_KEY"] if keyed else []),  # its value from this shell, never written
-        shlex.quote(server.container),
-    ]
-    return script + f"exec {' '.join(words)} sh -c {shlex.quote(inside)}\n"
+    if server.container:  # it runs in the container's own /tmp
+        where = shlex.quote(f"/tmp/cpconsole-{plan.run_key}-bench")
+        bench = f"mkdir -p {where} && cd {where} || exit 97\n{bench}"
+    unbuffered = (("PYTHONUNBUFFERED", "1"),)  # progress lines come as printed, not at exit
+    return script + in_place(server, bench, more_env=unbuffered, key_env="OPENAI_API_KEY" if keyed else None)
 
 
 async def run_bench(

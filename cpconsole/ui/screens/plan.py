@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from ...core.plan import render_script
+from ...core.render import render_script
 from ...core.session import Session
 from .base import SessionScreen
 

@@ -1,0 +1,93 @@
+"""A launch plan as text: each process's launch script (POSIX sh), its JSON, the `docker run` of
+the containers the profile makes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+
+from .plan import LaunchPlan, ProcessPlan
+
+
+def format_command(argv: tuple[str, ...] | list[str]) -> str:
+    """One shell word per argument, every one quoted as needed; each --flag starts a new line."""
+    lines: list[list[str]] = [[]]
+    for index, word in enumerate(argv):
+        if word.startswith("--") and index > 0 and lines[-1]:
+            lines.append([])
+        lines[-1].append(shlex.quote(word))
+    return " \\\n    ".join(" ".join(words) for words in lines)
+
+
+def docker_exec_words(
+    proc: ProcessPlan, *, more_env: Sequence[tuple[str, str]] = (), key_env: str | None = None
+) -> list[str]:
+    """`docker exec` into the process's container with its working directory and environment
+    (and `more_env`): shell words, each quoted, up to and including the container's name. The API
+    key goes in as `key_env` (default: the process's own variable for it)."""
+    if not proc.container:
+        raise ValueError(f"{proc.name} runs in no container")
+    words = [f"{shlex.join(proc.container_cli)} exec"]
+    if proc.cwd:
+        words.append(f"--workdir {shlex.quote(proc.cwd)}")
+    words += [f"--env {shlex.quote(f'{key}={value}')}" for key, value in (*proc.env, *more_env)]
+    if key_env or proc.key_env:  # its value from the calling shell's environment, never written
+        words.append(f"--env {key_env or proc.key_env}")
+    return [*words, shlex.quote(proc.container)]
+
+
+def in_place(
+    proc: ProcessPlan, script: str, *, more_env: Sequence[tuple[str, str]] = (), key_env: str | None = None
+) -> str:
+    """sh running `script` where the process runs: in its container (`docker exec`) or on the
+    node, with its environment and `more_env` (the API key, on the node, is the shell's own)."""
+    if proc.container:
+        words = docker_exec_words(proc, more_env=more_env, key_env=key_env)
+        return f"{' '.join(words)} sh -c {shlex.quote(script)}"
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in (*proc.env, *more_env)) + script
+
+
+# docker exec passes no signal on to what it started, so in the container the process starts a
+# session of its own and writes its group id to a file: stopping it signals that group in there
+KEEP_GROUP = shlex.quote('echo $$ > "$0" && exec "$@"')
+
+
+# the API key, written by cpconsole (mode 600) just before the start, read once and deleted
+KEY_FILE = ".api_key"
+
+
+def render_script(proc: ProcessPlan, *, shown_key: str | None = None) -> str:
+    """A POSIX sh script that starts the process in the foreground (`exec`), env and all. The API
+    key is read from KEY_FILE; `shown_key` writes it in instead (`render --show-secrets`, for a
+    script to run by hand — never what is sent to a node)."""
+    head = ["#!/bin/sh", f"# cpconsole: {proc.name} ({proc.role}) on node {proc.node}"]
+    if proc.key_env and shown_key is not None:
+        head.append(f"export {proc.key_env}={shlex.quote(shown_key)}")
+    elif proc.key_env:  # run in its run directory, where KEY_FILE is
+        head.append(f"{proc.key_env}=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export {proc.key_env} || exit 1")
+    if proc.container:
+        keep_group = f"setsid -w sh -c {KEEP_GROUP} {shlex.quote(proc.container_pidfile or '')}"
+        options = [*docker_exec_words(proc), keep_group, format_command(proc.argv)]
+        return "\n".join([*head, "exec " + " \\\n    ".join(options)]) + "\n"
+    body = [f"cd {shlex.quote(proc.cwd)} || exit 1"] if proc.cwd else []
+    body += [f"export {key}={shlex.quote(value)}" for key, value in proc.env]
+    return "\n".join([*head, *body, "exec " + format_command(proc.argv)]) + "\n"
+
+
+def plan_json(plan: LaunchPlan, names: list[str] | None = None) -> str:
+    chosen = [plan.process(n) for n in names] if names else list(plan.processes)
+    return json.dumps([p.as_json() for p in chosen], indent=2, ensure_ascii=False)
+
+
+def render_containers(plan: LaunchPlan) -> str:
+    """The `docker run` of every container the profile creates; a note for the hand-made ones."""
+    parts = []
+    for c in plan.containers:
+        head = f"# ---- container {c.name} on {c.node} → {plan.node(c.node).host}\n"
+        if c.image is None:
+            parts.append(head + "# made by hand (no image in the profile): checked by preflight, not created\n")
+        else:
+            argv = c.run_argv()  # the image and its command on a line of their own
+            parts.append(head + format_command(argv[:-3]) + " \\\n    " + shlex.join(argv[-3:]) + "\n")
+    return "\n".join(parts) if parts else "# the profile runs nothing in a container\n"
