@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncssh
 import psutil
 
 from cpconsole.core.remote import LogStore, SpawnSpec, SSHTransport
+from cpconsole.core.remote.asyncssh_lib import asyncssh
 from cpconsole.core.remote.manifest import Manifest
 from cpconsole.core.remote.ssh import CHUNK
 from tests.sshd import make_sshd, node_root

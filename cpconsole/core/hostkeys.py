@@ -40,7 +40,8 @@ def host_keys_unverified(node: NodePlan) -> str | None:
         return "the profile sets verify_host_keys: false"
     if not _config_may_turn_it_off(node.ssh.config_file):
         return None
-    import asyncssh  # the config says something about known hosts: let asyncssh read it as it will
+    # the config says something about known hosts: let asyncssh read it as it will
+    from .remote.asyncssh_lib import asyncssh
 
     config = [_expand(node.ssh.config_file)] if node.ssh.config_file else ()
     try:

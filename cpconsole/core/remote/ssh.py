@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-
 from ..plan import NodePlan
+from .asyncssh_lib import asyncssh
 from .base import DEFAULT_TIMEOUT, ShellTransport, Stream
 from .errors import ConnectFailed, HostKeyError, RemoteError, RemoteTimeout, Unreachable
 from .tailing import Backoff
