@@ -65,7 +65,7 @@ async def test_spawn_status_and_exit_code(transport: ShellTransport, nodes_dir: 
     assert written == Manifest("job", profile="t", digest="d" * 64).with_pid(
         handle.pid, handle.start_ticks, handle.boot_id
     )
-    assert written.handle(handle.node, run_dir) == handle
+    assert written.handle(handle.node, run_dir, container_cli=("docker",), container_pidfile=None) == handle
     assert Path(run_dir, "launch.sh").read_text().startswith("#!/bin/sh\n")
 
 
@@ -264,7 +264,11 @@ async def test_stop_reaches_a_process_in_its_container(tmp_path: Path, ignores_t
                 break
             await asyncio.sleep(0.05)
         inner = int(pidfile.read_text())  # the stand-in's "container" shares this machine's /tmp
-        assert await node.find(run_dir(plan, proc)) == handle  # adopted, it is stopped the same way
+        # adopted (reached into its container the profile's way), it is stopped the same way
+        found = await node.find(
+            run_dir(plan, proc), container_cli=proc.container_cli, container_pidfile=proc.container_pidfile
+        )
+        assert found == handle
         assert (handle.container, handle.container_cli) == ("ctr", (str(docker),))
         status = await node.stop(handle, grace=1.0)
         assert status.state == "exited"

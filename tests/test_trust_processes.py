@@ -117,7 +117,7 @@ def full_disk(nodes_dir: str) -> Iterator[Path]:
         pytest.skip("mounting a small tmpfs needs root")
     mount = Path(nodes_dir, "small")
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0777", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=1777", "tmpfs", str(mount)], check=True)
     try:
         yield mount
     finally:
@@ -136,8 +136,8 @@ async def test_a_start_whose_manifest_cannot_be_written_fails_and_leaves_nothing
     transport: ShellTransport, full_disk: Path
 ) -> None:
     run_dir = full_disk / "job"
-    run_dir.mkdir()
-    run_dir.chmod(0o777)
+    run_dir.mkdir(mode=0o700)  # the login user's own, as a run directory must be
+    os.chown(run_dir, int((await transport.run("id -u")).text()), -1)
     fill(full_disk, leave=2 * 4096)  # a page for launch.sh and one for the pid file; none for the manifest
     with pytest.raises(CommandFailed, match=r"manifest\.json could not be written") as caught:
         await transport.spawn_detached(

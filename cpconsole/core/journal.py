@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from .orchestrate.lock import lock_dir
 from .plan import LaunchPlan
 from .remote import RemoteError, Transport
-from .remote.scripts import shell_path
+from .remote.scripts import enter_own, shell_path
 
 NAME = "journal.jsonl"
 
@@ -72,8 +72,8 @@ def journal_place(plan: LaunchPlan) -> tuple[str, str]:
 
 async def append(transport: Transport, path: str, entry: JournalEntry) -> None:
     """Raises RemoteError when the entry could not be written."""
-    directory, file = shell_path(posixpath.dirname(path)), shell_path(path)  # ~ is the login home
-    script = f"mkdir -p {directory} && printf '%s\\n' {shlex.quote(entry.line())} >> {file}"
+    directory, file = posixpath.split(path)
+    script = f"{enter_own(directory)}\nprintf '%s\\n' {shlex.quote(entry.line())} >> {shlex.quote(file)}"
     result = await transport.run(script, timeout=20)
     if not result.ok:
         why = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[-200:]

@@ -33,7 +33,7 @@ from ..tasks import cancel_and_wait
 from .drift import manifest_drift
 from .lock import DeploymentLock, holder_for, lock_dir
 from .model import EventBus, Notice, ProcessView, ProgressNoted, StageChanged, StateChanged, operator
-from .progress import POLL_LINE, progress, waiting_for_peer
+from .progress import last_news, progress, waiting_for_peer
 from .stages import Stage, instance_of, stages
 from .states import UP_STATES, Trigger, can, transition
 
@@ -95,7 +95,7 @@ class Orchestrator:
             new = replace(new, since=time.time())
         self.views[name] = new
         if state != old.state:
-            self.events.publish(StateChanged(name, new, old.state))
+            self.events.publish(StateChanged(name, new, old.state, trigger))
         return new
 
     def log_path(self, name: str) -> str:
@@ -118,9 +118,9 @@ class Orchestrator:
                 self._set(name, progress=note)
                 if name in self._launched:
                     self.events.publish(ProgressNoted(name, note))
-        news = [line for line in lines if not POLL_LINE.search(line)]
-        if news:
-            self._set(name, last_line=news[-1][-300:])
+        news = last_news(lines)
+        if news is not None:
+            self._set(name, last_line=news[-300:])
         return lines
 
     async def last_lines(self, name: str) -> list[str]:
@@ -220,19 +220,25 @@ class Orchestrator:
         node = self.transports[proc.node]
         result = await node.run(scripts.read(posixpath.join(directory, manifest_file.FILE)), timeout=10)
         manifest = Manifest.decode(result.stdout) if result.ok else None
-        handle = manifest.handle(proc.node, directory) if manifest else None
+        handle = (
+            manifest.handle(
+                proc.node, directory, container_cli=proc.container_cli, container_pidfile=proc.container_pidfile
+            )
+            if manifest
+            else None
+        )
         if manifest and handle:
-            return manifest, handle, "adopted"
+            return manifest, replace(handle, name=proc.name), "adopted"
         pidfile = await node.run(scripts.read(posixpath.join(directory, "pid")), timeout=10)
         if not pidfile.ok:
-            return None, None, "never started" if not result.ok else "unreadable manifest and no pid file"
+            return None, None, "never started" if not result.ok else "manifest.json does not validate and no pid file"
         like = ProcessHandle(
             proc.node, proc.name, directory, 0, 0, "", proc.container, proc.container_pidfile, proc.container_cli
         )
         handle = handle_from_pidfile(like, pidfile.stdout)
         if handle is None:
-            return None, None, "unreadable manifest and pid file"
-        return None, handle, "adopted by its pid file: manifest.json is missing or unreadable"
+            return None, None, "manifest.json and pid file do not validate (tampered?): not acted on"
+        return None, handle, "adopted by its pid file: manifest.json is missing or does not validate"
 
     async def refresh(self) -> None:
         """Health of every running process; headless ranks follow their master."""
@@ -291,7 +297,7 @@ class Orchestrator:
         """It no longer runs. Asked to stop: stopped. Otherwise nobody here asked it to: a known
         cause in its last lines makes it failed, whatever the exit code (vLLM's API server exits 0
         after its engine died). What its group left running is counted in `leftovers`."""
-        last_line = lines[-1] if lines else self.views[name].last_line
+        last_line = last_news(lines) or self.views[name].last_line
         if status.stopped_by:
             self._move(
                 name,
@@ -443,10 +449,8 @@ class Orchestrator:
             return
         if not self._api_key:
             raise RemoteError(proc.node, f"{proc.name} needs the profile's api_key, which was not read")
-        path = scripts.shell_path(self._key_path(proc))
-        directory = scripts.shell_path(run_dir(self.plan, proc))
         result = await self._node(proc.name).run(
-            f"umask 077 && mkdir -p {directory} && cat > {path}", input=self._api_key.encode(), timeout=20
+            scripts.hand_key(run_dir(self.plan, proc), KEY_FILE), input=self._api_key.encode(), timeout=20
         )
         if not result.ok:
             raise RemoteError(proc.node, f"cannot hand {proc.name} its API key: {result.text().strip()[-200:]}")

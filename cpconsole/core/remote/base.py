@@ -13,8 +13,8 @@ from dataclasses import replace
 from typing import Protocol
 
 from . import manifest, scripts
-from .errors import AlreadyRunning, CommandFailed, RemoteError
-from .manifest import Manifest
+from .errors import AlreadyRunning, CommandFailed, NotOurs, RemoteError
+from .manifest import BOOT_ID, Manifest, valid_pid
 from .tailing import Backoff, Notice, NoticeSplitter
 from .types import ProcessHandle, ProcessStatus, RunResult, SpawnSpec, TailChunk, TailEvent, TailItem
 
@@ -87,13 +87,15 @@ def handle_from_pidfile(like: ProcessHandle, data: bytes) -> ProcessHandle | Non
     """The process a run directory's pid file (`pid start_ticks boot_id`, written by the wrapper
     itself) names, the rest as in `like`: how a process is found when its manifest is lost."""
     words = data.decode("ascii", "replace").split()
-    if len(words) != 3 or not words[0].isdigit() or not words[1].isdigit():
+    if len(words) != 3 or not words[0].isdigit() or not words[1].isdigit() or not BOOT_ID.fullmatch(words[2]):
         return None
-    return replace(like, pid=int(words[0]), start_ticks=int(words[1]), boot_id=words[2])
+    pid = int(words[0])
+    return replace(like, pid=pid, start_ticks=int(words[1]), boot_id=words[2]) if valid_pid(pid) else None
 
 
 SPAWN_FAILURES = {
     scripts.SPAWN_NO_RUN_DIR: ": the run directory could not be written (disk full? permissions?)",
+    scripts.SPAWN_NOT_OURS: ": the run directory is not this user's alone",
     scripts.SPAWN_NO_PID: ": the process never wrote its pid file (disk full?) and was not started",
     scripts.SPAWN_NO_MANIFEST: ": manifest.json could not be written (disk full?); the process was stopped again",
 }
@@ -142,7 +144,13 @@ class ShellTransport(ABC):
             )
         pid, ticks, boot = result.text().split()
         # the manifest as written, with the pid fields: the same handle adoption will read back
-        handle = spec.manifest.with_pid(int(pid), int(ticks), boot).handle(self.node, spec.run_dir)
+        written = spec.manifest.with_pid(int(pid), int(ticks), boot)
+        handle = written.handle(
+            self.node,
+            spec.run_dir,
+            container_cli=spec.manifest.container_cli,
+            container_pidfile=spec.manifest.container_pidfile,
+        )
         assert handle is not None  # every pid field was just set
         return handle
 
@@ -166,6 +174,12 @@ class ShellTransport(ABC):
         a recycled pid. Returns once nothing of the group runs (or SIGKILL could not end it).
         `requested_by` is recorded on the node: the end is a stop, not a failure."""
         answer = await self.signal(handle, "TERM", stop_note=requested_by)
+        if answer == "foreign":
+            raise NotOurs(
+                self.node,
+                f"{handle.name}: pid {handle.pid} in {handle.run_dir} is not a process cpconsole started there "
+                "(its records were edited?); nothing was signalled",
+            )
         status = await self.status(handle)
         if answer != "sent":
             return status
@@ -183,11 +197,21 @@ class ShellTransport(ABC):
             await asyncio.sleep(poll)
         return status
 
-    async def find(self, run_dir: str, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessHandle | None:
-        """The process a run directory's manifest names, if the manifest is complete."""
+    async def find(
+        self,
+        run_dir: str,
+        *,
+        container_cli: tuple[str, ...] = ("docker",),
+        container_pidfile: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> ProcessHandle | None:
+        """The process a run directory's manifest names, if the manifest is complete and valid;
+        its container reached as the caller says (the profile's way, never the node's)."""
         result = await self.run(scripts.read(posixpath.join(run_dir, manifest.FILE)), timeout=timeout)
         found = Manifest.decode(result.stdout) if result.ok else None
-        return found.handle(self.node, run_dir) if found else None
+        if found is None:
+            return None
+        return found.handle(self.node, run_dir, container_cli=container_cli, container_pidfile=container_pidfile)
 
     async def tail(self, path: str, from_offset: int = 0) -> AsyncIterator[TailItem]:
         """Follow a file from a byte offset, forever, across reconnects, reporting truncation,

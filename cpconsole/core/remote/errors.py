@@ -48,5 +48,9 @@ class CommandFailed(RemoteError):
         super().__init__(host, f"{what} (exit {exit_code}{': ' + detail[-1] if detail else ''})")
 
 
+class NotOurs(RemoteError):
+    """A node's records name a process cpconsole did not start there: nothing is done to it."""
+
+
 class AlreadyRunning(RemoteError):
     """A process with this run directory is still alive; start refused."""

@@ -13,6 +13,7 @@ import contextlib
 import os
 import pwd
 import signal
+import stat
 import sys
 from collections.abc import Sequence
 
@@ -104,7 +105,12 @@ class LocalTransport(ShellTransport):
         return RunResult(proc.returncode, out, err)
 
     async def status(self, handle: ProcessHandle, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessStatus:
-        return decide_status(handle, status_fields(self._expand(handle.run_dir)))
+        # in a thread and bounded in time: a run directory on a hung NFS mount must not stop the console
+        read = asyncio.to_thread(status_fields, self._expand(handle.run_dir))
+        try:
+            return decide_status(handle, await asyncio.wait_for(read, timeout))
+        except TimeoutError:
+            raise RemoteTimeout(self.node, f"{handle.run_dir} did not answer within {timeout:g} s") from None
 
     def _expand(self, path: str) -> str:
         """A leading ~ as the node scripts resolve it (the same HOME)."""
@@ -128,12 +134,23 @@ class LocalTransport(ShellTransport):
         return LocalStream(proc)
 
 
-def _first_line(path: str) -> str | None:
+def _first_line(path: str, limit: int = 4096) -> str | None:
+    """The first line of a regular file (of its first `limit` bytes). Opened without blocking and
+    without following a symlink at the end: a pid file replaced by a FIFO would otherwise block
+    the console's event loop, a device never end."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.readline().strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace").partition("\n")[0].strip()
 
 
 def _after_comm(stat: str) -> list[str]:
@@ -142,15 +159,27 @@ def _after_comm(stat: str) -> list[str]:
 
 
 def _members(pid: str) -> int:
-    """Live processes whose group or session is `pid` (as scripts._count_members counts them)."""
+    """Live processes of this user whose group or session is `pid` (as scripts._count_members
+    counts them)."""
     count = 0
+    me = os.geteuid()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        fields = _after_comm(_first_line(f"/proc/{entry.name}/stat") or "")
+        fields = _after_comm(_proc_line(f"/proc/{entry.name}/stat") or "")
         if len(fields) >= 4 and fields[0] != "Z" and pid in (fields[2], fields[3]):
-            count += 1
+            with contextlib.suppress(OSError):
+                count += entry.stat().st_uid == me
     return count
+
+
+def _proc_line(path: str) -> str | None:
+    """A /proc file's first line (not a regular file, so _first_line would refuse it)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline().strip()
+    except OSError:
+        return None
 
 
 def status_fields(run_dir: str) -> dict[str, str]:
@@ -168,12 +197,12 @@ def status_fields(run_dir: str) -> dict[str, str]:
     stopped = _first_line(os.path.join(run_dir, STOPPED))
     if stopped is not None:
         fields["stopped"] = stopped
-    fields["boot"] = _first_line(BOOT_ID) or ""
+    fields["boot"] = _proc_line(BOOT_ID) or ""
     words = pidfile.split() if pidfile else []
     pid = words[0] if words else ""
-    stat = _after_comm(_first_line(f"/proc/{pid}/stat") or "") if pid.isdigit() else []
-    if len(stat) >= 20:
-        fields["proc"] = f"{stat[0]} {stat[19]}"
-    if pid.isdigit() and words[2:3] == [fields["boot"]] and (len(stat) < 20 or stat[0] == "Z"):
+    proc = _after_comm(_proc_line(f"/proc/{pid}/stat") or "") if pid.isdigit() else []
+    if len(proc) >= 20:
+        fields["proc"] = f"{proc[0]} {proc[19]}"
+    if pid.isdigit() and words[2:3] == [fields["boot"]] and (len(proc) < 20 or proc[0] == "Z"):
         fields["members"] = str(_members(pid))
     return fields

@@ -28,6 +28,39 @@ STOPPED = "stopped"  # written before stop's first signal: the end was asked for
 HOME = '"${HOME:?is not set on this node, so ~ cannot be resolved; set run_dir to an absolute path}"'
 
 
+# Enter a directory of cpconsole's (made if missing, mode 700) and refuse one that is not this
+# user's alone: its owner must be the login user, and each directory above it the login user's
+# or root's and not writable by others unless sticky (like /tmp) — else another user could have
+# made it in advance, or swap it for one of theirs, and read the API key or make our writes follow
+# a symlink of theirs. Once in it, everything is written by relative name: what was checked is
+# what is written to. Exits 94 with the reason, 97 when it cannot be made.
+EXIT_NOT_OURS = 94
+EXIT_NO_DIR = 97
+_OURS = f"""ours() {{
+  mkdir -p -- "$1" 2>/dev/null; cd -- "$1" 2>/dev/null || {{ echo "cannot make or enter $1" >&2; return {EXIT_NO_DIR}; }}
+  [ -O . ] || {{ echo "$1 belongs to another user: choose a run_dir only you can write" >&2; return {EXIT_NOT_OURS}; }}
+  me=$(id -u); d=$(pwd -P)
+  while [ "$d" != / ]; do
+    d=${{d%/*}}; d=${{d:-/}}
+    set -- $(stat -c '%u %a' "$d") || return {EXIT_NOT_OURS}
+    [ "$1" = "$me" ] || [ "$1" = 0 ] || {{ echo "$d belongs to another user" >&2; return {EXIT_NOT_OURS}; }}
+    m=$((0$2)); [ $((m & 022)) = 0 ] || [ $((m & 01000)) != 0 ] \\
+      || {{ echo "$d is writable by others: another user could swap what is in it" >&2; return {EXIT_NOT_OURS}; }}
+  done
+  chmod 700 .
+}}"""
+
+
+def enter_own(directory: str) -> str:
+    """sh that makes `directory` (mode 700) and enters it, or exits 94 / 97 with why (see _OURS)."""
+    return f"{_OURS}\nours {shell_path(directory)} || exit $?"
+
+
+def hand_key(directory: str, file: str) -> str:
+    """sh writing stdin (an API key) to `file` in `directory`, readable by its user only."""
+    return f"umask 077\n{enter_own(directory)}\ncat > {shlex.quote(file)}"
+
+
 def shell_path(path: str) -> str:
     """Quote a path for sh, keeping a leading ~ meaning the login user's home."""
     if path == "~":
@@ -53,19 +86,22 @@ done"""
 
 
 def _count_members(pid: str) -> str:
-    """sh setting $members to the live processes (zombies hold nothing) whose group or session is
-    `pid`: what a wrapper started lives on there after the wrapper itself is gone. Only asked while
-    no other live process has that pid: a pid is not reused while a group or session of that id
-    has members, so then every member is ours."""
-    test = f'[ "$1" != Z ] && {{ [ "$3" = {pid} ] || [ "$4" = {pid} ]; }} && members=$((members + 1))'
-    return f"members=0\n{_each_process(test)}"
+    """sh setting $members to the live processes (zombies hold nothing) of the login user whose
+    group or session is `pid`, and $others to those of other users: what a wrapper started lives
+    on there after the wrapper itself is gone. Only asked while no other live process has that
+    pid: a pid is not reused while a group or session of that id has members."""
+    test = (
+        f'[ "$1" != Z ] && {{ [ "$3" = {pid} ] || [ "$4" = {pid} ]; }} || continue\n'
+        '  if [ -O "${f%/stat}" ]; then members=$((members + 1)); else others=$((others + 1)); fi'
+    )
+    return f"members=0; others=0\n{_each_process(test)}"
 
 
 def _signal_members(pid: int, signame: str) -> str:
     """sh signalling process group `pid` and each member of session `pid` that moved to a group of
     its own; succeeds if anything was signalled."""
     stray = (
-        f'[ "$1" != Z ] && [ "$4" = {pid} ] && [ "$3" != {pid} ] || continue\n'
+        f'[ "$1" != Z ] && [ "$4" = {pid} ] && [ "$3" != {pid} ] && [ -O "${{f%/stat}}" ] || continue\n'
         f'  member=${{f#/proc/}}; kill -{signame} "${{member%/stat}}" 2>/dev/null && sent=0'
     )
     return f"""sent=1
@@ -90,7 +126,8 @@ echo $? > exitcode.tmp && mv exitcode.tmp exitcode
 
 # spawn's exit codes
 SPAWN_RUNNING = 98  # an earlier start still runs (its leader, or what it left in its group)
-SPAWN_NO_RUN_DIR = 97  # the run directory or launch.sh could not be written
+SPAWN_NO_RUN_DIR = EXIT_NO_DIR  # the run directory or launch.sh could not be written
+SPAWN_NOT_OURS = EXIT_NOT_OURS  # the run directory, or one above it, is not this user's alone
 SPAWN_NO_PID = 96  # the wrapper never recorded itself (it could not write its pid file)
 SPAWN_NO_MANIFEST = 95  # the manifest could not be written: the process was stopped again
 
@@ -105,8 +142,8 @@ def spawn(run_dir: str, manifest_head: str, wait_steps: int = 500) -> str:
     the process exists. Every write is checked: a process whose manifest could not
     be written is killed again rather than left running where nothing would find it.
     """
-    return f"""umask 022
-mkdir -p {shell_path(run_dir)} && cd {shell_path(run_dir)} || exit {SPAWN_NO_RUN_DIR}
+    return f"""umask 077
+{enter_own(run_dir)}
 {READ_BOOT}
 if [ -f pid ]; then
   read pid ticks boot < pid
@@ -121,7 +158,7 @@ if [ -f pid ]; then
 fi
 rm -f pid exitcode {manifest.FILE} {STOPPED} || exit {SPAWN_NO_RUN_DIR}
 if [ -f {LOG} ]; then mv -f {LOG} {LOG}.1 || exit {SPAWN_NO_RUN_DIR}; fi
-cat > launch.sh && chmod 755 launch.sh || exit {SPAWN_NO_RUN_DIR}
+cat > launch.sh && chmod 700 launch.sh || exit {SPAWN_NO_RUN_DIR}
 setsid sh -c {shlex.quote(WRAPPER)} >> {LOG} 2>&1 < /dev/null &
 i=0
 while [ ! -s pid ] && [ $i -lt {wait_steps} ]; do sleep 0.01; i=$((i+1)); done
@@ -188,14 +225,21 @@ def _in_container(handle: ProcessHandle, signame: str) -> str:
 
 def signal(handle: ProcessHandle, signame: str, *, stop_note: str = "") -> str:
     """Signal the process group and session, only if the pid still is the process we started or,
-    its leader gone, what is left of its group. Answers sent | gone | recycled | rebooted | failed.
-    A process in a container gets it in there; the docker exec client on the node then ends when
-    its process does (signalled first, it would end at once and report an exit while the process
-    lives on) — but SIGKILL goes to both. `stop_note` (who asked) is written to the run directory
-    first, even when nothing runs any more: the end is then taken as a stop (one that follows),
-    or a failure acknowledged (one that came before)."""
+    its leader gone, what is left of its group. Answers sent | gone | recycled | rebooted | failed
+    | foreign. A process in a container gets it in there; the docker exec client on the node then
+    ends when its process does (signalled first, it would end at once and report an exit while the
+    process lives on) — but SIGKILL goes to both. `stop_note` (who asked) is written to the run
+    directory first, even when nothing runs any more: the end is then taken as a stop (one that
+    follows), or a failure acknowledged (one that came before).
+
+    The pid comes from a file on the node, which anybody who can write there may have edited: a
+    live leader is ours only when the login user owns it, it leads its own session (setsid started
+    it) and works in this run directory; a leader gone leaves a group of the login user's
+    processes only. Anything else is `foreign`, and nothing is signalled."""
     if not re.fullmatch(r"[A-Z0-9]+", signame):
         raise ValueError(f"bad signal name {signame!r}")
+    if not manifest.valid_pid(handle.pid):
+        raise ValueError(f"{handle.pid!r} is no pid cpconsole started")
     here = _signal_members(handle.pid, signame)
     if handle.container and handle.container_pidfile:
         inside = _in_container(handle, signame)
@@ -203,8 +247,10 @@ def signal(handle: ProcessHandle, signame: str, *, stop_note: str = "") -> str:
         send = f"{{ {inside}; }} {joiner} {{\n{here}\n}}"
     else:
         send = here
-    marker = shell_path(join(handle.run_dir, STOPPED))
-    note = f"printf '%s\\n' {shlex.quote(stop_note)} > {marker}\n" if stop_note else ""
+    directory = shell_path(handle.run_dir)
+    note = (
+        f"( cd {directory} && [ -O . ] && printf '%s\\n' {shlex.quote(stop_note)} > {STOPPED} )\n" if stop_note else ""
+    )
     return f"""{READ_BOOT}
 [ "$boot_now" = {shlex.quote(handle.boot_id)} ] || {{ echo rebooted; exit 0; }}
 pid={handle.pid}
@@ -212,7 +258,12 @@ pid={handle.pid}
 leader=
 if [ $# -ge 20 ] && [ "$1" != Z ]; then
   [ "${{20}}" = {handle.start_ticks} ] || {{ echo recycled; exit 0; }}
+  here=$(cd {directory} 2>/dev/null && pwd -P) && [ -O /proc/$pid ] && [ "$4" = "$pid" ] \\
+    && [ "$(readlink /proc/$pid/cwd)" = "$here" ] || {{ echo foreign; exit 0; }}
   leader=alive
+else
+  {_count_members('"$pid"')}
+  [ "$others" = 0 ] || {{ echo foreign; exit 0; }}
 fi
 {note}if {send}
 then echo sent; elif [ -n "$leader" ]; then echo failed; else echo gone; fi
@@ -243,8 +294,14 @@ def follow_name(name: str) -> str:
     return "".join(secrets.choice(("./", ".//")) for _ in range(64)) + name
 
 
-def read(path: str) -> str:
-    return f"cat {shell_path(path)}"
+STATE_FILE_LIMIT = 1 << 20  # a manifest is a few KiB: a node's state file is never read past this
+
+
+def read(path: str, limit: int = STATE_FILE_LIMIT) -> str:
+    """A regular file's first `limit` bytes; fails for anything else (a FIFO would block the
+    reader, a device like /dev/zero never end)."""
+    p = shell_path(path)
+    return f"[ -f {p} ] || {{ echo 'not a regular file' >&2; exit 1; }}\nhead -c {int(limit)} {p}"
 
 
 def last_lines(path: str, count: int) -> str:
@@ -315,7 +372,8 @@ def hold_lock(directory: str, holder: str, *, wait: int = 0, cancel_note: str = 
     busy = 'echo "busy $holder"; exit 0'
     waiting = f"flock -w {int(wait)} 9 || {{ {busy}; }}" if wait > 0 else busy
     return f"""dir={shell_path(directory)}
-mkdir -p "$dir" && cd "$dir" || {{ echo "error cannot create $dir"; exit 0; }}
+{_OURS}
+why=$(ours "$dir" 2>&1) && cd "$dir" || {{ echo "error $why"; exit 0; }}
 command -v flock > /dev/null || {{ echo "error flock is not installed on this node (util-linux)"; exit 0; }}
 exec 9>> lock || {{ echo "error cannot open $dir/lock"; exit 0; }}
 if ! flock -n 9; then

@@ -19,7 +19,7 @@ from typing import Any
 from ..plan import LaunchPlan, ProcessPlan
 from ..remote import RemoteError, ShellTransport
 from ..remote.launch import run_dir
-from ..remote.scripts import shell_path
+from ..remote.scripts import enter_own, hand_key
 from ..render import KEY_FILE, in_place
 from . import store
 
@@ -143,7 +143,7 @@ def bench_script(plan: LaunchPlan, settings: BenchSettings, stamp: str, *, keyed
     )
     # the node's bench directory holds the key file, and the results of a bench run on the node
     # (a ~ in it means the node's home, which only the shell knows)
-    script = f"mkdir -p {shell_path(bench_dir(plan))} && cd {shell_path(bench_dir(plan))} || exit 97\n"
+    script = enter_own(bench_dir(plan)) + "\n"
     if keyed:
         script += f"OPENAI_API_KEY=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export OPENAI_API_KEY || exit 97\n"
     if server.container:  # it runs in the container's own /tmp
@@ -165,10 +165,7 @@ async def run_bench(
     stamp = stamp or store.stamp()
     script = bench_script(plan, settings, stamp, keyed=api_key is not None)
     if api_key is not None:  # on stdin into a file only its user reads: never on a command line
-        where = shell_path(bench_dir(plan))
-        handed = await transport.run(
-            f"umask 077 && mkdir -p {where} && cat > {where}/{KEY_FILE}", input=api_key.encode(), timeout=20
-        )
+        handed = await transport.run(hand_key(bench_dir(plan), KEY_FILE), input=api_key.encode(), timeout=20)
         if not handed.ok:
             raise RemoteError(transport.node, f"cannot hand the bench the API key: {handed.text().strip()[-200:]}")
     stream = await transport.open_stream(script)
