@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # at run time each verb imports what it needs: --help imports
     from .core.profile import LoadedProfile
     from .results import Format
 from .exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .ui.keys import console_keys_hint, keys_now
 
 
 def _print_findings(loaded: LoadedProfile) -> None:
@@ -553,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cpconsole",
         description="Operations console for vLLM-Ascend context-parallel PD deployments.",
-        epilog="With only a PROFILE, cpconsole opens the console (keys: 1 board, 2 logs, 3 NPUs, 4 metrics, 5 plan, u up, D down, q quit).",
+        epilog=f"With only a PROFILE, cpconsole opens the console (keys: {console_keys_hint(keys_now())}).",
     )
     parser.add_argument("--version", action="version", version=f"cpconsole {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

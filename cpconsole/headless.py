@@ -24,7 +24,8 @@ from .core.notify import Notifier
 from .core.orchestrate import Orchestrator, orphans
 from .core.orchestrate.containers import ContainerOutcome
 from .core.orchestrate.lock import DeploymentBusy
-from .core.orchestrate.model import operator
+from .core.orchestrate.model import Event, StateChanged, operator
+from .core.orchestrate.states import FOUND
 from .core.plan import LaunchPlan
 from .core.preflight import Check
 from .core.remote import RemoteError, RunResult, ShellTransport, TailChunk, TailEvent, Transport, scripts
@@ -41,10 +42,27 @@ from .results import Format
 
 async def _narrate(orch: Orchestrator, *, notices_only: bool) -> None:
     queue = orch.events.subscribe()
+    adopting: set[str] = set()
     while True:
         event = await queue.get()
+        if not _is_news(event, adopting):
+            continue
         sys.stderr.write(reports.event_line(event, time.strftime("%H:%M:%S"), notices_only=notices_only))
         sys.stderr.flush()
+
+
+def _is_news(event: Event, adopting: set[str]) -> bool:
+    """Whether a verb tells this event as it happens. Adoption's moves only tell what was there
+    already — found, then its health read once — and the table printed at the end shows that."""
+    if not isinstance(event, StateChanged):
+        return True
+    if event.trigger in FOUND:
+        adopting.add(event.process)
+        return False
+    if event.process in adopting:
+        adopting.discard(event.process)
+        return event.trigger != "answering"
+    return True
 
 
 async def _run_verb(

@@ -29,6 +29,15 @@ STARTED = "2026-11-28T01:00:00"
 NOW = calendar.timegm(time.strptime(STARTED, "%Y-%m-%dT%H:%M:%S")) + 3723.0  # 1h02m03s later, rendered in UTC
 
 
+# what the board's last-line column shows of a serving deployment: engine stats, never access lines
+STATS_LINE = next(
+    line.split(":", 1)[1]  # "serve-p.log:" names the file the line was captured from
+    for line in (FIXTURES / "vllm" / "pd-example-connector.log").read_text().splitlines()
+    if "Engine 000: Avg prompt throughput" in line
+)
+PROXY_LINE = "INFO:     Uvicorn running on http://127.0.0.11:8005 (Press CTRL+C to quit)"
+
+
 def frozen_session() -> Session:
     plan = build_plan(load_profile(PROFILES / "demo.yaml"))
     session = Session(plan, clock=lambda: NOW, history=History(Path("/nonexistent/cpconsole/prompts.jsonl")))
@@ -42,7 +51,7 @@ def frozen_session() -> Session:
             pid=41000 + i,
             started_at=STARTED,
             health_ms=3.0 + i,
-            last_line='INFO:     127.0.0.1:50112 - "POST /v1/completions HTTP/1.1" 200 OK',
+            last_line=PROXY_LINE if proc.role == "proxy" else STATS_LINE,
         )
         orchestrator.stores[proc.name].feed(TailChunk(0, log))
     npu = parse_info((FIXTURES / "npu-smi" / "vllm-ascend-issue-6085-a3-ascend910-16chip-procs.txt").read_text())

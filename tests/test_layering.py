@@ -103,7 +103,11 @@ HEAVY = (
     "cpconsole.core.orchestrate",
     "cpconsole.core.remote",
     "cpconsole.core.session",
-    "cpconsole.ui",
+    # the console's modules; ui.keys and ui.keymap (the key table the CLI's help names keys from) are light
+    "cpconsole.ui.app",
+    "cpconsole.ui.places",
+    "cpconsole.ui.screens",
+    "cpconsole.ui.widgets",
 )
 RUN_LIGHT_VERB = """
 import contextlib, io, json, sys

@@ -235,6 +235,11 @@ def test_restart_covers_the_whole_instance(tmp_path: Path) -> None:
         after = {v["name"]: v["pid"] for v in json.loads(done.stdout)["processes"]}
         assert after["prefill-0"] != before["prefill-0"] and after["prefill-1"] != before["prefill-1"]
         assert after["decode-0"] == before["decode-0"] and after["proxy"] == before["proxy"]
+        # told as it happens: only what the restart changes, not what adoption found running
+        told = cpconsole("restart", profile, "prefill-1")
+        assert told.returncode == 0, told.stderr
+        named = {words[1] for line in told.stderr.splitlines() if len(words := line.split()) > 2}
+        assert named == {"prefill-0", "prefill-1", "--"}, told.stderr
     finally:
         cpconsole("down", profile)
 

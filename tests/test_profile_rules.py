@@ -214,6 +214,15 @@ def test_a3_container_must_map_all_16_devices(tmp_path: Path) -> None:
     assert not [w for w in findings_of(tmp_path, ok, "warning") if "container" in w.message]
 
 
+def test_devices_of_a_container_made_from_an_image_are_said_to_be_unused(tmp_path: Path) -> None:
+    made = GUIDE_CONTAINER.replace("mounts:", "devices: [/dev/davinci0], mounts:")
+    text = variant(GUIDE_CONTAINER, made)
+    said = [w for w in findings_of(tmp_path, text, "warning") if "container" in w.message]
+    assert len(said) == 1  # one container, though three nodes use it
+    assert said[0].dotted == "defaults.container.devices" and said[0].line == line_of(text, "devices: [/dev/davinci0]")
+    assert "its devices are not used" in said[0].message
+
+
 def test_derived_flags_cannot_be_set_by_hand(tmp_path: Path) -> None:
     text = variant(
         "      seed: 1024\n      enable_chunked", "      seed: 1024\n      node_rank: 0\n      enable_chunked"

@@ -24,6 +24,7 @@ from cpconsole.core.smoke.sweep import (
     store_sweep,
 )
 from cpconsole.results import sweep_report
+from cpconsole.sim.engine import Timing, prefill_seconds
 
 from .simcluster import demo_text
 
@@ -95,10 +96,20 @@ def test_reports_set_the_newest_run_beside_the_earlier_ones_and_the_guide() -> N
     assert sweep_report([], "text") == "no sweep stored for this profile yet\n"
 
 
-def test_the_sweep_on_the_demo_rises_with_length_and_pcp_brings_it_down(tmp_path: Path) -> None:
+def test_the_simulated_prefill_rises_with_length_and_pcp_brings_it_down() -> None:
+    """What a sweep on the demo shows, as the simulator defines it (measured figures live in
+    benchmarks, not in tests: on a busy machine a wall clock orders nothing)."""
+    timing = Timing()
+    lengths = [1024, 8192, 32768, 131072]
+    on_tp16 = [prefill_seconds(timing, 16, n) for n in lengths]
+    assert on_tp16 == sorted(on_tp16) and len(set(on_tp16)) == len(lengths)
+    assert all(prefill_seconds(timing, 32, n) < prefill_seconds(timing, 16, n) for n in lengths)  # PCP2 shares it
+
+
+def test_the_sweep_on_the_demo_with_pcp_on_and_off(tmp_path: Path) -> None:
     """The demo (TP16 PCP2 DCP8 over two nodes) and the same profile with PCP off (TP16 on one
-    node): exact prompt lengths, TTFT rising with length, the split from the proxy, both runs kept
-    and set side by side; the guide's figure beside the guide's layout only."""
+    node): exact prompt lengths, the split from the proxy, both runs kept and set side by side;
+    the guide's figure beside the guide's layout only."""
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     on = tmp_path / "on" / "demo.yaml"
     off = tmp_path / "off" / "demo.yaml"
@@ -131,16 +142,12 @@ def test_the_sweep_on_the_demo_rises_with_length_and_pcp_brings_it_down(tmp_path
     assert guide == [True, False]  # the guide's figure beside the guide's layout only
     runs = load_sweeps("demo", tmp_path / "state" / "cpconsole")
     assert [r.layout for r in runs] == ["TP16 PCP2 DCP8", "TP16 PCP1 DCP8"]
-    pcp_on, pcp_off = runs
     for run in runs:
         assert [p.prompt_tokens for p in run.points] == [1024, 8192, 32768]  # as the servers counted them
         assert all(p.ok == p.sent == 2 for p in run.points)
-        ttfts = [p.ttft_s or 0 for p in run.points]
-        assert ttfts == sorted(ttfts)  # longer prompts wait longer
         for p in run.points:  # the proxy's prefill is inside the client's TTFT, the rest is the hand-off
             assert p.prefill_s is not None and p.handoff_s is not None and p.ttft_s is not None
-            assert p.prefill_s < p.ttft_s and p.handoff_s == pytest.approx(p.ttft_s - p.prefill_s, abs=0.05)
-    assert (pcp_on.points[-1].prefill_s or 0) < (pcp_off.points[-1].prefill_s or 0)  # PCP shares the prefill
+            assert p.prefill_s <= p.ttft_s and p.handoff_s == pytest.approx(p.ttft_s - p.prefill_s, abs=1e-6)
     listed = cpconsole("sweep", str(off), "--list", "--markdown")  # the newest (PCP off) beside PCP on
     assert listed.returncode == 0 and "| 32k | 2/2 |" in listed.stdout and "TTFT " in listed.stdout
     assert listed.stdout.index("TP16 PCP1 DCP8") < listed.stdout.index("TP16 PCP2 DCP8")

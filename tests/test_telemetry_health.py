@@ -155,6 +155,24 @@ async def test_telemetry_stalls_come_and_go_but_never_clear_the_orchestrators_ow
     await orch.close()
 
 
+async def test_what_an_old_run_answered_never_holds_against_a_restarted_one(tmp_path: Path) -> None:
+    """The probe that failed while decode-0 was being stopped, with /health answering: a new run of
+    it starts with none of that, so it cannot look stalled."""
+    plan = cluster(tmp_path).plan
+    async with httpx.AsyncClient() as http:
+        telemetry = Telemetry(plan, {n.name: LocalTransport(n.name) for n in plan.nodes}, http)
+        now = 1000.0
+        health, probes = telemetry.health["decode-0"], telemetry.probes["decode-0"]
+        health.latest = PollResult("health@decode-0", 3.0, now - 60, None, now - 60)
+        probes.latest = PollResult("probe@decode-0", None, None, "connection refused", now - 60)
+        telemetry.stalls["decode-0"].observe_probe(now - 60, health_ok=True, probe_ok=False)
+        assert telemetry.stalls["decode-0"].observe_probe(now, health_ok=True, probe_ok=False)  # the old run: stalled
+        telemetry.new_run("decode-0")
+        assert await telemetry.follow(["decode-0"], [], now) == {"decode-0": None}
+        assert probes.latest.error is None and probes.latest.value is None
+        await telemetry.sync([])
+
+
 async def test_a_long_prefill_on_the_demo_raises_no_stall(tmp_path: Path) -> None:
     """One unchunked prefill far longer than stall_after_s (the guide's P: max_num_seqs 1, chunked
     prefill off): no counter moves until it ends, the chips compute all along — not a stall."""

@@ -87,3 +87,44 @@ def test_keys_typed_at_the_first_paint_land_where_the_focus_is(tmp_path: Path, t
     tmux("send-keys", "-t", "console", ":", "h", "e", "l", "p", "Enter")
     pane_until(tmux, lambda t: "Board — keys" in t)  # the help screen: all five keys arrived
     tmux("send-keys", "-t", "console", "Escape", "q")
+
+
+SCREENS_BY_KEY = {
+    "2": "logs: all processes",
+    "3": "NPU/chip",
+    "4": "KV cache",
+    "5": "prefill-0  (prefill on",
+    "6": "max tokens",
+    "7": "not run yet",
+    "8": "no alerts",
+    "9": "ranks)",
+    "0": "no action recorded yet",
+    "w": "no sweep of this profile yet",
+}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
+def test_every_screen_at_80_and_160_columns_ends_its_footer_at_the_edge(
+    tmp_path: Path, tmux: Tmux, size: tuple[int, int]
+) -> None:
+    """Switching through every screen: the footer ends with the palette key in the last column.
+    Textual's compact footer gave the palette key a right margin, and the keys that did not fit
+    showed through in that column (`^p palettet`, `^p paletteh`). (The `▂▂`/`▇▇` seen at the
+    right edge of long screens are their scrollbars' thumb ends, drawn by the screen itself.)"""
+    profile = tmp_path / "demo.yaml"
+    profile.write_text(demo_text(tmp_path))
+    command = f"{sys.executable} -m cpconsole {profile} --read-only; sleep 30"
+    env = {**os.environ, "TERM": "tmux-256color"}
+    width, height = size
+    tmux("-f", "/dev/null", "new-session", "-d", "-s", "console", "-x", str(width), "-y", str(height), command, env=env)
+    pane_until(tmux, lambda t: "decode-0" in t and "NODES" in t, timeout=30)
+    for key, marker in SCREENS_BY_KEY.items():
+        tmux("send-keys", "-t", "console", key)
+        # the screen is there, footer and all (it paints in parts)
+        shown = pane_until(tmux, lambda t, marker=marker: marker in t and "palette" in t.split("\n")[height - 1])  # type: ignore[misc]
+        footer = shown.split("\n")[height - 1].rstrip()
+        assert footer.endswith("▏^p palette"), (key, footer)
+        assert len(footer) == width, (key, footer)  # right to the edge: no column left over
+        # back to the board: the prompt pane takes typed keys, so escape from it first
+        tmux("send-keys", "-t", "console", *(["Escape"] if key == "6" else ["1"]))
+        pane_until(tmux, lambda t: "NODES" in t)

@@ -1,8 +1,9 @@
 """The console's `:` command line: text → a typed intent, checked against the plan.
 
 `:up`, `:down`, `:restart decode`, `:logs prefill-0`, `:exec all npu-smi info`, `:details proxy`,
-a screen name (`:npus`), `:help`, `:quit`. Parsing lives here so the UI only carries intents out and
-the headless side could reuse it; an unknown word or target is a `CommandError` saying what would do.
+a screen name (`:npus`), `:help`, `:quit`. Parsing is kept apart from Textual so the UI only carries
+intents out and the parser is tested on its own; an unknown word or target is a `CommandError`
+saying what would do.
 """
 
 from __future__ import annotations

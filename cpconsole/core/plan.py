@@ -1,7 +1,7 @@
-"""Profile → LaunchPlan: per process, where it runs and exactly what it runs; and its shell text.
+"""Profile → LaunchPlan: per process, where it runs and exactly what it runs.
 
-The plan is the single source of truth for what is started: the remote layer writes
-`render_script(process)` to the node and runs it, and `cpconsole render` prints the same text.
+The plan is the single source of truth for what is started; render.py turns it into the shell
+text the remote layer writes to the node and `cpconsole render` prints.
 """
 
 from __future__ import annotations

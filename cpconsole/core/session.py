@@ -116,6 +116,7 @@ class Session:
         self._alert_engine = AlertEngine(plan.alerts, hbm_limits(plan), decodes)
         self.log_watch = LogWatch(plan, plan.alerts.error_lines_clear_s)
         self._log_read: dict[str, tuple[LogStore, int]] = {}  # per process: the store read and the next line
+        self._runs: dict[str, int | None] = {}  # per running process: the pid telemetry's figures are of
         self.npu_ips: dict[str, dict[int, str]] = {}  # per node, per chip: asked once, for the rank map
         self._tasks: list[asyncio.Task[None]] = []
         self._broken: list[Alert] = []  # background work of this session that died, as alerts
@@ -179,6 +180,10 @@ class Session:
                 await self._read_last_action()
             views = self.orchestrator.views
             running = [n for n, v in views.items() if v.state in UP_STATES]
+            for name in running:
+                if self._runs.get(name) != views[name].pid:  # a new run: nothing of the old one holds
+                    self._runs[name] = views[name].pid
+                    self.telemetry.new_run(name)
             ready = [n for n, v in views.items() if v.state in ("ready", "stalled")]
             for name, reason in (await self.telemetry.follow(running, ready, time.time())).items():
                 self.orchestrator.note_stall(name, reason)

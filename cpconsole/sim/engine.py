@@ -22,6 +22,13 @@ KV_BYTES_PER_TOKEN = 70_000  # MLA: 61 layers × 576 × 2 bytes
 ACTIVATION_GB = 4.0
 
 
+def prefill_seconds(timing: Timing, chips: int, prompt_tokens: int) -> float:
+    """A prefill's time on `chips` (tp·pcp): a base, a linear part and attention's square."""
+    linear = prompt_tokens / (timing.prefill_tokens_per_s_per_chip * chips)
+    attention = timing.attention_s_per_token2_per_chip * prompt_tokens**2 / chips
+    return float(timing.prefill_base_s + linear + attention)
+
+
 def _env_float(name: str, default: float) -> float:
     try:
         return float(os.environ.get(name, default))
@@ -128,9 +135,7 @@ class Engine:
         if req.remote_prefill:
             return req.prompt_tokens / self.timing.kv_transfer_tokens_per_s
         chips = self.args.tensor_parallel_size * self.args.prefill_context_parallel_size
-        linear = req.prompt_tokens / (self.timing.prefill_tokens_per_s_per_chip * chips)
-        attention = self.timing.attention_s_per_token2_per_chip * req.prompt_tokens**2 / chips
-        return float(self.timing.prefill_base_s + linear + attention)
+        return prefill_seconds(self.timing, chips, req.prompt_tokens)
 
     def _accepted(self) -> int:
         accepted = 0

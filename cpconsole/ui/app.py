@@ -23,6 +23,7 @@ from ..core.orchestrate.lock import DeploymentBusy
 from ..core.remote import RemoteError
 from ..core.session import ReadOnly, Session
 from .keymap import keymap_path, load_keymap
+from .keys import DEFAULT_KEYS, keys_now
 from .places import PLACE, PLACES
 from .screens.base import SessionScreen, said_if_failed
 from .screens.board import BoardScreen
@@ -65,17 +66,17 @@ class ConsoleApp(App[int]):
     TITLE = "cpconsole"
     COMMANDS = App.COMMANDS | {ProcessCommands}
     BINDINGS = [
-        Binding("question_mark", "help", "Help", id="help"),
+        Binding(DEFAULT_KEYS["help"], "help", "Help", id="help"),
         # a priority binding: the command line opens before the keys typed after `:` are handed
         # to the board, so a burst (`:up⏎` pasted or typed fast) lands in it whole
-        Binding("colon", "command_line", "Cmd", id="command-line", priority=True),
-        *(Binding(p.key, f"show({p.name!r})", p.label, show=p.in_footer, id=f"screen.{p.name}") for p in PLACES),
-        Binding("l", "logs_of_selected", "Logs of row", show=False, id="logs-of-row"),
-        Binding("u", "up", "Up", id="up"),
-        Binding("D", "down", "Down", id="down"),
-        Binding("r", "restart", "Restart", id="restart"),
-        Binding("escape", "show('board')", "Back", show=False, id="back"),
-        Binding("q", "quit", "Quit", id="quit"),
+        Binding(DEFAULT_KEYS["command-line"], "command_line", "Cmd", id="command-line", priority=True),
+        *(Binding(p.key, f"show({p.name!r})", p.label, show=p.in_footer, id=p.binding_id) for p in PLACES),
+        Binding(DEFAULT_KEYS["logs-of-row"], "logs_of_selected", "Logs of row", show=False, id="logs-of-row"),
+        Binding(DEFAULT_KEYS["up"], "up", "Up", id="up"),
+        Binding(DEFAULT_KEYS["down"], "down", "Down", id="down"),
+        Binding(DEFAULT_KEYS["restart"], "restart", "Restart", id="restart"),
+        Binding(DEFAULT_KEYS["back"], "show('board')", "Back", show=False, id="back"),
+        Binding(DEFAULT_KEYS["quit"], "quit", "Quit", id="quit"),
     ]
 
     def __init__(self, session: Session, *, live: bool = True, refresh_s: float = 1.0) -> None:
@@ -89,6 +90,7 @@ class ConsoleApp(App[int]):
         self.notices: deque[str] = deque(maxlen=200)  # what the toasts said this session, newest last
         self.heard: deque[Notification] = deque(maxlen=200)  # alerts raised and cleared, as notified
         self._heard_seq = 0
+        self.keys = dict(DEFAULT_KEYS)  # after keymap.yaml, once mounted
 
     def notify(
         self,
@@ -129,6 +131,7 @@ class ConsoleApp(App[int]):
             self.notify(problem, severity="warning", timeout=10)
         if keymap:
             self.set_keymap(keymap)
+        self.keys = keys_now(keymap)
 
     def refresh_screens(self) -> None:
         self._hear_notifications()

@@ -8,8 +8,6 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-
 from ..core.names import did_you_mean
 
 
@@ -21,6 +19,8 @@ def load_keymap(path: Path, known_ids: Iterable[str]) -> tuple[dict[str, str], l
     """(binding id → key, problems): the usable entries, and a line for each one that is not."""
     if not path.is_file():
         return {}, []
+    import yaml  # only when there is a keymap: `cpconsole --help` reads this module too
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")[:65536]) or {}
     except (OSError, UnicodeError, yaml.YAMLError) as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.cmdline import SCREENS
+from .keys import DEFAULT_KEYS
 from .screens.alerts import AlertsScreen
 from .screens.base import SessionScreen
 from .screens.journal import JournalScreen
@@ -23,7 +24,6 @@ from .screens.sweep import SweepScreen
 @dataclass(frozen=True)
 class Place:
     name: str  # the `:` word, the action's argument and the binding's id (screen.<name>)
-    key: str
     label: str
     screen: type[SessionScreen] | None  # None: the board, which the app keeps
     in_footer: bool = True  # the footer has room for the everyday ones (and Up / Down) only
@@ -32,19 +32,28 @@ class Place:
     def description(self) -> str:
         return SCREENS[self.name]
 
+    @property
+    def binding_id(self) -> str:
+        return f"screen.{self.name}"
+
+    @property
+    def key(self) -> str:
+        """Its default key (keymap.yaml may remap it by binding_id)."""
+        return DEFAULT_KEYS[self.binding_id]
+
 
 PLACES = (
-    Place("board", "1", "Board", None),
-    Place("logs", "2", "Logs", LogsScreen),
-    Place("npus", "3", "NPUs", NpusScreen),
-    Place("metrics", "4", "Metrics", MetricsScreen),
-    Place("plan", "5", "Plan", PlanScreen),
-    Place("prompt", "6", "Prompt", PromptScreen),
-    Place("preflight", "7", "Preflight", PreflightScreen),
-    Place("alerts", "8", "Alerts", AlertsScreen),
-    Place("ranks", "9", "Ranks", RanksScreen),
-    Place("journal", "0", "Journal", JournalScreen),
-    Place("sweep", "w", "Sweep", SweepScreen, in_footer=False),
+    Place("board", "Board", None),
+    Place("logs", "Logs", LogsScreen),
+    Place("npus", "NPUs", NpusScreen),
+    Place("metrics", "Metrics", MetricsScreen),
+    Place("plan", "Plan", PlanScreen),
+    Place("prompt", "Prompt", PromptScreen),
+    Place("preflight", "Preflight", PreflightScreen),
+    Place("alerts", "Alerts", AlertsScreen),
+    Place("ranks", "Ranks", RanksScreen),
+    Place("journal", "Journal", JournalScreen),
+    Place("sweep", "Sweep", SweepScreen, in_footer=False),
 )
 PLACE = {place.name: place for place in PLACES}
 assert list(PLACE) == list(SCREENS), "every screen the command line names has one place here, in order"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..diagnosis.explain import FailureCause
-from .states import State
+from .states import State, Trigger
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class StateChanged:
     process: str
     view: ProcessView
     previous: State
+    trigger: Trigger  # what moved it: adoption's `found_*` only tells what was there already
 
 
 @dataclass(frozen=True)

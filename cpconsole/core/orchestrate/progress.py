@@ -24,6 +24,15 @@ def message_of(line: str) -> str:
 
 # uvicorn access-log lines of health and metrics polls (ours, a load balancer's): noise, not news
 POLL_LINE = re.compile(r'"GET /(?:health|healthcheck|metrics|load|version|v1/models) HTTP/1\.1" \d{3}')
+# any uvicorn access-log line (`127.0.0.1:57438 - "POST /v1/completions HTTP/1.1" 200 OK`): a request
+# was served — the logs screen shows them; the board's last line wants what tells the operator more
+ACCESS_LINE = re.compile(r':\d+ - "[A-Z]+ \S+ HTTP/[\d.]+" \d{3}')
+
+
+def last_news(lines: list[str]) -> str | None:
+    """The last line that is not an access-log line (engine stats, a warning, an error), if any."""
+    return next((line for line in reversed(lines) if not ACCESS_LINE.search(line, 0, 300)), None)
+
 
 _WAITING = re.compile(r"failed to connect to \[?([^\]\s]+)\]?:(\d+)")
 _LOADING = re.compile(r"Loading safetensors checkpoint shards:\s+(\d+)%")

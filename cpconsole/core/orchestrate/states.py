@@ -34,6 +34,8 @@ Trigger = Literal[
 STATES: frozenset[State] = frozenset(get_args(State))
 UP_STATES: frozenset[State] = frozenset({"starting", "healthy", "ready", "stalled", "drifted"})
 DOWN_STATES: frozenset[State] = STATES - UP_STATES  # nothing runs: it may be (re)started
+# adoption's triggers: they tell what was there already, not what an action changed
+FOUND: frozenset[Trigger] = frozenset({"found_nothing", "found_running", "found_drifted"})
 
 # trigger → (the states it can happen in, the state it leads to)
 MOVES: dict[Trigger, tuple[frozenset[State], State]] = {

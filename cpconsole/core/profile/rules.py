@@ -402,6 +402,7 @@ def _context_parallel_switch(profile: Profile, ascend: str) -> Iterator[Hit]:
 
 
 def container_devices(profile: Profile) -> Iterator[Hit]:
+    made_with_devices: set[tuple[str | int, ...]] = set()
     for place in placements(profile):
         if place.node not in profile.nodes:
             continue
@@ -409,6 +410,17 @@ def container_devices(profile: Profile) -> Iterator[Hit]:
         if found is None or found[0].devices is None:
             continue
         container, path = found
+        if container.image:
+            if path in made_with_devices:
+                continue
+            made_with_devices.add(path)
+            yield (
+                "warning",
+                (*path, "devices"),
+                f"container '{container.name}' is made from its image with every chip of the node mapped: "
+                "its devices are not used; remove them (they only describe a container made by hand)",
+            )
+            continue
         chips = profile.nodes[place.node].chips
         mapped = container.devices or ()
         missing = [f"/dev/davinci{i}" for i in range(chips) if f"/dev/davinci{i}" not in mapped]

@@ -164,6 +164,21 @@ class Telemetry:
             return 0
         return sum(1 for at in self._probes_sent.get(name, ()) if bounds[0] <= at <= bounds[1])
 
+    def new_run(self, name: str) -> None:
+        """The process runs anew (restarted, or started elsewhere): its polls, windows and stall
+        detector start afresh. An old run's failed probe or growing backoff would otherwise hold
+        against the new one — a restarted server that answers could show stalled."""
+        if name not in self.windows:
+            return
+        for pollers in (self.metrics, self.health, self.probes):
+            pollers[name].forget()
+        self.windows[name] = MetricsWindow()
+        self.class_windows.pop(name, None)
+        if name in self._probes_sent:
+            self._probes_sent[name].clear()  # the probe's fetch holds this very deque
+        if name in self.stalls:
+            self.stalls[name] = StallDetector(self.plan.alerts.stall_after_s, self.plan.alerts.computing_stall_after_s)
+
     def start_nodes(self) -> None:
         for poller in self.npu.values():
             poller.start()

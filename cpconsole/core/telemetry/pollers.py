@@ -80,6 +80,12 @@ class Poller(Generic[T]):
             result = await self.poll_once()
             await asyncio.sleep(self.interval if result.error is None else self._backoff.next())
 
+    def forget(self) -> None:
+        """Drop what was learnt (the last result, the backoff of its failures): its source is a new
+        process now, and what its predecessor answered says nothing of it."""
+        self.latest = PollResult(self.source, None, None, None, time.time())
+        self._backoff.reset()
+
     def start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self.run())

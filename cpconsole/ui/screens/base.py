@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Coroutine, Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -13,6 +13,10 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from ...core.session import Session
+from ..keys import shown
+
+if TYPE_CHECKING:
+    from ..app import ConsoleApp
 
 
 def said_if_failed(node: App[Any] | Screen[Any], session: Session, event: Worker.StateChanged) -> None:
@@ -29,6 +33,11 @@ class SessionScreen(Screen[None]):
         super().__init__()
         self.session = session
         self._drawn: dict[str, object] = {}
+
+    def key_shown(self, binding_id: str) -> str:
+        """The key that runs one of the app's bindings now (keymap.yaml may have moved it)."""
+        console = cast("ConsoleApp", self.app)
+        return shown(console.keys[binding_id])
 
     def work(self, job: Coroutine[Any, Any, object], *, group: str) -> None:
         """Run an action of this screen; one of its group at a time, a failure said, never fatal."""

@@ -32,7 +32,8 @@ def last_action_text(entry: JournalEntry, now: float) -> str:
     return terminal_safe(f"{entry.verb} by {entry.who} ({entry.via}): {entry.result}{ago}")[:120]
 
 
-def rollup(session: Session, view: SessionView) -> Text:
+def rollup(session: Session, view: SessionView, alerts_key: str = "8") -> Text:
+    """The board's top line; alerts_key: the key of the alert history (keymap.yaml may move it)."""
     views = view.processes
     plan = session.plan
     text = Text()
@@ -60,7 +61,7 @@ def rollup(session: Session, view: SessionView) -> Text:
     if session.alerts:
         text.append(" · ", style="dim")
         text.append(f"{len(session.alerts)} alert(s)", style="bold red")
-        text.append(" (8: history)", style="dim")
+        text.append(f" ({alerts_key}: history)", style="dim")
     return text
 
 
@@ -78,7 +79,7 @@ class BoardScreen(SessionScreen):
 
     def refresh_from(self, session: Session) -> None:
         view = session.view()
-        self.draw("#rollup", rollup(session, view))
+        self.draw("#rollup", rollup(session, view, self.key_shown("screen.alerts")))
         self.query_one(ProcessTable).show(session.plan, view)
         self.query_one(NodePanel).show(view.npu, view.now)
         alerts = Text()

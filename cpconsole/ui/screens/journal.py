@@ -47,8 +47,10 @@ class JournalScreen(SessionScreen):
             self.draw("#journal-table", Text("no action recorded yet", style="dim"))
             return
         table = Table(expand=True, box=None, padding=(0, 1))
+        # what an action did and how it ended share the room left; the rest keep their width
+        flexible = {"action": 3, "result": 2}
         for column in ("at (UTC)", "who", "via", "action", "result", "took"):
-            table.add_column(column, overflow="fold", ratio=3 if column == "action" else None)
+            table.add_column(column, overflow="fold", ratio=flexible.get(column), no_wrap=column not in flexible)
         for entry in reversed(self.entries):
             table.add_row(
                 entry.at.replace("T", " ").rstrip("Z"),
