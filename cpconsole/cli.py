@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .core.names import UsageError, did_you_mean
+from .core.safetext import SafeStream
 
 if TYPE_CHECKING:  # at run time each verb imports what it needs: --help imports none of it
     from .core.plan import LaunchPlan
@@ -149,6 +150,13 @@ def positive_int(text: str) -> int:
     value = int(text)  # ValueError: argparse says "invalid positive_int value"
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)  # ValueError: argparse says "invalid non_negative_int value"
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
@@ -311,6 +319,15 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     if not depths or not all(0 <= d <= 1 for d in depths):
         raise UsageError(f"--depths wants fractions between 0 and 1, like 0.1,0.5,0.9 (got {args.depths!r})")
     max_tokens = args.max_tokens or (smoke.max_tokens if smoke else 64)
+    if needle and args.needle is not None:  # the profile's own needle is checked at validate (request_lengths)
+        from .core.profile.serving_rules import shortest_context
+
+        limit = shortest_context(loaded.profile)
+        if limit is not None and needle + max_tokens > limit:
+            raise UsageError(
+                f"--needle {needle} + {max_tokens} tokens out exceed max_model_len {limit}: the servers would "
+                f"refuse it; use --needle {max(limit - max_tokens, 0)} or less"
+            )
     return headless.smoke(plan, target, needle or None, depths, max_tokens, args.json)
 
 
@@ -483,12 +500,12 @@ def _args_smoke(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
     cmd.add_argument(
         "--needle",
-        type=int,
+        type=non_negative_int,
         metavar="TOKENS",
         help="needle prompt length (default: the profile's smoke.needle_tokens; 0: no needle)",
     )
     cmd.add_argument("--depths", default="0.5", help="where the needle sits, fractions (default 0.5)")
-    cmd.add_argument("--max-tokens", type=int, help="answer budget (default: the profile's smoke.max_tokens)")
+    cmd.add_argument("--max-tokens", type=positive_int, help="answer budget (default: the profile's smoke.max_tokens)")
     _json_option(cmd)
 
 
@@ -586,6 +603,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_USAGE
             args.func = pick_and_open
     from .core.profile import ProfileError  # after parsing: --help and usage errors need none of it
+
+    if args.func not in (cmd_console, pick_and_open):  # Textual owns the terminal there
+        sys.stdout = SafeStream(sys.stdout)
+        sys.stderr = SafeStream(sys.stderr)
 
     try:
         return int(args.func(args))

@@ -73,8 +73,10 @@ async def _run_verb(
     narrate: bool = True,
     judge: Literal["action", "started", "status"] = "started",
     journal: tuple[str, Sequence[str]] | None = None,
+    concerns: Sequence[str] = (),
 ) -> int:
-    """Run an action and print the processes after it. Judged by: `action` its own success only
+    """Run an action and print the processes after it (`concerns`: the processes it is about,
+    default all). Judged by: `action` its own success only
     (down: nothing left running); `started` also any process broken or unreachable; `status` the
     whole deployment with one round of alerts (exit_code_for)."""
     alerts: list[Alert] = []
@@ -99,6 +101,12 @@ async def _run_verb(
             sys.stdout.write(reports.status_text(plan, views, alerts, tails))
     if judge == "status":
         return exit_code_for(views, alerts)
+    unknown = [v for v in views if v.state == "unknown" and (not concerns or v.name in concerns)]
+    if judge == "action" and unknown:  # a stop cannot be known done where a node did not answer
+        for view in unknown:
+            proc = plan.process(view.name)
+            print(f"cpconsole: {view.name} on {proc.node} may still run: {view.reason}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     code = exit_code_for(views) if judge == "started" else EXIT_OK
     if code == EXIT_NOT_READY:  # up of a part: the rest need not be up
         code = EXIT_OK
@@ -112,7 +120,13 @@ def up(plan: LaunchPlan, only: list[str] | None, as_json: bool) -> int:
 def down(plan: LaunchPlan, only: list[str] | None, as_json: bool, *, force: bool = False) -> int:
     # a process that had failed before is still reported, but stopping everything is what down is judged by
     stop = _run_verb(
-        plan, as_json, lambda o: o.down(only, force=force), narrate=False, judge="action", journal=("down", only or ())
+        plan,
+        as_json,
+        lambda o: o.down(only, force=force),
+        narrate=False,
+        judge="action",
+        journal=("down", only or ()),
+        concerns=only or (),
     )
     return asyncio.run(stop)
 
@@ -325,6 +339,15 @@ def sweep(plan: LaunchPlan, settings: SweepSettings, fmt: Format) -> int:
     return EXIT_OK if done.complete else EXIT_FAILED
 
 
+def _bell() -> None:
+    """The terminal's bell: the one control character meant for the terminal, so it goes around
+    the sanitiser every other text passes through."""
+    stream = sys.__stdout__
+    if stream is not None:
+        stream.write("\a")
+        stream.flush()
+
+
 def watch(plan: LaunchPlan) -> int:
     """The console without a screen, for systemd or a tmux window: it watches the deployment and
     sends its alerts (webhooks, tmux, the bell on a terminal), one line each on stdout, until
@@ -350,8 +373,9 @@ def watch(plan: LaunchPlan) -> int:
                 lines += [f"{time.strftime('%H:%M:%S')} {p}" for p in now_failing if p not in problems]
                 problems = now_failing
                 if lines:
-                    bell = "\a" if ring and any(n.state == "firing" for n in notes) else ""
-                    print(bell + "\n".join(lines), flush=True)
+                    if ring and any(n.state == "firing" for n in notes):
+                        _bell()
+                    print("\n".join(lines), flush=True)
                 if stopping:
                     break
                 with contextlib.suppress(TimeoutError):
@@ -375,7 +399,7 @@ def alert_test(plan: LaunchPlan) -> int:
         print(f"cpconsole: {plan.profile} has no notify.webhooks and this is not inside tmux: nothing to test")
         return EXIT_FAILED
     if plan.notify.bell and sys.stdout.isatty():
-        sys.stdout.write("\a")
+        _bell()
     sys.stdout.write(reports.alert_test_text(results))
     return EXIT_OK if all(error is None for error in results.values()) else EXIT_FAILED
 

@@ -21,6 +21,7 @@ from .core.plan import LaunchPlan
 from .core.preflight import Check, fold, tally
 from .core.ranks import RANK_COLUMNS, Rank
 from .core.remote import RunResult
+from .core.remote.scripts import OUTPUT_LIMIT
 from .core.safetext import terminal_safe, terminal_safe_lines
 from .core.smoke.client import percentile
 from .core.smoke.suite import SmokeCheck
@@ -193,6 +194,8 @@ def exec_text(results: Mapping[str, RunResult | str]) -> str:
             text = f"error: {result}\n"
         else:
             text = terminal_safe_lines(result.text() + result.stderr.decode("utf-8", "replace"))
+            if len(result.stdout) >= OUTPUT_LIMIT:
+                text += f"… [output cut at {OUTPUT_LIMIT >> 20} MiB]\n"
             if not result.ok:
                 text += f"(exit {result.exit_code})\n"
         groups.setdefault(text, []).append(node)

@@ -90,6 +90,12 @@ def test_a_key_that_cannot_be_read_is_said_before_anything_starts(tmp_path: Path
     profile.write_text(profile.read_text().replace(f"env: {KEY_ENV}", f"file: {key_file}"))
     done = run(profile, "status")
     assert done.returncode == 2 and f"api_key: cannot read {key_file}" in done.stderr
+    key_file.write_text("sk-read-by-anyone\n")
+    key_file.chmod(0o644)  # like ssh with a private key: a key others can read is refused
+    done = run(profile, "status")
+    assert done.returncode == 2 and "can be read or written by others (mode 644); `chmod 600" in done.stderr
+    key_file.chmod(0o600)
+    assert "api_key" not in run(profile, "status").stderr
     profile.write_text(profile.read_text() + f"  env: {KEY_ENV}\n")
     done = run(profile, "validate")
     assert done.returncode == 2 and "give the key's env or its file, one of them" in done.stderr

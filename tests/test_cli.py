@@ -149,3 +149,18 @@ def test_logs_since_offset_gives_a_script_the_log_piece_by_piece(tmp_path: Path)
     for wrong in (("--since-offset", "0"), ("-p", "decode-0", "--since-offset", "-1")):
         refused = cpconsole("logs", profile, *wrong)
         assert refused.returncode == 2 and "name its process with -p" in refused.stderr
+
+
+def test_exec_output_is_cut_at_a_byte_bound_and_says_so(tmp_path: Path) -> None:
+    """`yes` on a node would fill the console's memory: its output stops at 1 MiB, marked, and the
+    command is ended (SIGPIPE); a short command's output and exit code come whole."""
+    from .simcluster import demo_text
+
+    profile = write_profile(tmp_path, demo_text(tmp_path))
+    endless = cpconsole("exec", profile, "decode-a", "--", "yes")
+    assert endless.returncode == 1
+    assert len(endless.stdout) < (1 << 20) + 1000 and endless.stdout.count("y\n") > 500_000
+    assert "… [output cut at 1 MiB]\n(exit 141)\n" in endless.stdout
+    short = cpconsole("exec", profile, "--all", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert short.returncode == 1
+    assert short.stdout.endswith("out\nerr\n(exit 3)\n") and "identical on 3/3 nodes" in short.stdout

@@ -28,6 +28,8 @@ MISUSES = [
     (("bench", DEMO, "--target", "prefill-1"), "prefill-1 serves no HTTP"),
     (("smoke", DEMO, "--target", "prefill-1"), "prefill-1 serves no HTTP"),
     (("smoke", DEMO, "--depths", "2"), "--depths wants fractions between 0 and 1"),
+    (("smoke", DEMO, "--needle", "3000000000"), "--needle 3000000000 + 64 tokens out exceed max_model_len 136000"),
+    (("smoke", DEMO, "--needle", "-5"), "must be 0 or more, got -5"),
     (("status", DEMO, "--format", "json"), "unrecognized arguments: --format json"),
     (("preflight",), "the following arguments are required: PROFILE"),
 ]

@@ -289,6 +289,26 @@ async def test_up_and_down_over_the_real_sshd(sshd: Sshd, nodes_dir: str, tmp_pa
     os.sync()
 
 
+def test_down_with_a_node_that_does_not_answer_exits_3_and_names_what_may_run(
+    sshd: Sshd, nodes_dir: str, tmp_path: Path
+) -> None:
+    """A script running `down && reprovision` must not go on while decode-0 may still hold its chips."""
+    text = over_ssh(demo_text(tmp_path, block=sshd.block), sshd, tmp_path, nodes_dir)
+    profile = tmp_path / "demo.yaml"
+    profile.write_text(text)
+    try:
+        assert cpconsole("up", profile).returncode == 0
+        # decode-a's sshd is gone (port 1: refused), the same deployment otherwise
+        profile.write_text(text.replace("  decode-a: {host: ", "  decode-a: {ssh: {port: 1}, host: "))
+        done = cpconsole("down", profile)
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert "decode-0 on decode-a may still run:" in done.stderr
+        assert "stopped" in done.stdout.split("prefill-0", 1)[1].splitlines()[0]  # the reachable ones were stopped
+    finally:
+        profile.write_text(text)
+        cpconsole("down", profile)
+
+
 async def test_default_run_dir_under_home_is_adopted_and_stopped(tmp_path: Path) -> None:
     marker = f"cpconsole-test-{os.getpid()}"
     text = demo_text(tmp_path).replace(f"run_dir: {tmp_path}/run", f"run_dir: ~/{marker}")

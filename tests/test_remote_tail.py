@@ -121,6 +121,22 @@ async def test_store_keeps_lines_split_across_chunks_and_counts_drops() -> None:
     assert store.events[-1].seq == 5
 
 
+def test_store_is_bounded_in_characters_too() -> None:
+    """Long lines (a NUL flood: each 64 KiB, shown as ␀) fill the characters long before the line
+    count: the oldest go, counted as dropped."""
+    store = LogStore(max_lines=100_000, max_chars=1 << 20)
+    flood = b"\0" * (64 << 10) + b"\n"
+    offset = 0
+    for _ in range(3000):
+        store.feed(TailChunk(offset, flood))
+        offset += len(flood)
+    held = store.last(100_000)
+    assert sum(map(len, held)) <= 1 << 20 and len(held) == 16
+    assert store.dropped == 3000 - 16 and store.total == 3000
+    store.feed(TailChunk(offset, b"short\n"))
+    assert store.last(1) == ["short"]
+
+
 def test_store_shows_progress_bars_as_a_terminal_would() -> None:
     store = LogStore()
     store.feed(TailChunk(0, b"Loading: 10%\rLoading: 50%\r"))

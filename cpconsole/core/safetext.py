@@ -6,6 +6,7 @@ visible (␛, ␇, …) so that nothing hides in a line."""
 from __future__ import annotations
 
 import re
+from typing import Any, TextIO
 
 # ESC-introduced sequences (ECMA-48): CSI, OSC/DCS/SOS/PM/APC strings up to their terminator (or
 # the end of the text), and two-character escapes; the same introduced by 8-bit C1 codes.
@@ -37,3 +38,19 @@ def terminal_safe(text: str) -> str:
 def terminal_safe_lines(text: str) -> str:
     """terminal_safe for each line, the line breaks kept."""
     return "\n".join(terminal_safe(line) for line in text.split("\n"))
+
+
+class SafeStream:
+    """A text stream (stdout, stderr) that passes everything written through terminal_safe_lines:
+    the one sanitiser on the way from the headless verbs to a terminal, whatever a renderer forgot.
+    `.buffer` stays raw, for the bytes a verb gives on purpose (`logs --since-offset`)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(terminal_safe_lines(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

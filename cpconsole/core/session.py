@@ -29,7 +29,7 @@ from .preflight.chips import read_npu_ips
 from .preflight.containers import check_containers
 from .profile.schema import Profile
 from .ranks import Rank, rank_map
-from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport, transport_for
+from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport, scripts, transport_for
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
@@ -264,13 +264,14 @@ class Session:
     async def exec(
         self, nodes: Sequence[str], argv: Sequence[str], timeout: float = 30.0
     ) -> dict[str, RunResult | str]:
-        """Run a command on nodes at once; a node that fails answers with the error text."""
+        """Run a command on nodes at once, its output (stdout and stderr as produced) cut at
+        scripts.OUTPUT_LIMIT; a node that fails answers with the error text."""
         if self.read_only:
             raise ReadOnly("read-only session: exec is off")
 
         async def one(node: str) -> RunResult | str:
             try:
-                return await self.transports[node].run(list(argv), timeout=timeout)
+                return await self.transports[node].run(scripts.capped(argv), timeout=timeout)
             except (RemoteError, OSError) as exc:
                 return str(exc) or type(exc).__name__
 

@@ -21,6 +21,7 @@ from ..core import cmdline as cmd
 from ..core.notify import Notification
 from ..core.orchestrate.lock import DeploymentBusy
 from ..core.remote import RemoteError
+from ..core.safetext import terminal_safe
 from ..core.session import ReadOnly, Session
 from .keymap import keymap_path, load_keymap
 from .keys import DEFAULT_KEYS, keys_now
@@ -101,8 +102,10 @@ class ConsoleApp(App[int]):
         timeout: float | None = None,
         markup: bool = True,
     ) -> None:
+        # what a node or server said may be in it: never markup, never a control character
+        message = terminal_safe(message)
         self.notices.append(message)
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     async def on_mount(self) -> None:
         self._load_keymap()

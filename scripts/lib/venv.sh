@@ -16,7 +16,7 @@ PYTHON=${PYTHON:-python3}
 
 uv_bin=.tools/uv-$UV_VERSION/bin/uv
 if [ ! -x "$uv_bin" ]; then
-  "$PYTHON" -m pip install -q --disable-pip-version-check --no-warn-script-location \
+  "$PYTHON" -m pip install -qq --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
     --target ".tools/uv-$UV_VERSION" "uv==$UV_VERSION"
 fi
 export UV_PYTHON_DOWNLOADS=never   # use the machine's Python, never fetch one

@@ -478,7 +478,7 @@ class Orchestrator:
             return False
         self.handles[name] = handle
         self._launched.add(name)
-        self.stores[name] = LogStore(self.stores[name].max_lines)
+        self.stores[name] = LogStore(self.stores[name].max_lines, max_chars=self.stores[name].max_chars)
         self._seen[name] = 0
         self._end_tail(name)
         self._follow(name, 0)

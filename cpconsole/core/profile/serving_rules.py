@@ -66,6 +66,13 @@ def open_door_proxy(profile: Profile) -> Iterator[Hit]:
         )
 
 
+def shortest_context(profile: Profile) -> int | None:
+    """The smallest max_model_len of the profile's instances: what a request through them all may
+    hold, prompt and answer (None: no instance sets one)."""
+    limits = [limit for inst in profile.instances.values() if (limit := positive_int(inst.arg("max_model_len")))]
+    return min(limits, default=None)
+
+
 def request_lengths(profile: Profile) -> Iterator[Hit]:
     wants: list[tuple[Loc, int, str]] = []
     if profile.smoke and profile.smoke.needle_tokens:

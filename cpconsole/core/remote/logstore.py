@@ -1,7 +1,8 @@
 """A bounded log of one process: the lines the UI and CLI read, fed by a tail.
 
-Lines are kept as plain strings in a ring (a deque with maxlen), numbered by a running
-sequence so readers can ask for "everything after line N" and see what they missed.
+Lines are kept as plain strings in a ring bounded in lines and in characters (3,000 lines of
+64 KiB cost as much as millions of short ones), numbered by a running sequence so readers can ask
+for "everything after line N" and see what they missed.
 """
 
 from __future__ import annotations
@@ -74,8 +75,11 @@ class Lines:
 
 
 class LogStore:
-    def __init__(self, max_lines: int = 100_000, max_events: int = 1000) -> None:
-        self._lines: deque[str] = deque(maxlen=max_lines)
+    def __init__(self, max_lines: int = 100_000, max_events: int = 1000, max_chars: int = 16 << 20) -> None:
+        self._lines: deque[str] = deque()
+        self._max_lines = max_lines
+        self._max_chars = max_chars
+        self._chars = 0  # of the lines held
         self._assembler = Lines()
         self.total = 0
         """Complete lines ever stored; the next line gets this sequence number."""
@@ -85,7 +89,11 @@ class LogStore:
 
     @property
     def max_lines(self) -> int:
-        return self._lines.maxlen or 0
+        return self._max_lines
+
+    @property
+    def max_chars(self) -> int:
+        return self._max_chars
 
     @property
     def dropped(self) -> int:
@@ -124,8 +132,12 @@ class LogStore:
         return self._store(self._assembler.feed(item.data))
 
     def _store(self, lines: list[str]) -> int:
-        self._lines.extend(lines)
+        held = self._lines
+        held.extend(lines)
+        self._chars += sum(map(len, lines))
         self.total += len(lines)
+        while len(held) > self._max_lines or (self._chars > self._max_chars and len(held) > 1):
+            self._chars -= len(held.popleft())  # the oldest go first: `dropped` counts them
         return len(lines)
 
     def since(self, seq: int) -> tuple[int, list[str]]:

@@ -10,6 +10,7 @@ import posixpath
 import re
 import secrets
 import shlex
+from collections.abc import Sequence
 
 from . import manifest
 from .types import ProcessHandle
@@ -292,6 +293,21 @@ def follow_name(name: str) -> str:
     """`name` spelt with 64 random redundant `./` or `.//` in front: the same file, but a name
     that only this one tail's notices carry."""
     return "".join(secrets.choice(("./", ".//")) for _ in range(64)) + name
+
+
+OUTPUT_LIMIT = 1 << 20  # what `exec` keeps of a command's output on each node
+
+
+def capped(argv: Sequence[str], limit: int = OUTPUT_LIMIT) -> str:
+    """sh running argv with its stdout and stderr merged (as produced) and cut after `limit`
+    bytes: the command then dies of SIGPIPE (exit 141) instead of filling the console's memory.
+    Its exit code is kept."""
+    command = shlex.join(argv)
+    return (
+        "exec 3>&1\n"
+        f"code=$( {{ {{ {command} 2>&1 3>&- 4>&-; echo $? >&4; }} | head -c {int(limit)} >&3; }} 4>&1 )\n"
+        'exit "${code:-1}"'
+    )
 
 
 STATE_FILE_LIMIT = 1 << 20  # a manifest is a few KiB: a node's state file is never read past this
