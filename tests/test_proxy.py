@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 import pytest
@@ -20,7 +20,7 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from cpconsole.core.telemetry.health import PROBE_PREFIX
@@ -188,41 +188,71 @@ async def test_non_streamed_completion_through_the_proxy(demo: Cluster) -> None:
 
 async def test_control_endpoints(demo: Cluster) -> None:
     async with httpx.AsyncClient(base_url=demo.url("proxy"), trust_env=False, timeout=10) as client:
+        prefill, decode = (demo.plan.process(n) for n in ("prefill-0", "decode-0"))
         assert (await client.get("/healthcheck")).json() == {
             "status": "ok",
             "prefill_instances": 1,
             "decode_instances": 1,
             "live_prefill_instances": 1,
             "live_decode_instances": 1,
+            "backends": {
+                "prefill": [{"instance": f"{prefill.address}:{prefill.http_port}", "state": "healthy", "active": 0}],
+                "decode": [{"instance": f"{decode.address}:{decode.http_port}", "state": "healthy", "active": 0}],
+            },
         }
         assert (await client.get("/v1/models")).json()["data"][0]["id"] == "deepseek_v3"
         added = await client.post("/instances/add", json={"type": "decode", "instances": ["127.0.0.14:8004"]})
         assert added.status_code == 403  # off unless the proxy was started with --enable-instance-api
 
 
-class Recorder:
-    """A real HTTP backend on loopback that records what the proxy sends and answers like vLLM."""
+Fault = Literal["", "500", "huge", "hang", "cut"]
 
-    def __init__(self, host: str, *, kv_params: bool = True) -> None:
+
+class Recorder:
+    """A real HTTP backend on loopback that records what the proxy sends and answers like vLLM —
+    or fails as a real one can (`fault`, changeable while it serves): a 500 with a traceback page,
+    a prefill answer of 64 MiB, no answer at all, a stream cut after its first event."""
+
+    def __init__(self, host: str, *, kv_params: bool = True, fault: Fault = "") -> None:
         self.host, self.port = host, free_port(host)
         self.kv_params = kv_params  # as a prefill: answer with kv_transfer_params (ExampleConnector does not)
+        self.fault: Fault = fault
         self.seen: list[tuple[str, dict[str, object], dict[str, str]]] = []
+        self.cancelled = 0  # requests whose client (the proxy) went away while this one held them
         self.app = Starlette(
             routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]), Route("/health", self.health)]
         )
 
-    async def health(self, request: Request) -> JSONResponse:
-        return JSONResponse({})
+    async def health(self, request: Request) -> Response:
+        return Response(status_code=500) if self.fault == "500" else JSONResponse({})
 
-    async def chat(self, request: Request) -> JSONResponse | StreamingResponse:
+    async def chat(self, request: Request) -> Response:
         body = await request.json()
         self.seen.append((request.url.path, body, dict(request.headers)))
-        if body.get("kv_transfer_params", {}).get("do_remote_decode"):
+        if self.fault == "500":
+            page = "<html>Traceback (most recent call last):\n  File engine.py\nEngineDeadError</html>"
+            return Response(page, status_code=500, media_type="text/html")
+        if self.fault == "hang":  # until its client leaves: vLLM aborts such a request (its with_cancellation)
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            self.cancelled += 1
+            return Response(status_code=499)
+        prefill = bool(body.get("kv_transfer_params", {}).get("do_remote_decode"))
+        if prefill and self.fault == "huge":
+
+            async def endless() -> AsyncIterator[bytes]:
+                for _ in range(64):
+                    yield b" " * (1 << 20)
+
+            return StreamingResponse(endless(), media_type="application/json")
+        if prefill:
             params = {"do_remote_prefill": True, "remote_engine_id": "7"} if self.kv_params else None
             return JSONResponse({"choices": [], "kv_transfer_params": params})
 
         async def replay() -> AsyncIterator[bytes]:
-            for part in REAL_STREAM.split(b"\n\n"):
+            for n, part in enumerate(REAL_STREAM.split(b"\n\n")):
+                if n == 1 and self.fault == "cut":
+                    raise ConnectionResetError("the decode died mid-answer")
                 yield part + b"\n\n"
 
         return StreamingResponse(replay(), media_type="text/event-stream")
@@ -285,17 +315,24 @@ async def test_two_step_flow_and_byte_exact_relay(recorders: tuple[Recorder, Rec
     assert headers_p["x-request-id"] == headers_d["x-request-id"] == "cpconsole-abc"
 
 
-async def test_unreachable_decoder_is_retried_then_reported(recorders: tuple[Recorder, Recorder]) -> None:
+async def test_an_unreachable_decoder_is_reported_and_taken_out_of_rotation(
+    recorders: tuple[Recorder, Recorder],
+) -> None:
     prefiller, _ = recorders
     dead_host = Block.fresh().ip(33)
     dead_port = free_port(dead_host)
     proxy = PdProxy([(prefiller.host, prefiller.port)], [(dead_host, dead_port)], ProxySettings(2, 0.01))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy.app), base_url="http://proxy") as client:
-        started = time.monotonic()
         answer = await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 3})
+        assert answer.status_code == 502 and f"decoder {dead_host}:{dead_port} unreachable" in answer.json()["error"]
+        # out of rotation now, and no other decode: refused at once, until its /health answers
+        again = await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 3})
+        shown = (await client.get("/healthcheck")).json()["backends"]["decode"]
     await proxy.clients.aclose()
-    assert answer.status_code == 502 and f"decoder {dead_host}:{dead_port} unreachable" in answer.json()["error"]
-    assert time.monotonic() - started >= 0.03  # 0.01 + 0.02 of backoff
+    assert again.status_code == 503 and again.json()["error"] == "no decode instance in rotation"
+    assert shown == [
+        {"instance": f"{dead_host}:{dead_port}", "state": "open", "active": 0, "reason": shown[0]["reason"]}
+    ]
 
 
 def test_command_line_is_the_examples() -> None:

@@ -173,8 +173,8 @@ def test_cpconsole_smoke_against_the_demo(tmp_path: Path) -> None:
         needle = report["checks"][-1]
         assert needle["passphrase"] in needle["answer"] and needle["prompt_tokens_measured"]
         assert 125_000 < needle["prompt_tokens"] < 136_000 and needle["ttft_s"] > 0.5  # 128k-class prefill takes time
-        too_long = cpconsole("smoke", str(profile), "--needle", "140000")
-        assert too_long.returncode == 1 and "maximum context length is 136000 tokens" in too_long.stdout
+        too_long = cpconsole("smoke", str(profile), "--needle", "140000")  # refused before any request
+        assert too_long.returncode == 2 and "exceed max_model_len 136000" in too_long.stderr
         hello = cpconsole("smoke", str(profile), "--target", "decode-0", "--needle", "0")
         assert hello.returncode == 0 and "PASS  completion decode-0" in hello.stdout and "needle" not in hello.stdout
         # the decode engine killed: the probe path names the broken hop, and smoke fails

@@ -11,12 +11,13 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
+from cpconsole.proxy.__main__ import CONTROL_HEADROOM
 from cpconsole.proxy.app import PdProxy, ProxySettings
 
 from .loopback import Block
@@ -42,13 +43,14 @@ def backends() -> Iterator[tuple[Recorder, ...]]:
 
 
 @contextlib.asynccontextmanager
-async def proxy_process(prefill: Recorder, decode: Recorder | tuple[str, int], *extra: str) -> AsyncIterator[Proxy]:
+async def proxy_process(
+    prefill: Recorder | Sequence[Recorder], decode: Recorder | Sequence[Recorder] | tuple[str, int], *extra: str
+) -> AsyncIterator[Proxy]:
+    """cpconsole's proxy in a process of its own, in front of these backends (one or more a role)."""
     host = Block.fresh().ip(44)
     port = free_port(host)
-    decode_host, decode_port = (decode.host, decode.port) if isinstance(decode, Recorder) else decode
     env = {**os.environ, "OPENAI_API_KEY": API_KEY, "CPCONSOLE_PROXY_ADMIN_TOKEN": ADMIN}
-    backends = ["--prefiller-hosts", prefill.host, "--prefiller-ports", str(prefill.port)]
-    backends += ["--decoder-hosts", decode_host, "--decoder-ports", str(decode_port)]
+    backends = [*places("--prefiller", prefill), *places("--decoder", decode)]
     argv = [sys.executable, "-m", "cpconsole.proxy", "--host", host, "--port", str(port), *backends]
     argv += ["--log-level", "WARNING", *extra]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -65,6 +67,17 @@ async def proxy_process(prefill: Recorder, decode: Recorder | tuple[str, int], *
     finally:
         process.terminate()
         process.wait(10)
+
+
+def places(flag: str, backends: Recorder | Sequence[Recorder] | tuple[str, int]) -> list[str]:
+    """`--prefiller-hosts h… --prefiller-ports p…` for one backend or several."""
+    if isinstance(backends, Recorder):
+        pairs = [(backends.host, backends.port)]
+    elif isinstance(backends, tuple) and isinstance(backends[0], str):
+        pairs = [(backends[0], int(backends[1]))]
+    else:
+        pairs = [(b.host, b.port) for b in backends if isinstance(b, Recorder)]
+    return [f"{flag}-hosts", *(h for h, _ in pairs), f"{flag}-ports", *(str(p) for _, p in pairs)]
 
 
 def chat(max_tokens: int = 3) -> dict[str, object]:
@@ -161,7 +174,8 @@ async def test_a_slow_request_head_is_cut_off_and_connections_are_bounded(backen
         assert await asyncio.to_thread(read_until_closed, slow) == b""
         slow.close()
 
-        idle = [socket.create_connection((proxy.host, proxy.port)) for _ in range(3)]
+        # the connections themselves are bounded: past the limit and the room kept for health and metrics
+        idle = [socket.create_connection((proxy.host, proxy.port)) for _ in range(3 + CONTROL_HEADROOM)]
         async with httpx.AsyncClient(base_url=proxy.url, trust_env=False) as client:
             answer = await client.get("/healthcheck")
             assert (answer.status_code, answer.text) == (503, "Service Unavailable")  # uvicorn's limit, not ours
@@ -220,4 +234,6 @@ async def test_health_is_degraded_while_a_role_has_no_live_backend(backends: tup
         answer = await client.get("/healthcheck")
     assert answer.status_code == 503
     counts = {"prefill_instances": 1, "decode_instances": 1, "live_prefill_instances": 1, "live_decode_instances": 0}
-    assert answer.json() == {"status": "degraded", **counts}
+    shown = answer.json()
+    assert shown.pop("backends")["decode"][0]["instance"] == f"{dead_host}:{dead[1]}"
+    assert shown == {"status": "degraded", **counts}

@@ -11,6 +11,8 @@ import sys
 from .app import MAX_BODY_BYTES, PdProxy, ProxySettings
 from .server import KEEP_ALIVE_S, serve
 
+CONTROL_HEADROOM = 64  # connections for /healthcheck, /metrics and the instance API past --limit-concurrency
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cpconsole.proxy", description=__doc__)
@@ -34,7 +36,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--keep-alive-timeout", type=int, default=KEEP_ALIVE_S, help="seconds an idle connection is kept open"
     )
-    parser.add_argument("--limit-concurrency", type=int, default=1024, help="past this many connections: 503")
+    parser.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=1024,
+        help="past this many completions in flight: 503 (/healthcheck and /metrics are still served)",
+    )
+    parser.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to connect to a backend")
+    parser.add_argument(
+        "--prefill-timeout", type=float, default=900.0, help="seconds to wait for a prefill's answer (a 128k prompt)"
+    )
+    parser.add_argument(
+        "--decode-timeout", type=float, default=900.0, help="seconds to wait for the decode's next bytes"
+    )
+    parser.add_argument(
+        "--retry-budget",
+        type=float,
+        default=60.0,
+        help="seconds after a request arrived within which a failed attempt is tried on another instance",
+    )
     parser.add_argument(
         "--kv-params",
         choices=["required", "optional"],
@@ -56,10 +76,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="environment variable holding the admin token the instance API asks of non-loopback clients",
     )
     args = parser.parse_args(argv)
-    if min(args.max_body_bytes, args.header_timeout, args.keep_alive_timeout, args.limit_concurrency) <= 0:
-        parser.error(
-            "--max-body-bytes, --header-timeout, --keep-alive-timeout and --limit-concurrency must be positive"
-        )
+    positive = ["max_body_bytes", "header_timeout", "keep_alive_timeout", "limit_concurrency", "connect_timeout"]
+    positive += ["prefill_timeout", "decode_timeout"]
+    if min(getattr(args, name) for name in positive) <= 0:
+        parser.error(", ".join("--" + name.replace("_", "-") for name in positive) + " must be positive")
+    if args.retry_budget < 0 or args.max_retries < 0:
+        parser.error("--retry-budget and --max-retries must be 0 or more")
     if args.require_api_key and not os.environ.get("OPENAI_API_KEY"):
         parser.error("--require-api-key needs the key in $OPENAI_API_KEY")
     if len(args.prefiller_hosts) != len(args.prefiller_ports):
@@ -86,6 +108,11 @@ def main(argv: list[str]) -> int:
             admin_token=os.environ.get(args.admin_token_env, ""),
             kv_params_required=args.kv_params == "required",
             client_key=os.environ.get("OPENAI_API_KEY", "") if args.require_api_key else "",
+            connect_timeout=args.connect_timeout,
+            prefill_timeout=args.prefill_timeout,
+            decode_timeout=args.decode_timeout,
+            retry_budget_s=args.retry_budget,
+            limit_requests=args.limit_concurrency,
         ),
     )
     print(
@@ -99,7 +126,8 @@ def main(argv: list[str]) -> int:
         log_level=args.log_level.lower(),
         head_timeout=args.header_timeout,
         keep_alive=args.keep_alive_timeout,
-        limit_concurrency=args.limit_concurrency,
+        # room above the completions' own limit: health and metrics are answered at that limit too
+        limit_concurrency=args.limit_concurrency + CONTROL_HEADROOM,
     )
     return 0
 

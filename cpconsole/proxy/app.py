@@ -19,8 +19,8 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
@@ -30,42 +30,27 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..core.httpclient import ClientShards
+from ..core.safetext import terminal_safe
 from ..core.telemetry.health import PROBE_PREFIX
+from .backends import Backend, Kind, Pool
 from .metrics import ProxyMetrics, Timing
 
 log = logging.getLogger("cpconsole.proxy")
-Kind = Literal["prefill", "decode"]
-
-
-@dataclass
-class Backend:
-    host: str
-    port: int
-    active: int = 0
-    order: int = 0
-    trusted: bool = True  # started with: gets the API key; added at run time: never does
-
-    @property
-    def base(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def name(self) -> str:
-        return f"{self.host}:{self.port}"
-
 
 SHARDS = 16  # connection pools to the backends (core.httpclient.ClientShards)
 MAX_BODY_BYTES = 8 << 20  # a 128k-token prompt as JSON text, with room to spare
 HEALTH_TTL_S = 1.0  # backends' health is asked at most this often, however often we are asked
+PROBE_EVERY_S = 1.0  # a backend out of rotation is asked for /health this often
+ANSWER_LIMIT = 16 << 20  # a prefill's answer (one token and the KV parameters) is never larger
+ERROR_LIMIT = 64 << 10  # what is read of a backend's error answer
 
 
 @dataclass
 class ProxySettings:
-    max_retries: int = 3
-    retry_delay: float = 0.001
+    max_retries: int = 3  # other instances of a role tried for one request, before any byte reached its client
+    retry_delay: float = 0.001  # accepted for the example proxy's CLI
     max_body_bytes: int = MAX_BODY_BYTES
-    instance_api: bool = False  # /instances/add|remove
+    instance_api: bool = False  # /instances/add|remove|drain|resume
     admin_token: str = ""  # with instance_api: required of clients not on loopback
     # a prefill answer without kv_transfer_params: refused (502), since the decode would prefill the
     # whole prompt again — minutes at 128k, and no error; off for connectors that hand the KV over
@@ -74,6 +59,32 @@ class ProxySettings:
     # with it: clients' requests must carry `Authorization: Bearer <client_key>` (401 otherwise,
     # vLLM's answer) — a proxy that sends the servers' key on must not let anyone use it
     client_key: str = ""
+    connect_timeout: float = 10.0
+    prefill_timeout: float = 900.0  # for the prefill's answer: a 128k prompt on a busy P takes minutes
+    decode_timeout: float = 900.0  # for the decode's first byte after the hand-off, and between its chunks
+    retry_budget_s: float = 60.0  # no new attempt for a request this long after it arrived
+    limit_requests: int = 1024  # completions in flight; past it 503 (health and metrics are always served)
+
+
+InstanceAction = Literal["add", "remove", "drain", "resume"]
+WHO: dict[Kind, str] = {"prefill": "prefiller", "decode": "decoder"}  # as the example proxy names them
+
+
+@dataclass(frozen=True)
+class Prefilled:
+    kv_transfer_params: Any
+    prompt_tokens: int | None  # as the prefill counted them
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An attempt that did not give the client an answer: what to say, and whether another
+    instance of the role may serve the request instead."""
+
+    status: int
+    message: str
+    outcome: str
+    retry: bool
 
 
 class BadRequest(Exception):
@@ -109,24 +120,6 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-@dataclass
-class Pool:
-    backends: list[Backend] = field(default_factory=list)
-    _added: int = 0
-
-    def add(self, host: str, port: int, *, trusted: bool = True) -> None:
-        if not any(b.host == host and b.port == port for b in self.backends):
-            self._added += 1
-            self.backends.append(Backend(host, port, order=self._added, trusted=trusted))
-
-    def remove(self, host: str, port: int) -> None:
-        self.backends = [b for b in self.backends if not (b.host == host and b.port == port)]
-
-    def pick(self) -> Backend | None:
-        """Least busy first; ties go to the one added first."""
-        return min(self.backends, key=lambda b: (b.active, b.order), default=None)
-
-
 class PdProxy:
     def __init__(self, prefill: list[tuple[str, int]], decode: list[tuple[str, int]], settings: ProxySettings) -> None:
         self.pools: dict[Kind, Pool] = {"prefill": Pool(), "decode": Pool()}
@@ -137,6 +130,7 @@ class PdProxy:
         self.settings = settings
         self.metrics = ProxyMetrics()
         self._health: tuple[float, dict[Kind, int]] | None = None
+        self._in_flight = 0
         self.clients = ClientShards(SHARDS, None)
         self.app = Starlette(
             routes=[
@@ -147,14 +141,37 @@ class PdProxy:
                 Route("/v1/models", self.models),
                 Route("/instances/add", self.add_instances, methods=["POST"]),
                 Route("/instances/remove", self.remove_instances, methods=["POST"]),
+                Route("/instances/drain", self.drain_instances, methods=["POST"]),
+                Route("/instances/resume", self.resume_instances, methods=["POST"]),
             ],
             lifespan=self._lifespan,
         )
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        prober = asyncio.create_task(self._probe_tripped())
         yield
+        prober.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await prober
         await self.clients.aclose()
+
+    async def _probe_tripped(self) -> None:
+        """Backends out of rotation are asked for /health until they answer; then they are back."""
+        while True:
+            await asyncio.sleep(PROBE_EVERY_S)
+            tripped = [b for pool in self.pools.values() for b in pool.backends if b.state == "open"]
+            answers = await asyncio.gather(*(self._answers_health(b) for b in tripped))
+            for backend, healthy in zip(tripped, answers, strict=True):
+                if healthy:
+                    backend.recovered()
+
+    async def _answers_health(self, backend: Backend) -> bool:
+        try:
+            answer = await self.clients.pick().get(backend.base + "/health", timeout=2)
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 200
 
     def _headers(self, request_id: str, backend: Backend) -> dict[str, str]:
         headers = {"X-Request-Id": request_id}
@@ -162,19 +179,8 @@ class PdProxy:
             headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
         return headers
 
-    async def _retrying(self, backend: Backend, send: Any) -> Any:
-        """Retry connection failures with exponential backoff; HTTP answers are not retried."""
-        delay = self.settings.retry_delay
-        for attempt in range(self.settings.max_retries + 1):
-            try:
-                return await send()
-            except httpx.TransportError as exc:
-                if attempt == self.settings.max_retries:
-                    raise
-                log.warning("attempt %d to %s failed: %s; retrying in %.3fs", attempt + 1, backend.name, exc, delay)
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+    def _timeout(self, read: float) -> httpx.Timeout:
+        return httpx.Timeout(self.settings.connect_timeout, read=read, write=60.0, pool=self.settings.connect_timeout)
 
     async def completions(self, request: Request) -> Response:
         return await self._forward(request, "/v1/completions")
@@ -187,117 +193,222 @@ class PdProxy:
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, f"Bearer {self.settings.client_key}".encode()):
                 return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        if self._in_flight >= self.settings.limit_requests:
+            return JSONResponse({"error": "the proxy is at its limit of requests in flight"}, status_code=503)
+        self._in_flight += 1
+        try:
+            return await self._serve(request, api)
+        finally:
+            self._in_flight -= 1
+
+    async def _serve(self, request: Request, api: str) -> Response:
         try:
             body = await read_json_object(request, self.settings.max_body_bytes)
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-        prefiller, decoder = self.pools["prefill"].pick(), self.pools["decode"].pick()
-        if prefiller is None or decoder is None:
-            return JSONResponse({"error": "no prefill or decode instance available"}, status_code=503)
-        timing = Timing(prefiller.name, decoder.name, probe=request_id.startswith(PROBE_PREFIX))
-        prefill_body = {**body, "stream": False, "max_tokens": 1, "min_tokens": 1}
-        prefill_body.pop("stream_options", None)
-        if "max_completion_tokens" in body:
-            prefill_body["max_completion_tokens"] = 1
-        prefill_body["kv_transfer_params"] = {
-            "do_remote_decode": True,
-            "do_remote_prefill": False,
-            "remote_engine_id": None,
-            "remote_block_ids": None,
-            "remote_host": None,
-            "remote_port": None,
-        }
-        prefiller.active += 1
+        timing = Timing("", probe=request_id.startswith(PROBE_PREFIX))
+        left = asyncio.create_task(_client_left(request))
         try:
-            client = self.clients.pick()
-            answer = await self._retrying(
-                prefiller,
-                lambda: client.post(
-                    prefiller.base + api, json=prefill_body, headers=self._headers(request_id, prefiller)
-                ),
+            prefilled = await self._attempts(
+                "prefill", timing, left, lambda b: self._prefill(b, api, _prefill_body(body), request_id)
             )
-        except httpx.TransportError as exc:
-            log.error(
-                "Error occurred in disagg prefill proxy server - %s endpoint: prefiller %s: %s",
-                api,
-                prefiller.name,
-                exc,
+            if not isinstance(prefilled, tuple):
+                return prefilled
+            prefiller, answer = prefilled
+            timing.prefilled, timing.prompt_tokens = time.monotonic(), answer.prompt_tokens
+            kv = answer.kv_transfer_params
+            decode_body = {**body, "kv_transfer_params": kv} if kv else body
+            opened = await self._attempts(
+                "decode", timing, left, lambda b: self._open_decode(b, api, decode_body, request_id)
             )
-            timing.finish(self.metrics, "prefill_unreachable")
-            return JSONResponse({"error": f"prefiller {prefiller.name} unreachable: {exc}"}, status_code=502)
+            if not isinstance(opened, tuple):
+                return opened
+            decoder, upstream = opened
         finally:
-            prefiller.active -= 1
-        timing.prefilled = time.monotonic()
-        if answer.status_code != 200:
-            timing.finish(self.metrics, "error")
-            return Response(answer.content, status_code=answer.status_code, media_type="application/json")
+            left.cancel()
+        timing.decode = decoder.name
+        media = "text/event-stream; charset=utf-8" if body.get("stream") else "application/json"
+        # the client splits its own TTFT with this: prefill, then hand-off + first decode step
+        prefill_ms = (timing.prefilled - timing.arrived) * 1000
+        headers = {"Server-Timing": f'prefill;dur={prefill_ms:.1f};desc="{prefiller.name}"'}
+        relay = self._relay(upstream, decoder, timing, sse=bool(body.get("stream")))
+        return StreamingResponse(relay, status_code=upstream.status_code, media_type=media, headers=headers)
+
+    async def _attempts(
+        self,
+        kind: Kind,
+        timing: Timing,
+        left: asyncio.Task[None],
+        attempt: Callable[[Backend], Awaitable[Any | Failure]],
+    ) -> tuple[Backend, Any] | Response:
+        """One role's part of a request on the least busy healthy instance, and on another one while
+        it fails before anything reached the client — at most max_retries others, within the retry
+        budget. The client leaving ends it (whatever is under way upstream is cancelled)."""
+        tried: list[Backend] = []
+        failure: Failure | None = None
+        while len(tried) <= self.settings.max_retries:
+            if tried and time.monotonic() - timing.arrived > self.settings.retry_budget_s:
+                break
+            backend = self.pools[kind].pick(tried)
+            if backend is None:
+                break
+            if tried:
+                self.metrics.retries.labels(kind).inc()
+            tried.append(backend)
+            if kind == "prefill":
+                timing.prefill = backend.name
+            else:
+                timing.decode = backend.name
+            backend.active += 1
+            work = asyncio.ensure_future(attempt(backend))
+            try:
+                await asyncio.wait({work, left}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                backend.active -= 1
+            if not work.done():  # the client went away: nobody waits for this answer any more
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                timing.finish(self.metrics, "client_gone")
+                return Response(status_code=499)
+            result = work.result()
+            if not isinstance(result, Failure):
+                return backend, result
+            failure = result
+            log.warning("%s (request to %s)", result.message, kind)
+            if not result.retry:
+                break
+        if failure is None:
+            failure = Failure(503, f"no {kind} instance in rotation", f"{kind}_unavailable", retry=False)
+        timing.finish(self.metrics, failure.outcome)
+        return JSONResponse({"error": failure.message}, status_code=failure.status)
+
+    async def _prefill(
+        self, prefiller: Backend, api: str, body: dict[str, Any], request_id: str
+    ) -> Prefilled | Failure:
+        """What the prefill answered (its kv_transfer_params may be left out only where the
+        settings allow), or why it did not."""
+        request = self.clients.pick().build_request(
+            "POST",
+            prefiller.base + api,
+            json=body,
+            headers=self._headers(request_id, prefiller),
+            timeout=self._timeout(self.settings.prefill_timeout),
+        )
         try:
-            prefilled = answer.json()
+            status, data = await self._exchange(request, ANSWER_LIMIT)
+        except httpx.TransportError as exc:
+            return self._unreachable(prefiller, "prefill", exc)
+        if status != 200:
+            return self._answered(prefiller, "prefill", status, data)
+        try:
+            answer = json.loads(data)
         except ValueError:
-            prefilled = None
-        if not isinstance(prefilled, dict):
-            timing.finish(self.metrics, "error")
-            return JSONResponse({"error": f"prefiller {prefiller.name} answered no JSON object"}, status_code=502)
-        usage = prefilled.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-            timing.prompt_tokens = usage["prompt_tokens"]
-        kv = prefilled.get("kv_transfer_params")
+            answer = None
+        if not isinstance(answer, dict):
+            return Failure(502, f"prefiller {prefiller.name} answered no JSON object", "error", retry=True)
+        kv = answer.get("kv_transfer_params")
         if not kv and self.settings.kv_params_required:
             why = (
                 f"prefiller {prefiller.name} answered without kv_transfer_params: the decode would prefill the "
                 "whole prompt again; check the prefill's kv_transfer_config (kv_role kv_producer) and its log"
             )
-            log.error("%s (request %s)", why, request_id)
-            timing.finish(self.metrics, "no_kv_params")
-            return JSONResponse({"error": why}, status_code=502)
-        decode_body = {**body, "kv_transfer_params": kv} if kv else body
-        decoder.active += 1
-        client = self.clients.pick()
-        try:
-            upstream = await self._retrying(
-                decoder,
-                lambda: client.send(
-                    client.build_request(
-                        "POST", decoder.base + api, json=decode_body, headers=self._headers(request_id, decoder)
-                    ),
-                    stream=True,
-                ),
-            )
-        except httpx.TransportError as exc:
-            decoder.active -= 1
-            log.error(
-                "Error occurred in disagg prefill proxy server - %s endpoint: decoder %s: %s", api, decoder.name, exc
-            )
-            timing.finish(self.metrics, "decode_unreachable")
-            return JSONResponse({"error": f"decoder {decoder.name} unreachable: {exc}"}, status_code=502)
-        media = "text/event-stream; charset=utf-8" if body.get("stream") else "application/json"
-        relay = self._relay(upstream, decoder, timing)
-        # the client splits its own TTFT with this: prefill, then hand-off + first decode step
-        prefill_ms = (timing.prefilled - timing.arrived) * 1000
-        headers = {"Server-Timing": f'prefill;dur={prefill_ms:.1f};desc="{prefiller.name}"'}
-        return StreamingResponse(relay, status_code=upstream.status_code, media_type=media, headers=headers)
+            return Failure(502, why, "no_kv_params", retry=True)
+        usage = answer.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        return Prefilled(kv, tokens if isinstance(tokens, int) else None)
 
-    async def _relay(self, upstream: httpx.Response, decoder: Backend, timing: Timing) -> AsyncIterator[bytes]:
+    async def _open_decode(
+        self, decoder: Backend, api: str, body: dict[str, Any], request_id: str
+    ) -> httpx.Response | Failure:
+        """The decode's streamed answer, its head read and nothing sent to the client yet; or why not."""
+        client = self.clients.pick()
+        request = client.build_request(
+            "POST",
+            decoder.base + api,
+            json=body,
+            headers=self._headers(request_id, decoder),
+            timeout=self._timeout(self.settings.decode_timeout),
+        )
+        try:
+            upstream = await _once_more_if_stale(lambda: client.send(request, stream=True))
+        except httpx.TransportError as exc:
+            return self._unreachable(decoder, "decode", exc)
+        if upstream.status_code < 400:
+            return upstream
+        try:
+            data = await _read_bounded(upstream, ERROR_LIMIT)
+        except httpx.TransportError as exc:
+            return self._unreachable(decoder, "decode", exc)
+        finally:
+            await upstream.aclose()
+        return self._answered(decoder, "decode", upstream.status_code, data)
+
+    async def _exchange(self, request: httpx.Request, limit: int) -> tuple[int, bytes]:
+        """Send, and read the answer up to `limit` bytes (a larger one is an error, not a copy)."""
+        client = self.clients.pick()
+        response = await _once_more_if_stale(lambda: client.send(request, stream=True))
+        try:
+            return response.status_code, await _read_bounded(response, limit)
+        finally:
+            await response.aclose()
+
+    @staticmethod
+    def _unreachable(backend: Backend, role: Kind, exc: httpx.TransportError) -> Failure:
+        what = "timed out" if isinstance(exc, httpx.TimeoutException) else f"unreachable ({type(exc).__name__})"
+        if isinstance(exc, TooLarge):
+            what = str(exc)
+        else:
+            backend.trip(what)
+        return Failure(502, f"{WHO[role]} {backend.name} {what}", f"{role}_unreachable", retry=True)
+
+    @staticmethod
+    def _answered(backend: Backend, role: Kind, status: int, data: bytes) -> Failure:
+        """An HTTP error from a backend, summarised: a client's mistake (4xx) is passed on with the
+        server's message; a server's own failure (5xx) takes it out of rotation and is retried."""
+        said = _error_message(data)
+        if status < 500:
+            return Failure(status, f"{WHO[role]} {backend.name} refused the request: {said}", "error", retry=False)
+        backend.trip(f"answered HTTP {status}")
+        return Failure(502, f"{WHO[role]} {backend.name} failed (HTTP {status}): {said}", "error", retry=True)
+
+    async def _relay(
+        self, upstream: httpx.Response, decoder: Backend, timing: Timing, *, sse: bool
+    ) -> AsyncIterator[bytes]:
+        """The decode's bytes as they come. A stream cut once tokens went out is never replayed
+        elsewhere: it ends with an error event saying so. The client leaving cancels this, which
+        closes the upstream request: the decode stops generating for nobody."""
         outcome = "error"
+        decoder.active += 1
         try:
             async for chunk in upstream.aiter_raw():
                 timing.relayed(chunk)
                 yield chunk
             outcome = "ok" if upstream.status_code == 200 else "error"
+        except httpx.TransportError as exc:
+            outcome = "decode_cut"
+            log.warning("decode %s stopped mid-answer: %s", decoder.name, type(exc).__name__)
+            decoder.trip(f"stopped mid-answer ({type(exc).__name__})")
+            if sse:
+                error = {"error": {"message": f"decoder {decoder.name} stopped mid-answer", "type": "upstream_error"}}
+                yield f"data: {json.dumps(error)}\n\n".encode()
         finally:
             decoder.active -= 1
             timing.finish(self.metrics, outcome)
             await upstream.aclose()
 
     async def metrics_page(self, request: Request) -> Response:
-        """Prometheus text: every request's timings and outcome (metrics.py)."""
+        """Prometheus text: every request's timings and outcome, retries, each backend's state (metrics.py)."""
+        self.metrics.show_backends({kind: pool.backends for kind, pool in self.pools.items()})
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def healthcheck(self, request: Request) -> Response:
-        """ok (200) while every role has a live backend, else degraded (503)."""
+        """ok (200) while every role has a live backend in rotation, else degraded (503); each
+        backend with its state (healthy, open: out of rotation until its /health answers,
+        draining) and the requests it holds."""
         live = await self._live_backends()
-        healthy = all(live.values())
+        healthy = all(live.values()) and all(pool.healthy for pool in self.pools.values())
         return JSONResponse(
             {
                 "status": "ok" if healthy else "degraded",
@@ -305,6 +416,7 @@ class PdProxy:
                 "decode_instances": len(self.pools["decode"].backends),
                 "live_prefill_instances": live["prefill"],
                 "live_decode_instances": live["decode"],
+                "backends": {kind: [b.as_json() for b in pool.backends] for kind, pool in self.pools.items()},
             },
             status_code=200 if healthy else 503,
         )
@@ -351,7 +463,7 @@ class PdProxy:
             return JSONResponse({"error": "the instance API answers loopback clients only"}, status_code=403)
         return None
 
-    async def _instances(self, request: Request, add: bool) -> Response:
+    async def _instances(self, request: Request, action: InstanceAction) -> Response:
         refusal = self._refuse_control(request)
         if refusal is not None:
             return refusal
@@ -365,24 +477,101 @@ class PdProxy:
         items = body.get("instances") or []
         if not isinstance(items, list):
             return JSONResponse({"error": "instances must be a list of host:port"}, status_code=400)
-        changed = []
+        pool = self.pools[kind]
+        places = []
         for item in items:
-            host, _, port = str(item).rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            host, _, digits = str(item).rpartition(":")
+            if not host or not digits.isdigit() or not 0 < int(digits) < 65536:
                 return JSONResponse({"error": f"bad instance '{item}', expected host:port"}, status_code=400)
-            pool = self.pools[kind]
-            if add:
-                pool.add(host.strip("[]"), int(port), trusted=False)
+            places.append((host.strip("[]"), int(digits)))
+        if action in ("drain", "resume"):
+            unknown = [f"{h}:{p}" for h, p in places if pool.find(h, p) is None]
+            if unknown:
+                return JSONResponse({"error": f"no {kind} instance {', '.join(unknown)}"}, status_code=404)
+        for host, port in places:
+            if action == "add":
+                pool.add(host, port, trusted=False)
+            elif action == "remove":
+                pool.remove(host, port)
             else:
-                pool.remove(host.strip("[]"), int(port))
-            changed.append(item)
+                backend = pool.find(host, port)
+                assert backend is not None  # checked above
+                backend.drain() if action == "drain" else backend.resume()
         self._health = None
-        verb = "added" if add else "removed"
-        log.warning("%s %s %s instance(s) at run time: %s", request.client, verb, kind, ", ".join(map(str, changed)))
-        return JSONResponse({"message": f"{verb} {len(changed)} {kind} instance(s)", "instances": changed})
+        done = {"add": "added", "remove": "removed", "drain": "drained", "resume": "resumed"}[action]
+        names = [f"{h}:{p}" for h, p in places]
+        log.warning("%s %s %s instance(s) at run time: %s", request.client, done, kind, ", ".join(names))
+        shown = [b.as_json() for b in pool.backends if (b.host, b.port) in places]
+        return JSONResponse({"message": f"{done} {len(names)} {kind} instance(s)", "instances": shown or names})
 
     async def add_instances(self, request: Request) -> Response:
-        return await self._instances(request, add=True)
+        return await self._instances(request, "add")
 
     async def remove_instances(self, request: Request) -> Response:
-        return await self._instances(request, add=False)
+        return await self._instances(request, "remove")
+
+    async def drain_instances(self, request: Request) -> Response:
+        """Out of rotation for new requests; those it holds go on (`active` in /healthcheck)."""
+        return await self._instances(request, "drain")
+
+    async def resume_instances(self, request: Request) -> Response:
+        return await self._instances(request, "resume")
+
+
+def _prefill_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The request as the prefill gets it: one token out, not streamed, the KV kept for a decode."""
+    prefill = {**body, "stream": False, "max_tokens": 1, "min_tokens": 1}
+    prefill.pop("stream_options", None)
+    if "max_completion_tokens" in body:
+        prefill["max_completion_tokens"] = 1
+    prefill["kv_transfer_params"] = {
+        "do_remote_decode": True,
+        "do_remote_prefill": False,
+        "remote_engine_id": None,
+        "remote_block_ids": None,
+        "remote_host": None,
+        "remote_port": None,
+    }
+    return prefill
+
+
+async def _client_left(request: Request) -> None:
+    """Returns when the client has gone (its request body is read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class TooLarge(httpx.TransportError):
+    """A backend's answer over the size the proxy reads."""
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"answered more than {limit >> 20} MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _once_more_if_stale(send: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+    """Send, and once more when a kept-alive connection turned out closed by the backend as it was
+    reused (nothing of the request was processed); a second failure is real."""
+    try:
+        return await send()
+    except (httpx.RemoteProtocolError, httpx.ReadError):
+        return await send()
+
+
+def _error_message(data: bytes) -> str:
+    """What a backend's error answer says, short: vLLM's `message` (or `error` text), its first
+    line; never a whole body — a 500 page or a traceback is not passed on."""
+    with contextlib.suppress(ValueError):
+        answer = json.loads(data)
+        if isinstance(answer, dict):
+            error = answer.get("error", answer)
+            said = error.get("message") if isinstance(error, dict) else error
+            if isinstance(said, str) and said:
+                return terminal_safe(said.splitlines()[0])[:300]
+    return f"no error message of vLLM's form ({len(data)} bytes not passed on)"

@@ -7,11 +7,16 @@ class, and how each request ended. The console's own probes are counted apart an
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import get_args
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ..core.telemetry.proxy_metrics import PREFIX, prompt_class
+from .backends import Backend, BackendState
+
+STATES: tuple[BackendState, ...] = get_args(BackendState)
 
 # long context: a 128k prefill on the guide's P takes seconds to minutes
 SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 60, 120, 300, 600, 1200)
@@ -45,11 +50,36 @@ class ProxyMetrics:
         self.probes = Counter(
             PREFIX + "probes", "The console's own probes (not in the latencies).", registry=self.registry
         )
+        self.retries = Counter(
+            PREFIX + "retries",
+            "Attempts on another instance of a role after one failed before any byte reached the client.",
+            ("stage",),
+            registry=self.registry,
+        )
+        self.backend_state = Gauge(
+            PREFIX + "backend_state",
+            "1 for each backend's state: healthy, open (out of rotation until /health answers) or draining.",
+            ("role", "instance", "state"),
+            registry=self.registry,
+        )
+        self.backend_active = Gauge(
+            PREFIX + "backend_active", "Requests a backend holds now.", ("role", "instance"), registry=self.registry
+        )
         self.output_tokens = Counter(
             PREFIX + "output_tokens",
             "Streamed output events relayed (a token each; more with MTP).",
             registry=self.registry,
         )
+
+    def show_backends(self, backends: Mapping[str, Sequence[Backend]]) -> None:
+        """Each backend's state and load as they are now (a removed backend's series go)."""
+        self.backend_state.clear()
+        self.backend_active.clear()
+        for role, members in backends.items():
+            for backend in members:
+                for state in STATES:
+                    self.backend_state.labels(role, backend.name, state).set(float(backend.state == state))
+                self.backend_active.labels(role, backend.name).set(backend.active)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
