@@ -94,11 +94,12 @@ async def _run_verb(
         views = list(orch.views.values())
         if judge == "status":
             alerts = await session.alert_round()
+        removed = list(orch.removed.values())
         if as_json:
-            sys.stdout.write(reports.status_json(plan, views, alerts))
+            sys.stdout.write(reports.status_json(plan, views, alerts, removed))
         else:
             tails = {v.name: orch.stores[v.name].last(50) for v in views if v.state == "failed"}
-            sys.stdout.write(reports.status_text(plan, views, alerts, tails))
+            sys.stdout.write(reports.status_text(plan, views, alerts, tails, removed))
     if judge == "status":
         return exit_code_for(views, alerts)
     unknown = [v for v in views if v.state == "unknown" and (not concerns or v.name in concerns)]

@@ -15,7 +15,7 @@ from .core.journal import JournalEntry
 from .core.notify import Notification, Notifier
 from .core.orchestrate import ProcessView, ProgressNoted, StageChanged, StateChanged
 from .core.orchestrate.containers import ContainerOutcome
-from .core.orchestrate.model import Event, Notice
+from .core.orchestrate.model import Event, Notice, RemovedProcess
 from .core.orchestrate.orphans import Orphan
 from .core.plan import LaunchPlan
 from .core.preflight import Check, fold, tally
@@ -78,8 +78,14 @@ def view_json(plan: LaunchPlan, view: ProcessView) -> dict[str, Any]:
     }
 
 
-def status_json(plan: LaunchPlan, views: Sequence[ProcessView], alerts: Sequence[Alert]) -> str:
-    report = {"processes": [view_json(plan, v) for v in views], "alerts": [asdict(a) for a in alerts]}
+def status_json(
+    plan: LaunchPlan, views: Sequence[ProcessView], alerts: Sequence[Alert], removed: Sequence[RemovedProcess] = ()
+) -> str:
+    report = {
+        "processes": [view_json(plan, v) for v in views],
+        "removed": [{"name": r.name, "node": r.node, "pid": r.handle.pid, "started_by": r.started_by} for r in removed],
+        "alerts": [asdict(a) for a in alerts],
+    }
     return json.dumps(report, indent=2) + "\n"
 
 
@@ -136,9 +142,11 @@ def status_text(
     views: Sequence[ProcessView],
     alerts: Sequence[Alert] = (),
     last_lines: Mapping[str, Sequence[str]] | None = None,
+    removed: Sequence[RemovedProcess] = (),
 ) -> str:
-    """The process table, then what is wrong with each process that has something wrong, the
-    alerts, and the last lines of the failed ones' logs (`last_lines`, by process)."""
+    """The process table, what still runs that the profile no longer has, then what is wrong with
+    each process that has something wrong, the alerts, and the last lines of the failed ones' logs
+    (`last_lines`, by process)."""
     rows = [("PROCESS", "ROLE", "NODE", "PID", "STATE", "UPTIME", "HEALTH", "LAST LINE")]
     for view in views:
         proc = plan.process(view.name)
@@ -160,6 +168,11 @@ def status_text(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] + "\n"
         for row in rows
     ]
+    if removed:
+        out.append("\nremoved from the profile, still running (`down` stops them):\n")
+        for r in removed:
+            by = f", started by {r.started_by}" if r.started_by else ""
+            out.append(f"  {r.name} on {r.node} (pid {r.handle.pid}{by})\n")
     for view in views:
         if view.drift:
             out.append(f"\n{view.name} drifted from the profile:\n" + "".join(f"  {d}\n" for d in view.drift))

@@ -178,6 +178,29 @@ def test_down_stops_a_drifted_process_but_spares_another_profiles_unless_forced(
     assert processes(profile)["decode-0"]["state"] == "stopped"
 
 
+def test_an_edit_of_the_instances_is_the_same_deployment_and_loses_nothing(profile: Path, tmp_path: Path) -> None:
+    """The instance list is not the deployment's identity (its name and nodes are): a process of an
+    instance the edited profile renamed or removed is found, shown as removed and stopped by `down`."""
+    assert cpconsole("up", profile, "-p", "decode-0", "-p", "prefill-0", "-p", "prefill-1").returncode == 0
+    before = processes(profile)
+    renamed = write_profile(tmp_path, profile.read_text().replace("\n  decode:\n", "\n  decode2:\n", 1), "e.yaml")
+    assert build_plan(load_profile(renamed)).run_key == build_plan(load_profile(profile)).run_key
+    now = processes(renamed)
+    assert now["prefill-0"]["pid"] == before["prefill-0"]["pid"] and now["prefill-0"]["state"] == "ready"
+    assert now["decode2-0"]["state"] == "planned"
+    report = json.loads(cpconsole("status", renamed, "--json").stdout)
+    assert [(r["name"], r["pid"]) for r in report["removed"]] == [("decode-0", before["decode-0"]["pid"])]
+    assert "removed from the profile, still running (`down` stops them):\n  decode-0 on decode-a" in (
+        cpconsole("status", renamed).stdout
+    )
+    down = cpconsole("down", renamed)
+    assert down.returncode == 0, down.stdout + down.stderr
+    gone = int(str(before["decode-0"]["pid"]))
+    assert not psutil.pid_exists(gone) or psutil.Process(gone).status() == psutil.STATUS_ZOMBIE
+    assert json.loads(cpconsole("status", renamed, "--json").stdout)["removed"] == []
+    assert processes(profile)["decode-0"]["state"] == "stopped"  # the original profile sees it stopped
+
+
 def test_a_relative_run_dir_is_refused(tmp_path: Path) -> None:
     text = demo_text(tmp_path).replace(f"run_dir: {tmp_path}/run", "run_dir: relative/run")
     done = cpconsole("validate", write_profile(tmp_path, text))

@@ -356,15 +356,19 @@ def _kv_params_flag(profile: Profile) -> list[str]:
     return ["--kv-params", "optional"] if silent else []
 
 
+def pidfile_of(run_key: str, process: str) -> str:
+    """Where, inside its container, a process records the group it started (render's keep-group)."""
+    return f"/tmp/cpconsole-{run_key}-{process}.pid"
+
+
 def profile_identity(profile: Profile) -> str:
-    """What makes a deployment the same one across edits: its name, its nodes (name and host) and
-    its instances. Flags, env and versions may change (the process is then drifted); any of these
-    makes another deployment, with run directories of its own."""
+    """What makes a deployment the same one across edits: its name and its nodes (name and host).
+    Instances may be added, removed or changed — a process of one no longer in the profile is
+    found as `removed`, one whose flags or env changed as drifted; another name or another set of
+    nodes is another deployment (a copy of a profile on other hosts), with run directories of its own."""
     identity = {
         "name": profile.name,
         "nodes": sorted((name, node.host) for name, node in profile.nodes.items()),
-        "instances": sorted(profile.instances),
-        "proxy": profile.proxy.node if profile.proxy else None,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -386,7 +390,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
         return profile.nodes[node].tools or profile.defaults.tools
 
     def pidfile(process: str, container: str | None) -> str | None:
-        return f"/tmp/cpconsole-{run_key}-{process}.pid" if container else None
+        return pidfile_of(run_key, process) if container else None
 
     processes: list[ProcessPlan] = []
     for place in placements(profile):

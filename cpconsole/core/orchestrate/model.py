@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..diagnosis.explain import FailureCause
+from ..remote.types import ProcessHandle
 from .states import State, Trigger
 
 
@@ -72,6 +73,16 @@ class StateChanged:
     view: ProcessView
     previous: State
     trigger: Trigger  # what moved it: adoption's `found_*` only tells what was there already
+
+
+@dataclass(frozen=True)
+class RemovedProcess:
+    """A process of this deployment still running whose instance the profile no longer has."""
+
+    name: str
+    node: str
+    handle: ProcessHandle
+    started_by: str = ""
 
 
 @dataclass(frozen=True)

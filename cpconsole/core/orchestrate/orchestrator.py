@@ -20,7 +20,7 @@ import httpx
 
 from ..diagnosis.explain import FailureCause, explain
 from ..httpclient import http_client, status_text
-from ..plan import LaunchPlan, ProcessPlan
+from ..plan import LaunchPlan, NodePlan, ProcessPlan, pidfile_of
 from ..remote import LogStore, ProcessHandle, ProcessStatus, RemoteError, Transport, scripts
 from ..remote import manifest as manifest_file
 from ..remote.base import handle_from_pidfile
@@ -32,7 +32,16 @@ from ..safetext import terminal_safe
 from ..tasks import cancel_and_wait
 from .drift import manifest_drift
 from .lock import DeploymentLock, holder_for, lock_dir
-from .model import EventBus, Notice, ProcessView, ProgressNoted, StageChanged, StateChanged, operator
+from .model import (
+    EventBus,
+    Notice,
+    ProcessView,
+    ProgressNoted,
+    RemovedProcess,
+    StageChanged,
+    StateChanged,
+    operator,
+)
 from .progress import last_news, progress, waiting_for_peer
 from .stages import Stage, instance_of, stages
 from .states import UP_STATES, Trigger, can, transition
@@ -67,6 +76,9 @@ class Orchestrator:
         self._ending: set[asyncio.Task[None]] = set()  # tails told to stop, still closing their stream
         self._launched: set[str] = set()  # progress of adopted processes is history, not news
         self._telemetry_stalls: set[str] = set()
+        # processes of this deployment that the profile no longer has (an instance removed or renamed
+        # since), found running in its run directories: shown, and stopped by a whole `down`
+        self.removed: dict[str, RemovedProcess] = {}
         self.operator = operator()
         self._http = http or http_client(3.0)
         self._own_http = http is None
@@ -151,8 +163,42 @@ class Orchestrator:
 
     async def adopt(self) -> None:
         """Find what already runs, from the manifests on each node; nothing is (re)started."""
-        await asyncio.gather(*(self._adopt(p) for p in self.plan.processes))
+        await asyncio.gather(*(self._adopt(p) for p in self.plan.processes), self._find_removed())
         await self.refresh()
+
+    async def _find_removed(self) -> None:
+        """This deployment's processes that run but are no longer in the profile, on every node."""
+        planned = {(p.node, p.name) for p in self.plan.processes}
+
+        async def on(node: NodePlan) -> list[RemovedProcess]:
+            base = posixpath.join(node.run_dir, self.plan.run_key)
+            transport = self.transports[node.name]
+            try:
+                listed = await transport.run(scripts.process_dirs(base), timeout=10)
+                names = [n for n in listed.text().split() if (node.name, n) not in planned]
+                found = []
+                for name in names:
+                    directory = posixpath.join(base, name)
+                    read = await transport.run(scripts.read(posixpath.join(directory, manifest_file.FILE)), timeout=10)
+                    manifest = Manifest.decode(read.stdout) if read.ok else None
+                    if manifest is None or manifest.node != node.name:  # another node's, on a shared disk
+                        continue
+                    pidfile = pidfile_of(self.plan.run_key, name) if manifest and manifest.container else None
+                    handle = (
+                        manifest.handle(
+                            node.name, directory, container_cli=node.tools.docker, container_pidfile=pidfile
+                        )
+                        if manifest
+                        else None
+                    )
+                    if handle is not None and (await transport.status(handle)).state == "running":
+                        found.append(RemovedProcess(name, node.name, handle, manifest.started_by if manifest else ""))
+                return found
+            except RemoteError:
+                return []  # a node that does not answer: its planned processes say so already
+
+        found = await asyncio.gather(*(on(n) for n in self.plan.nodes))
+        self.removed = {r.name: r for group in found for r in group}
 
     async def notice_starts_elsewhere(self) -> None:
         """Processes that do not run here but that someone started since (another console, a
@@ -181,14 +227,9 @@ class Orchestrator:
         started = manifest.started_at if manifest else ""
         if status.state == "running":
             self.handles[proc.name] = handle
-            if not manifest:
-                drift: tuple[str, ...] = ()
-            elif manifest.digest != self.plan.digest:
-                drift = manifest_drift(manifest, proc) or (
-                    "the profile changed elsewhere; this process's argv and env are the same",
-                )
-            else:
-                drift = ()
+            # drifted: what it runs is not what the profile says now (an edit elsewhere in the profile,
+            # another instance added or removed, leaves it as it is)
+            drift = manifest_drift(manifest, proc) if manifest and manifest.digest != self.plan.digest else ()
             end = int(size.text().strip() or 0) if size.ok else 0
             self._follow(proc.name, max(0, end - RECENT_BYTES))
             who = f"started by {manifest.started_by} at {started}" if manifest and manifest.started_by else found_by
@@ -585,6 +626,8 @@ class Orchestrator:
         await self.adopt()  # under the lock: what another console started a moment ago counts too
         requested_by = f"{self.operator} at {time.strftime('%Y-%m-%dT%H:%M:%S')}"
         ok = True
+        if chosen is None:  # what the profile no longer has goes first: nothing of it is routed to
+            ok = all(await asyncio.gather(*(self._stop_removed(r, requested_by) for r in self.removed.values())))
         for stage in reversed(stages(self.plan)):
             names = [n for n in stage.start if (chosen is None or n in chosen) and self._needs_stop(n)]
             spared = [n for n in names if self.views[n].foreign and not force]
@@ -596,6 +639,17 @@ class Orchestrator:
             results = await asyncio.gather(*(self._stop(n, requested_by) for n in names if n not in spared))
             ok = all(results) and not spared and ok
         return ok
+
+    async def _stop_removed(self, removed: RemovedProcess, requested_by: str) -> bool:
+        try:
+            status = await self.transports[removed.node].stop(
+                removed.handle, grace=self.plan.timeouts.stop_grace, requested_by=requested_by
+            )
+        except RemoteError:
+            return False
+        if status.settled:
+            del self.removed[removed.name]
+        return status.settled
 
     def _needs_stop(self, name: str) -> bool:
         """Started by us and not stopped yet: what runs is stopped, what ended is acknowledged."""

@@ -137,6 +137,12 @@ class ShellTransport(ABC):
         result = await self.run(script, timeout=timeout, input=spec.script.encode())
         if result.exit_code == scripts.SPAWN_RUNNING:
             raise AlreadyRunning(self.node, f"{spec.name} is still running as pid {result.text().strip()}")
+        if result.exit_code is None:  # the session ended without an exit status: the connection went
+            raise RemoteError(
+                self.node,
+                f"the connection dropped while {spec.name} was being started in {spec.run_dir}: it may be running "
+                "(its run directory says: `cpconsole status` adopts it if so) or not; nothing else was done",
+            )
         if not result.ok:
             why = SPAWN_FAILURES.get(result.exit_code or 0, "")
             raise CommandFailed(

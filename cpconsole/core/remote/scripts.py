@@ -174,6 +174,14 @@ echo "$pid $ticks $boot"
 """
 
 
+def process_dirs(base: str) -> str:
+    """Print the name of each process directory under a deployment's base that has a manifest."""
+    return (
+        f"cd {shell_path(base)} 2>/dev/null || exit 0\n"
+        'for d in */; do [ -f "$d/manifest.json" ] && printf \'%s\\n\' "${d%/}"; done\ntrue'
+    )
+
+
 def running_among(run_dirs: dict[str, str]) -> str:
     """Print the name of each run directory (name → path) whose process still runs — its pid file
     names a live process with the recorded start time on this boot and no exit code is written,
