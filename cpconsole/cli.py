@@ -202,8 +202,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+    from .core.orchestrate.drain import interrupts_service
 
     _, plan = _plan_for(args)
+    why = interrupts_service(plan, args.target)
+    if why and not args.allow_downtime:
+        raise UsageError(f"{why}; add --allow-downtime to restart it anyway")
     return headless.restart(plan, args.target, args.json, force=args.force)
 
 
@@ -420,6 +424,11 @@ def _args_down(cmd: argparse.ArgumentParser) -> None:
 def _args_restart(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
     cmd.add_argument("target", metavar="TARGET", help="an instance (e.g. prefill), a process, or proxy")
+    cmd.add_argument(
+        "--allow-downtime",
+        action="store_true",
+        help="restart even when no other instance of its role serves meanwhile (requests fail until it is back)",
+    )
     _json_option(cmd)
     _force_option(cmd)
 

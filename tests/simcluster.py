@@ -154,3 +154,20 @@ def over_ssh(text: str, sshd: Sshd, tmp: Path, nodes_dir: str) -> str:
         1,
     )
     return text.replace(f"CPCONSOLE_SIM_STATE: {tmp}/state", f"CPCONSOLE_SIM_STATE: {nodes_dir}/state")
+
+
+def one_p_two_d(text: str) -> str:
+    """A demo_text profile with a second decode instance, `decode2` on node decode-b (the next
+    address of the block): the smallest layout where one decode serves while the other restarts."""
+    node = next(line for line in text.splitlines() if line.startswith("  decode-a: {host: "))
+    address = node.split("host: ", 1)[1].split(",", 1)[0]
+    other = address.rsplit(".", 1)[0] + ".14"
+    text = text.replace(node, node + "\n" + node.replace("decode-a", "decode-b").replace(address, other), 1)
+    start = text.index("\n  decode:\n")
+    block = text[start : text.index("\nproxy:", start)]
+    second = (
+        block.replace("\n  decode:\n", "\n  decode2:\n", 1)
+        .replace("nodes: [decode-a]", "nodes: [decode-b]")
+        .replace('engine_ids: ["3"]', 'engine_ids: ["4"]')
+    )
+    return text.replace(block, block + second, 1)

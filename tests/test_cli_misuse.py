@@ -19,6 +19,11 @@ MISUSES = [
         "no process named 'nothing' (processes are: prefill-0, prefill-1, decode-0, proxy)",
     ),
     (("restart", DEMO, "decod"), "no instance or process named 'decod' (did you mean 'decode'?)"),
+    (
+        ("restart", DEMO, "decode"),
+        "decode is the only decode instance: requests fail while it restarts; add --allow-downtime",
+    ),
+    (("restart", DEMO, "proxy"), "the proxy is the one way in: every request fails while it restarts"),
     (("logs", DEMO, "-p", "proxi"), "no process named 'proxi' (did you mean 'proxy'?)"),
     (("logs", DEMO, "--since-offset", "0"), "name its process with -p"),
     (("exec", DEMO, "decode-b", "--", "true"), "no node named 'decode-b' (did you mean 'decode-a'?)"),

@@ -31,7 +31,7 @@ def test_every_cli_action_is_journaled_with_who_what_and_how_it_ended(tmp_path: 
     plan = build_plan(load_profile_text(profile.read_text()))
     try:
         assert cpconsole("up", profile).returncode == 0
-        assert cpconsole("restart", profile, "decode").returncode == 0
+        assert cpconsole("restart", profile, "decode", "--allow-downtime").returncode == 0
     finally:
         assert cpconsole("down", profile).returncode == 0
     done = cpconsole("journal", profile, "--json")

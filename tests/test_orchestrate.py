@@ -230,13 +230,13 @@ def test_restart_covers_the_whole_instance(tmp_path: Path) -> None:
     try:
         assert cpconsole("up", profile).returncode == 0
         before = {v["name"]: v["pid"] for v in json.loads(cpconsole("status", profile, "--json").stdout)["processes"]}
-        done = cpconsole("restart", profile, "prefill-1", "--json")
+        done = cpconsole("restart", profile, "prefill-1", "--json", "--allow-downtime")
         assert done.returncode == 0, done.stdout + done.stderr
         after = {v["name"]: v["pid"] for v in json.loads(done.stdout)["processes"]}
         assert after["prefill-0"] != before["prefill-0"] and after["prefill-1"] != before["prefill-1"]
         assert after["decode-0"] == before["decode-0"] and after["proxy"] == before["proxy"]
         # told as it happens: only what the restart changes, not what adoption found running
-        told = cpconsole("restart", profile, "prefill-1")
+        told = cpconsole("restart", profile, "prefill-1", "--allow-downtime")
         assert told.returncode == 0, told.stderr
         named = {words[1] for line in told.stderr.splitlines() if len(words := line.split()) > 2}
         assert named == {"prefill-0", "prefill-1", "--"}, told.stderr

@@ -62,7 +62,12 @@ def test_xpyd_proxy_lists_every_api_server(xpyd) -> None:  # type: ignore[no-unt
         "8004",
         "--max-retries",
         "3",
+        # cpconsole drains an instance through it before a restart, with a token only it has
+        "--enable-instance-api",
+        "--admin-token-env",
+        "CPCONSOLE_PROXY_ADMIN_TOKEN",
     ]
+    assert xpyd.process("proxy").admin_env == "CPCONSOLE_PROXY_ADMIN_TOKEN"
 
 
 def test_xpyd_engine_ids_are_derived_unique_and_topology_blocks_describe_both_roles(xpyd) -> None:  # type: ignore[no-untyped-def]

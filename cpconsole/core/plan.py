@@ -135,6 +135,9 @@ class ProcessPlan(Frozen):
     container_cli: tuple[str, ...] = ("docker",)  # the node's tools.docker
     # the variable that receives the profile's API key at launch (read from KEY_FILE, then deleted)
     key_env: str | None = None
+    # cpconsole's proxy: its instance API's admin token comes in this variable, from ADMIN_FILE in its
+    # run directory (made by cpconsole when it starts it; read again to drain an instance)
+    admin_env: str | None = None
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -344,6 +347,8 @@ def _proxy_argv(profile: Profile) -> list[str]:
         *render_flags(proxy.args),
         *_kv_params_flag(profile),
         *(["--require-api-key"] if profile.api_key and proxy.is_cpconsoles else []),  # or anyone gets the key's use
+        # cpconsole drains an instance in it before a restart: with the admin token it hands it
+        *(["--enable-instance-api", "--admin-token-env", ADMIN_ENV] if proxy.is_cpconsoles else []),
     ]
 
 
@@ -354,6 +359,9 @@ def _kv_params_flag(profile: Profile) -> list[str]:
         i for i in profile.instances.values() if i.role == "prefill" and i.kv_connector and not i.kv_connector.kv_params
     ]
     return ["--kv-params", "optional"] if silent else []
+
+
+ADMIN_ENV = "CPCONSOLE_PROXY_ADMIN_TOKEN"
 
 
 def pidfile_of(run_key: str, process: str) -> str:
@@ -438,6 +446,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
                 container_pidfile=pidfile("proxy", container),
                 container_cli=tools_of(proxy.node).docker,
                 key_env="OPENAI_API_KEY" if profile.api_key else None,  # what the PD proxies send on
+                admin_env=ADMIN_ENV if proxy.is_cpconsoles else None,
             )
         )
     nodes = tuple(

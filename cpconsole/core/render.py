@@ -34,6 +34,8 @@ def docker_exec_words(
     words += [f"--env {shlex.quote(f'{key}={value}')}" for key, value in (*proc.env, *more_env)]
     if key_env or proc.key_env:  # its value from the calling shell's environment, never written
         words.append(f"--env {key_env or proc.key_env}")
+    if proc.admin_env:
+        words.append(f"--env {proc.admin_env}")
     return [*words, shlex.quote(proc.container)]
 
 
@@ -55,6 +57,9 @@ KEEP_GROUP = shlex.quote('echo $$ > "$0" && exec "$@"')
 
 # the API key, written by cpconsole (mode 600) just before the start, read once and deleted
 KEY_FILE = ".api_key"
+# the proxy's admin token, written by cpconsole (mode 600) when it first starts it; kept, since a
+# console reads it again to drain an instance
+ADMIN_FILE = ".admin_token"
 
 
 def render_script(proc: ProcessPlan, *, shown_key: str | None = None) -> str:
@@ -66,6 +71,8 @@ def render_script(proc: ProcessPlan, *, shown_key: str | None = None) -> str:
         head.append(f"export {proc.key_env}={shlex.quote(shown_key)}")
     elif proc.key_env:  # run in its run directory, where KEY_FILE is
         head.append(f"{proc.key_env}=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export {proc.key_env} || exit 1")
+    if proc.admin_env:
+        head.append(f"{proc.admin_env}=$(cat {ADMIN_FILE}) && export {proc.admin_env} || exit 1")
     if proc.container:
         keep_group = f"setsid -w sh -c {KEEP_GROUP} {shlex.quote(proc.container_pidfile or '')}"
         options = [*docker_exec_words(proc), keep_group, format_command(proc.argv)]

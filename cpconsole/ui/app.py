@@ -19,6 +19,7 @@ from textual.worker import Worker
 
 from ..core import cmdline as cmd
 from ..core.notify import Notification
+from ..core.orchestrate.drain import interrupts_service
 from ..core.orchestrate.lock import DeploymentBusy
 from ..core.remote import RemoteError
 from ..core.safetext import terminal_safe
@@ -277,9 +278,12 @@ class ConsoleApp(App[int]):
                 self._run_intent(f"restart {target}", self.session.restart(target))
                 self.notify(f"restarting {target}'s instance")
 
-        self.push_screen(
-            ConfirmScreen(f"Restart {target}'s whole instance (every rank, in order)?", "Restart"), answered
-        )
+        why = interrupts_service(self.session.plan, target)
+        # another instance of its role serves meanwhile (drained first), or the operator is told it will not
+        question = f"Restart {target}'s whole instance (every rank, in order)?"
+        if why:
+            question += f"\nThe service is interrupted: {why}."
+        self.push_screen(ConfirmScreen(question, "Restart"), answered)
 
     def action_exec(self, nodes: tuple[str, ...], argv: tuple[str, ...]) -> None:
         if self._refuse_if_read_only():

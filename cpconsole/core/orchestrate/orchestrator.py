@@ -27,9 +27,10 @@ from ..remote.base import handle_from_pidfile
 from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
 from ..remote.manifest import Manifest
-from ..render import KEY_FILE
+from ..render import ADMIN_FILE, KEY_FILE
 from ..safetext import terminal_safe
 from ..tasks import cancel_and_wait
+from .drain import ProxyAdmin, backends_of, others_serve
 from .drift import manifest_drift
 from .lock import DeploymentLock, holder_for, lock_dir
 from .model import (
@@ -425,7 +426,25 @@ class Orchestrator:
             return await self._unless_cancelled(lock, self._restart(names, force))
 
     async def _restart(self, names: list[str], force: bool) -> bool:
-        return await self._down(names, force=force) and await self._up(names)
+        """Stop and start again; an instance cpconsole's proxy routes to, while another of its role
+        serves, is first drained (no new request, those it holds end) and taken back once it runs."""
+        admin = ProxyAdmin(self.plan, self.transports, self._http)
+        proxy = admin.proxy
+        await self.adopt()  # whether the proxy runs to be asked
+        serving = proxy is not None and proxy.name not in names and self.views[proxy.name].state in UP_STATES
+        served = backends_of(self.plan, names) if serving else []
+        drained = False
+        if served and others_serve(self.plan, names):
+            drained = await admin.drain(served, self.plan.timeouts.drain, self._tell)
+        ok = await self._down(names, force=force) and await self._up(names)
+        if drained and ok:
+            await admin.resume(served, self._tell)
+        elif drained:
+            self._tell("it is left out of the proxy's rotation until it runs again (/instances/resume)")
+        return ok
+
+    def _tell(self, text: str) -> None:
+        self.events.publish(Notice(text))
 
     # ------------------------------------------------------------ up, under the lock
 
@@ -496,6 +515,16 @@ class Orchestrator:
         if not result.ok:
             raise RemoteError(proc.node, f"cannot hand {proc.name} its API key: {result.text().strip()[-200:]}")
 
+    async def _hand_admin_token(self, proc: ProcessPlan) -> None:
+        """cpconsole's proxy's admin token, made once and kept in its run directory (mode 600):
+        the proxy reads it at each start, a console again to drain an instance."""
+        if not proc.admin_env:
+            return
+        script = scripts.hand_key(run_dir(self.plan, proc), ADMIN_FILE, keep=True)
+        result = await self._node(proc.name).run(script, input=secrets.token_hex(24).encode(), timeout=20)
+        if not result.ok:
+            raise RemoteError(proc.node, f"cannot hand {proc.name} its admin token: {result.text().strip()[-200:]}")
+
     async def _start(self, name: str) -> bool:
         proc = self._proc(name)
         if await self._port_taken(proc):
@@ -510,6 +539,7 @@ class Orchestrator:
             return False
         try:
             await self._hand_key(proc)
+            await self._hand_admin_token(proc)
             handle = await self._node(name).spawn_detached(spawn_spec(self.plan, proc, started_by=self.operator))
         except RemoteError as exc:
             if proc.key_env:  # the key must not stay at rest where nothing reads it

@@ -274,6 +274,9 @@ class Timeouts(Strict):
     proxy: float = Field(default=120, gt=0, description="the proxy until /healthcheck answers")
     probe: float = Field(default=300, gt=0, description="the 1-token request through the proxy")
     stop_grace: float = Field(default=30, gt=0, description="SIGTERM to SIGKILL when stopping")
+    drain: float = Field(
+        default=120, ge=0, description="an instance being restarted: for the requests it holds to end, out of rotation"
+    )
 
 
 class Alerts(Strict):

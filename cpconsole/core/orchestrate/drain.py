@@ -1,0 +1,128 @@
+"""An instance taken out of cpconsole's proxy's rotation while it is restarted: no new request goes
+to it, those it holds end (bounded by `timeouts.drain`), and it is put back once it serves again.
+The proxy's instance API is asked with the admin token cpconsole handed the proxy at its start
+(ADMIN_FILE in its run directory, read over the proxy node's own connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from ..plan import LaunchPlan, ProcessPlan
+from ..remote import RemoteError, Transport, scripts
+from ..remote.launch import run_dir
+from ..render import ADMIN_FILE
+from .stages import instance_of
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An API server as the proxy knows it."""
+
+    role: str  # prefill | decode
+    instance: str  # host:port
+
+
+def backends_of(plan: LaunchPlan, names: Sequence[str]) -> list[Backend]:
+    """The proxy's backends among these processes (an instance's API server)."""
+    chosen = [plan.process(n) for n in names]
+    return [Backend(p.role, f"{p.address}:{p.http_port}") for p in chosen if p.http_port and p.role in ROLES]
+
+
+def others_serve(plan: LaunchPlan, names: Sequence[str]) -> bool:
+    """Whether another instance of each role among these processes goes on serving meanwhile."""
+    chosen = {plan.process(n).instance for n in names}
+    for role in {plan.process(n).role for n in names} & set(ROLES):
+        if not {p.instance for p in plan.processes if p.role == role and p.http_port} - chosen:
+            return False
+    return True
+
+
+ROLES = ("prefill", "decode")
+
+
+def interrupts_service(plan: LaunchPlan, target: str) -> str | None:
+    """Why restarting `target` interrupts the service (None: another instance serves meanwhile)."""
+    names = instance_of(plan, target)
+    first = plan.process(names[0])
+    if first.role == "proxy":
+        return "the proxy is the one way in: every request fails while it restarts"
+    if not others_serve(plan, names):
+        return f"{first.instance} is the only {first.role} instance: requests fail while it restarts"
+    return None
+
+
+class ProxyAdmin:
+    """cpconsole's proxy's instance API, for drain and resume."""
+
+    def __init__(self, plan: LaunchPlan, transports: Mapping[str, Transport], http: httpx.AsyncClient) -> None:
+        self.proxy: ProcessPlan | None = next((p for p in plan.processes if p.role == "proxy" and p.admin_env), None)
+        self.plan, self.transports, self.http = plan, transports, http
+
+    async def _token(self) -> str:
+        assert self.proxy is not None
+        path = posixpath.join(run_dir(self.plan, self.proxy), ADMIN_FILE)
+        result = await self.transports[self.proxy.node].run(scripts.read(path), timeout=10)
+        token = result.text().strip()
+        if not result.ok or not token:
+            raise RemoteError(self.proxy.node, f"cannot read the proxy's admin token ({path})")
+        return token
+
+    async def _call(self, action: str, backend: Backend) -> httpx.Response:
+        assert self.proxy is not None
+        headers = {"Authorization": f"Bearer {await self._token()}"}
+        body = {"type": backend.role, "instances": [backend.instance]}
+        return await self.http.post(
+            self.proxy.base_url + f"/instances/{action}", json=body, headers=headers, timeout=10
+        )
+
+    async def held(self, backend: Backend) -> int | None:
+        """Requests the proxy has in flight to it (None: the proxy does not know it or did not answer)."""
+        assert self.proxy is not None
+        try:
+            shown = (await self.http.get(self.proxy.base_url + "/healthcheck", timeout=10)).json()
+            listed = shown["backends"][backend.role]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+        return next((int(b["active"]) for b in listed if b.get("instance") == backend.instance), None)
+
+    async def drain(
+        self, backends: Sequence[Backend], timeout: float, told: Callable[[str], None], poll: float = 0.25
+    ) -> bool:
+        """Out of rotation, then until none of them holds a request (or `timeout`): True when
+        every one was drained and emptied."""
+        if self.proxy is None or not backends:
+            return False
+        try:
+            answers = [await self._call("drain", b) for b in backends]
+        except (httpx.HTTPError, RemoteError) as exc:
+            told(f"the proxy could not be asked to drain ({exc}); restarting without")
+            return False
+        if any(a.status_code != 200 for a in answers):
+            told(f"the proxy refused to drain: {answers[0].text[:200]}; restarting without")
+            return False
+        deadline, said = time.monotonic() + timeout, None
+        while True:
+            left = sum(h or 0 for h in [await self.held(b) for b in backends])
+            if left == 0:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                told(f"{left} request(s) still in flight after {timeout:g} s of draining: stopping anyway")
+                return True
+            if left != said:
+                told(f"draining: {left} request(s) in flight, at most {remaining:.0f} s more")
+                said = left
+            await asyncio.sleep(poll)
+
+    async def resume(self, backends: Sequence[Backend], told: Callable[[str], None]) -> None:
+        try:
+            for backend in backends:
+                await self._call("resume", backend)
+        except (httpx.HTTPError, RemoteError) as exc:
+            told(f"the proxy could not be asked to take it back ({exc}): /instances/resume by hand")
