@@ -110,3 +110,34 @@ def in_directory(directory: str) -> list[psutil.Process]:
         if process.info["cwd"] == directory and process.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(process)
     return found
+
+
+def test_an_up_whose_lock_holder_dies_stops_and_says_so(tmp_path: Path) -> None:
+    """The holder of the lock is a shell on the profile's first node, alive as long as its
+    connection: when it dies (a dropped connection kills it), the lock is free for anyone, so the
+    `up` holding it stops within seconds and says why — it does not go on to start the proxy."""
+    profile = write_profile(tmp_path, demo_text(tmp_path, startup="20"))
+    plan = build_plan(load_profile_text(profile.read_text()))
+    holder_file = Path(lock_dir(plan)[1], "holder")
+    up = [sys.executable, "-m", "cpconsole", "up", str(profile)]
+    starting = subprocess.Popen(up, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(2400):  # the up holds the lock (its holder file is written)
+            text = holder_file.read_text() if holder_file.exists() else ""
+            if text.strip() and json.loads(text)["verb"] == "up":
+                break
+            assert starting.poll() is None, starting.communicate()
+            subprocess.run(["sleep", "0.025"], check=False)
+        shells = [
+            p for p in psutil.process_iter(["cmdline"]) if any("holder.tmp" in word for word in p.info["cmdline"] or [])
+        ]
+        assert len(shells) == 1
+        shells[0].kill()  # the holder on the node dies, as with its SSH connection
+        _, err = starting.communicate(timeout=120)  # a hang guard: it stops within seconds
+        assert starting.returncode == 1, err
+        assert "the deployment's lock on prefill-a was lost" in err
+        assert "stage proxy started" not in err  # nothing more was started after the lock was gone
+    finally:
+        if starting.poll() is None:
+            starting.kill()
+        cpconsole("down", profile)

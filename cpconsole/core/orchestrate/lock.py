@@ -73,6 +73,9 @@ class DeploymentLock:
         self.notices: list[str] = []  # what acquiring had to do: take over, ask another to stop, wait
         self.cancelled = asyncio.Event()  # another operator's down asked this holder to stop
         self.cancelled_by = ""
+        # the holder on the node is gone (its connection dropped, it was killed): the lock is free
+        # for anyone, so the change holding it must stop
+        self.lost = asyncio.Event()
         self._stream: Stream | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending = b""
@@ -119,12 +122,14 @@ class DeploymentLock:
                 yield kind, rest
 
     async def _listen(self, stream: Stream) -> None:
-        """Drain the holder's heartbeat (it ends when nobody reads) and notice a cancel."""
+        """Drain the holder's heartbeat (it ends when nobody reads), notice a cancel, and notice
+        the heartbeat ending while the lock is held: the holder died with it."""
         with contextlib.suppress(RemoteError):
             async for kind, rest in self._lines(stream):
                 if kind == "cancel" and not self.cancelled.is_set():
                     self.cancelled_by = rest or "another operator"
                     self.cancelled.set()
+        self.lost.set()  # not cancelled by release(): the stream ended under us
 
     async def release(self) -> None:
         """Say the lock was released (so the next holder takes no crash for granted), end its

@@ -395,15 +395,24 @@ class Orchestrator:
             await lock.release()
 
     async def _unless_cancelled(self, lock: DeploymentLock, work: Coroutine[Any, Any, bool]) -> bool:
-        """Run a change until it ends or another operator's `down` asks it to stop."""
+        """Run a change until it ends, another operator's `down` asks it to stop, or its lock is
+        lost (then another change could start: this one stops where it is)."""
         task = asyncio.ensure_future(work)
         asked = asyncio.ensure_future(lock.cancelled.wait())
+        lost = asyncio.ensure_future(lock.lost.wait())
         try:
-            await asyncio.wait({task, asked}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, asked, lost}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await cancel_and_wait(asked, task)
+            await cancel_and_wait(asked, lost, task)
+        if task.cancelled() and lock.lost.is_set() and not lock.cancelled.is_set():
+            node, _ = lock_dir(self.plan)
+            self._tell(
+                f"stopped: the deployment's lock on {node} was lost (its connection dropped?), so another change "
+                "could start; what this one had started is left as it is: `cpconsole status` shows it"
+            )
+            return False
         if task.cancelled():
-            self.events.publish(Notice(f"cancelled: {lock.cancelled_by} is stopping this deployment"))
+            self._tell(f"cancelled: {lock.cancelled_by} is stopping this deployment")
             return False
         return task.result()
 
