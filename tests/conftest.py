@@ -52,9 +52,11 @@ def recorder_bin(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-def run_sh(script: str, *, path_first: Path | None = None, cwd: Path | None = None) -> Recorded:
-    """Run shell text with a minimal environment; return what the recorder it calls printed."""
-    env = {"PATH": f"{path_first}:/usr/bin:/bin" if path_first else "/usr/bin:/bin"}
+def run_sh(
+    script: str, *, path_first: Path | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Recorded:
+    """Run shell text with a minimal environment (and `env`); return what the recorder it calls printed."""
+    env = {"PATH": f"{path_first}:/usr/bin:/bin" if path_first else "/usr/bin:/bin", **(env or {})}
     done = subprocess.run(
         ["sh", "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=30, check=False
     )

@@ -10,25 +10,62 @@ from pathlib import Path
 
 # `docker exec [--env K=V]... [--workdir D] CONTAINER CMD...` runs CMD here, as docker exec runs it
 # inside the container: out of the client's process group (a signal to the client does not reach
-# it, as with docker), the client waiting for its exit code.
-# A file $DOCKER_STAND_IN_DIR/NAME.path holds the PATH inside that container (an image without some tool).
+# it, as with docker), the client waiting for its exit code. It gives and refuses what docker does:
+# - the environment is the image's (`Config.Env`: here PATH, as this machine's or as
+#   $DOCKER_STAND_IN_DIR/NAME.path says for an image without some tool) with HOME=/root (docker
+#   sets it for the container's user) and the --env pairs — never the client's: a login shell's
+#   ~/.bashrc or the calling shell's exports do not reach the process (docker exec reference);
+# - a relative --workdir is refused: the OCI runtime spec requires an absolute cwd, runc refuses
+#   another ("Cwd must be an absolute path", libcontainer/configs/validate), and docker exec
+#   reports a failed runtime exec with 126, as for a command that cannot be invoked;
+# - with $DOCKER_STAND_IN_DIR (the stand-in keeping containers as NAME.json), a container that does
+#   not exist or does not run: the daemon's "No such container: NAME" and "container NAME is not
+#   running", which the docker CLI exits 1 with (an error that is no StatusError).
+# The container's file system is this machine's, under the directory $DOCKER_STAND_IN_DIR/NAME.root
+# names, when it does (an image with /vllm-workspace in it).
+EXEC = """
+import json, os, subprocess, sys
+
+args, env, workdir = sys.argv[1:], {}, None
+while args and args[0] in ("--env", "--workdir"):
+    flag, value, args = args[0], args[1], args[2:]
+    if flag == "--env":
+        key, _, given = value.partition("=")
+        env[key] = given if "=" in value else os.environ.get(key, "")  # `--env K`: the client's K
+    else:
+        workdir = value
+name, command = args[0], args[1:]
+where = os.environ.get("DOCKER_STAND_IN_DIR")
+state = os.path.join(where, name) if where else None
+if state is not None:
+    if not os.path.exists(state + ".json"):
+        sys.exit(print(f"Error response from daemon: No such container: {name}", file=sys.stderr) or 1)
+    if not json.load(open(state + ".json"))["State"]["Running"]:
+        sys.exit(print(f"Error response from daemon: container {name} is not running", file=sys.stderr) or 1)
+failed = "OCI runtime exec failed: exec failed: unable to start container process: "
+cwd = "/"
+if workdir is not None:
+    if not workdir.startswith("/"):
+        sys.exit(print(failed + "Cwd must be an absolute path: unknown", file=sys.stderr) or 126)
+    root = open(state + ".root").read().strip() if state and os.path.exists(state + ".root") else ""
+    cwd = root + workdir
+    if not os.path.isdir(cwd):
+        message = f'chdir to cwd ("{workdir}") set in config.json failed: no such file or directory: unknown'
+        sys.exit(print(failed + message, file=sys.stderr) or 126)
+path = open(state + ".path").read().strip() if state and os.path.exists(state + ".path") else os.environ["PATH"]
+image = {"PATH": path, "HOME": "/root"}
+if os.environ.get("DOCKER_STAND_IN_LOG"):
+    open(os.environ["DOCKER_STAND_IN_LOG"], "a").write(name + "\\n")
+try:
+    child = subprocess.Popen(command, env={**image, **env}, cwd=cwd, start_new_session=True)
+except FileNotFoundError:
+    sys.exit(print(failed + f'exec: "{command[0]}": executable file not found in $PATH: unknown', file=sys.stderr) or 127)
+code = child.wait()
+sys.exit(128 - code if code < 0 else code)  # killed by a signal: 128 + its number, as docker exec says
+"""
 DOCKER = """#!/bin/sh
 case "$1" in
-  exec)
-    run_apart=$(command -v setsid)  # the stand-in's own, whatever the container's PATH
-    shift
-    while [ $# -gt 0 ]; do
-      case "$1" in
-        --env) export "$2"; shift 2 ;;
-        --workdir) cd "$2" || exit 126; shift 2 ;;
-        *) break ;;
-      esac
-    done
-    [ -n "$DOCKER_STAND_IN_LOG" ] && echo "$1" >> "$DOCKER_STAND_IN_LOG"
-    [ -f "$DOCKER_STAND_IN_DIR/$1.path" ] && PATH=$(cat "$DOCKER_STAND_IN_DIR/$1.path")
-    shift
-    "$run_apart" -w "$@" &
-    wait $! ;;
+  exec) shift; exec {python} {exec_stand_in} "$@" ;;
   run|rm|inspect) exec {python} {state_keeper} "$@" ;;
   *) echo "the stand-in knows exec, run, rm and inspect" >&2; exit 125 ;;
 esac
@@ -101,10 +138,16 @@ def container_state(
 
 def install_docker_stand_in(bin_dir: Path) -> Path:
     bin_dir.mkdir(parents=True, exist_ok=True)
-    docker, keeper = bin_dir / "docker", bin_dir / "docker_state.py"
+    docker, keeper, runner = bin_dir / "docker", bin_dir / "docker_state.py", bin_dir / "docker_exec.py"
     keeper.write_text(STATE_KEEPER)
+    runner.write_text(EXEC)
+    # the system's Python (the stand-in needs only the standard library): an unprivileged login user
+    # may not reach the venv's interpreter under /root
+    system = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
     docker.write_text(
-        DOCKER.replace("{python}", shlex.quote(sys.executable)).replace("{state_keeper}", shlex.quote(str(keeper)))
+        DOCKER.replace("{python}", shlex.quote(system))
+        .replace("{state_keeper}", shlex.quote(str(keeper)))
+        .replace("{exec_stand_in}", shlex.quote(str(runner)))
     )
     docker.chmod(0o755)
     bin_dir.chmod(0o755)

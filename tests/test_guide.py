@@ -20,7 +20,7 @@ from cpconsole.core.profile import load_profile
 from cpconsole.core.render import render_script
 
 from .conftest import FIXTURES, PROFILES, run_sh, shell_baseline
-from .standins import install_docker_stand_in
+from .standins import container_state, install_docker_stand_in
 
 GUIDE = (FIXTURES / "guide-long-sequence-cp-deepseek.txt").read_text()
 PROFILE = PROFILES / "deepseek-v3.1-cp-1p1d.yaml"
@@ -88,13 +88,17 @@ def test_rendered_script_runs_what_the_plan_says(
 ) -> None:
     bin_dir = recorder_bin("recorder", "vllm", "python")
     install_docker_stand_in(bin_dir)  # the guide's processes run in its container, through docker exec
-    baseline = shell_baseline(bin_dir)
+    baseline = shell_baseline(bin_dir) | {"HOME"}  # HOME: the image's, as docker exec sets it
     proc = plan.process(name)
     assert proc.container == "vllm-ascend" and proc.container_pidfile
+    containers, image = tmp_path / "containers", tmp_path / "image"  # the guide's running container
+    containers.mkdir()
+    container_state(containers, "vllm-ascend", devices=[f"/dev/davinci{i}" for i in range(16)])
+    (containers / "vllm-ascend.root").write_text(str(image))
     if proc.cwd:
-        (tmp_path / proc.cwd).mkdir(parents=True)
+        (image / proc.cwd.lstrip("/")).mkdir(parents=True)  # the image has the example proxy's folder
     try:
-        got = run_sh(render_script(proc), path_first=bin_dir, cwd=tmp_path)
+        got = run_sh(render_script(proc), path_first=bin_dir, env={"DOCKER_STAND_IN_DIR": str(containers)})
     finally:
         Path(proc.container_pidfile).unlink(missing_ok=True)  # the stand-in's container is this machine
     assert got["argv"] == list(proc.argv[1:])

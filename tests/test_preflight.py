@@ -227,6 +227,8 @@ async def test_containers_must_run_and_map_every_chip(tmp_path: Path, monkeypatc
     assert devices.evidence == "vllm-d lacks /dev/davinci8, 9, 10, 11, 12, 13, 14, 15, /dev/devmm_svm, /dev/hisi_hdc"
     assert "only 8" in devices.hint and "--device /dev/hisi_hdc" in devices.hint
     assert "No such object: vllm-p" in bad.pop(("prefill-b", "container", None)).evidence
+    # docker exec into a container that is not there fails, as it would on the node
+    assert "No such container: vllm-p" in bad.pop(("prefill-b", "software", None)).evidence
     assert bad == {}, bad  # versions were read inside the containers, through docker exec
     container_state(state, "vllm-p", running=False, devices=every)
     container_state(state, "vllm-d", privileged=True)  # every device
@@ -234,6 +236,7 @@ async def test_containers_must_run_and_map_every_chip(tmp_path: Path, monkeypatc
     bad = failed(await checks_of(text))
     stopped = bad.pop(("prefill-b", "container", None))
     assert stopped.evidence == "vllm-p not running" and stopped.hint == "docker start vllm-p"
+    assert "container vllm-p is not running" in bad.pop(("prefill-b", "software", None)).evidence
     no_setsid = bad.pop(("decode-a", "setsid", None))
     assert no_setsid.evidence == "no setsid in vllm-d" and "util-linux" in no_setsid.hint
     assert "cannot ask vLLM's Python" in bad.pop(("decode-a", "software", None)).evidence  # no python there either

@@ -398,7 +398,8 @@ def test_a_connector_that_sends_no_kv_params_must_say_so_and_needs_our_proxy(tmp
         "command: [python, load_balance_proxy_server_example.py]", "command: [python3, -m, cpconsole.proxy]"
     )
     plan = build_plan(load_profile(write_profile(tmp_path, ours)))
-    assert plan.process("proxy").argv[-2:] == ("--kv-params", "optional")
+    argv = plan.process("proxy").argv
+    assert argv[argv.index("--kv-params") + 1] == "optional"
     assert "--kv-params" not in build_plan(load_profile(PROFILES / "deepseek-v3.1-cp-1p1d.yaml")).process("proxy").argv
 
 
@@ -426,3 +427,15 @@ def test_hccl_host_ports_are_claimed_and_their_base_must_leave_room(tmp_path: Pa
         found = [e for e in errors_of(tmp_path, text) if "HCCL_IF_BASE_PORT" in e.message]
         assert len(found) == 1 and found[0].line == text.splitlines().index(f'    HCCL_IF_BASE_PORT: "{bad}"') + 1
         assert "use 1024–65520" in found[0].message
+
+
+def test_a_relative_working_directory_in_a_container_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """docker exec --workdir takes an absolute directory only: the guide's `cd vllm-ascend/…` would
+    not start the proxy in its container."""
+    old = "  cwd: /vllm-workspace/vllm-ascend/examples/disaggregated_prefill_v1"
+    assert old in GUIDE_PROFILE
+    text = GUIDE_PROFILE.replace(old, "  cwd: vllm-ascend/examples/disaggregated_prefill_v1")
+    error = only(errors_of(tmp_path, text))
+    assert error.dotted == "proxy.cwd" and error.line == line_of(text, "  cwd: vllm-ascend/examples")
+    assert "docker exec takes an absolute working directory only" in error.message
+    assert "/vllm-workspace/vllm-ascend" in error.message

@@ -201,8 +201,12 @@ async def test_control_endpoints(demo: Cluster) -> None:
             },
         }
         assert (await client.get("/v1/models")).json()["data"][0]["id"] == "deepseek_v3"
+        # a profile's proxy has its instance API (cpconsole drains through it), behind the admin
+        # token its launch script made in its run directory: without it, nobody changes the backends
         added = await client.post("/instances/add", json={"type": "decode", "instances": ["127.0.0.14:8004"]})
-        assert added.status_code == 403  # off unless the proxy was started with --enable-instance-api
+        assert added.status_code == 401 and added.json() == {"error": "wrong or missing admin token"}
+        token = Path(demo.handles["proxy"].run_dir, ".admin_token")
+        assert len(token.read_text()) == 48 and oct(token.stat().st_mode & 0o777) == "0o600"
 
 
 Fault = Literal["", "500", "huge", "hang", "cut"]

@@ -145,9 +145,11 @@ async def test_container_processes_run_through_docker_exec(transport: ShellTrans
     bin_dir.mkdir()
     install_docker_stand_in(bin_dir)
     run_dir = run_dir_for(transport, nodes_dir)
+    # in the container the process starts where --workdir says (docker exec never takes the client's cwd)
     script = (
         f"export PATH={shlex.quote(str(bin_dir))}:$PATH DOCKER_STAND_IN_LOG=docker-container\n"
-        "exec docker exec --env 'GREETING=hello world' ctr sh -c 'echo \"$GREETING\" > out; exit 4'"
+        f"exec docker exec --env 'GREETING=hello world' --workdir {shlex.quote(run_dir)} ctr "
+        "sh -c 'echo \"$GREETING\" > out; exit 4'"
     )
     handle = await transport.spawn_detached(spec(run_dir, script))
     await wait_state(transport, handle, "exited")

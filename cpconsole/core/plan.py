@@ -136,7 +136,7 @@ class ProcessPlan(Frozen):
     # the variable that receives the profile's API key at launch (read from KEY_FILE, then deleted)
     key_env: str | None = None
     # cpconsole's proxy: its instance API's admin token comes in this variable, from ADMIN_FILE in its
-    # run directory (made by cpconsole when it starts it; read again to drain an instance)
+    # run directory (made by its launch script at the first start; read by a console to drain an instance)
     admin_env: str | None = None
 
     @property

@@ -57,8 +57,8 @@ KEEP_GROUP = shlex.quote('echo $$ > "$0" && exec "$@"')
 
 # the API key, written by cpconsole (mode 600) just before the start, read once and deleted
 KEY_FILE = ".api_key"
-# the proxy's admin token, written by cpconsole (mode 600) when it first starts it; kept, since a
-# console reads it again to drain an instance
+# the proxy's admin token, made by its launch script at its first start (mode 600 under the spawn's
+# umask); kept, since a console reads it to drain an instance
 ADMIN_FILE = ".admin_token"
 
 
@@ -71,7 +71,8 @@ def render_script(proc: ProcessPlan, *, shown_key: str | None = None) -> str:
         head.append(f"export {proc.key_env}={shlex.quote(shown_key)}")
     elif proc.key_env:  # run in its run directory, where KEY_FILE is
         head.append(f"{proc.key_env}=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export {proc.key_env} || exit 1")
-    if proc.admin_env:
+    if proc.admin_env:  # made here once (umask 077: only its user reads it), kept for a console to read
+        head.append(f"[ -s {ADMIN_FILE} ] || od -An -tx1 -N24 /dev/urandom | tr -d ' \\n' > {ADMIN_FILE} || exit 1")
         head.append(f"{proc.admin_env}=$(cat {ADMIN_FILE}) && export {proc.admin_env} || exit 1")
     if proc.container:
         keep_group = f"setsid -w sh -c {KEEP_GROUP} {shlex.quote(proc.container_pidfile or '')}"

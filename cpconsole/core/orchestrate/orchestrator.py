@@ -27,7 +27,7 @@ from ..remote.base import handle_from_pidfile
 from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
 from ..remote.manifest import Manifest
-from ..render import ADMIN_FILE, KEY_FILE
+from ..render import KEY_FILE
 from ..safetext import terminal_safe
 from ..tasks import cancel_and_wait
 from .drain import ProxyAdmin, backends_of, others_serve
@@ -524,16 +524,6 @@ class Orchestrator:
         if not result.ok:
             raise RemoteError(proc.node, f"cannot hand {proc.name} its API key: {result.text().strip()[-200:]}")
 
-    async def _hand_admin_token(self, proc: ProcessPlan) -> None:
-        """cpconsole's proxy's admin token, made once and kept in its run directory (mode 600):
-        the proxy reads it at each start, a console again to drain an instance."""
-        if not proc.admin_env:
-            return
-        script = scripts.hand_key(run_dir(self.plan, proc), ADMIN_FILE, keep=True)
-        result = await self._node(proc.name).run(script, input=secrets.token_hex(24).encode(), timeout=20)
-        if not result.ok:
-            raise RemoteError(proc.node, f"cannot hand {proc.name} its admin token: {result.text().strip()[-200:]}")
-
     async def _start(self, name: str) -> bool:
         proc = self._proc(name)
         if await self._port_taken(proc):
@@ -548,7 +538,6 @@ class Orchestrator:
             return False
         try:
             await self._hand_key(proc)
-            await self._hand_admin_token(proc)
             handle = await self._node(name).spawn_detached(spawn_spec(self.plan, proc, started_by=self.operator))
         except RemoteError as exc:
             if proc.key_env:  # the key must not stay at rest where nothing reads it

@@ -32,6 +32,7 @@ from .topology import (
     declared_env,
     effective_container,
     kv_ports,
+    owner_of,
     parallel_of,
     parallel_size,
     placements,
@@ -433,6 +434,26 @@ def container_devices(profile: Profile) -> Iterator[Hit]:
             )
 
 
+def container_cwd(profile: Profile) -> Iterator[Hit]:
+    """A process in a container starts through `docker exec --workdir`, which takes an absolute
+    directory only (the OCI runtime spec's cwd; runc: "Cwd must be an absolute path")."""
+    owners: list[tuple[Loc, str]] = [(("instances", name), inst.nodes[0]) for name, inst in profile.instances.items()]
+    if profile.proxy is not None:
+        owners.append((("proxy",), profile.proxy.node))
+    for owner, node in owners:
+        spec = owner_of(profile, owner)
+        if spec.cwd is None or spec.cwd.startswith("/") or node not in profile.nodes:
+            continue
+        if effective_container(profile, node, owner) is not None:
+            yield (
+                "error",
+                (*owner, "cwd"),
+                f"cwd {spec.cwd!r} is relative, and docker exec takes an absolute working directory only; "
+                "give the path inside the container (the vllm-ascend images keep the repository at "
+                "/vllm-workspace/vllm-ascend)",
+            )
+
+
 def _span(devices: list[str]) -> str:
     return devices[0] if len(devices) == 1 else f"{devices[0]} … {devices[-1]} ({len(devices)} devices)"
 
@@ -477,6 +498,7 @@ RULES: tuple[Rule, ...] = (
     bench_concurrency,
     vllm_arguments,
     container_devices,
+    container_cwd,
     proxy_rules,
     ssh_rules,
 )

@@ -57,11 +57,9 @@ def enter_own(directory: str) -> str:
     return f"{_OURS}\nours {shell_path(directory)} || exit $?"
 
 
-def hand_key(directory: str, file: str, *, keep: bool = False) -> str:
-    """sh writing stdin (an API key, a token) to `file` in `directory`, readable by its user only;
-    `keep`: only when the file is not there yet (a token that others already read stays)."""
-    unless = f"[ -s {shlex.quote(file)} ] || " if keep else ""
-    return f"umask 077\n{enter_own(directory)}\n{unless}cat > {shlex.quote(file)}"
+def hand_key(directory: str, file: str) -> str:
+    """sh writing stdin (an API key) to `file` in `directory`, readable by its user only."""
+    return f"umask 077\n{enter_own(directory)}\ncat > {shlex.quote(file)}"
 
 
 def shell_path(path: str) -> str:
