@@ -3,6 +3,8 @@ with run directories on the node, gap-free tails, safe stops."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..plan import NodePlan
 from . import scripts
 from .base import ShellTransport, Transport
@@ -17,7 +19,6 @@ from .errors import (
 )
 from .local import LocalTransport
 from .logstore import LogStore, follow
-from .ssh import SSHTransport
 from .types import ProcessHandle, ProcessStatus, RunResult, SpawnSpec, TailChunk, TailEvent, TailItem
 
 __all__ = [
@@ -46,5 +47,22 @@ __all__ = [
 ]
 
 
+if TYPE_CHECKING:
+    from .ssh import SSHTransport
+
+
+def __getattr__(name: str) -> object:
+    """SSHTransport on first use: asyncssh (a tenth of a second to import) only when a node is SSH."""
+    if name == "SSHTransport":
+        from .ssh import SSHTransport
+
+        return SSHTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def transport_for(node: NodePlan) -> ShellTransport:
-    return LocalTransport(node.name) if node.transport == "local" else SSHTransport(node)
+    if node.transport == "local":
+        return LocalTransport(node.name)
+    from .ssh import SSHTransport
+
+    return SSHTransport(node)
