@@ -20,10 +20,11 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it
 
 def exit_code_for(views: Sequence[ProcessView], alerts: Sequence[Alert] = ()) -> int:
     """What `status` answers monitoring with: unreachable first, then broken, then not ready."""
+    from .core.orchestrate.states import BROKEN  # only the verbs that judge a deployment get here
+
     if any(v.state == "unknown" for v in views):
         return EXIT_UNREACHABLE
-    broken = ("failed", "exited", "stalled")
-    if any(v.state in broken or v.leftovers for v in views) or any(a.severity == "critical" for a in alerts):
+    if any(v.state in BROKEN or v.leftovers for v in views) or any(a.severity == "critical" for a in alerts):
         return EXIT_FAILED
     if any(not (v.state == "ready" or (v.state == "drifted" and v.health_ms is not None)) for v in views):
         return EXIT_NOT_READY

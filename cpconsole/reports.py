@@ -17,6 +17,7 @@ from .core.orchestrate import ProcessView, ProgressNoted, StageChanged, StateCha
 from .core.orchestrate.containers import ContainerOutcome
 from .core.orchestrate.model import Event, Notice, RemovedProcess
 from .core.orchestrate.orphans import Orphan
+from .core.orchestrate.states import TROUBLE
 from .core.plan import LaunchPlan
 from .core.preflight import Check, fold, tally
 from .core.ranks import RANK_COLUMNS, Rank
@@ -38,7 +39,7 @@ def event_line(event: Event, stamp: str, *, notices_only: bool = False) -> str:
         view = event.view
         if view.state == "starting" and view.pid:
             extra = f"pid {view.pid}"
-        elif view.state in ("failed", "stalled", "unknown", "exited", "drifted"):
+        elif view.state in TROUBLE:
             extra = view.reason
         else:
             extra = ""

@@ -22,7 +22,7 @@ from .journal import read as read_journal
 from .notify import Notifier
 from .orchestrate import Orchestrator, containers
 from .orchestrate.containers import ContainerOutcome
-from .orchestrate.states import UP_STATES
+from .orchestrate.states import SERVING, UP_STATES
 from .plan import LaunchPlan, NodePlan
 from .preflight import Check, run_preflight
 from .preflight.chips import read_npu_ips
@@ -184,7 +184,7 @@ class Session:
                 if self._runs.get(name) != views[name].pid:  # a new run: nothing of the old one holds
                     self._runs[name] = views[name].pid
                     self.telemetry.new_run(name)
-            ready = [n for n, v in views.items() if v.state in ("ready", "stalled")]
+            ready = [n for n, v in views.items() if v.state in SERVING]
             for name, reason in (await self.telemetry.follow(running, ready, time.time())).items():
                 self.orchestrator.note_stall(name, reason)
             for name in running:
@@ -205,7 +205,7 @@ class Session:
         self._watch_lines(name, lines)
 
     def _watch_lines(self, name: str, lines: list[str]) -> None:
-        serving = self.orchestrator.views[name].state in ("ready", "stalled")
+        serving = self.orchestrator.views[name].state in SERVING
         self.log_watch.feed(name, lines, serving=serving, at=self.now())
 
     def _evaluate_alerts(self, running: list[str]) -> list[Alert]:

@@ -14,7 +14,7 @@ from typing import Literal
 
 from ..diagnosis.explain import FailureCause
 from ..remote.types import ProcessHandle
-from .states import State, Trigger
+from .states import NOT_RUNNING, State, Trigger
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ProcessView:
 
     def uptime(self, now: float | None = None) -> str:
         """How long it has run, e.g. 0m07s, 12m or 2h05m; "-" when it does not run."""
-        if self.state in ("planned", "stopped", "exited", "failed") or not self.started_at:
+        if self.state in NOT_RUNNING or not self.started_at:
             return "-"
         try:
             started = time.mktime(time.strptime(self.started_at[:19], "%Y-%m-%dT%H:%M:%S"))

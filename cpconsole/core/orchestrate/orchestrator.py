@@ -45,7 +45,7 @@ from .model import (
 )
 from .progress import last_news, progress, waiting_for_peer
 from .stages import Stage, instance_of, stages
-from .states import UP_STATES, Trigger, can, transition
+from .states import ANSWERING, UP_STATES, Trigger, can, transition
 
 LAST_LINES = 50
 SETTLE_S = 3.0  # how long ranks without HTTP are watched for an early failure or stall
@@ -304,7 +304,7 @@ class Orchestrator:
                 master = next(
                     (p.name for p in self.plan.processes if p.instance == proc.instance and p.http_port), None
                 )
-                if master and self.views[master].state in ("ready", "drifted"):
+                if master and self.views[master].state in ANSWERING:
                     self._move(name, "answering")
 
     async def watch(self, interval: float = 1.0, health_interval: float | None = None) -> None:

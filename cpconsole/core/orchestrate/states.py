@@ -34,6 +34,12 @@ Trigger = Literal[
 STATES: frozenset[State] = frozenset(get_args(State))
 UP_STATES: frozenset[State] = frozenset({"starting", "healthy", "ready", "stalled", "drifted"})
 DOWN_STATES: frozenset[State] = STATES - UP_STATES  # nothing runs: it may be (re)started
+# what the states mean to an operator, each meaning named once
+SERVING: frozenset[State] = frozenset({"ready", "stalled"})  # took requests: probed, its error lines alerts
+ANSWERING: frozenset[State] = frozenset({"ready", "drifted"})  # serves (a headless rank follows such a master)
+BROKEN: frozenset[State] = frozenset({"failed", "exited", "stalled"})  # `status` exits 1
+TROUBLE: frozenset[State] = BROKEN | {"unknown", "drifted"}  # shown with its reason, not its last line
+NOT_RUNNING: frozenset[State] = frozenset({"planned", "stopped", "exited", "failed"})  # no uptime to show
 # adoption's triggers: they tell what was there already, not what an action changed
 FOUND: frozenset[Trigger] = frozenset({"found_nothing", "found_running", "found_drifted"})
 

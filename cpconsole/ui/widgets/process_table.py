@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from ...core.orchestrate.progress import message_of
+from ...core.orchestrate.states import TROUBLE
 from ...core.plan import LaunchPlan
 from ...core.safetext import terminal_safe
 from ...core.view import SessionView
@@ -34,7 +35,6 @@ COLUMNS = (
     "gen tok/s",
     "why / last line",
 )
-TROUBLE = ("exited", "failed", "stalled", "unknown", "drifted")
 NARROW_WIDTH = 110  # below this, the columns one can do without give their room to "why / last line"
 NARROW_DROPS = ("role", "pid", "uptime")  # the name says the role; details (enter) has the rest
 
