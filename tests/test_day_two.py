@@ -109,6 +109,21 @@ async def test_restarting_one_of_two_decodes_fails_no_request(deployment: tuple[
     assert served > 0 and len(traffic.results) > after  # the restarted decode took requests again
 
 
+async def test_stopping_one_of_two_decodes_fails_no_request(deployment: tuple[Path, LaunchPlan]) -> None:
+    profile, plan = deployment
+    traffic = Traffic(plan.process("proxy").base_url, plan.model_name)
+    running = asyncio.create_task(traffic.run())
+    try:
+        await traffic.more(40)
+        code, out, err = await cpconsole("down", str(profile), "-p", "decode2-0")
+        assert code == 0 and "draining" in err, out + err
+        await traffic.more(40)  # the other decode serves on alone
+    finally:
+        traffic.stop.set()
+        await running
+    assert traffic.failed() == 0, f"{traffic.failed()} of {len(traffic.results)} requests failed"
+
+
 async def test_a_killed_decode_is_routed_around(deployment: tuple[Path, LaunchPlan]) -> None:
     profile, plan = deployment
     traffic = Traffic(plan.process("proxy").base_url, plan.model_name)

@@ -30,7 +30,7 @@ from ..remote.manifest import Manifest
 from ..render import KEY_FILE
 from ..safetext import terminal_safe
 from ..tasks import cancel_and_wait
-from .drain import ProxyAdmin, backends_of, others_serve
+from .drain import Backend, ProxyAdmin, backends_of, others_serve
 from .drift import manifest_drift
 from .lock import DeploymentLock, holder_for, lock_dir
 from .model import (
@@ -426,6 +426,8 @@ class Orchestrator:
         """Stop what runs (see _down). An `up` or `restart` under way elsewhere is asked to stop
         and waited for; another `down` is waited for."""
         async with self._exclusive("down", wait=DOWN_WAITS_S, cancel_holder=True):
+            if only:  # part of the deployment: what the proxy routes to of it is drained first
+                await self._drain_for(list(only))
             return await self._down(only, force=force)
 
     async def restart(self, target: str, *, force: bool = False) -> bool:
@@ -437,20 +439,24 @@ class Orchestrator:
     async def _restart(self, names: list[str], force: bool) -> bool:
         """Stop and start again; an instance cpconsole's proxy routes to, while another of its role
         serves, is first drained (no new request, those it holds end) and taken back once it runs."""
+        drained = await self._drain_for(names)
+        ok = await self._down(names, force=force) and await self._up(names)
+        if drained and ok:
+            await ProxyAdmin(self.plan, self.transports, self._http).resume(drained, self._tell)
+        elif drained:
+            self._tell("it is left out of the proxy's rotation until it runs again (/instances/resume)")
+        return ok
+
+    async def _drain_for(self, names: list[str]) -> list[Backend]:
+        """The proxy's backends among these processes, drained when cpconsole's proxy runs and another
+        instance of each role serves meanwhile (else nothing: the backends drained, none)."""
         admin = ProxyAdmin(self.plan, self.transports, self._http)
         proxy = admin.proxy
         await self.adopt()  # whether the proxy runs to be asked
         serving = proxy is not None and proxy.name not in names and self.views[proxy.name].state in UP_STATES
         served = backends_of(self.plan, names) if serving else []
-        drained = False
-        if served and others_serve(self.plan, names):
-            drained = await admin.drain(served, self.plan.timeouts.drain, self._tell)
-        ok = await self._down(names, force=force) and await self._up(names)
-        if drained and ok:
-            await admin.resume(served, self._tell)
-        elif drained:
-            self._tell("it is left out of the proxy's rotation until it runs again (/instances/resume)")
-        return ok
+        drainable = bool(served) and others_serve(self.plan, names)
+        return served if drainable and await admin.drain(served, self.plan.timeouts.drain, self._tell) else []
 
     def _tell(self, text: str) -> None:
         self.events.publish(Notice(text))
