@@ -11,9 +11,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import psutil
@@ -24,6 +25,8 @@ from cpconsole.core.profile import load_profile
 
 from .conftest import write_profile
 from .simcluster import demo_text, one_p_two_d
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -89,61 +92,51 @@ async def deployment(tmp_path: Path) -> AsyncIterator[tuple[Path, LaunchPlan]]:
         await cpconsole("down", str(profile))
 
 
-async def test_restarting_one_of_two_decodes_fails_no_request(deployment: tuple[Path, LaunchPlan]) -> None:
-    profile, plan = deployment
-    traffic = Traffic(plan.process("proxy").base_url, plan.model_name)
-    running = asyncio.create_task(traffic.run())
-    try:
-        await traffic.more(40)  # steady state
-        code, out, err = await cpconsole("restart", str(profile), "decode2")
-        assert code == 0, out + err
-        assert "draining" in err  # out of rotation first
-        after = len(traffic.results)
-        await traffic.more(40)  # and both serve again afterwards
-    finally:
-        traffic.stop.set()
-        await running
-    assert traffic.failed() == 0, f"{traffic.failed()} of {len(traffic.results)} requests failed"
-    log = Path(plan.node("decode-b").run_dir, plan.run_key, "decode2-0", "log").read_text()
-    served = log.count('"POST /v1/completions HTTP/1.1" 200')
-    assert served > 0 and len(traffic.results) > after  # the restarted decode took requests again
-
-
-async def test_stopping_one_of_two_decodes_fails_no_request(deployment: tuple[Path, LaunchPlan]) -> None:
-    profile, plan = deployment
+async def under_traffic(plan: LaunchPlan, change: Callable[[], Awaitable[T]]) -> tuple[Traffic, float, T]:
+    """Steady traffic (40 requests in), the change, then 40 more requests: the traffic, when the change
+    began (monotonic) and what it returned."""
     traffic = Traffic(plan.process("proxy").base_url, plan.model_name)
     running = asyncio.create_task(traffic.run())
     try:
         await traffic.more(40)
-        code, out, err = await cpconsole("down", str(profile), "-p", "decode2-0")
-        assert code == 0 and "draining" in err, out + err
-        await traffic.more(40)  # the other decode serves on alone
+        began = time.monotonic()
+        done = await change()
+        await traffic.more(40)
     finally:
         traffic.stop.set()
         await running
+    return traffic, began, done
+
+
+async def test_restarting_one_of_two_decodes_fails_no_request(deployment: tuple[Path, LaunchPlan]) -> None:
+    profile, plan = deployment
+    traffic, _, (code, out, err) = await under_traffic(plan, lambda: cpconsole("restart", str(profile), "decode2"))
+    assert code == 0 and "draining" in err, out + err  # out of rotation first
+    assert traffic.failed() == 0, f"{traffic.failed()} of {len(traffic.results)} requests failed"
+    log = Path(plan.node("decode-b").run_dir, plan.run_key, "decode2-0", "log").read_text()
+    assert log.count('"POST /v1/completions HTTP/1.1" 200') > 0  # the restarted decode took requests again
+
+
+async def test_stopping_one_of_two_decodes_fails_no_request(deployment: tuple[Path, LaunchPlan]) -> None:
+    profile, plan = deployment
+    traffic, _, (code, out, err) = await under_traffic(plan, lambda: cpconsole("down", str(profile), "-p", "decode2-0"))
+    assert code == 0 and "draining" in err, out + err
     assert traffic.failed() == 0, f"{traffic.failed()} of {len(traffic.results)} requests failed"
 
 
 async def test_a_killed_decode_is_routed_around(deployment: tuple[Path, LaunchPlan]) -> None:
     profile, plan = deployment
-    traffic = Traffic(plan.process("proxy").base_url, plan.model_name)
-    running = asyncio.create_task(traffic.run())
-    try:
-        await traffic.more(40)
+
+    async def kill() -> float:
         status = json.loads((await cpconsole("status", str(profile), "--json"))[1])
         wrapper = next(p["pid"] for p in status["processes"] if p["name"] == "decode2-0")
-        servers = [
-            c for c in psutil.Process(wrapper).children(recursive=True) if "cpconsole.sim" in " ".join(c.cmdline())
-        ]
-        in_flight_at_kill = 8  # at most every client's request was on it
-        for server in servers:
-            os.kill(server.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        await traffic.more(80)
-    finally:
-        traffic.stop.set()
-        await running
-    assert traffic.failed() <= in_flight_at_kill  # only streams the dead decode held
+        for child in psutil.Process(wrapper).children(recursive=True):
+            if "cpconsole.sim" in " ".join(child.cmdline()):
+                os.kill(child.pid, signal.SIGKILL)
+        return time.monotonic()
+
+    traffic, _, killed = await under_traffic(plan, kill)
+    assert traffic.failed() <= traffic.clients  # only streams the dead decode held (at most every client's)
     assert traffic.failed(after=killed + 1.0) == 0  # every request started a second later succeeded
 
 

@@ -62,19 +62,27 @@ async def test_a_holder_that_went_away_is_taken_over_with_a_message(transport: S
     await clean.release()
 
 
-def test_down_stops_an_up_under_way_and_a_second_up_is_refused(tmp_path: Path) -> None:
-    profile = write_profile(tmp_path, demo_text(tmp_path, startup="6"))
-    plan = build_plan(load_profile_text(profile.read_text()))
-    holder_file = Path(lock_dir(plan)[1], "holder")
+def up_holding_the_lock(tmp_path: Path, startup: str) -> tuple[Path, subprocess.Popen[str]]:
+    """The demo's `up` started (its models loading for `startup` seconds), once it holds the lock
+    (the event: its holder file is written)."""
+    profile = write_profile(tmp_path, demo_text(tmp_path, startup=startup))
+    holder_file = Path(lock_dir(build_plan(load_profile_text(profile.read_text())))[1], "holder")
     up = [sys.executable, "-m", "cpconsole", "up", str(profile)]
     starting = subprocess.Popen(up, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(2400):
+        text = holder_file.read_text() if holder_file.exists() else ""
+        if text.strip() and json.loads(text)["verb"] == "up":
+            return profile, starting
+        if starting.poll() is not None:
+            raise AssertionError(starting.communicate())
+        subprocess.run(["sleep", "0.025"], check=False)
+    starting.kill()
+    raise AssertionError("the up never held the lock")
+
+
+def test_down_stops_an_up_under_way_and_a_second_up_is_refused(tmp_path: Path) -> None:
+    profile, starting = up_holding_the_lock(tmp_path, "6")  # the first up holds the lock
     try:
-        for _ in range(2400):  # the first up holds the lock (event: its holder file is written)
-            text = holder_file.read_text() if holder_file.exists() else ""
-            if text.strip() and json.loads(text)["verb"] == "up":
-                break
-            assert starting.poll() is None, starting.communicate()
-            subprocess.run(["sleep", "0.025"], check=False)
         second = cpconsole("up", profile)
         assert second.returncode == 5, second.stderr
         assert "another change of this deployment is under way" in second.stderr and "running up since" in second.stderr
@@ -116,18 +124,8 @@ def test_an_up_whose_lock_holder_dies_stops_and_says_so(tmp_path: Path) -> None:
     """The holder of the lock is a shell on the profile's first node, alive as long as its
     connection: when it dies (a dropped connection kills it), the lock is free for anyone, so the
     `up` holding it stops within seconds and says why — it does not go on to start the proxy."""
-    profile = write_profile(tmp_path, demo_text(tmp_path, startup="20"))
-    plan = build_plan(load_profile_text(profile.read_text()))
-    holder_file = Path(lock_dir(plan)[1], "holder")
-    up = [sys.executable, "-m", "cpconsole", "up", str(profile)]
-    starting = subprocess.Popen(up, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    profile, starting = up_holding_the_lock(tmp_path, "20")
     try:
-        for _ in range(2400):  # the up holds the lock (its holder file is written)
-            text = holder_file.read_text() if holder_file.exists() else ""
-            if text.strip() and json.loads(text)["verb"] == "up":
-                break
-            assert starting.poll() is None, starting.communicate()
-            subprocess.run(["sleep", "0.025"], check=False)
         shells = [
             p for p in psutil.process_iter(["cmdline"]) if any("holder.tmp" in word for word in p.info["cmdline"] or [])
         ]
