@@ -186,7 +186,11 @@ async def test_model_config_must_say_bfloat16_and_the_weights_match(tmp_path: Pa
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"torch_dtype": "float16"}))
-    (model / "model.safetensors.index.json").write_text("{}")
+    shards = [f"model-0000{i}-of-00002.safetensors" for i in (1, 2)]
+    weight_map = {"model.embed_tokens.weight": shards[0], "lm_head.weight": shards[1]}
+    (model / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (model / shards[0]).write_bytes(b"\0" * 1000)
+    (model / shards[1]).write_bytes(b"\0" * 500)
     bad = failed(await checks_of(demo_text(tmp_path), model_path=str(model)))
     assert "change torch_dtype from float16 to bfloat16" in bad[("decode-a", "model", None)].hint
     (model / "config.json").write_text(json.dumps({"dtype": "float16"}))  # the key newer transformers write
@@ -202,7 +206,10 @@ async def test_model_config_must_say_bfloat16_and_the_weights_match(tmp_path: Pa
     good = await checks_of(demo_text(tmp_path), model_path=str(model))
     assert {c.status for c in good} == {"PASS"}
     weights = [c for c in good if c.check == "weights"]
-    assert len(weights) == 3 and weights[0].evidence.startswith("model.safetensors.index.json 2 ")
+    assert len(weights) == 3 and weights[0].evidence.startswith("2 shards, 0.0 GB, sizes ")
+    (model / shards[1]).unlink()  # a copy that stopped half way: a shard the index names is not there
+    short = failed(await checks_of(demo_text(tmp_path), model_path=str(model)))[("decode-a", "weights", None)]
+    assert short.evidence == f"1 of 2 shards missing: {shards[1]}" and "every shard" in short.hint
     missing = failed(await checks_of(demo_text(tmp_path), model_path=str(tmp_path / "nowhere")))
     assert missing[("prefill-a", "model", None)].hint == "model.path must exist on every node"
 

@@ -83,8 +83,8 @@ def _across(plan: LaunchPlan, facts: Mapping[str, NodeFacts]) -> list[Check]:
         out.append(Check(ALL_NODES, "versions", "FAIL", "versions differ:\n" + table, "one release on every node"))
     weights = {n.name: facts[n.name].weights for n in plan.nodes if facts[n.name].weights is not None}
     out += [
-        dataclasses.replace(c, same="same size and mtime" if c.status == "PASS" else "")
-        for c in _same_everywhere("weights", weights, "copy the same weights to every node (rsync -a keeps mtimes)")
+        dataclasses.replace(c, same="every shard, same sizes" if c.status == "PASS" else "")
+        for c in _same_everywhere("weights", weights, "copy the same weights to every node (rsync -a)")
     ]
     return out
 
