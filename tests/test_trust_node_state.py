@@ -159,7 +159,7 @@ async def test_a_pid_file_that_is_a_fifo_or_a_device_blocks_nothing(transport: S
         os.mkfifo(pid_file)  # nobody ever writes it: a reader that opened it would wait forever
         # a hang guard, not a speed bound: the reading itself must not wait for a writer
         status = await asyncio.wait_for(transport.status(handle), 30)
-        assert status.state != "running" or status.leftovers == 0  # no pid to go by: not taken as running
+        assert status.state == "gone"  # a FIFO is no pid file: nothing to go by, never read as one
         Path(run_dir, "manifest.json").unlink()
         os.symlink("/dev/zero", Path(run_dir, "manifest.json"))  # would never end
         assert await asyncio.wait_for(transport.find(run_dir), 30) is None

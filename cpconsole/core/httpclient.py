@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import ssl
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -57,3 +58,13 @@ def status_text(status: int) -> str:
     if status == 401:
         return "HTTP 401: wrong or missing API key (the profile's api_key)"
     return f"HTTP {status}"
+
+
+async def once_more_if_stale(send: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+    """Send, and once more when a kept-alive connection turned out closed by the server as it was
+    reused ("Server disconnected without sending a response": nothing of the request was
+    processed); a second failure is real."""
+    try:
+        return await send()
+    except (httpx.RemoteProtocolError, httpx.ReadError):
+        return await send()

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..core.httpclient import ClientShards
+from ..core.httpclient import ClientShards, once_more_if_stale
 from ..core.safetext import terminal_safe
 from ..core.telemetry.health import PROBE_PREFIX
 from .backends import Backend, Kind, Pool
@@ -289,15 +289,12 @@ class PdProxy:
     ) -> Prefilled | Failure:
         """What the prefill answered (its kv_transfer_params may be left out only where the
         settings allow), or why it did not."""
-        request = self.clients.pick().build_request(
-            "POST",
-            prefiller.base + api,
-            json=body,
-            headers=self._headers(request_id, prefiller),
-            timeout=self._timeout(self.settings.prefill_timeout),
-        )
         try:
-            status, data = await self._exchange(request, ANSWER_LIMIT)
+            response = await self._open(prefiller, api, body, request_id, self.settings.prefill_timeout)
+            try:
+                status, data = response.status_code, await _read_bounded(response, ANSWER_LIMIT)
+            finally:
+                await response.aclose()
         except httpx.TransportError as exc:
             return self._unreachable(prefiller, "prefill", exc)
         if status != 200:
@@ -319,20 +316,26 @@ class PdProxy:
         tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
         return Prefilled(kv, tokens if isinstance(tokens, int) else None)
 
+    async def _open(
+        self, backend: Backend, api: str, body: dict[str, Any], request_id: str, read_timeout: float
+    ) -> httpx.Response:
+        """A request to a backend, sent, its answer's head read (the body still to read or stream)."""
+        client = self.clients.pick()
+        request = client.build_request(
+            "POST",
+            backend.base + api,
+            json=body,
+            headers=self._headers(request_id, backend),
+            timeout=self._timeout(read_timeout),
+        )
+        return await once_more_if_stale(lambda: client.send(request, stream=True))
+
     async def _open_decode(
         self, decoder: Backend, api: str, body: dict[str, Any], request_id: str
     ) -> httpx.Response | Failure:
         """The decode's streamed answer, its head read and nothing sent to the client yet; or why not."""
-        client = self.clients.pick()
-        request = client.build_request(
-            "POST",
-            decoder.base + api,
-            json=body,
-            headers=self._headers(request_id, decoder),
-            timeout=self._timeout(self.settings.decode_timeout),
-        )
         try:
-            upstream = await _once_more_if_stale(lambda: client.send(request, stream=True))
+            upstream = await self._open(decoder, api, body, request_id, self.settings.decode_timeout)
         except httpx.TransportError as exc:
             return self._unreachable(decoder, "decode", exc)
         if upstream.status_code < 400:
@@ -344,15 +347,6 @@ class PdProxy:
         finally:
             await upstream.aclose()
         return self._answered(decoder, "decode", upstream.status_code, data)
-
-    async def _exchange(self, request: httpx.Request, limit: int) -> tuple[int, bytes]:
-        """Send, and read the answer up to `limit` bytes (a larger one is an error, not a copy)."""
-        client = self.clients.pick()
-        response = await _once_more_if_stale(lambda: client.send(request, stream=True))
-        try:
-            return response.status_code, await _read_bounded(response, limit)
-        finally:
-            await response.aclose()
 
     @staticmethod
     def _unreachable(backend: Backend, role: Kind, exc: httpx.TransportError) -> Failure:
@@ -427,16 +421,9 @@ class PdProxy:
         if self._health is not None and now - self._health[0] < HEALTH_TTL_S:
             return self._health[1]
 
-        async def alive(backend: Backend) -> bool:
-            try:
-                answer = await self.clients.pick().get(backend.base + "/health", timeout=2)
-            except httpx.HTTPError:
-                return False
-            return answer.status_code == 200
-
         live: dict[Kind, int] = {}
         for kind, pool in self.pools.items():
-            live[kind] = sum(await asyncio.gather(*(alive(b) for b in pool.backends)))
+            live[kind] = sum(await asyncio.gather(*(self._answers_health(b) for b in pool.backends)))
         self._health = (now, live)
         return live
 
@@ -553,15 +540,6 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
             raise TooLarge(f"answered more than {limit >> 20} MiB")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def _once_more_if_stale(send: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
-    """Send, and once more when a kept-alive connection turned out closed by the backend as it was
-    reused (nothing of the request was processed); a second failure is real."""
-    try:
-        return await send()
-    except (httpx.RemoteProtocolError, httpx.ReadError):
-        return await send()
 
 
 def _error_message(data: bytes) -> str:

@@ -19,6 +19,8 @@ from ..remote.launch import run_dir
 from ..render import ADMIN_FILE
 from .stages import instance_of
 
+ROLES = ("prefill", "decode")  # what the proxy routes to
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -41,9 +43,6 @@ def others_serve(plan: LaunchPlan, names: Sequence[str]) -> bool:
         if not {p.instance for p in plan.processes if p.role == role and p.http_port} - chosen:
             return False
     return True
-
-
-ROLES = ("prefill", "decode")
 
 
 def interrupts_service(plan: LaunchPlan, target: str) -> str | None:

@@ -388,7 +388,7 @@ class Orchestrator:
         lock = DeploymentLock(self.transports[node], directory, holder_for(self.operator, verb))
         await lock.acquire(wait=wait, cancel_holder=cancel_holder)
         for notice in lock.notices:
-            self.events.publish(Notice(notice))
+            self._tell(notice)
         try:
             yield lock
         finally:

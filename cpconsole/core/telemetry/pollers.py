@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 
 import httpx
 
+from ..httpclient import once_more_if_stale
 from ..remote import RemoteError
 from ..remote.tailing import Backoff
 from ..tasks import cancel_and_wait
@@ -100,9 +101,5 @@ class Poller(Generic[T]):
 
 
 async def get_once_more_if_stale(http: httpx.AsyncClient, url: str) -> httpx.Response:
-    """GET, and once more when a kept-alive connection turned out closed by the server (it closed it
-    as we reused it: "Server disconnected without sending a response"); a second failure is real."""
-    try:
-        return await http.get(url)
-    except (httpx.RemoteProtocolError, httpx.ReadError):
-        return await http.get(url)
+    """GET, once more on a kept-alive connection the server had closed (httpclient.once_more_if_stale)."""
+    return await once_more_if_stale(lambda: http.get(url))
