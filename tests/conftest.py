@@ -22,7 +22,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # A stand-in for any program: prints its arguments and environment as JSON, runs nothing.
 RECORDER = f"""#!{sys.executable}
 import json, os, sys
-json.dump({{"argv": sys.argv[1:], "env": dict(os.environ)}}, sys.stdout)
+json.dump({{"argv": sys.argv[1:], "env": dict(os.environ), "cwd": os.getcwd()}}, sys.stdout)
 """
 
 
@@ -31,6 +31,7 @@ class Recorded(TypedDict):
 
     argv: list[str]
     env: dict[str, str]
+    cwd: str
 
 
 os.environ.pop("NO_COLOR", None)  # NO_COLOR changes Textual's output and breaks snapshot comparisons
@@ -59,6 +60,17 @@ def run_sh(
     env = {"PATH": f"{path_first}:/usr/bin:/bin" if path_first else "/usr/bin:/bin", **(env or {})}
     done = subprocess.run(
         ["sh", "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result: Recorded = json.loads(done.stdout)
+    return result
+
+
+def run_interactive_bash(script: str, *, env: dict[str, str], cwd: Path) -> Recorded:
+    """Shell text typed into an interactive bash (`docker exec -it … bash`): it reads ~/.bashrc
+    with a prompt set. Its job-control complaints without a terminal go to stderr, unread."""
+    done = subprocess.run(
+        ["bash", "-i"], input=script, env=env, cwd=cwd, capture_output=True, text=True, timeout=30, check=False
     )
     assert done.returncode == 0, done.stderr
     result: Recorded = json.loads(done.stdout)

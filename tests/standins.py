@@ -11,18 +11,21 @@ from pathlib import Path
 # `docker exec [--env K=V]... [--workdir D] CONTAINER CMD...` runs CMD here, as docker exec runs it
 # inside the container: out of the client's process group (a signal to the client does not reach
 # it, as with docker), the client waiting for its exit code. It gives and refuses what docker does:
-# - the environment is the image's (`Config.Env`: here PATH, as this machine's or as
+# - the environment is the image's (`Config.Env` of NAME.json, with PATH as this machine's or as
 #   $DOCKER_STAND_IN_DIR/NAME.path says for an image without some tool) with HOME=/root (docker
 #   sets it for the container's user) and the --env pairs — never the client's: a login shell's
-#   ~/.bashrc or the calling shell's exports do not reach the process (docker exec reference);
+#   ~/.bashrc or the calling shell's exports do not reach the process, nor does the image's own
+#   ~/.bashrc unless what runs is a bash that reads it (docker exec reference);
 # - a relative --workdir is refused: the OCI runtime spec requires an absolute cwd, runc refuses
 #   another ("Cwd must be an absolute path", libcontainer/configs/validate), and docker exec
 #   reports a failed runtime exec with 126, as for a command that cannot be invoked;
 # - with $DOCKER_STAND_IN_DIR (the stand-in keeping containers as NAME.json), a container that does
 #   not exist or does not run: the daemon's "No such container: NAME" and "container NAME is not
 #   running", which the docker CLI exits 1 with (an error that is no StatusError).
+# - without --workdir, the process starts in the image's WorkingDir (WORKDIR), else in /.
 # The container's file system is this machine's, under the directory $DOCKER_STAND_IN_DIR/NAME.root
-# names, when it does (an image with /vllm-workspace in it).
+# names, when it does (an image with /vllm-workspace in it); its /root (HOME) is that directory's
+# root/, else an empty directory beside the stand-in (never this machine's /root).
 EXEC = """
 import json, os, subprocess, sys
 
@@ -42,18 +45,21 @@ if state is not None:
         sys.exit(print(f"Error response from daemon: No such container: {name}", file=sys.stderr) or 1)
     if not json.load(open(state + ".json"))["State"]["Running"]:
         sys.exit(print(f"Error response from daemon: container {name} is not running", file=sys.stderr) or 1)
+path = open(state + ".path").read().strip() if state and os.path.exists(state + ".path") else os.environ["PATH"]
+root = open(state + ".root").read().strip() if state and os.path.exists(state + ".root") else ""
+home = root + "/root" if root else os.path.join(os.path.dirname(os.path.abspath(__file__)), "image-home")
+config = json.load(open(state + ".json"))["Config"] if state else {}
+image = dict(item.partition("=")[::2] for item in config.get("Env") or [])
+image.update(PATH=path, HOME=home)
 failed = "OCI runtime exec failed: exec failed: unable to start container process: "
-cwd = "/"
+cwd = root + (config.get("WorkingDir") or "/")  # no --workdir: the image's WORKDIR
 if workdir is not None:
     if not workdir.startswith("/"):
         sys.exit(print(failed + "Cwd must be an absolute path: unknown", file=sys.stderr) or 126)
-    root = open(state + ".root").read().strip() if state and os.path.exists(state + ".root") else ""
     cwd = root + workdir
     if not os.path.isdir(cwd):
         message = f'chdir to cwd ("{workdir}") set in config.json failed: no such file or directory: unknown'
         sys.exit(print(failed + message, file=sys.stderr) or 126)
-path = open(state + ".path").read().strip() if state and os.path.exists(state + ".path") else os.environ["PATH"]
-image = {"PATH": path, "HOME": "/root"}
 if os.environ.get("DOCKER_STAND_IN_LOG"):
     open(os.environ["DOCKER_STAND_IN_LOG"], "a").write(name + "\\n")
 try:
@@ -127,13 +133,77 @@ else:
 
 
 def container_state(
-    state_dir: Path, name: str, *, running: bool = True, privileged: bool = False, devices: Iterable[str] = ()
+    state_dir: Path,
+    name: str,
+    *,
+    running: bool = True,
+    privileged: bool = False,
+    devices: Iterable[str] = (),
+    env: dict[str, str] | None = None,
+    workdir: str = "",
 ) -> None:
-    """A container made by hand, as `docker inspect` would show it to the stand-in."""
+    """A container made by hand, as `docker inspect` would show it to the stand-in (`env`, `workdir`:
+    its image's Config.Env and WorkingDir)."""
     config = {"NetworkMode": "host", "Privileged": privileged, "ShmSize": 1024**3, "Binds": []}
     config["Devices"] = [{"PathOnHost": d, "PathInContainer": d, "CgroupPermissions": "rwm"} for d in devices]
-    state = {"Name": "/" + name, "State": {"Running": running}, "Config": {"Image": "by-hand"}, "HostConfig": config}
+    image = {"Image": "by-hand", "Env": [f"{k}={v}" for k, v in (env or {}).items()], "WorkingDir": workdir}
+    state = {"Name": "/" + name, "State": {"Running": running}, "Config": image, "HostConfig": config}
     (state_dir / f"{name}.json").write_text(json.dumps(state))
+
+
+# Ubuntu's /root/.bashrc (base-files' dot.bashrc) begins by returning from any shell without a prompt
+UBUNTU_BASHRC_HEAD = """# ~/.bashrc: executed by bash(1) for non-login shells.
+# If not running interactively, don't do anything
+[ -z "$PS1" ] && return
+"""
+
+
+def vllm_ascend_image(state_dir: Path, name: str, root: Path, *, running: bool = True) -> dict[str, str]:
+    """A running container of a vllm-ascend image, its file system under `root` (paths in it are
+    written with that prefix: the stand-in does not change root). As the real image it has:
+    - `Config.Env` with CANN's toolkit variables (cann-container-image's Dockerfile sets them by ENV),
+      LD_LIBRARY_PATH without /usr/local/lib;
+    - a ~/.bashrc behind Ubuntu's interactive-only guard that sources the toolkit's and NNAL's
+      set_env.sh (cann-container-image) and adds jemalloc to LD_PRELOAD and /usr/local/lib — where the
+      driver's libascend_hal.so is — to LD_LIBRARY_PATH (vllm-ascend's Dockerfile.a3);
+    - NNAL's set_env.sh reads ${BASH_SOURCE[0]}, as the real one: it needs bash;
+    - the simulated torch_npu there needs libascend_hal.so (CPCONSOLE_SIM_NEED_LIBS, sim/libs.py).
+    Returns the image's Config.Env."""
+    ascend = root / "usr/local/Ascend"
+    for folder in ("ascend-toolkit/latest/lib64", "nnal/atb/latest/atb/cxx_abi_1/lib"):
+        (ascend / folder).mkdir(parents=True, exist_ok=True)
+    (root / "usr/local/lib").mkdir(parents=True, exist_ok=True)
+    (root / "usr/local/lib/libascend_hal.so").write_bytes(b"")
+    (root / "root").mkdir(parents=True, exist_ok=True)
+    (ascend / "ascend-toolkit/set_env.sh").write_text(
+        f"export ASCEND_TOOLKIT_HOME={ascend}/ascend-toolkit/latest\n"
+        f"export LD_LIBRARY_PATH={ascend}/ascend-toolkit/latest/lib64:$LD_LIBRARY_PATH\n"
+    )
+    (ascend / "nnal/atb/set_env.sh").write_text(
+        'atb_home=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/latest/atb/cxx_abi_1\n'
+        "export ATB_HOME_PATH=$atb_home\nexport LD_LIBRARY_PATH=$atb_home/lib:$LD_LIBRARY_PATH\n"
+    )
+    env = {
+        "ASCEND_TOOLKIT_HOME": f"{ascend}/ascend-toolkit/latest",
+        "LD_LIBRARY_PATH": f"{ascend}/ascend-toolkit/latest/lib64:{ascend}/driver/lib64/driver",
+        "CPCONSOLE_SIM_NEED_LIBS": "libascend_hal.so",
+    }
+    jemalloc = root / "usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+    jemalloc.parent.mkdir(parents=True, exist_ok=True)
+    if not jemalloc.exists():  # a library that loads, as jemalloc does in the image
+        jemalloc.symlink_to(
+            next(Path(p) for p in ("/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib64/libm.so.6") if Path(p).exists())
+        )
+    (root / "root/.bashrc").write_text(
+        UBUNTU_BASHRC_HEAD
+        + f"source {ascend}/ascend-toolkit/set_env.sh\nsource {ascend}/nnal/atb/set_env.sh\n"
+        + f"export LD_PRELOAD={jemalloc}:\n"  # Dockerfile.a3's lines, $LD_PRELOAD / $LD_LIBRARY_PATH as expanded at build
+        + f"export LD_LIBRARY_PATH={env['LD_LIBRARY_PATH']}:{root}/usr/local/lib\n"
+    )
+    (root / "workspace").mkdir(exist_ok=True)
+    container_state(state_dir, name, running=running, env=env, workdir="/workspace")  # Dockerfile.a3's WORKDIR
+    (state_dir / f"{name}.root").write_text(str(root))
+    return env
 
 
 def install_docker_stand_in(bin_dir: Path) -> Path:
@@ -141,6 +211,7 @@ def install_docker_stand_in(bin_dir: Path) -> Path:
     docker, keeper, runner = bin_dir / "docker", bin_dir / "docker_state.py", bin_dir / "docker_exec.py"
     keeper.write_text(STATE_KEEPER)
     runner.write_text(EXEC)
+    (bin_dir / "image-home").mkdir(exist_ok=True)  # the /root of an image without a root here
     # the system's Python (the stand-in needs only the standard library): an unprivileged login user
     # may not reach the venv's interpreter under /root
     system = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable

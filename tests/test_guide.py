@@ -19,8 +19,8 @@ from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile
 from cpconsole.core.render import render_script
 
-from .conftest import FIXTURES, PROFILES, run_sh, shell_baseline
-from .standins import container_state, install_docker_stand_in
+from .conftest import FIXTURES, PROFILES, run_interactive_bash, run_sh, shell_baseline
+from .standins import install_docker_stand_in, vllm_ascend_image
 
 GUIDE = (FIXTURES / "guide-long-sequence-cp-deepseek.txt").read_text()
 PROFILE = PROFILES / "deepseek-v3.1-cp-1p1d.yaml"
@@ -83,26 +83,38 @@ def test_rendered_process_equals_the_guide(
 
 
 @pytest.mark.parametrize("name", ["prefill-0", "prefill-1", "decode-0", "proxy"])
-def test_rendered_script_runs_what_the_plan_says(
+def test_rendered_script_starts_the_process_as_the_guides_shell_does(
     name: str, plan: LaunchPlan, recorder_bin: Callable[..., Path], tmp_path: Path
 ) -> None:
+    # The guide types its script into `docker exec -it vllm-ascend bash`: an interactive bash that
+    # reads the image's ~/.bashrc. Ours runs through docker exec (which reads none of it) in the
+    # stand-in of the image: program, arguments, working directory and environment must match.
     bin_dir = recorder_bin("recorder", "vllm", "python")
-    install_docker_stand_in(bin_dir)  # the guide's processes run in its container, through docker exec
-    baseline = shell_baseline(bin_dir) | {"HOME"}  # HOME: the image's, as docker exec sets it
+    install_docker_stand_in(bin_dir)
     proc = plan.process(name)
     assert proc.container == "vllm-ascend" and proc.container_pidfile
-    containers, image = tmp_path / "containers", tmp_path / "image"  # the guide's running container
+    containers, image = tmp_path / "containers", tmp_path / "image"
     containers.mkdir()
-    container_state(containers, "vllm-ascend", devices=[f"/dev/davinci{i}" for i in range(16)])
-    (containers / "vllm-ascend.root").write_text(str(image))
-    if proc.cwd:
-        (image / proc.cwd.lstrip("/")).mkdir(parents=True)  # the image has the example proxy's folder
+    image_env = vllm_ascend_image(containers, "vllm-ascend", image)
+    workdir = image / (proc.cwd or "/workspace").lstrip("/")  # its own, else the image's WORKDIR
+    workdir.mkdir(parents=True, exist_ok=True)  # the image has the example proxy's folder
     try:
         got = run_sh(render_script(proc), path_first=bin_dir, env={"DOCKER_STAND_IN_DIR": str(containers)})
     finally:
         Path(proc.container_pidfile).unlink(missing_ok=True)  # the stand-in's container is this machine
-    assert got["argv"] == list(proc.argv[1:])
-    assert {k: v for k, v in got["env"].items() if k not in baseline} == proc.env_dict
+    program = "python" if name == "proxy" else "vllm"
+    guide = run_interactive_bash(
+        f'{program}() {{ exec recorder "$@"; }}\n{guide_scripts()[name]}',
+        env={**image_env, "PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(image / "root")},
+        cwd=workdir,
+    )
+    assert got["argv"] == list(proc.argv[1:]) and normalise(got["argv"]) == normalise(guide["argv"])
+    assert got["cwd"] == guide["cwd"] == str(workdir)
+    shells = {"SHLVL", "_", "PWD", "OLDPWD"}  # what each shell sets for itself
+    ours, theirs = ({k: v for k, v in e["env"].items() if k not in shells} for e in (got, guide))
+    assert ours == theirs
+    # the image's ~/.bashrc was read: jemalloc preloaded, the driver's devlib on the library path
+    assert "libjemalloc.so.2" in ours["LD_PRELOAD"] and ours["LD_LIBRARY_PATH"].endswith("/usr/local/lib")
 
 
 def test_engine_ids_and_headless_as_in_the_guide(plan: LaunchPlan) -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from pydantic import JsonValue
 
-from cpconsole.core.plan import build_plan, render_flags
-from cpconsole.core.profile import load_profile, load_profile_text
+from cpconsole.core.plan import IMAGE_SHELL, build_plan, render_flags
+from cpconsole.core.profile import load_profile, load_profile_data, load_profile_text
 from cpconsole.core.render import format_command, render_script
 
-from .conftest import PROFILES
+from .conftest import PROFILES, run_sh
 from .test_profile_loader import MINIMAL
 
 
@@ -101,12 +103,14 @@ def test_container_applies_to_vllm_but_proxy_opts_out(xpyd) -> None:  # type: ig
     assert script.splitlines()[2] == "exec docker exec \\"
     lines = script.splitlines()
     at = lines.index("    vllm-ascend \\")  # in there, the process keeps its group id where stop finds it
-    assert (
-        lines[at + 1]
-        == f'    setsid -w sh -c \'echo $$ > "$0" && exec "$@"\' /tmp/cpconsole-{xpyd.run_key}-decode-0.pid \\'
-    )
+    # after the image's ~/.bashrc (docker exec reads none), then the profile's env, as the guide's shell
+    assert lines[at + 1] == "    setsid -w bash -c '" + IMAGE_SHELL[0]
+    assert lines[at + 2].startswith("export ") and "--env" not in script
+    end = next(i for i in range(at, len(lines)) if lines[i].startswith("echo $$"))
+    assert lines[end] == f'echo $$ > "$0" && exec "$@"\' /tmp/cpconsole-{xpyd.run_key}-decode-0.pid \\'
     assert xpyd.run_key.startswith("deepseek-2p1d-dp-") and len(xpyd.run_key) == len("deepseek-2p1d-dp-") + 8
-    assert lines[at + 2] == "    vllm serve /root/.cache/DeepSeek-V3.1_w8a8mix_mtp \\"
+    assert lines[end + 1] == "    vllm serve /root/.cache/DeepSeek-V3.1_w8a8mix_mtp \\"
+    assert xpyd.process("proxy").setup == ()  # on the node: nothing unless the profile says
 
 
 def test_the_container_cli_is_the_nodes_tools_docker() -> None:
@@ -168,3 +172,40 @@ def test_nodes_plan_carries_merged_ssh_settings() -> None:
     node = build_plan(load_profile_text(text)).node("n1")
     assert (node.ssh.user, node.ssh.port, node.ssh.proxy_jump) == ("ops", 22, "bastion")
     assert node.transport == "ssh" and node.run_dir == "~/.cache/cpconsole"
+
+
+def test_setup_lines_come_from_the_most_specific_level(xpyd) -> None:  # type: ignore[no-untyped-def]
+    text = (PROFILES / "deepseek-2p1d-dp.yaml").read_text()
+    said = text.replace("defaults:\n", "defaults:\n  setup: [source /opt/cann/set_env.sh]\n", 1)
+    plan = build_plan(load_profile_text(said))
+    assert {p.setup for p in plan.processes} == {("source /opt/cann/set_env.sh",)}  # in a container or not
+    script = render_script(plan.process("proxy"))  # on the node: bash sources, then becomes the proxy
+    assert "exec bash -c 'source /opt/cann/set_env.sh\nexec \"$@\"' bash python3 -m cpconsole.proxy" in script
+    none = build_plan(load_profile_text(text.replace("defaults:\n", "defaults:\n  setup: []\n", 1)))
+    assert {p.setup for p in none.processes} == {()}
+    assert " sh -c 'echo $$" in render_script(none.process("decode-0"))  # docker exec and nothing read
+
+
+def test_on_a_node_the_profiles_env_wins_over_what_setup_lines_set(
+    recorder_bin: Callable[..., Path], tmp_path: Path
+) -> None:
+    bin_dir = recorder_bin("recorder")
+    plan = build_plan(
+        load_profile_data(
+            {
+                "name": "setup-order",
+                "model": {"path": "/m", "check_path": False},
+                "defaults": {
+                    "transport": "local",
+                    "vllm_command": ["recorder"],
+                    "setup": ["export FROM_SETUP=yes KEPT=setup", "shopt -s extglob  # a bash builtin: bash runs them"],
+                    "env": {"KEPT": "profile"},
+                },
+                "nodes": {"n1": {"host": "127.0.0.1", "chips": 1}},
+                "instances": {"s": {"role": "colocated", "nodes": ["n1"], "port": 8000, "cwd": str(tmp_path)}},
+            }
+        )
+    )
+    got = run_sh(render_script(plan.process("s-0")), path_first=bin_dir)
+    assert (got["env"]["FROM_SETUP"], got["env"]["KEPT"], got["cwd"]) == ("yes", "profile", str(tmp_path))
+    assert got["argv"][:1] == ["serve"]

@@ -31,7 +31,7 @@ from .conftest import FIXTURES
 from .loopback import Block
 from .simcluster import cluster, demo_text, over_ssh
 from .sshd import Sshd, free_port
-from .standins import container_state, install_docker_stand_in
+from .standins import container_state, install_docker_stand_in, vllm_ascend_image
 
 
 def node_env(text: str, node_ip: str, **env: str) -> str:
@@ -70,7 +70,7 @@ async def test_healthy_nodes_pass_and_fold_into_a_few_lines(tmp_path: Path) -> N
         "8.3.RC1 on 3/3 nodes",
         "25.2.1 on 3/3 nodes",
     } <= lines
-    assert len(fold(checks)) < 25 < len(checks)
+    assert len(fold(checks)) < 26 < len(checks)
 
 
 def test_the_chips_that_talk_are_pinged() -> None:
@@ -278,7 +278,49 @@ async def test_the_model_is_read_where_the_server_sees_it_in_its_container(
         for node in nodes.values():
             await node.close()
     reads = [c for n in nodes.values() for c in n.commands if "config.json" in c or "safetensors" in c]
-    assert len(reads) == 3 and all(c.startswith(f"{docker} exec") and " vllm-ascend sh -c " in c for c in reads)
+    # as the server starts: by bash, after the image's ~/.bashrc (the default setup in a container)
+    assert len(reads) == 3 and all(c.startswith(f"{docker} exec") and " vllm-ascend bash -c " in c for c in reads)
+
+
+def launch_checks(checks: list[Check]) -> dict[str, tuple[str, str]]:
+    return {c.node: (c.status, c.evidence) for c in checks if c.check == "launch environment"}
+
+
+async def test_torch_npu_is_imported_in_the_containers_launch_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the image's torch_npu needs the driver's library that only its ~/.bashrc puts on the path
+    docker = install_docker_stand_in(tmp_path / "bin")
+    monkeypatch.setenv("DOCKER_STAND_IN_DIR", str(tmp_path))
+    vllm_ascend_image(tmp_path, "vllm-ascend", tmp_path / "image")
+    text = demo_text(tmp_path).replace("  tools: {", f"  container: vllm-ascend\n  tools: {{docker: [{docker}], ", 1)
+    prepared = launch_checks(await checks_of(text))
+    assert prepared == {
+        node: ("PASS", f"torch_npu imports where and as {server} starts")
+        for node, server in (("prefill-a", "prefill-0"), ("prefill-b", "prefill-1"), ("decode-a", "decode-0"))
+    }
+    # `docker exec … sh -c`, as before setup lines: the ~/.bashrc unread, the library not found
+    bare = launch_checks(
+        await checks_of(text.replace("  container: vllm-ascend\n", "  container: vllm-ascend\n  setup: []\n"))
+    )
+    assert {status for status, _ in bare.values()} == {"FAIL"} and len(bare) == 3
+    assert all("ImportError: libascend_hal.so: cannot open shared object file" in why for _, why in bare.values())
+
+
+async def test_a_nodes_setup_lines_prepare_the_toolkit(tmp_path: Path) -> None:
+    # on a node (no container) nothing is sourced unless the profile says so: CANN's libhccl.so is
+    # found only through the toolkit's set_env.sh
+    toolkit = tmp_path / "Ascend" / "ascend-toolkit"
+    (toolkit / "latest" / "lib64").mkdir(parents=True)
+    (toolkit / "latest" / "lib64" / "libhccl.so").write_bytes(b"")
+    (toolkit / "set_env.sh").write_text(f"export LD_LIBRARY_PATH={toolkit}/latest/lib64:$LD_LIBRARY_PATH\n")
+    text = demo_text(tmp_path, node_env={"prefill-b": {"CPCONSOLE_SIM_NEED_LIBS": "libhccl.so"}})
+    unprepared = launch_checks(await checks_of(text))
+    status, why = unprepared.pop("prefill-b")
+    assert status == "FAIL" and why.startswith("import torch_npu, as prefill-1 starts: ImportError: libhccl.so")
+    assert {s for s, _ in unprepared.values()} == {"PASS"}
+    told = text.replace("  env:\n", f"  setup: [source {toolkit}/set_env.sh]\n  env:\n", 1)
+    assert {s for s, _ in launch_checks(await checks_of(told)).values()} == {"PASS"}
 
 
 async def test_over_ssh_healthy_nodes_pass(tmp_path: Path, sshd: Sshd, nodes_dir: str) -> None:
@@ -342,7 +384,7 @@ def test_cpconsole_preflight_shows_the_profiles_warnings_and_exits_0(tmp_path: P
     assert all("demo.yaml:" in w and "inside Mooncake's random port range" in w for w in warnings)
     assert "prefill-0 listens on 30000-30015" in warnings[0] and "prefill-1 listens on 30016-30031" in warnings[1]
     assert "link UP on 48/48 chips" in done.stdout
-    assert done.stdout.rstrip().endswith("0 failed, 2 warning(s), 384 passed")
+    assert done.stdout.rstrip().endswith("0 failed, 2 warning(s), 387 passed")
 
 
 def test_a_clock_is_off_only_by_more_than_a_slow_answer_can_explain() -> None:

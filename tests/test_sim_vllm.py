@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cpconsole.core.diagnosis.explain import classify
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile
 from cpconsole.sim.args import ServeArgumentError, parse
@@ -350,3 +351,16 @@ async def test_port_in_use_fails_like_vllm(demo: Cluster, tmp_path: Path) -> Non
     second.handles["decode-0"] = await second.node.spawn_detached(dataclasses.replace(spec, run_dir=str(spec_dir)))
     assert await second.wait_exit("decode-0") == 1
     assert "OSError: [Errno 98] Address already in use" in (spec_dir / "log").read_text()
+
+
+def test_without_the_libraries_it_loads_vllm_refuses_to_start_and_the_cause_is_named(tmp_path: Path) -> None:
+    # the simulated node needs CANN's libhccl.so on LD_LIBRARY_PATH, as a real torch_npu does
+    env = {"PATH": "/usr/bin:/bin", "CPCONSOLE_SIM_NEED_LIBS": "libhccl.so", "CPCONSOLE_SIM_STARTUP_S": "0"}
+    done = sim("/m", "--port", "1", env=env)
+    last = done.stderr.splitlines()[-1]
+    assert done.returncode == 1 and last.startswith("ImportError: libhccl.so: cannot open shared object file")
+    found = classify(done.stderr.splitlines())
+    assert found is not None and found.kind == "library_missing" and "setup lines" in found.hint
+    (tmp_path / "libhccl.so").write_bytes(b"")  # where the toolkit's set_env.sh would point
+    ready = sim("/m", "--port", "1", "--help", env={**env, "LD_LIBRARY_PATH": str(tmp_path)})
+    assert ready.returncode == 0, ready.stderr

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 from .names import unknown
 from .profile import LoadedProfile
+from .profile.loader import Loc
 from .profile.schema import (
     Alerts,
     ApiKey,
@@ -31,6 +32,7 @@ from .profile.topology import (
     Placement,
     api_servers,
     declared_env,
+    declared_setup,
     effective_container,
     node_address,
     parallel_of,
@@ -138,6 +140,7 @@ class ProcessPlan(Frozen):
     # cpconsole's proxy: its instance API's admin token comes in this variable, from ADMIN_FILE in its
     # run directory (made by its launch script at the first start; read by a console to drain an instance)
     admin_env: str | None = None
+    setup: tuple[str, ...] = ()  # bash lines run before it starts, where it runs (schema.Setup)
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -191,6 +194,7 @@ class ProcessPlan(Frozen):
             "container_pidfile": self.container_pidfile,
             "container_cli": list(self.container_cli),
             "cwd": self.cwd,
+            "setup": list(self.setup),
             "env": self.env_dict,
             "argv": list(self.argv),
             "ports": [p.model_dump() for p in self.ports],
@@ -363,6 +367,21 @@ def _kv_params_flag(profile: Profile) -> list[str]:
 
 ADMIN_ENV = "CPCONSOLE_PROXY_ADMIN_TOKEN"
 
+# A process in a container, unless the profile says otherwise, is prepared as the guide's
+# `docker exec -it … bash` prepares it: by the image's ~/.bashrc, which docker exec alone never
+# reads. The vllm-ascend images put LD_PRELOAD (jemalloc) and LD_LIBRARY_PATH (+/usr/local/lib)
+# there (Dockerfile.a3), their CANN base image `source`s the toolkit's and NNAL's set_env.sh there
+# (cann-container-image's Dockerfiles). Ubuntu's ~/.bashrc returns at once in a shell without a
+# prompt (`[ -z "$PS1" ] && return`): PS1 is set so that it reads on, as an interactive bash would.
+IMAGE_SHELL = ("[ ! -r ~/.bashrc ] || { PS1=cpconsole; . ~/.bashrc; }",)
+
+
+def setup_of(profile: Profile, node: str, owner: Loc, container: str | None) -> tuple[str, ...]:
+    declared = declared_setup(profile, node, owner)
+    if declared is not None:
+        return declared
+    return IMAGE_SHELL if container else ()
+
 
 def pidfile_of(run_key: str, process: str) -> str:
     """Where, inside its container, a process records the group it started (render's keep-group)."""
@@ -423,6 +442,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
                 container_pidfile=pidfile(place.process, container),
                 container_cli=tools_of(place.node).docker,
                 key_env="VLLM_API_KEY" if profile.api_key and place.serves_http else None,
+                setup=setup_of(profile, place.node, ("instances", place.instance), container),
             )
         )
     if profile.proxy is not None:
@@ -447,6 +467,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
                 container_cli=tools_of(proxy.node).docker,
                 key_env="OPENAI_API_KEY" if profile.api_key else None,  # what the PD proxies send on
                 admin_env=ADMIN_ENV if proxy.is_cpconsoles else None,
+                setup=setup_of(profile, proxy.node, ("proxy",), container),
             )
         )
     nodes = tuple(

@@ -25,13 +25,15 @@ def docker_exec_words(
 ) -> list[str]:
     """`docker exec` into the process's container with its working directory and environment
     (and `more_env`): shell words, each quoted, up to and including the container's name. The API
-    key goes in as `key_env` (default: the process's own variable for it)."""
+    key goes in as `key_env` (default: the process's own variable for it). A process with setup
+    lines gets its own environment after them instead (`prepared`)."""
     if not proc.container:
         raise ValueError(f"{proc.name} runs in no container")
     words = [f"{shlex.join(proc.container_cli)} exec"]
     if proc.cwd:
         words.append(f"--workdir {shlex.quote(proc.cwd)}")
-    words += [f"--env {shlex.quote(f'{key}={value}')}" for key, value in (*proc.env, *more_env)]
+    given = (*(() if proc.setup else proc.env), *more_env)
+    words += [f"--env {shlex.quote(f'{key}={value}')}" for key, value in given]
     if key_env or proc.key_env:  # its value from the calling shell's environment, never written
         words.append(f"--env {key_env or proc.key_env}")
     if proc.admin_env:
@@ -39,20 +41,37 @@ def docker_exec_words(
     return [*words, shlex.quote(proc.container)]
 
 
+def _exports(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    return [f"export {key}={shlex.quote(value)}" for key, value in pairs]
+
+
+def prepared(proc: ProcessPlan, script: str) -> tuple[str, str]:
+    """The shell that runs `script` where the process runs, and what it runs. With setup lines:
+    bash (the guide's shell) running them, then exporting the process's environment — the
+    profile's values win over what the lines set, as the guide's exports over its shell's — then
+    `script`. Without: sh and `script` (the environment comes from docker exec or the caller)."""
+    if not proc.setup:
+        return "sh", script
+    return "bash", "\n".join([*proc.setup, *_exports(proc.env), script])
+
+
 def in_place(
     proc: ProcessPlan, script: str, *, more_env: Sequence[tuple[str, str]] = (), key_env: str | None = None
 ) -> str:
-    """sh running `script` where the process runs: in its container (`docker exec`) or on the
-    node, with its environment and `more_env` (the API key, on the node, is the shell's own)."""
+    """sh running `script` where the process runs and as it starts: in its container (`docker
+    exec`) or on the node, with its setup lines, its environment and `more_env` (the API key, on
+    the node, is the shell's own)."""
+    shell, body = prepared(proc, script)
     if proc.container:
         words = docker_exec_words(proc, more_env=more_env, key_env=key_env)
-        return f"{' '.join(words)} sh -c {shlex.quote(script)}"
-    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in (*proc.env, *more_env)) + script
+        return f"{' '.join(words)} {shell} -c {shlex.quote(body)}"
+    exports = "".join(line + "\n" for line in _exports((*(() if proc.setup else proc.env), *more_env)))
+    return exports + (f"{shell} -c {shlex.quote(body)}" if proc.setup else script)
 
 
 # docker exec passes no signal on to what it started, so in the container the process starts a
 # session of its own and writes its group id to a file: stopping it signals that group in there
-KEEP_GROUP = shlex.quote('echo $$ > "$0" && exec "$@"')
+KEEP_GROUP = 'echo $$ > "$0" && exec "$@"'
 
 
 # the API key, written by cpconsole (mode 600) just before the start, read once and deleted
@@ -75,12 +94,18 @@ def render_script(proc: ProcessPlan, *, shown_key: str | None = None) -> str:
         head.append(f"[ -s {ADMIN_FILE} ] || od -An -tx1 -N24 /dev/urandom | tr -d ' \\n' > {ADMIN_FILE} || exit 1")
         head.append(f"{proc.admin_env}=$(cat {ADMIN_FILE}) && export {proc.admin_env} || exit 1")
     if proc.container:
-        keep_group = f"setsid -w sh -c {KEEP_GROUP} {shlex.quote(proc.container_pidfile or '')}"
-        options = [*docker_exec_words(proc), keep_group, format_command(proc.argv)]
+        shell, keep_group = prepared(proc, KEEP_GROUP)
+        setsid = f"setsid -w {shell} -c {shlex.quote(keep_group)} {shlex.quote(proc.container_pidfile or '')}"
+        options = [*docker_exec_words(proc), setsid, format_command(proc.argv)]
         return "\n".join([*head, "exec " + " \\\n    ".join(options)]) + "\n"
     body = [f"cd {shlex.quote(proc.cwd)} || exit 1"] if proc.cwd else []
-    body += [f"export {key}={shlex.quote(value)}" for key, value in proc.env]
-    return "\n".join([*head, *body, "exec " + format_command(proc.argv)]) + "\n"
+    if proc.setup:  # bash runs the lines, then becomes the process (one pid throughout)
+        shell, become = prepared(proc, 'exec "$@"')
+        start = f"exec {shell} -c {shlex.quote(become)} {shell} " + format_command(proc.argv)
+    else:
+        body += _exports(proc.env)
+        start = "exec " + format_command(proc.argv)
+    return "\n".join([*head, *body, start]) + "\n"
 
 
 def plan_json(plan: LaunchPlan, names: list[str] | None = None) -> str:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 import uvicorn
 from uvicorn.logging import AccessFormatter
 
-from . import nodestate
+from . import libs, nodestate
 from .args import VERSION, ServeArgs, ServeArgumentError, build_parser, parse
 from .dist import Rendezvous
 from .engine import HBM_MB, Engine, KvBudget
@@ -391,6 +391,10 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] != "serve":
         print("usage: vllm serve [model_tag] [options]", file=sys.stderr)
         return 2
+    library = libs.missing()  # vLLM imports its platform plugin (and torch_npu) before anything else
+    if library is not None:
+        print("\n".join(libs.traceback_lines(library)), file=sys.stderr)
+        return 1
     if any(word == "--help" or word.startswith("--help=") for word in argv[1:]):
         print(build_parser().format_help())  # what this simulator takes, in argparse's layout as vLLM's
         return 0

@@ -71,6 +71,16 @@ CAUSES: tuple[Cause, ...] = (
         when="start-up",
     ),
     _cause(
+        "library_missing",
+        ("cannot open shared object file",),
+        r"ImportError: \S+\.so[.\d]*: cannot open shared object file",
+        "a library the server loads is not on its LD_LIBRARY_PATH",
+        "the shell that starts it lacks CANN's environment (toolkit, NNAL, driver libraries): give the process "
+        "setup lines that source the set_env.sh files — in a vllm-ascend container the default reads the image's "
+        "~/.bashrc; `cpconsole preflight` imports torch_npu the same way",
+        when="start-up",
+    ),
+    _cause(
         "bad_arguments",
         ("vllm serve: error:", "divisible by", "validation error for", "Value error,"),
         r"vllm serve: error:|must be divisible by|is not divisible by|validation error for \w+|Value error, ",

@@ -29,7 +29,9 @@ CLOCK_SKEW_WARN_S = 1.0
 DISK_FAIL_GB, DISK_WARN_GB = 1.0, 10.0  # logs of a long run, bench results
 WILDCARDS = {"0.0.0.0", "*", "::", "[::]"}
 
-# Run by the Python that runs vLLM (inside its container): package versions and CANN's.
+# Run by the Python that runs vLLM, where and as the server starts (its container, env and setup
+# lines): package versions, CANN's, and torch_npu imported — it loads CANN's and the driver's
+# libraries, which only a prepared environment finds (its error is the last line, after "import").
 VERSION_PROBE = """
 import glob, importlib.metadata as m, os
 def version(*names):
@@ -52,7 +54,13 @@ for info in [*sorted(glob.glob(home + "/*/ascend_toolkit_install.info")), home +
     cann = next((line.split("=", 1)[1].strip() for line in lines if line.startswith("version=")), cann)
     break
 print("CANN", cann)
+if version("torch-npu", "torch_npu") != "-":
+    try:
+        import torch_npu
+    except Exception as exc:
+        print("import torch_npu:", type(exc).__name__ + ":", str(exc).splitlines()[0] if str(exc) else "")
 """
+IMPORT_FAILED = "import torch_npu: "
 
 
 def listening(ss_output: str, address: str) -> set[int]:
@@ -268,7 +276,8 @@ async def _versions(
     except RemoteError as exc:
         out.append(Check(node.name, "software", "FAIL", exc.what))
         return out
-    found = dict(line.split(" ", 1) for line in result.text().splitlines() if line.count(" ") == 1)
+    lines = result.text().splitlines()
+    found = dict(line.split(" ", 1) for line in lines if line.count(" ") == 1)
     if not result.ok or "vllm" not in found:
         why = (result.stderr or result.stdout).decode("utf-8", "replace").strip()[-200:] or f"exit {result.exit_code}"
         out.append(
@@ -282,9 +291,27 @@ async def _versions(
         )
         return out
     facts.versions.update(found)
+    out.append(launch_environment(server, found, lines))
     if released(found["vllm"]) is None:  # a release without argument data: ask the node's own vLLM
         out += await _serve_help(server, transport, facts, 3 * timeout)
     return out
+
+
+def launch_environment(server: ProcessPlan, versions: Mapping[str, str], probe_lines: list[str]) -> Check:
+    """torch_npu imports where the server starts — or the error naming what its shell lacks."""
+    failed = next((line.removeprefix(IMPORT_FAILED) for line in probe_lines if line.startswith(IMPORT_FAILED)), None)
+    if failed is None:
+        what = "torch_npu imports" if versions.get("torch-npu", "-") != "-" else "vLLM's Python starts (no torch_npu)"
+        evidence = f"{what} where and as {server.name} starts"
+        return Check(server.node, "launch environment", "PASS", evidence, same=f"{what} as the servers start")
+    hint = (
+        "the process's setup lines must prepare CANN's environment: in a vllm-ascend container the default reads "
+        "the image's ~/.bashrc; on a node add setup: [source /usr/local/Ascend/ascend-toolkit/set_env.sh, "
+        "source /usr/local/Ascend/nnal/atb/set_env.sh] (`cpconsole render` shows them)"
+    )
+    return Check(
+        server.node, "launch environment", "FAIL", f"import torch_npu, as {server.name} starts: {failed}", hint
+    )
 
 
 async def _nic(server: ProcessPlan, transport: Transport, timeout: float) -> list[Check]:

@@ -68,6 +68,11 @@ Env = dict[EnvName, Text]
 FlagName = Annotated[str, StringConstraints(pattern=FLAG_RE)]
 Flags = dict[FlagName, JsonValue]
 Argv = Annotated[tuple[str, ...], Field(min_length=1)]
+# bash lines run before a process starts, where it runs (its container or node): how its shell is
+# prepared, as the guide's interactive `docker exec -it … bash` prepares it. Unset on every level:
+# in a container the image's ~/.bashrc (plan.IMAGE_SHELL), on a node nothing; [] runs none.
+SETUP_HELP = "bash lines run before the process starts, in its container or on its node (e.g. source …/set_env.sh)"
+Setup = Annotated[tuple[str, ...] | None, Field(description=SETUP_HELP)]
 
 Role = Literal["prefill", "decode", "colocated"]
 TransportKind = Literal["ssh", "local"]
@@ -158,6 +163,7 @@ class Defaults(Strict):
     container: Container | None = None
     env: Env = {}
     vllm_command: Argv = ("vllm",)
+    setup: Setup = None
     run_dir: RunDir = Field(default="~/.cache/cpconsole", description="Base of per-process run directories")
     tools: Tools = Tools()
 
@@ -173,6 +179,7 @@ class Node(Strict):
     nic: str | None = None
     container: Container | None = None
     env: Env = Field(default={}, description="Environment of everything run on this node, tools included")
+    setup: Setup = None
     run_dir: RunDir | None = None
     tools: Tools | None = None
 
@@ -221,6 +228,7 @@ class Instance(Strict):
     vllm_command: Argv | None = None
     container: Container | None = None
     cwd: str | None = None
+    setup: Setup = None
 
     def arg(self, name: str) -> JsonValue:
         """A vllm_args value by its flag name, whichever of `_` or `-` the profile used."""
@@ -246,6 +254,7 @@ class Proxy(Strict):
     env: Env = {}
     container: Container | None = None
     cwd: str | None = None
+    setup: Setup = None
 
     @property
     def is_cpconsoles(self) -> bool:

@@ -108,6 +108,15 @@ def effective_container(profile: Profile, node: str, owner: Loc) -> tuple[Contai
     return profile.defaults.container, ("defaults", "container")
 
 
+def declared_setup(profile: Profile, node: str, owner: Loc) -> tuple[str, ...] | None:
+    """A process's setup lines: its own, else its node's, else the default's; None when no level
+    sets them (the plan then gives the place's default)."""
+    for spec in (owner_of(profile, owner), profile.nodes[node], profile.defaults):
+        if spec.setup is not None:
+            return spec.setup
+    return None
+
+
 def engine_ids(profile: Profile) -> dict[tuple[str, int], str]:
     """(instance, node rank) → engine id: the profile's own, else the next unused number."""
     taken = {eid for inst in profile.instances.values() for eid in (inst.engine_ids or ())}
