@@ -439,3 +439,16 @@ def test_a_relative_working_directory_in_a_container_is_refused_with_the_fix(tmp
     assert error.dotted == "proxy.cwd" and error.line == line_of(text, "  cwd: vllm-ascend/examples")
     assert "docker exec takes an absolute working directory only" in error.message
     assert "/vllm-workspace/vllm-ascend" in error.message
+
+
+def test_vllms_wait_for_its_engines_must_not_end_before_the_stage_timeout() -> None:
+    # vLLM exits "Timed out waiting for engine…" after VLLM_ENGINE_READY_TIMEOUT_S (600 s unset)
+    def said(text: str) -> list[tuple[str, str]]:
+        hits = load_profile_text(text).findings
+        return [(f.severity, f.dotted) for f in hits if "VLLM_ENGINE_READY_TIMEOUT_S" in f.message]
+
+    demo = (PROFILES / "demo.yaml").read_text()
+    assert said(demo) == []  # it sets 1800, the stage's timeout
+    unset = demo.replace('    VLLM_ENGINE_READY_TIMEOUT_S: "1800"', "")
+    assert said(unset) == [("warning", "instances.prefill.nodes")]  # two nodes; the decode runs on one
+    assert said(unset + "timeouts: {prefill: 500, decode: 500}\n") == []

@@ -110,3 +110,21 @@ async def test_preflight_checks_flags_against_the_installed_vllm(tmp_path: Path)
     assert {(c.node, c.status) for c in checks} == {("prefill-a", "PASS"), ("prefill-b", "PASS"), ("decode-a", "FAIL")}
     (wrong,) = [c for c in checks if c.status == "FAIL"]
     assert wrong.evidence == "--max-logprobs is not an argument of vLLM 0.14.1"
+
+
+def test_a_release_without_data_is_said_and_its_refusals_are_warnings() -> None:
+    # the guide declares 0.15.0: its flags can only be held against 0.13.0's, and a flag 0.13.0
+    # lacks may be new — a warning, not an error that stops `up`
+    text = DEMO.replace('vllm: "0.13.0"', 'vllm: "0.15.0"', 1).replace(
+        "      enforce_eager: true", "      brand_new_flag: 1", 1
+    )
+    assert "brand_new_flag" in text
+    findings = load_profile_text(text).findings
+    said = {(f.severity, f.dotted, f.message.split(";")[0]) for f in findings if "0.13.0" in f.message}
+    assert (
+        "warning",
+        "versions.vllm",
+        "cpconsole has no argument data of vLLM 0.15.0 (it has 0.13.0, 0.32.0): vllm_args are checked against 0.13.0's",
+    ) in said
+    assert any(s == "warning" and p.endswith("vllm_args.brand_new_flag") for s, p, _ in said)
+    assert refusals(DEMO.replace("      enforce_eager: true", "      brand_new_flag: 1", 1))  # 0.13.0 itself: an error

@@ -260,10 +260,11 @@ CAUSES: tuple[Cause, ...] = (
     ),
     _cause(
         "engines_timeout",
-        ("Timed out waiting for engines",),
-        r"Timed out waiting for engines",
+        ("Timed out waiting for engine", "Timed out waiting for new engine"),
+        r"Timed out waiting for (new )?engine",
         "the API server's engines never reported in",
-        "an engine core (or a headless node-rank) did not start: read the engine lines above and the other nodes",
+        "an engine core (or a headless node-rank) did not start within VLLM_ENGINE_READY_TIMEOUT_S (600 s unless "
+        "set): read the engine lines above and the other nodes; a load that is only slow needs it raised in env",
         when="start-up",
     ),
     _cause(

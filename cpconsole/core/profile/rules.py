@@ -16,6 +16,7 @@ from .schema import MAX_PARALLEL, KvConnector, Profile, flag_name
 from .serving_rules import (
     bench_concurrency,
     derived_env,
+    engine_ready_timeout,
     every_env,
     flashcomm_needs_tensor_parallel,
     hccl_connect_timeout,
@@ -495,6 +496,7 @@ RULES: tuple[Rule, ...] = (
     scheduler_limits,
     flashcomm_needs_tensor_parallel,
     hccl_connect_timeout,
+    engine_ready_timeout,
     bench_concurrency,
     vllm_arguments,
     container_devices,

@@ -146,6 +146,35 @@ def hccl_connect_timeout(profile: Profile) -> Iterator[Hit]:
             )
 
 
+ENGINE_READY_ENV, ENGINE_READY_DEFAULT_S = "VLLM_ENGINE_READY_TIMEOUT_S", 600  # vllm/envs.py
+
+
+def engine_ready_timeout(profile: Profile) -> Iterator[Hit]:
+    """vLLM's API server waits VLLM_ENGINE_READY_TIMEOUT_S (600 s unless set) for its engines to
+    report in, then exits "Timed out waiting for engine…" (vllm-ascend#3977, vllm#35616): shorter
+    than cpconsole's stage timeout, a slow multi-node load ends there and the stage's wait is moot.
+    vllm-ascend's own multi-node CI sets 1800. (On one node vLLM's wait may not bound the load at
+    all: vllm#48031.)"""
+    for name, inst in profile.instances.items():
+        if len(inst.nodes) < 2:
+            continue
+        stage = getattr(profile.timeouts, inst.role)
+        given = {k: v for env in instance_envs(profile, inst) for k, v in env.items()}.get(ENGINE_READY_ENV)
+        ready = positive_int(given) if given is not None else ENGINE_READY_DEFAULT_S
+        if ready is None or ready >= stage:
+            continue
+        said = f"{ENGINE_READY_ENV}={given}" if given is not None else f"{ENGINE_READY_ENV} unset"
+        yield (
+            "warning",
+            ("instances", name, "env", ENGINE_READY_ENV)
+            if ENGINE_READY_ENV in inst.env
+            else ("instances", name, "nodes"),
+            f"vLLM waits {ready} s for its engines ({said}), cpconsole {stage:g} s "
+            f'(timeouts.{inst.role}): a longer load ends with "Timed out waiting for engine…"; set '
+            f'{ENGINE_READY_ENV}: "{stage:g}" in its env',
+        )
+
+
 def bench_concurrency(profile: Profile) -> Iterator[Hit]:
     """The guide: "--max-num-seqs indicates the maximum number of requests that each DP group is
     allowed to process … the excess requests will remain in a waiting state … the time spent in the

@@ -110,12 +110,24 @@ def problems(args: Mapping[str, JsonValue], known: ArgumentSet) -> Iterator[tupl
 
 
 def vllm_arguments(profile: Profile) -> Iterator[Hit]:
-    known = for_version(profile.versions.vllm)
+    """vllm_args against the data of the declared release; of another release (cpconsole has none
+    of that one), what it refuses is a warning — the flag may be new — and the gap is said."""
+    declared = profile.versions.vllm
+    known = for_version(declared)
     if known is None:
         return
+    exact = declared is None or released(declared) is not None
+    if not exact:
+        have = ", ".join(s.vllm for s in known_sets())
+        yield (
+            "warning",
+            ("versions", "vllm"),
+            f"cpconsole has no argument data of vLLM {declared} (it has {have}): vllm_args are checked against "
+            f"{known.vllm}'s; `cpconsole preflight` checks them against the installed vLLM's own --help",
+        )
     for name, inst in profile.instances.items():
         for key, why in problems(inst.vllm_args, known):
-            yield "error", ("instances", name, "vllm_args", key), why
+            yield "error" if exact else "warning", ("instances", name, "vllm_args", key), why
 
 
 _OPTION = re.compile(r"^  (-[^ ].*?)(?:\s{2,}|$)")
