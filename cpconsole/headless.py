@@ -22,7 +22,7 @@ from .core.inventory import Listed, listed_profiles, running_of
 from .core.journal import JournalEntry
 from .core.notify import Notifier
 from .core.orchestrate import Orchestrator, orphans
-from .core.orchestrate.containers import ContainerOutcome
+from .core.orchestrate.containers import ContainerOutcome, PullProgress
 from .core.orchestrate.lock import DeploymentBusy
 from .core.orchestrate.model import Event, StateChanged, operator
 from .core.orchestrate.states import FOUND
@@ -95,11 +95,12 @@ async def _run_verb(
         if judge == "status":
             alerts = await session.alert_round()
         removed = list(orch.removed.values())
+        routes = session.http_routes()
         if as_json:
-            sys.stdout.write(reports.status_json(plan, views, alerts, removed))
+            sys.stdout.write(reports.status_json(plan, views, alerts, removed, routes))
         else:
             tails = {v.name: orch.stores[v.name].last(50) for v in views if v.state == "failed"}
-            sys.stdout.write(reports.status_text(plan, views, alerts, tails, removed))
+            sys.stdout.write(reports.status_text(plan, views, alerts, tails, removed, routes))
     if judge == "status":
         return exit_code_for(views, alerts)
     unknown = [v for v in views if v.state == "unknown" and (not concerns or v.name in concerns)]
@@ -463,6 +464,19 @@ async def _confirmed(question: str, otherwise: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _pull_reporter() -> Callable[[PullProgress], None]:
+    """Pull progress on stderr: each node at every further tenth of its layers, and when done."""
+    said: dict[str, int] = {}
+
+    def hear(progress: PullProgress) -> None:
+        tenth = 10 * progress.done // progress.layers if progress.layers else 0
+        if progress.finished or tenth > said.get(progress.node, 0):
+            said[progress.node] = tenth
+            sys.stderr.write(reports.pull_progress_line(progress))
+
+    return hear
+
+
 def containers(plan: LaunchPlan, action: Literal["create", "check", "remove"], as_json: bool, *, yes: bool) -> int:
     """Create or remove the profile's containers (those with an image), then check them all."""
 
@@ -470,7 +484,7 @@ def containers(plan: LaunchPlan, action: Literal["create", "check", "remove"], a
         async with Session(plan) as session:
             outcomes: list[ContainerOutcome] = []
             if action == "create":
-                outcomes = await session.create_containers()
+                outcomes = await session.create_containers(_pull_reporter())
             elif action == "remove":
                 question = f"remove {len(session.container_targets())} container(s)?"
                 if not yes and not await _confirmed(question, "nothing removed"):

@@ -14,7 +14,7 @@ from .core.inventory import Listed, shown_path
 from .core.journal import JournalEntry
 from .core.notify import Notification, Notifier
 from .core.orchestrate import ProcessView, ProgressNoted, StageChanged, StateChanged
-from .core.orchestrate.containers import ContainerOutcome
+from .core.orchestrate.containers import ContainerOutcome, PullProgress
 from .core.orchestrate.model import Event, Notice, RemovedProcess
 from .core.orchestrate.orphans import Orphan
 from .core.orchestrate.states import TROUBLE
@@ -80,12 +80,18 @@ def view_json(plan: LaunchPlan, view: ProcessView) -> dict[str, Any]:
 
 
 def status_json(
-    plan: LaunchPlan, views: Sequence[ProcessView], alerts: Sequence[Alert], removed: Sequence[RemovedProcess] = ()
+    plan: LaunchPlan,
+    views: Sequence[ProcessView],
+    alerts: Sequence[Alert],
+    removed: Sequence[RemovedProcess] = (),
+    http: Mapping[str, str] | None = None,
 ) -> str:
+    """`http`: how cpconsole's HTTP reached each node (direct, ssh; auto: not tried)."""
     report = {
         "processes": [view_json(plan, v) for v in views],
         "removed": [{"name": r.name, "node": r.node, "pid": r.handle.pid, "started_by": r.started_by} for r in removed],
         "alerts": [asdict(a) for a in alerts],
+        "http": dict(http or {}),
     }
     return json.dumps(report, indent=2) + "\n"
 
@@ -144,6 +150,7 @@ def status_text(
     alerts: Sequence[Alert] = (),
     last_lines: Mapping[str, Sequence[str]] | None = None,
     removed: Sequence[RemovedProcess] = (),
+    http: Mapping[str, str] | None = None,
 ) -> str:
     """The process table, what still runs that the profile no longer has, then what is wrong with
     each process that has something wrong, the alerts, and the last lines of the failed ones' logs
@@ -169,6 +176,9 @@ def status_text(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] + "\n"
         for row in rows
     ]
+    tunnelled = [node for node, route in (http or {}).items() if route == "ssh"]
+    if tunnelled:
+        out.append(f"\nHTTP through SSH to {', '.join(tunnelled)} (their ports are not reached from here)\n")
     if removed:
         out.append("\nremoved from the profile, still running (`down` stops them):\n")
         for r in removed:
@@ -358,6 +368,13 @@ def orphans_stopped_text(results: Mapping[Orphan, str]) -> str:
 def container_outcomes_text(outcomes: Sequence[ContainerOutcome]) -> str:
     return terminal_safe_lines(
         "".join(f"  {'ok  ' if o.done else 'FAIL'}  {o.node:<12} {o.container:<16} {o.what}\n" for o in outcomes)
+    )
+
+
+def pull_progress_line(progress: PullProgress) -> str:
+    done = "pulled" if progress.finished else "pulling"
+    return terminal_safe_lines(
+        f"  {done} {progress.image} on {progress.node}: {progress.done}/{progress.layers} layers\n"
     )
 
 

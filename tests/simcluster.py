@@ -137,6 +137,16 @@ def over_ssh(text: str, sshd: Sshd, tmp: Path, nodes_dir: str) -> str:
     """A demo_text profile (made in the sshd's block) whose nodes are reached through the test
     sshd, as root: the venv's interpreter lives under /root, out of reach of the unprivileged test user."""
     assert f"host: {sshd.ips[0]}," in text, "make the demo text in the sshd's block: demo_text(…, block=sshd.block)"
+    settings = (
+        f"user: root, port: {sshd.port}, identity_file: {sshd.client_key}, "
+        f"known_hosts: {sshd.known_hosts}, config_file: {sshd.empty_config}"
+    )
+    return ssh_nodes(text, tmp, nodes_dir, settings)
+
+
+def ssh_nodes(text: str, tmp: Path, nodes_dir: str, ssh: str) -> str:
+    """A demo_text profile whose nodes are reached by SSH with these `ssh:` settings (YAML flow
+    keys), running this interpreter by its path, their run and state directories in `nodes_dir`."""
     python = sys.executable
     text = text.replace(f"run_dir: {tmp}/run", f"run_dir: {nodes_dir}/run").replace(
         "  transport: local", "  transport: ssh"
@@ -147,12 +157,7 @@ def over_ssh(text: str, sshd: Sshd, tmp: Path, nodes_dir: str) -> str:
     text = text.replace("command: [python3, -m, cpconsole.proxy]", f"command: [{python}, -m, cpconsole.proxy]")
     for tool in ("npu-smi", "hccn_tool", "hccn.conf", "python"):  # the login PATH has no venv
         text = text.replace(f"[cpconsole-sim, {tool}]", f"[{python}, -m, cpconsole.sim, {tool}]")
-    text = text.replace(
-        "  env:\n",
-        f"  ssh: {{user: root, port: {sshd.port}, identity_file: {sshd.client_key}, "
-        f"known_hosts: {sshd.known_hosts}, config_file: {sshd.empty_config}}}\n  env:\n",
-        1,
-    )
+    text = text.replace("  env:\n", f"  ssh: {{{ssh}}}\n  env:\n", 1)
     return text.replace(f"CPCONSOLE_SIM_STATE: {tmp}/state", f"CPCONSOLE_SIM_STATE: {nodes_dir}/state")
 
 

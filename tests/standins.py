@@ -72,19 +72,61 @@ sys.exit(128 - code if code < 0 else code)  # killed by a signal: 128 + its numb
 DOCKER = """#!/bin/sh
 case "$1" in
   exec) shift; exec {python} {exec_stand_in} "$@" ;;
-  run|rm|inspect) exec {python} {state_keeper} "$@" ;;
-  *) echo "the stand-in knows exec, run, rm and inspect" >&2; exit 125 ;;
+  run|rm|inspect|pull|image) exec {python} {state_keeper} "$@" ;;
+  *) echo "the stand-in knows exec, run, rm, inspect, pull and image inspect" >&2; exit 125 ;;
 esac
 """
 
 # `docker run|rm|inspect`: containers as files $DOCKER_STAND_IN_DIR/NAME.json holding what `docker
 # inspect` prints of them (the fields cpconsole reads), created by `run` from its flags.
+# `docker pull` and `docker image inspect`: the node's images in $DOCKER_STAND_IN_IMAGES (a node's
+# own daemon; default $DOCKER_STAND_IN_DIR/images.json), reference → digest, pulled from a registry: $DOCKER_STAND_IN_REGISTRY, a JSON file of reference
+# → {digest, layers} (unset: every reference, three layers, its digest from its name), each layer
+# taking $DOCKER_STAND_IN_PULL_S. As docker does (docs.docker.com `docker image pull`, its examples):
+# a reference the registry lacks fails with "manifest … not found" (exit 1); the output is one
+# "<layer>: Pulling fs layer" per layer, "<layer>: Pull complete" as each lands, the digest and
+# status lines and the reference; `run` of an image the node lacks pulls it first ("Unable to find
+# image … locally"); `image inspect` of one it lacks: "No such image" (exit 1).
 STATE_KEEPER = """
-import json, os, sys
+import hashlib, json, os, sys, time
 
 command, args = sys.argv[1], sys.argv[2:]
 path = os.path.join(os.environ["DOCKER_STAND_IN_DIR"], args[-1] + ".json")
-if command == "inspect":
+local_file = os.environ.get("DOCKER_STAND_IN_IMAGES") or os.path.join(os.environ["DOCKER_STAND_IN_DIR"], "images.json")
+local = json.load(open(local_file)) if os.path.exists(local_file) else {}
+
+
+def pull(ref, out):
+    registry_file = os.environ.get("DOCKER_STAND_IN_REGISTRY")
+    registry = json.load(open(registry_file)) if registry_file else None
+    if registry is not None and ref not in registry:
+        sys.exit(print(f"Error response from daemon: manifest for {ref} not found: manifest unknown: manifest unknown", file=sys.stderr) or 1)
+    entry = registry[ref] if registry is not None else {"digest": "sha256:" + hashlib.sha256(ref.encode()).hexdigest(), "layers": 3}
+    repo, _, tag = ref.rpartition(":")
+    print(f"{tag}: Pulling from {repo.split('/', 1)[-1]}", file=out, flush=True)
+    if local.get(ref) != entry["digest"]:
+        layers = [hashlib.sha256(f"{entry['digest']}{i}".encode()).hexdigest()[:12] for i in range(entry["layers"])]
+        for layer in layers:
+            print(f"{layer}: Pulling fs layer", file=out, flush=True)
+        for layer in layers:
+            time.sleep(float(os.environ.get("DOCKER_STAND_IN_PULL_S", "0")))
+            print(f"{layer}: Pull complete", file=out, flush=True)
+        status = f"Downloaded newer image for {ref}"
+    else:
+        status = f"Image is up to date for {ref}"
+    print(f"Digest: {entry['digest']}\\nStatus: {status}", file=out, flush=True)
+    local[ref] = entry["digest"]
+    open(local_file, "w").write(json.dumps(local))
+
+
+if command == "pull":
+    pull(args[-1], sys.stdout)
+    print(args[-1])
+elif command == "image":
+    if args[-1] not in local:
+        sys.exit(print(f"Error response from daemon: No such image: {args[-1]}", file=sys.stderr) or 1)
+    print(json.dumps([args[-1].rpartition(":")[0] + "@" + local[args[-1]]]))
+elif command == "inspect":
     if not os.path.exists(path):
         sys.exit(print(f"Error: No such object: {args[-1]}", file=sys.stderr) or 1)
     print("[" + open(path).read() + "]")
@@ -112,6 +154,9 @@ else:
     path = os.path.join(os.environ["DOCKER_STAND_IN_DIR"], name + ".json")
     if os.path.exists(path):
         sys.exit(print(f'docker: Error response from daemon: Conflict. The container name "/{name}" is already in use', file=sys.stderr) or 125)
+    if image not in local:
+        print(f"Unable to find image '{image}' locally", file=sys.stderr)
+        pull(image, sys.stderr)
     size = flags.get("--shm-size", "64m")
     units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
     shm = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
@@ -223,3 +268,24 @@ def install_docker_stand_in(bin_dir: Path) -> Path:
     docker.chmod(0o755)
     bin_dir.chmod(0o755)
     return docker
+
+
+# sudo(8) for a user the sudoers policy asks a password of: with -n (non-interactive) it refuses
+# with "sudo: a password is required" (exit 1); without -n and without a terminal to ask on it
+# refuses as well ("a terminal is required to read the password"); on a terminal it asks, and waits.
+SUDO = """#!/bin/sh
+case "$1" in
+  -n|-n*) echo "sudo: a password is required" >&2; exit 1 ;;
+esac
+if [ -t 0 ]; then printf '[sudo] password for %s: ' "$(id -un)" >&2; read -r _; exit 1; fi
+echo "sudo: a terminal is required to read the password; either use the -S option to read from standard input or configure an askpass helper" >&2
+exit 1
+"""
+
+
+def install_sudo_stand_in(bin_dir: Path) -> Path:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    sudo = bin_dir / "sudo"
+    sudo.write_text(SUDO)
+    sudo.chmod(0o755)
+    return sudo

@@ -29,10 +29,11 @@ def test_version() -> None:
 def test_validate_valid_profile_prints_warnings_and_exits_0() -> None:
     done = cpconsole("validate", GUIDE)
     assert done.returncode == 0
-    assert done.stdout.strip() == f"{GUIDE}: valid (5 warnings)"
-    assert done.stderr.count(": warning: ") == 5 and "use kv_port ≥ 36000" in done.stderr
+    assert done.stdout.strip() == f"{GUIDE}: valid (7 warnings)"
+    assert done.stderr.count(": warning: ") == 7 and "use kv_port ≥ 36000" in done.stderr
+    assert "VLLM_ENGINE_READY_TIMEOUT_S" in done.stderr and "no argument data of vLLM 0.15.0" in done.stderr
     assert done.stderr.count(": info: ") == 1 and "HCCL_CONNECT_TIMEOUT" in done.stderr  # a suggestion, not counted
-    assert done.stderr.count(f"{GUIDE}:") == 6
+    assert done.stderr.count(f"{GUIDE}:") == 8
 
 
 def test_validate_broken_profile_exits_2_with_file_line_col(tmp_path: Path) -> None:

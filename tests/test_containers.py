@@ -34,15 +34,24 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 NAMES = {"prefill-a": "vllm-pa", "prefill-b": "vllm-pb", "decode-a": "vllm-d"}  # the nodes share one stand-in
 
 
-def in_containers(tmp_path: Path) -> Path:
-    """The demo with every process in the guide's container, created by cpconsole."""
+def node_tools(docker: list[str]) -> str:
+    sim = "npu_smi: [cpconsole-sim, npu-smi], hccn_tool: [cpconsole-sim, hccn_tool], hccn_conf: [cpconsole-sim, hccn.conf]"
+    return f"tools: {{{sim}, python: [cpconsole-sim, python], docker: [{', '.join(docker)}]}}, "
+
+
+def in_containers(tmp_path: Path, registries: dict[str, Path] | None = None) -> Path:
+    """The demo with every process in the guide's container, created by cpconsole; each node's
+    docker keeps its own images (`registry`: the one it pulls from, when given)."""
     docker = install_docker_stand_in(tmp_path / "bin")
-    text = demo_text(tmp_path, block=Block.fresh()).replace(
-        "python: [cpconsole-sim, python]}", f"python: [cpconsole-sim, python], docker: [{docker}]}}"
-    )
+    registries = registries or {}
+    text = demo_text(tmp_path, block=Block.fresh())
     for node, name in NAMES.items():
         container = f"{{name: {name}, image: '{IMAGE}', mounts: [/root/.cache]}}"
-        text = text.replace(f"  {node}: {{host:", f"  {node}: {{container: {container}, host:")
+        daemon = ["env", f"DOCKER_STAND_IN_IMAGES={tmp_path}/{node}-images.json"]
+        if node in registries:
+            daemon.append(f"DOCKER_STAND_IN_REGISTRY={registries[node]}")
+        tools = node_tools([*daemon, str(docker)])
+        text = text.replace(f"  {node}: {{host:", f"  {node}: {{container: {container}, {tools}host:")
     profile = tmp_path / "demo.yaml"
     profile.write_text(text)
     return profile
@@ -78,6 +87,9 @@ def test_containers_are_created_checked_and_removed_on_each_node(tmp_path: Path,
     made = cpconsole("containers", profile, "create")
     assert made.returncode == 0, made.stdout + made.stderr
     assert made.stdout.count(f"created from {IMAGE}") == 3
+    # pulled first, as a step of its own on every node, its progress shown
+    for node in NAMES:
+        assert f"  pulled {IMAGE} on {node}: 3/3 layers\n" in made.stderr, made.stderr
     for line in ("running on 3/3 nodes", "every device mapped on 3/3 nodes", "host on 3/3 nodes", "at least 1g"):
         assert line in made.stdout, made.stdout
     again = cpconsole("containers", profile, "create", "--json")
@@ -102,6 +114,7 @@ def test_containers_are_created_checked_and_removed_on_each_node(tmp_path: Path,
     gone = cpconsole("containers", profile, "remove", "--yes")
     assert gone.returncode == 0 and gone.stdout.count(" removed\n") == 3
     assert not list(state.iterdir())
+    assert (tmp_path / "decode-a-images.json").exists()  # the nodes keep the image, as docker does
     journal = cpconsole("journal", profile, "--json")
     verbs = [entry["verb"] for entry in json.loads(journal.stdout)]
     assert verbs == ["containers create", "containers create", "containers remove"]
@@ -120,3 +133,34 @@ async def test_a_container_a_process_runs_in_is_not_removed(tmp_path: Path, stat
     assert not by_node["decode-a"].done
     assert by_node["decode-a"].what == "decode-0 still running in it: cpconsole down first"
     assert by_node["prefill-a"].done
+
+
+def test_nodes_that_pulled_different_images_get_no_container(
+    tmp_path: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the tag moved between two nodes' pulls: the deployment would run two builds
+    for name, digest in (("registry", "a" * 64), ("moved", "b" * 64)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({IMAGE: {"digest": f"sha256:{digest}", "layers": 2}}))
+    profile = in_containers(tmp_path, {"decode-a": tmp_path / "moved.json"})
+    monkeypatch.setenv("DOCKER_STAND_IN_REGISTRY", str(tmp_path / "registry.json"))
+    made = cpconsole("containers", profile, "create", "--json")
+    assert made.returncode == 1
+    why = {a["what"] for a in json.loads(made.stdout)["actions"]}
+    assert why == {
+        f"not created: the nodes pulled different images for {IMAGE}: decode-a sha256:bbbbbbbbbbbb, "
+        "prefill-a sha256:aaaaaaaaaaaa, prefill-b sha256:aaaaaaaaaaaa"
+    }
+    assert not list(state.glob("vllm-*.json"))  # none created
+
+
+def test_an_image_the_registry_lacks_fails_its_node_and_creates_nothing(
+    tmp_path: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = in_containers(tmp_path)
+    (tmp_path / "registry.json").write_text("{}")
+    monkeypatch.setenv("DOCKER_STAND_IN_REGISTRY", str(tmp_path / "registry.json"))
+    made = cpconsole("containers", profile, "create", "--json")
+    assert made.returncode == 1
+    actions = json.loads(made.stdout)["actions"]
+    assert all(f"manifest for {IMAGE} not found" in a["what"] for a in actions), actions
+    assert not list(state.glob("vllm-*.json"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import socket
 import subprocess
@@ -31,7 +32,7 @@ from .conftest import FIXTURES
 from .loopback import Block
 from .simcluster import cluster, demo_text, over_ssh
 from .sshd import Sshd, free_port
-from .standins import container_state, install_docker_stand_in, vllm_ascend_image
+from .standins import container_state, install_docker_stand_in, install_sudo_stand_in, vllm_ascend_image
 
 
 def node_env(text: str, node_ip: str, **env: str) -> str:
@@ -497,3 +498,14 @@ async def test_the_nic_exists_and_carries_hccl_if_ip(tmp_path: Path) -> None:
     nic = next(c for c in checks if c.check == "nic")
     assert nic.evidence == "nosuch0 is not on this node" and "lo" in nic.hint
     assert next(c for c in checks if c.check == "HCCL_IF_IP").evidence.endswith(" on lo")
+
+
+async def test_a_tool_behind_sudo_never_waits_on_a_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the login user may not run npu-smi without a password: sudo -n says so, and the hint what to do
+    sudo = install_sudo_stand_in(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{sudo.parent}:{os.environ['PATH']}")
+    text = demo_text(tmp_path).replace("npu_smi: [cpconsole-sim, npu-smi]", "npu_smi: [sudo, cpconsole-sim, npu-smi]")
+    assert build_plan(load_profile_text(text)).nodes[0].tools.npu_smi == ("sudo", "-n", "cpconsole-sim", "npu-smi")
+    refused = [c for c in await checks_of(text) if "a password is required" in c.evidence]
+    assert {c.node for c in refused} == {"prefill-a", "prefill-b", "decode-a"}
+    assert all("sudoers NOPASSWD" in c.hint and c.status == "FAIL" for c in refused)

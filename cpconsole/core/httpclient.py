@@ -20,17 +20,27 @@ def http_client(
     max_connections: int | None = 100,
     api_key: str | None = None,
     tls: ssl.SSLContext | None = None,
+    route: Callable[[Callable[[str | None], httpx.AsyncHTTPTransport]], httpx.AsyncBaseTransport] | None = None,
 ) -> httpx.AsyncClient:
     """A client that ignores the environment's proxies (cluster addresses are never behind one),
     drops its idle connections before any server we talk to would, and sends the deployment's API
-    key (when it has one) with every request."""
+    key (when it has one) with every request. `route`, given how to make a connection pool (over
+    TCP, or a UNIX socket's path), makes the transport that picks one per request (the nodes'
+    http routes)."""
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=IDLE_CONNECTION_S
     )
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     verify: ssl.SSLContext | bool = tls if tls is not None else True
+
+    def pool(uds: str | None) -> httpx.AsyncHTTPTransport:
+        return httpx.AsyncHTTPTransport(limits=limits, verify=verify, trust_env=False, uds=uds)
+
     return httpx.AsyncClient(
-        trust_env=False, timeout=httpx.Timeout(timeout), limits=limits, headers=headers, verify=verify
+        trust_env=False,
+        timeout=httpx.Timeout(timeout),
+        headers=headers,
+        transport=route(pool) if route is not None else pool(None),
     )
 
 

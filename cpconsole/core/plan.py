@@ -19,6 +19,7 @@ from .profile.loader import Loc
 from .profile.schema import (
     Alerts,
     ApiKey,
+    HttpRoute,
     Instance,
     Notify,
     Profile,
@@ -110,6 +111,7 @@ class NodePlan(Frozen):
     run_dir: str
     tools: Tools = Tools()
     env: tuple[tuple[str, str], ...] = ()
+    http: HttpRoute = "auto"  # how cpconsole's HTTP reaches its servers (schema.HttpRoute)
 
     def tool(self, name: str, *args: str) -> list[str]:
         """argv running a node tool (npu_smi, hccn_tool) with the node's own environment."""
@@ -476,6 +478,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
             host=spec.host,
             address=node_address(profile, name),
             transport=spec.transport or profile.defaults.transport,
+            http=spec.http or profile.defaults.http,
             ssh=profile.defaults.ssh.merged(spec.ssh),
             chips=spec.chips,
             run_dir=spec.run_dir or profile.defaults.run_dir,

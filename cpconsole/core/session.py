@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import httpx
+
 from .apikey import read_api_key
 from .diagnosis import LogWatch
 from .hostkeys import unverified_nodes
@@ -30,6 +32,7 @@ from .preflight.containers import check_containers
 from .profile.schema import Profile
 from .ranks import Rank, rank_map
 from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport, scripts, transport_for
+from .remote.http_routes import NodeRoutes
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
@@ -108,7 +111,13 @@ class Session:
         self.history = history or History()
         self.transports = dict(transports) if transports else {n.name: transport_for(n) for n in plan.nodes}
         self._api_key = read_api_key(plan.api_key)  # UsageError when the profile's key cannot be read
-        self.http = http_client(3.0, api_key=self._api_key)
+        self._routes: NodeRoutes | None = None
+
+        def routes(pool: Callable[[str | None], httpx.AsyncHTTPTransport]) -> NodeRoutes:
+            self._routes = NodeRoutes(plan.nodes, self.transports, pool)
+            return self._routes
+
+        self.http = http_client(3.0, api_key=self._api_key, route=routes)
         self.orchestrator = Orchestrator(plan, self.transports, http=self.http, api_key=self._api_key)
         self.telemetry = Telemetry(plan, self.transports, self.http, health_interval=10.0)  # the watch loop checks too
         self.alerts: list[Alert] = []
@@ -459,11 +468,18 @@ class Session:
         """Each container of the profile against what it declares, every node at once."""
         return await check_containers(self.plan, self.transports)
 
-    async def create_containers(self) -> list[ContainerOutcome]:
-        """The profile's containers with an image that are not there yet, created (journaled)."""
+    def http_routes(self) -> dict[str, str]:
+        """How cpconsole's HTTP reaches each node's servers: direct, ssh, or auto (not tried yet)."""
+        return self._routes.shown() if self._routes is not None else {}
+
+    async def create_containers(
+        self, progress: Callable[[containers.PullProgress], None] = lambda _: None
+    ) -> list[ContainerOutcome]:
+        """The profile's containers with an image that are not there yet: pulled on every node at
+        once (`progress` hears of each layer), then created (journaled)."""
         if self.read_only:
             raise ReadOnly("read-only session: containers create is off")
-        work = containers.create(self.plan, self.transports)
+        work = containers.create(self.plan, self.transports, progress=progress)
         return await self.journaled("containers create", self.container_targets(), work, ok=_all_done)
 
     async def remove_containers(self) -> list[ContainerOutcome]:

@@ -122,4 +122,18 @@ async def run_preflight(
     checks += chip_checks(plan, facts) + argument_checks(plan, facts)
     if profile is not None:
         checks += version_checks(profile, installed(facts))
-    return checks + _across(plan, facts)
+    return [_sudo_refused(c) for c in checks + _across(plan, facts)]
+
+
+SUDO_REFUSED = "a password is required"  # what `sudo -n` says instead of prompting (sudo(8))
+
+
+def _sudo_refused(check: Check) -> Check:
+    """A tool run through sudo that wanted a password: the hint says what to change."""
+    if check.status == "PASS" or SUDO_REFUSED not in check.evidence:
+        return check
+    hint = (
+        "a tool in tools: runs through sudo, which cpconsole runs with -n (never waiting on a prompt): let the "
+        "login user run that command without a password (sudoers NOPASSWD), or log in as a user that may"
+    )
+    return dataclasses.replace(check, hint=hint)

@@ -6,6 +6,7 @@ Every model is frozen and rejects unknown keys; the loader turns pydantic's erro
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -76,6 +78,10 @@ Setup = Annotated[tuple[str, ...] | None, Field(description=SETUP_HELP)]
 
 Role = Literal["prefill", "decode", "colocated"]
 TransportKind = Literal["ssh", "local"]
+# how cpconsole's HTTP (readiness, health, metrics, smoke, prompt, sweep, drain) reaches a node's
+# servers: straight to its address, through its SSH connection (a jump host that reaches the nodes by
+# SSH only), or auto: straight where the address answers, else through SSH
+HttpRoute = Literal["direct", "ssh", "auto"]
 
 
 class Strict(BaseModel):
@@ -139,8 +145,26 @@ class Container(Strict):
         return {"name": data} if isinstance(data, str) else data
 
 
+def _never_prompts(argv: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """A tool run through sudo runs as `sudo -n`: a password prompt becomes sudo's error ("a
+    password is required", sudo(8) -n) instead of a wait without end on a terminal or a silent
+    failure over SSH."""
+    if not argv or argv[0].rsplit("/", 1)[-1] != "sudo":
+        return argv
+    options = itertools.takewhile(lambda w: w.startswith("-"), argv[1:])
+    if any(w == "--non-interactive" or (not w.startswith("--") and "n" in w[1:]) for w in options):
+        return argv
+    return (argv[0], "-n", *argv[1:])
+
+
 class Tools(Strict):
-    """How to run the node tools cpconsole reads (a sim node: [cpconsole-sim, npu-smi])."""
+    """How to run the node tools cpconsole reads (a sim node: [cpconsole-sim, npu-smi]). A tool
+    through sudo runs with -n (it never waits on a password prompt)."""
+
+    @field_validator("npu_smi", "hccn_tool", "hccn_conf", "python", "docker", mode="after")
+    @classmethod
+    def _sudo_never_prompts(cls, argv: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return _never_prompts(argv)
 
     npu_smi: Argv = ("npu-smi",)
     hccn_tool: Argv = ("hccn_tool",)
@@ -156,6 +180,7 @@ class Defaults(Strict):
     """Inherited by every node and instance; each may override."""
 
     transport: TransportKind = "ssh"
+    http: HttpRoute = Field(default="auto", description="how HTTP reaches the servers: direct, ssh (forwarded) or auto")
     ssh: SshSettings = SshSettings()
     nic: str | None = Field(
         default=None, description="NIC for HCCL/Gloo/TP sockets; sets HCCL_IF_IP and *_SOCKET_IFNAME"
@@ -175,6 +200,7 @@ class Node(Strict):
     )
     chips: int = Field(ge=0, le=256, description="NPU chips on this node (A3: 16); 0: no NPUs (a CPU node)")
     transport: TransportKind | None = None
+    http: HttpRoute | None = None
     ssh: SshSettings | None = None
     nic: str | None = None
     container: Container | None = None
@@ -286,6 +312,7 @@ class Timeouts(Strict):
     drain: float = Field(
         default=120, ge=0, description="an instance being restarted: for the requests it holds to end, out of rotation"
     )
+    pull: float = Field(default=3600, gt=0, description="containers create: the image's pull on every node")
 
 
 class Alerts(Strict):

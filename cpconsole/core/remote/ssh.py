@@ -9,6 +9,8 @@ UTF-8 byte can never close the connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shlex
 import time
 from collections.abc import Sequence
@@ -62,6 +64,9 @@ class SSHTransport(ShellTransport):
         self._backoff = Backoff(first=1.0, ceiling=30.0)
         self._retry_at = 0.0
         self._last_error = ""
+        # (host, port) → the connection that carries it and its listener: a lost connection's go with it
+        self._forwards: dict[tuple[str, int], tuple[asyncssh.SSHClientConnection, asyncssh.SSHListener]] = {}
+        self._forward_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ connection
 
@@ -153,7 +158,33 @@ class SSHTransport(ShellTransport):
             )
         return HostKeyError(self.node, what, fingerprint)
 
+    async def forward(self, host: str, port: int, path: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Make the UNIX socket `path` on this machine carry connections to host:port as the node
+        reaches it, over the node's SSH connection (asyncssh's local path forwarding; a socket in a
+        directory only this user may enter, unlike a loopback port any local user could use).
+        Again after the connection was lost; nothing when it already does."""
+        async with self._forward_lock:
+            try:
+                conn = await asyncio.wait_for(self._connection(), timeout)
+                known = self._forwards.get((host, port))
+                if known is not None and known[0] is conn:
+                    return
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)  # the listener of a lost connection left it behind
+                listener = await asyncio.wait_for(conn.forward_local_path_to_port(path, host, port), timeout)
+            except RemoteError:
+                raise
+            except TimeoutError:
+                raise RemoteTimeout(self.node, f"no forwarding to {host}:{port} within {timeout:g} s") from None
+            except (asyncssh.Error, OSError) as exc:
+                await self._drop()
+                raise RemoteError(self.node, f"cannot forward to {host}:{port}: {exc}") from None
+            self._forwards[host, port] = (conn, listener)
+
     async def close(self) -> None:
+        for _, listener in self._forwards.values():
+            listener.close()
+        self._forwards.clear()
         async with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:

@@ -41,6 +41,9 @@ def rollup(session: Session, view: SessionView, alerts_key: str = "8") -> Text:
         nodes = ", ".join(line.split(":", 1)[0] for line in session.unverified_host_keys)
         text.append(f"⚠ SSH host keys NOT verified: {nodes}", style="bold white on red")
         text.append("  ")
+    tunnelled = [node for node, route in session.http_routes().items() if route == "ssh"]
+    if tunnelled:  # the servers' ports are not reached from here: HTTP goes through their SSH
+        text.append(f"HTTP via SSH: {', '.join(tunnelled)}  ", style="dim")
     for role, short in (("prefill", "P"), ("decode", "D")):
         names = [p.name for p in plan.processes if p.role == role]
         if names:
