@@ -470,7 +470,11 @@ def _args_exec(cmd: argparse.ArgumentParser) -> None:
 
 def _args_preflight(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
-    cmd.add_argument("--hash-weights", action="store_true", help="compare a sha256 of the weights index too")
+    cmd.add_argument(
+        "--hash-weights",
+        action="store_true",
+        help="compare every shard's sha256 across the nodes too (reads all the weights: slow)",
+    )
     cmd.add_argument("--verbose", "-v", action="store_true", help="every result on its own line, not folded")
     _json_option(cmd)
 

@@ -28,6 +28,7 @@ from .core.orchestrate.model import Event, StateChanged, operator
 from .core.orchestrate.states import FOUND
 from .core.plan import LaunchPlan
 from .core.preflight import Check
+from .core.preflight.weights import HashProgress
 from .core.remote import RemoteError, RunResult, ShellTransport, TailChunk, TailEvent, Transport, scripts
 from .core.remote.logstore import Lines
 from .core.safetext import terminal_safe
@@ -280,9 +281,18 @@ def preflight(
     profile_warnings: Sequence[str] = (),
     verbose: bool = False,
 ) -> int:
+    said = -1
+
+    def hashed(progress: HashProgress) -> None:  # on stderr, at each further 5 % of the bytes
+        nonlocal said
+        step = 20 * progress.done // max(1, progress.total)
+        if step > said:
+            said = step
+            sys.stderr.write(f"  hashing the weights: {progress.done / 1e9:.1f} of {progress.total / 1e9:.1f} GB\n")
+
     async def run() -> list[Check]:
         async with Session(plan, findings=tuple(profile_warnings), checks=checks) as session:
-            return await session.preflight(hash_weights=hash_weights)
+            return await session.preflight(hash_weights=hash_weights, hashed=hashed)
 
     results = asyncio.run(run())
     print(reports.preflight_json(results) if as_json else reports.preflight_text(results, verbose))

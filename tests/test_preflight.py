@@ -40,12 +40,16 @@ def node_env(text: str, node_ip: str, **env: str) -> str:
     return text.replace(f"env: {{CPCONSOLE_SIM_NODE: {node_ip},", f"env: {{{extra}CPCONSOLE_SIM_NODE: {node_ip},")
 
 
-async def checks_of(text: str, model_path: str | None = None, ssh: bool = False) -> list[Check]:
+async def checks_of(
+    text: str, model_path: str | None = None, ssh: bool = False, hash_weights: bool = False
+) -> list[Check]:
     loaded = load_profile_text(text)
     plan = build_plan(loaded)
     nodes: dict[str, Transport] = {n.name: SSHTransport(n) if ssh else LocalTransport(n.name) for n in plan.nodes}
     try:
-        return await run_preflight(plan, nodes, model_path=model_path, profile=loaded.profile, timeout=20)
+        return await run_preflight(
+            plan, nodes, model_path=model_path, hash_weights=hash_weights, profile=loaded.profile, timeout=20
+        )
     finally:
         for node in nodes.values():
             await node.close()
@@ -509,3 +513,30 @@ async def test_a_tool_behind_sudo_never_waits_on_a_password(tmp_path: Path, monk
     refused = [c for c in await checks_of(text) if "a password is required" in c.evidence]
     assert {c.node for c in refused} == {"prefill-a", "prefill-b", "decode-a"}
     assert all("sudoers NOPASSWD" in c.hint and c.status == "FAIL" for c in refused)
+
+
+async def test_every_shards_sha256_on_request_names_the_shard_whose_bytes_differ(tmp_path: Path) -> None:
+    # each node its own copy (the model path under each node's HOME): decode-a's second shard has the
+    # right size and one wrong byte — sizes agree, only the bytes tell
+    shards = [f"model-0000{i}-of-00002.safetensors" for i in (1, 2)]
+    for node in ("prefill-a", "prefill-b", "decode-a"):
+        model = tmp_path / node / "m"
+        model.mkdir(parents=True)
+        (model / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
+        weight_map = {"model.embed_tokens.weight": shards[0], "lm_head.weight": shards[1]}
+        (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+        (model / shards[0]).write_bytes(b"\1" * 4096)
+        (model / shards[1]).write_bytes(b"\2" * 2048 if node != "decode-a" else b"\2" * 2047 + b"\3")
+    homes = {node: {"HOME": str(tmp_path / node)} for node in ("prefill-a", "prefill-b", "decode-a")}
+    text = demo_text(tmp_path, node_env=homes)
+    sized = [c for c in await checks_of(text, model_path="~/m") if c.check.startswith("weights")]
+    assert {c.status for c in sized} == {"PASS"} and {c.check for c in sized} == {"weights"}  # sizes agree
+    hashed = {
+        c.node: c for c in await checks_of(text, model_path="~/m", hash_weights=True) if c.check == "weights sha256"
+    }
+    assert hashed["decode-a"].status == "FAIL"
+    assert hashed["decode-a"].evidence == f"1 shard(s) differ from the other nodes': {shards[1]}"
+    assert "--checksum" in hashed["decode-a"].hint
+    assert [(hashed[n].status, hashed[n].evidence) for n in ("prefill-a", "prefill-b")] == [
+        ("PASS", "2 shards, 0.0 GB read")
+    ] * 2

@@ -29,6 +29,7 @@ from .plan import LaunchPlan, NodePlan
 from .preflight import Check, run_preflight
 from .preflight.chips import read_npu_ips
 from .preflight.containers import check_containers
+from .preflight.weights import HashProgress
 from .profile.schema import Profile
 from .ranks import Rank, rank_map
 from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport, scripts, transport_for
@@ -441,8 +442,11 @@ class Session:
         node, path = journal_place(self.plan)
         return await read_journal(self.transports[node], path, last)
 
-    async def preflight(self, *, hash_weights: bool = False) -> list[Check]:
-        """Every preflight check on every node; the results stay on the session."""
+    async def preflight(
+        self, *, hash_weights: bool = False, hashed: Callable[[HashProgress], None] = lambda _: None
+    ) -> list[Check]:
+        """Every preflight check on every node; the results stay on the session. `hash_weights`:
+        every shard's sha256 too, `hashed` hearing the bytes read."""
         started = time.monotonic()
         self.preflight_running, self.preflight_beside = True, self.running
         try:
@@ -454,6 +458,7 @@ class Session:
                     self.transports,
                     model_path=self.checks.model_path,
                     hash_weights=hash_weights,
+                    hashed=hashed,
                     profile_warnings=self.findings,
                     profile=self.checks.profile,
                 ),

@@ -23,3 +23,4 @@ class NodeFacts:
     tls: dict[int, bool] = field(default_factory=dict)  # per chip: TLS switched on (hccn_tool -tls -g)
     chip_conf: dict[int, ChipConf] | None = None  # per chip: its /etc/hccn.conf lines; None: unreadable
     weights: str | None = None  # fingerprint of the model's weights on this node
+    shards: dict[str, int] = field(default_factory=dict)  # its shards and their sizes, when all are there

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import ipaddress
 import json
 import shlex
@@ -24,6 +23,7 @@ from .chips import npu_checks
 from .containers import container_checks
 from .facts import NodeFacts
 from .report import Check, Status
+from .weights import parse_weights, weights_fingerprint, weights_script
 
 CLOCK_SKEW_WARN_S = 1.0
 DISK_FAIL_GB, DISK_WARN_GB = 1.0, 10.0  # logs of a long run, bench results
@@ -143,7 +143,6 @@ async def _model(
     transport: Transport,
     facts: NodeFacts,
     path: str,
-    hash_weights: bool,
     timeout: float,
 ) -> list[Check]:
     out: list[Check] = []
@@ -167,56 +166,16 @@ async def _model(
     same = "dtype bfloat16" if dtype == "bfloat16" and given == "auto" else ""
     out.append(Check.verdict(name, "model", good, evidence, hint, same=same))
     # the weights: every shard the index names, with its size (a half-copied shard differs from the
-    # other nodes'; an mtime says nothing of the bytes and is never compared); the index's sha256
-    # too with --hash-weights
-    found = await transport.run(in_place(server, weights_script(path, hash_weights)), timeout=timeout)
-    shards, missing, digest = parse_weights(found.text()) if found.ok else ({}, [], "")
+    # other nodes'; an mtime says nothing of the bytes and is never compared)
+    found = await transport.run(in_place(server, weights_script(path)), timeout=timeout)
+    shards, missing = parse_weights(found.text()) if found.ok else ({}, [])
     if found.ok and (missing or not shards):
         why = f"{len(missing)} of {len(shards) + len(missing)} shards missing: {', '.join(missing[:3])}"
         hint = "copy every shard the index names to every node (rsync -a)"
         out.append(Check(name, "weights", "FAIL", why if missing else "the index names no shard", hint))
-    facts.weights = weights_fingerprint(shards, digest) if found.ok and shards and not missing else None
+    if found.ok and shards and not missing:
+        facts.weights, facts.shards = weights_fingerprint(shards), shards
     return out
-
-
-INDEX = "model.safetensors.index.json"
-
-
-def weights_script(path: str, hash_index: bool) -> str:
-    """sh printing `NAME SIZE` (or `NAME missing`) for every shard the safetensors index names (the
-    single model.safetensors of a small model without one), then `sha256 HEX` of the index when asked."""
-    digest = f"[ -f {INDEX} ] && echo sha256 $(sha256sum {INDEX} | cut -d' ' -f1)\n" if hash_index else ""
-    return (
-        f"cd {shell_path(path)} || exit 1\n"
-        f"if [ -f {INDEX} ]; then shards=$(grep -o '\"[^\"]*\\.safetensors\"' {INDEX} | tr -d '\"' | sort -u)\n"
-        "elif [ -f model.safetensors ]; then shards=model.safetensors\nelse exit 1; fi\n"
-        'for s in $shards; do if [ -f "$s" ]; then stat -c \'%n %s\' "$s"; else echo "$s missing"; fi; done\n'
-        f"{digest}true\n"
-    )
-
-
-def parse_weights(text: str) -> tuple[dict[str, int], list[str], str]:
-    """(shard → bytes, missing shards, the index's sha256 if asked) from weights_script's answer."""
-    shards: dict[str, int] = {}
-    missing: list[str] = []
-    digest = ""
-    for line in text.splitlines():
-        name, _, rest = line.rpartition(" ")
-        if name == "sha256":
-            digest = rest
-        elif rest == "missing":
-            missing.append(name)
-        elif rest.isdigit():
-            shards[name] = int(rest)
-    return shards, missing, digest
-
-
-def weights_fingerprint(shards: Mapping[str, int], digest: str) -> str:
-    """What nodes with the same weights agree on: shard count, bytes, a hash of every name and size."""
-    listing = "\n".join(f"{name} {size}" for name, size in sorted(shards.items()))
-    mark = hashlib.sha256(listing.encode()).hexdigest()[:12]
-    total = sum(shards.values()) / 1e9
-    return f"{len(shards)} shards, {total:.1f} GB, sizes {mark}" + (f", index sha256 {digest[:12]}" if digest else "")
 
 
 async def _disk(node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float) -> list[Check]:
@@ -387,7 +346,6 @@ async def node_facts(
     transport: Transport,
     *,
     model_path: str | None,
-    hash_weights: bool,
     timeout: float,
 ) -> NodeFacts:
     facts = NodeFacts()
@@ -423,9 +381,7 @@ async def node_facts(
         ("nic", _nic(servers[0], transport, timeout) if servers else None),
         (
             "model",
-            _model(node, servers[0], transport, facts, model_path, hash_weights, timeout)
-            if servers and model_path
-            else None,
+            _model(node, servers[0], transport, facts, model_path, timeout) if servers and model_path else None,
         ),
     ]
     parts += [

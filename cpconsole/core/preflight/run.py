@@ -9,7 +9,7 @@ import dataclasses
 import re
 import shlex
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..plan import LaunchPlan, NodePlan
 from ..profile.schema import Profile
@@ -20,6 +20,8 @@ from .installed import argument_checks, chip_checks, installed, version_checks
 from .node import node_facts
 from .npu_network import conf_checks, ping_pairs, tls_checks
 from .report import ALL_NODES, Check, version_table
+from .weights import HashProgress
+from .weights import hash_weights as weights_sha256
 
 SOFTWARE = ("vllm", "vllm-ascend", "torch-npu", "CANN", "driver")
 
@@ -95,17 +97,16 @@ async def run_preflight(
     *,
     model_path: str | None,
     hash_weights: bool = False,
+    hashed: Callable[[HashProgress], None] = lambda _: None,
     profile_warnings: Sequence[str] = (),
     profile: Profile | None = None,
     timeout: float = 20.0,
 ) -> list[Check]:
     """Every check on every node, all nodes at once; then pings and comparisons across nodes, and
-    (given the profile) its version rules on what the nodes run."""
+    (given the profile) its version rules on what the nodes run. `hash_weights`: then every shard's
+    sha256 on every node whose shards are all there (`hashed` hears the bytes read)."""
     found = await asyncio.gather(
-        *(
-            node_facts(plan, n, transports[n.name], model_path=model_path, hash_weights=hash_weights, timeout=timeout)
-            for n in plan.nodes
-        )
+        *(node_facts(plan, n, transports[n.name], model_path=model_path, timeout=timeout) for n in plan.nodes)
     )
     facts = {n.name: f for n, f in zip(plan.nodes, found, strict=True)}
     checks = [Check("profile", "profile", "WARN", warning) for warning in profile_warnings]
@@ -122,6 +123,10 @@ async def run_preflight(
     checks += chip_checks(plan, facts) + argument_checks(plan, facts)
     if profile is not None:
         checks += version_checks(profile, installed(facts))
+    shards = {name: f.shards for name, f in facts.items() if f.shards}
+    if hash_weights and model_path and shards:
+        servers = {p.node: p for p in reversed(plan.processes) if p.role != "proxy"}  # the node's first server
+        checks += await weights_sha256(servers, transports, model_path, shards, hashed)
     return [_sudo_refused(c) for c in checks + _across(plan, facts)]
 
 
