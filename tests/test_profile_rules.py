@@ -79,7 +79,7 @@ def test_world_size_must_match_the_chips(tmp_path: Path) -> None:
     )
     error = only(errors_of(tmp_path, text))
     assert error.line == line_of(text, "nodes: [prefill-a, prefill-b]")
-    assert "tp 8 × pcp 2 × pp 1 × dp 1 = 16 ranks, but its 2 node(s) have 32 chips" in error.message
+    assert "tp 8 × pcp 2 × pp 1 × dp 1 = 16 ranks, but its 2 node(s) give it 32 chips" in error.message
 
 
 def test_nodes_of_an_instance_need_equal_chip_counts(tmp_path: Path) -> None:
@@ -452,3 +452,81 @@ def test_vllms_wait_for_its_engines_must_not_end_before_the_stage_timeout() -> N
     unset = demo.replace('    VLLM_ENGINE_READY_TIMEOUT_S: "1800"', "")
     assert said(unset) == [("warning", "instances.prefill.nodes")]  # two nodes; the decode runs on one
     assert said(unset + "timeouts: {prefill: 500, decode: 500}\n") == []
+
+
+def two_decodes_on_one_node(first: str, second: str, base_port: str = "60100") -> str:
+    """The demo with its decode node shared by two TP-8 decode instances, each with these
+    ASCEND_RT_VISIBLE_DEVICES."""
+    text = (PROFILES / "demo.yaml").read_text()
+    start, end = text.index("\n  decode:\n"), text.index("\nproxy:")
+    decode = text[start:end].replace("tensor_parallel_size: 16", "tensor_parallel_size: 8")
+    second_decode = (
+        decode.replace("  decode:\n", "  decode2:\n")
+        .replace("port: 8004", "port: 8014")
+        .replace("kv_port: 36200", "kv_port: 36400")
+        .replace('engine_ids: ["3"]', 'engine_ids: ["4"]')
+        .replace("rpc_port: 5980", "rpc_port: 5990")
+        .replace(
+            "    vllm_args:\n",
+            f'    env: {{ASCEND_RT_VISIBLE_DEVICES: "{second}", HCCL_IF_BASE_PORT: "{base_port}"}}\n    vllm_args:\n',
+            1,
+        )
+    )
+    decode = decode.replace(
+        "    vllm_args:\n", f'    env: {{ASCEND_RT_VISIBLE_DEVICES: "{first}"}}\n    vllm_args:\n', 1
+    )
+    return text[:start] + decode + second_decode + text[end:]
+
+
+def test_two_instances_share_a_node_through_their_visible_chips() -> None:
+    low, high = ",".join(map(str, range(8))), ",".join(map(str, range(8, 16)))
+    loaded = load_profile_text(two_decodes_on_one_node(low, high))
+    assert [f for f in loaded.findings if f.severity == "error"] == []
+    plan = build_plan(loaded)
+    assert plan.process("decode-0").visible_devices == list(range(8))
+    assert plan.process("decode2-0").visible_devices == list(range(8, 16))
+    assert plan.process("decode2-0").env_dict["ASCEND_RT_VISIBLE_DEVICES"] == high  # rendered as given
+
+    def errors(text: str) -> list[str]:
+        with pytest.raises(ProfileError) as caught:
+            load_profile_text(text)
+        return [f"{f.dotted}: {f.message}" for f in caught.value.findings]
+
+    overlap = errors(two_decodes_on_one_node(low, ",".join(map(str, range(4, 12)))))
+    assert overlap == [
+        "instances.decode2.env.ASCEND_RT_VISIBLE_DEVICES: decode2 and decode both use chip(s) 4, 5, 6, 7 of "
+        "decode-a: give each instance on a shared node chips of its own with ASCEND_RT_VISIBLE_DEVICES"
+    ]
+    beyond = errors(two_decodes_on_one_node(low, ",".join(map(str, range(10, 18)))))
+    assert beyond == [
+        "instances.decode2.env.ASCEND_RT_VISIBLE_DEVICES: ASCEND_RT_VISIBLE_DEVICES names chip 16, but decode-a has chips 0-15"
+    ]
+    garbage = errors(two_decodes_on_one_node(low, "8-15"))
+    assert garbage[0].endswith('ASCEND_RT_VISIBLE_DEVICES must list chip ids separated by commas, e.g. "0,1,2,3"')
+    # four chips for a TP-8 instance: the world size no longer fits what it sees
+    small = errors(two_decodes_on_one_node(low, "8,9,10,11"))
+    assert any("world size tp 8" in e and "give it 4 chips" in e for e in small)
+    # both on all 16 (no list): every chip twice
+    assert any(
+        "both use chip(s) 0, 1, 2, 3 of decode-a" in e
+        for e in errors(
+            two_decodes_on_one_node(low, low).replace(f'ASCEND_RT_VISIBLE_DEVICES: "{low}"', 'OMP_NUM_THREADS: "1"')
+        )
+    )
+    # and HCCL's host ports must differ too
+    clash = errors(two_decodes_on_one_node(low, high, base_port="60000"))
+    assert any("decode2-0 hccl 60000-60015 collides with decode-0 hccl 60000-60015" in e for e in clash)
+
+
+def test_use_ascend_direct_as_the_connector_reads_it() -> None:
+    # the guide: on its prefill only. vllm-ascend reads it no more since 0.12.0rc1; before, its
+    # default was true, so only `false` on one side split the transfer engines
+    def said(text: str) -> list[tuple[str, str]]:
+        return [(f.severity, f.dotted) for f in load_profile_text(text).findings if "use_ascend_direct" in f.message]
+
+    demo = (PROFILES / "demo.yaml").read_text()  # vllm-ascend 0.13.0, the prefill sets it
+    assert said(demo) == [("info", "instances.prefill.kv_connector.extra.use_ascend_direct")]
+    older = demo.replace('vllm_ascend: "0.13.0"', 'vllm_ascend: "0.11.0"')
+    assert said(older) == []  # true where set, true by default where not: one engine
+    split = older.replace("extra: {use_ascend_direct: true}", "extra: {use_ascend_direct: false}")
+    assert said(split) == [("warning", "instances.prefill.kv_connector.extra.use_ascend_direct")]

@@ -30,6 +30,7 @@ from .profile.schema import (
     flag_name,
 )
 from .profile.topology import (
+    VISIBLE_ENV,
     Placement,
     api_servers,
     declared_env,
@@ -37,6 +38,7 @@ from .profile.topology import (
     effective_container,
     node_address,
     parallel_of,
+    parse_visible,
     placements,
     port_claims,
 )
@@ -151,8 +153,8 @@ class ProcessPlan(Frozen):
     @property
     def visible_devices(self) -> list[int]:
         """ASCEND_RT_VISIBLE_DEVICES as NPU ids: local rank i runs on the i-th (none set: on chip i)."""
-        text = self.env_dict.get("ASCEND_RT_VISIBLE_DEVICES", "")
-        return [int(x) for x in text.split(",") if x.strip().isdigit()]
+        given = self.env_dict.get(VISIBLE_ENV)
+        return (parse_visible(given) or []) if given is not None else []
 
     def int_flag(self, *names: str) -> int | None:
         """The value of the first of these flags in its argv, when given and an integer."""

@@ -168,8 +168,8 @@ CAUSES: tuple[Cause, ...] = (
         ("Connect timeout to:", "Failed to connect to target", "Failed to connect to segment"),
         r"Connect timeout to: |Failed to connect to (target|segment)",
         "the KV transfer could not connect to its peer",
-        "{node} could not reach {peer} over the NPU network: `hccn_tool -i {device} -ping -g address <peer NPU IP>`, "
-        'raise ASCEND_CONNECT_TIMEOUT, and set "use_ascend_direct": true on both prefill and decode',
+        "{node} could not reach {peer} over the NPU network: `hccn_tool -i {device} -ping -g address <peer NPU IP>` "
+        "(`cpconsole preflight` pings the chips that talk), and raise ASCEND_CONNECT_TIMEOUT",
         severity="warning",
     ),
     _cause(
@@ -195,8 +195,7 @@ CAUSES: tuple[Cause, ...] = (
         r"(?i:mooncake transfer failed)|Failed to transfer KV cache|Transfer slice failed",
         "a KV transfer between prefill and decode failed",
         "requests lose their KV and fail or re-prefill: check the prefill↔decode NPU links "
-        '(`hccn_tool -i {device} -link -g` on {node}), "use_ascend_direct": true on both sides, and raise '
-        "ASCEND_TRANSFER_TIMEOUT for long prompts",
+        "(`hccn_tool -i {device} -link -g` on {node}) and raise ASCEND_TRANSFER_TIMEOUT for long prompts",
         severity="warning",
     ),
     _cause(

@@ -29,9 +29,11 @@ from .serving_rules import (
 from .topology import (
     HCCL_PORTS,
     PARALLEL_ARGS,
+    VISIBLE_ENV,
     as_ranges,
     declared_env,
     effective_container,
+    instance_chips,
     kv_ports,
     owner_of,
     parallel_of,
@@ -169,7 +171,10 @@ def world_size(profile: Profile) -> Iterator[Hit]:
         nodes = [n for n in inst.nodes if n in profile.nodes]
         if len(nodes) != len(inst.nodes):
             continue  # reported by references()
-        chips = [profile.nodes[n].chips for n in nodes]
+        seen = [instance_chips(profile, n, inst) for n in nodes]
+        if any(c is None for c in seen):
+            continue  # reported by shared_chips()
+        chips = [len(c or ()) for c in seen]
         par = parallel_of(inst)
         if len(set(chips)) > 1:
             listing = ", ".join(f"{n}={c}" for n, c in zip(nodes, chips, strict=True))
@@ -181,8 +186,8 @@ def world_size(profile: Profile) -> Iterator[Hit]:
             yield (
                 "error",
                 ("instances", name, "nodes"),
-                f"world size {formula} ranks, but its {len(nodes)} node(s) have {total} chips; "
-                f"change the parallel sizes or the nodes so both are equal",
+                f"world size {formula} ranks, but its {len(nodes)} node(s) give it {total} chips; "
+                f"change the parallel sizes, the nodes or {VISIBLE_ENV} so both are equal",
             )
             continue
         dp = inst.data_parallel
@@ -199,6 +204,39 @@ def world_size(profile: Profile) -> Iterator[Hit]:
                 ("instances", name),
                 f"spans {len(nodes)} nodes, so it needs master_port (torch.distributed on the first node)",
             )
+
+
+def shared_chips(profile: Profile) -> Iterator[Hit]:
+    """Instances may share a node (two decode instances on one 16-chip node) when each sees chips of
+    its own through ASCEND_RT_VISIBLE_DEVICES; the ids must be the node's, and no chip two
+    instances'."""
+    users: dict[str, dict[int, str]] = {}
+    for name, inst in profile.instances.items():
+        for node in (n for n in inst.nodes if n in profile.nodes):
+            path: Loc = (
+                ("instances", name, "env", VISIBLE_ENV) if VISIBLE_ENV in inst.env else ("instances", name, "nodes")
+            )
+            chips = instance_chips(profile, node, inst)
+            if chips is None:
+                yield "error", path, f'{VISIBLE_ENV} must list chip ids separated by commas, e.g. "0,1,2,3"'
+                continue
+            count = profile.nodes[node].chips
+            beyond = [c for c in chips if c >= count]
+            if beyond:
+                yield "error", path, f"{VISIBLE_ENV} names chip {beyond[0]}, but {node} has chips 0-{count - 1}"
+                continue
+            taken = users.setdefault(node, {})
+            clash = sorted({taken[c] for c in chips if c in taken})
+            if clash:
+                both = [c for c in chips if c in taken]
+                yield (
+                    "error",
+                    path,
+                    f"{name} and {clash[0]} both use chip(s) {', '.join(map(str, both[:4]))} of {node}: give each "
+                    f"instance on a shared node chips of its own with {VISIBLE_ENV}",
+                )
+                continue
+            taken.update(dict.fromkeys(chips, name))
 
 
 def engine_id_rules(profile: Profile) -> Iterator[Hit]:
@@ -253,6 +291,41 @@ def kv_connector_rules(profile: Profile) -> Iterator[Hit]:
                 f"{role} instances differ in (dp_size, tp_size) {sorted(shapes)}; the kv connector's "
                 f"'{role}' block can describe only one shape",
             )
+
+
+ASCEND_DIRECT = "use_ascend_direct"
+ASCEND_DIRECT_GONE = "0.12.0rc1"  # vllm-ascend#4547: the Mooncake connector reads it no more, always ADXL
+
+
+def ascend_direct(profile: Profile) -> Iterator[Hit]:
+    """The guide sets use_ascend_direct on its prefill only. vllm-ascend's MooncakeConnectorV1 read
+    it with a default of true (mooncake_connector.py before #4547: true → the ADXL engine, false →
+    Mooncake's HCCL transport on `host:0:npu_N`), and reads it no more since 0.12.0rc1 (#4547). So
+    the asymmetry changes nothing; what breaks a transfer is `false` on one side only, before then."""
+    keyed = {
+        name: inst.kv_connector.extra.get(ASCEND_DIRECT, True)
+        for name, inst in profile.instances.items()
+        if inst.kv_connector is not None and inst.kv_connector.name.startswith("Mooncake")
+    }
+    given = [
+        n for n, inst in profile.instances.items() if inst.kv_connector and ASCEND_DIRECT in inst.kv_connector.extra
+    ]
+    if at_least(profile.versions.vllm_ascend, ASCEND_DIRECT_GONE):
+        for name in given:
+            yield (
+                "info",
+                ("instances", name, "kv_connector", "extra", ASCEND_DIRECT),
+                f"vllm-ascend {profile.versions.vllm_ascend} does not read {ASCEND_DIRECT} (since "
+                f"{ASCEND_DIRECT_GONE}, vllm-ascend#4547: always the ADXL engine); it changes nothing here",
+            )
+    elif len({value is True for value in keyed.values()}) > 1:
+        off = sorted(n for n, value in keyed.items() if value is not True)
+        yield (
+            "warning",
+            ("instances", off[0], "kv_connector", "extra", ASCEND_DIRECT),
+            f"{ASCEND_DIRECT} is not true on {', '.join(off)} but true (its default) on the others: the two sides "
+            "would use different transfer engines (ADXL and HCCL) and no KV would pass; use one value everywhere",
+        )
 
 
 # hand the KV over through storage and answer the prefill without kv_transfer_params: vLLM's
@@ -482,8 +555,10 @@ RULES: tuple[Rule, ...] = (
     derived_values,
     context_parallel,
     world_size,
+    shared_chips,
     engine_id_rules,
     kv_connector_rules,
+    ascend_direct,
     unique_ports,
     kv_port_range,
     hccl_base_port,

@@ -217,6 +217,22 @@ def declared_env(profile: Profile, node: str, inst: Instance) -> dict[str, str]:
     return {**profile.defaults.env, **profile.nodes[node].env, **inst.env}
 
 
+VISIBLE_ENV = "ASCEND_RT_VISIBLE_DEVICES"  # CANN: the chips a process sees, as a comma-separated list
+
+
+def parse_visible(text: str) -> list[int] | None:
+    """ASCEND_RT_VISIBLE_DEVICES as chip ids; None when it is not a comma-separated list of them."""
+    words = [w.strip() for w in text.split(",")]
+    return [int(w) for w in words] if all(w.isdigit() for w in words) else None
+
+
+def instance_chips(profile: Profile, node: str, inst: Instance) -> list[int] | None:
+    """The chips an instance's process uses on a node: those ASCEND_RT_VISIBLE_DEVICES names, else
+    all of the node's; None when the variable is no list of chip ids (a rule says so)."""
+    given = declared_env(profile, node, inst).get(VISIBLE_ENV)
+    return parse_visible(given) if given is not None else list(range(profile.nodes[node].chips))
+
+
 def hccl_ports(profile: Profile, node: str, inst: Instance) -> tuple[int, int] | None:
     """HCCL's host ports of a process on NPUs (CANN: HCCL_IF_BASE_PORT, 16 ports); None without NPUs
     or with a base that is no port (a rule says so)."""
