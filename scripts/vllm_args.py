@@ -3,7 +3,9 @@
     PYTHON_WITH_VLLM scripts/vllm_args.py            # writes cpconsole/core/profile/vllm_args/<version>.json
 
 Run it with a Python that can import the vLLM release to describe (the CPU test bed's venv, or a
-released wheel unpacked on PYTHONPATH next to it). It builds the parser exactly as `vllm serve`
+released wheel unpacked on PYTHONPATH next to it: 0.15.0's came from PyPI's CUDA wheel unpacked
+beside the test bed's venv, its dist-info version marked `+cpu` so that vLLM picks the CPU platform,
+gguf and diskcache added). It builds the parser exactly as `vllm serve`
 does and writes, for each option, its flags, its kind (flag, int, float, str, json) and its choices.
 """
 

@@ -29,7 +29,7 @@ def refusals(text: str) -> list[str]:
 
 
 def test_two_releases_read_from_their_own_parsers() -> None:
-    assert [s.vllm for s in known_sets()] == ["0.13.0", "0.32.0"]
+    assert [s.vllm for s in known_sets()] == ["0.13.0", "0.15.0", "0.32.0"]  # the guide's 0.15.0 among them
     for path in DATA.glob("*.json"):
         data = json.loads(path.read_text())
         assert data["source"].startswith("vllm serve's parser") and path.stem == data["vllm"]
@@ -37,7 +37,7 @@ def test_two_releases_read_from_their_own_parsers() -> None:
         assert args["tensor_parallel_size"] == {"flags": ["--tensor-parallel-size", "-tp"], "kind": "int"}
         assert args["kv_transfer_config"]["kind"] == "json" and args["enforce_eager"]["kind"] == "flag"
         assert args["gpu_memory_utilization"]["kind"] == "float" and "bfloat16" in args["dtype"]["choices"]
-    assert for_version("0.15.0").vllm == "0.13.0" and for_version("0.40.0").vllm == "0.32.0"  # type: ignore[union-attr]
+    assert for_version("0.14.1").vllm == "0.13.0" and for_version("0.40.0").vllm == "0.32.0"  # type: ignore[union-attr]
     assert for_version("0.9.2").vllm == "0.13.0" and for_version(None).vllm == "0.32.0"  # type: ignore[union-attr]
 
 
@@ -113,9 +113,9 @@ async def test_preflight_checks_flags_against_the_installed_vllm(tmp_path: Path)
 
 
 def test_a_release_without_data_is_said_and_its_refusals_are_warnings() -> None:
-    # the guide declares 0.15.0: its flags can only be held against 0.13.0's, and a flag 0.13.0
+    # a release between two with data: its flags can only be held against 0.13.0's, and a flag 0.13.0
     # lacks may be new — a warning, not an error that stops `up`
-    text = DEMO.replace('vllm: "0.13.0"', 'vllm: "0.15.0"', 1).replace(
+    text = DEMO.replace('vllm: "0.13.0"', 'vllm: "0.14.1"', 1).replace(
         "      enforce_eager: true", "      brand_new_flag: 1", 1
     )
     assert "brand_new_flag" in text
@@ -124,7 +124,7 @@ def test_a_release_without_data_is_said_and_its_refusals_are_warnings() -> None:
     assert (
         "warning",
         "versions.vllm",
-        "cpconsole has no argument data of vLLM 0.15.0 (it has 0.13.0, 0.32.0): vllm_args are checked against 0.13.0's",
+        "cpconsole has no argument data of vLLM 0.14.1 (it has 0.13.0, 0.15.0, 0.32.0): vllm_args are checked against 0.13.0's",
     ) in said
     assert any(s == "warning" and p.endswith("vllm_args.brand_new_flag") for s, p, _ in said)
     assert refusals(DEMO.replace("      enforce_eager: true", "      brand_new_flag: 1", 1))  # 0.13.0 itself: an error
