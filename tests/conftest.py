@@ -57,10 +57,15 @@ def run_sh(
     script: str, *, path_first: Path | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> Recorded:
     """Run shell text with a minimal environment (and `env`); return what the recorder it calls printed."""
+    return run_argv(["sh", "-c", script], path_first=path_first, cwd=cwd, env=env)
+
+
+def run_argv(
+    argv: list[str], *, path_first: Path | None = None, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Recorded:
+    """Run a program with a minimal environment (and `env`); return what the recorder it calls printed."""
     env = {"PATH": f"{path_first}:/usr/bin:/bin" if path_first else "/usr/bin:/bin", **(env or {})}
-    done = subprocess.run(
-        ["sh", "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=30, check=False
-    )
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     result: Recorded = json.loads(done.stdout)
     return result
