@@ -540,3 +540,11 @@ async def test_every_shards_sha256_on_request_names_the_shard_whose_bytes_differ
     assert [(hashed[n].status, hashed[n].evidence) for n in ("prefill-a", "prefill-b")] == [
         ("PASS", "2 shards, 0.0 GB read")
     ] * 2
+
+
+async def test_a_disk_that_cannot_hold_the_capped_logs_is_warned_of(tmp_path: Path) -> None:
+    text = demo_text(tmp_path).replace("  env:\n", "  log_max_mb: 100000000\n  env:\n", 1)  # 100 TB a log
+    disk = {c.node: c for c in await checks_of(text) if c.check == "disk"}
+    assert {c.status for c in disk.values()} == {"WARN"}
+    assert "logs may take 292968.8 GB (log_max_mb 100000000)" in disk["prefill-a"].hint  # two processes there
+    assert "logs may take 146484.4 GB" in disk["decode-a"].hint

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import posixpath
 import shlex
@@ -287,3 +288,33 @@ async def test_stop_reaches_a_process_in_its_container(tmp_path: Path, ignores_t
             with contextlib.suppress(ValueError, OSError):
                 os.killpg(int(pidfile.read_text()), signal.SIGKILL)
             pidfile.unlink()
+
+
+async def test_a_capped_log_keeps_its_newest_part_and_nothing_outlives_the_process(
+    transport: ShellTransport, nodes_dir: str
+) -> None:
+    run_dir = run_dir_for(transport, nodes_dir, "chatty")
+    chatty = (
+        'i=0; while [ $i -lt 3000 ]; do echo "line $i of a chatty process, padded to some length"; i=$((i+1)); done'
+    )
+    capped = dataclasses.replace(
+        spec(run_dir, f"{chatty}; echo last; sleep 600", "chatty"), log_cap=16384, log_every=0.1
+    )
+    handle = await transport.spawn_detached(capped)
+    log, cut = Path(run_dir, "log"), Path(run_dir, "log.cut")
+    for _ in range(400):  # the keeper's next look (a hang guard, not a bound on it)
+        if cut.exists() and cut.read_text().endswith("last\n"):
+            break
+        await asyncio.sleep(0.05)
+    assert cut.read_text().endswith("line 2999 of a chatty process, padded to some length\nlast\n")
+    assert cut.stat().st_size <= 8192 and log.stat().st_size <= 16384  # ~170 KB written, the newest half kept
+    assert (await transport.status(handle)).state == "running"
+    stopped = await transport.stop(handle, grace=2.0)
+    assert stopped.state == "exited" and stopped.leftovers == 0  # the keeper and its sleep went with it
+    # a process that ends by itself: its exit code, and nothing of its group left behind
+    ended = await transport.spawn_detached(
+        dataclasses.replace(spec(run_dir_for(transport, nodes_dir, "brief"), "echo hi; exit 3", "brief"), log_cap=16384)
+    )
+    await wait_state(transport, ended, "exited")
+    status = await transport.status(ended)
+    assert (status.exit_code, status.leftovers) == (3, 0)

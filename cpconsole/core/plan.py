@@ -218,6 +218,7 @@ class LaunchPlan(Frozen):
     notify: Notify
     api_key: ApiKey | None = None  # where the key is kept; never the key itself
     containers: tuple[ContainerPlan, ...] = ()
+    log_max_mb: int = 1024  # each process's log is kept under this on its node (profile defaults)
 
     def process(self, name: str) -> ProcessPlan:
         for proc in self.processes:
@@ -497,6 +498,7 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
         nodes=nodes,
         processes=tuple(processes),
         timeouts=profile.timeouts,
+        log_max_mb=profile.defaults.log_max_mb,
         alerts=profile.alerts,
         notify=profile.notify,
         api_key=profile.api_key,

@@ -178,7 +178,15 @@ async def _model(
     return out
 
 
-async def _disk(node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float) -> list[Check]:
+def log_budget_gb(plan: LaunchPlan, node: str) -> float:
+    """What the node's logs may take: each process's capped log and its cut-off half (scripts.wrapper)."""
+    processes = sum(1 for p in plan.processes if p.node == node)
+    return processes * plan.log_max_mb * 1.5 / 1024
+
+
+async def _disk(
+    plan: LaunchPlan, node: NodePlan, transport: Transport, facts: NodeFacts, timeout: float
+) -> list[Check]:
     out: list[Check] = []
     # the run directory may not exist yet: the nearest existing parent is on the same disk
     script = f'd={shell_path(node.run_dir)}\nwhile [ ! -d "$d" ]; do d=$(dirname "$d"); done\ndf -Pk "$d" | tail -n 1\n'
@@ -188,15 +196,19 @@ async def _disk(node: NodePlan, transport: Transport, facts: NodeFacts, timeout:
     except (RemoteError, IndexError, ValueError):
         out.append(Check(node.name, "disk", "WARN", f"cannot read free space under {node.run_dir}"))
         return out
-    status: Status = "FAIL" if free_gb < DISK_FAIL_GB else "WARN" if free_gb < DISK_WARN_GB else "PASS"
+    logs = log_budget_gb(plan, node.name)
+    status: Status = "FAIL" if free_gb < DISK_FAIL_GB else "WARN" if free_gb < max(DISK_WARN_GB, logs) else "PASS"
+    hint = "logs and bench results go there: free some space"
+    if status == "WARN" and free_gb >= DISK_WARN_GB:
+        hint = f"its processes' logs may take {logs:.1f} GB (log_max_mb {plan.log_max_mb}): free space or lower it"
     out.append(
         Check(
             node.name,
             "disk",
             status,
             f"{free_gb:.1f} GB free under {node.run_dir}",
-            "" if status == "PASS" else "logs and bench results go there: free some space",
-            same=f"≥ {DISK_WARN_GB:g} GB free",
+            "" if status == "PASS" else hint,
+            same=f"≥ {max(DISK_WARN_GB, logs):g} GB free",
         )
     )
     return out
@@ -376,7 +388,7 @@ async def node_facts(
         ("chips", npu_checks(node, transport, facts, ours, timeout) if node.chips else None),  # chips: 0 is no NPUs
         ("ports", _ports(plan, node, transport, facts, ours, timeout)),
         ("container", container_checks(plan, node, transport, timeout)),
-        ("disk", _disk(node, transport, facts, timeout)),
+        ("disk", _disk(plan, node, transport, facts, timeout)),
         ("software", _versions(node, servers[0], transport, facts, timeout) if servers else None),
         ("nic", _nic(servers[0], transport, timeout) if servers else None),
         (

@@ -190,6 +190,11 @@ class Defaults(Strict):
     vllm_command: Argv = ("vllm",)
     setup: Setup = None
     run_dir: RunDir = Field(default="~/.cache/cpconsole", description="Base of per-process run directories")
+    log_max_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="each process's log is kept under this; past it, its newest half goes to log.cut",
+    )
     tools: Tools = Tools()
 
 

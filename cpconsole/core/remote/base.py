@@ -133,7 +133,7 @@ class ShellTransport(ABC):
         await self.check(scripts.write(path, mode), f"cannot write {path}", timeout=timeout, input=data)
 
     async def spawn_detached(self, spec: SpawnSpec, *, timeout: float = DEFAULT_TIMEOUT) -> ProcessHandle:
-        script = scripts.spawn(spec.run_dir, spec.manifest.head())
+        script = scripts.spawn(spec.run_dir, spec.manifest.head(), log_cap=spec.log_cap, log_every=spec.log_every)
         result = await self.run(script, timeout=timeout, input=spec.script.encode())
         if result.exit_code == scripts.SPAWN_RUNNING:
             raise AlreadyRunning(self.node, f"{spec.name} is still running as pid {result.text().strip()}")

@@ -34,4 +34,4 @@ def spawn_spec(plan: LaunchPlan, proc: ProcessPlan, *, now: datetime | None = No
         started_at=started,
         started_by=started_by,
     )
-    return SpawnSpec(run_dir(plan, proc), render_script(proc), manifest)
+    return SpawnSpec(run_dir(plan, proc), render_script(proc), manifest, log_cap=plan.log_max_mb << 20)

@@ -22,6 +22,7 @@ PROC_FIELDS = "stat=; read -r stat 2>/dev/null < /proc/\"$pid\"/stat; set -f; se
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 READ_BOOT = f"read -r boot_now < {BOOT_ID}"
 LOG = "log"
+LOG_CUT = "log.cut"  # the newest half of what a capped log held when it was emptied
 STOPPED = "stopped"  # written before stop's first signal: the end was asked for, it is no failure
 
 
@@ -116,14 +117,37 @@ kill -{signame} -{pid} 2>/dev/null && sent=0
 # (a trap with a command is reset in children, unlike an ignored signal) while the wrapper
 # survives to record the code. Without its pid file nothing could find the process: then it
 # does not start. The log is opened for appending (by spawn), so a truncation leaves no hole.
-WRAPPER = f"""trap : TERM INT HUP
+def wrapper(log_cap: int | None = None, every: float = 10.0) -> str:
+    """The wrapper's sh. With `log_cap` (bytes) a keeper beside launch.sh caps the log: every
+    `every` seconds, past the cap, the log's newest half goes to LOG_CUT and the log is emptied (the
+    tailers follow a truncation; what is written between the copy and the truncation is lost, as
+    with logrotate's copytruncate). The keeper ends with the process — on the group's SIGTERM, or
+    killed by the wrapper before it records the exit code — taking its sleep along, so that nothing
+    of the group outlives the process."""
+    keeper = ""
+    if log_cap is not None:
+        keep = log_cap // 2
+        keeper = f"""( trap 'kill $s 2>/dev/null; wait $s; exit 0' TERM
+  while :; do
+    sleep {every:g} & s=$!; wait $s
+    size=$(wc -c < {LOG}) || continue
+    if [ "$size" -gt {int(log_cap)} ]; then
+      tail -c {keep} {LOG} > {LOG_CUT}.tmp && mv -f {LOG_CUT}.tmp {LOG_CUT} && : > {LOG}
+    fi
+  done ) &
+keeper=$!
+"""
+    stop_keeper = 'kill "$keeper" 2>/dev/null; wait "$keeper"\n' if log_cap is not None else ""
+    return f"""trap : TERM INT HUP
 pid=$$
 {PROC_FIELDS}
 {READ_BOOT}
 echo "$$ ${{20}} $boot_now" > pid.tmp && mv pid.tmp pid || exit 95
-sh ./launch.sh
-echo $? > exitcode.tmp && mv exitcode.tmp exitcode
+{keeper}sh ./launch.sh
+code=$?
+{stop_keeper}echo $code > exitcode.tmp && mv exitcode.tmp exitcode
 """
+
 
 # spawn's exit codes
 SPAWN_RUNNING = 98  # an earlier start still runs (its leader, or what it left in its group)
@@ -136,7 +160,9 @@ SPAWN_NO_MANIFEST = 95  # the manifest could not be written: the process was sto
 _MANIFEST_PRINTF = shlex.quote("%s" + manifest.PID_TAIL + "\\n")  # the backslash-n is printf's: a newline
 
 
-def spawn(run_dir: str, manifest_head: str, wait_steps: int = 500) -> str:
+def spawn(
+    run_dir: str, manifest_head: str, wait_steps: int = 500, *, log_cap: int | None = None, log_every: float = 10.0
+) -> str:
     """Start launch.sh (read from stdin) detached; print `pid ticks boot_id`.
 
     `manifest_head` is Manifest.head(); the pid fields (manifest.PID_TAIL) are appended once
@@ -160,7 +186,7 @@ fi
 rm -f pid exitcode {manifest.FILE} {STOPPED} || exit {SPAWN_NO_RUN_DIR}
 if [ -f {LOG} ]; then mv -f {LOG} {LOG}.1 || exit {SPAWN_NO_RUN_DIR}; fi
 cat > launch.sh && chmod 700 launch.sh || exit {SPAWN_NO_RUN_DIR}
-setsid sh -c {shlex.quote(WRAPPER)} >> {LOG} 2>&1 < /dev/null &
+setsid sh -c {shlex.quote(wrapper(log_cap, log_every))} >> {LOG} 2>&1 < /dev/null &
 i=0
 while [ ! -s pid ] && [ $i -lt {wait_steps} ]; do sleep 0.01; i=$((i+1)); done
 [ -s pid ] || exit {SPAWN_NO_PID}

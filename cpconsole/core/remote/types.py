@@ -30,6 +30,8 @@ class SpawnSpec:
     run_dir: str
     script: str
     manifest: Manifest
+    log_cap: int | None = None  # bytes the log is kept under (scripts.wrapper); None: uncapped
+    log_every: float = 10.0  # seconds between two looks at the log's size
 
     @property
     def name(self) -> str:
