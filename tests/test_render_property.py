@@ -40,7 +40,7 @@ TEXT_ARGS = sorted(
 
 
 def profile_data(
-    model: str, env: dict[str, str], args: dict[str, str], extra: str, container: bool, setup: bool
+    model: str, env: dict[str, str], args: dict[str, str], extra: str, container: bool, setup: bool = False
 ) -> dict[str, object]:
     """Built directly, not through YAML: PyYAML folds some characters (e.g. U+0085) on the way.
     `setup`: a setup line, so that the env is exported by bash after it (else none at all)."""
@@ -66,7 +66,7 @@ def profile_data(
     setup=st.booleans(),
 )
 def test_strings_arrive_byte_exact(
-    model: str, env: dict[str, str], args: dict[str, str], extra: str, container: bool, setup: bool
+    model: str, env: dict[str, str], args: dict[str, str], extra: str, container: bool, setup: bool = False
 ) -> None:
     plan = build_plan(load_profile_data(profile_data(model, env, args, extra, container, setup)))
     proc = plan.process("s-0")
