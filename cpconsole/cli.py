@@ -309,6 +309,34 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return headless.sweep(plan, settings, _format(args))
 
 
+def cmd_accuracy(args: argparse.Namespace) -> int:
+    loaded, plan = _plan_for(args)
+    from .core.profile.serving_rules import shortest_context
+    from .core.smoke.accuracy import PROMPT_ROOM, datasets, load_accuracy
+    from .results import accuracy_report
+
+    gate = loaded.profile.accuracy.get(args.dataset)
+    if args.list:
+        sys.stdout.write(accuracy_report(load_accuracy(plan.profile), _format(args), gate.min if gate else None))
+        return EXIT_OK
+    if args.dataset not in datasets():
+        raise UsageError(
+            f"--dataset: no built-in dataset {args.dataset!r} ({did_you_mean(args.dataset, datasets(), 'there are')})"
+        )
+    room = shortest_context(loaded.profile)
+    if room is not None and args.max_tokens + PROMPT_ROOM > room:
+        raise UsageError(
+            f"--max-tokens {args.max_tokens} and a question do not fit max_model_len {room}: "
+            f"at most {max(1, room - PROMPT_ROOM)}"
+        )
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
+    target = _http_target(plan, args.target)
+    return headless.accuracy(
+        plan, args.dataset, target, args.limit, args.max_tokens, _format(args), gate.min if gate else None
+    )
+
+
 def cmd_smoke(args: argparse.Namespace) -> int:
     from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
 
@@ -508,6 +536,18 @@ def _args_sweep(cmd: argparse.ArgumentParser) -> None:
     _export_options(cmd)
 
 
+def _args_accuracy(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument("--dataset", default="gsm8k", metavar="NAME", help="a built-in dataset (default gsm8k)")
+    cmd.add_argument("--limit", type=positive_int, metavar="N", help="its first N items (default: all it ships)")
+    cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
+    cmd.add_argument(
+        "--max-tokens", type=positive_int, default=1024, metavar="N", help="answer budget per item (default 1024)"
+    )
+    cmd.add_argument("--list", action="store_true", help="only show the stored runs of this profile")
+    _export_options(cmd)
+
+
 def _args_smoke(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
     cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
@@ -576,6 +616,11 @@ VERBS: dict[str, Verb] = {
     ),
     "smoke": Verb(
         cmd_smoke, "health, probe path, a completion, the long-context needle; exit 0 only if all pass", _args_smoke
+    ),
+    "accuracy": Verb(
+        cmd_accuracy,
+        "score answers to a public dataset's items through the proxy; exit 1 below the profile's minimum",
+        _args_accuracy,
     ),
 }
 

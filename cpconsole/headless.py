@@ -33,6 +33,7 @@ from .core.remote import RemoteError, RunResult, ShellTransport, TailChunk, Tail
 from .core.remote.logstore import Lines
 from .core.safetext import terminal_safe
 from .core.session import CheckSettings, Session
+from .core.smoke.accuracy import AccuracyRun, ItemResult, load_accuracy
 from .core.smoke.bench import BenchRun, BenchSettings, load_runs, stored_path
 from .core.smoke.suite import SmokeCheck
 from .core.smoke.sweep import SweepPoint, SweepRun, SweepSettings, load_sweeps, short_length
@@ -349,6 +350,31 @@ def sweep(plan: LaunchPlan, settings: SweepSettings, fmt: Format) -> int:
     stored = [run for run in load_sweeps(plan.profile) if run.started != done.started]
     sys.stdout.write(results.sweep_report([*stored, done], fmt))  # this run even where it could not be kept
     return EXIT_OK if done.complete else EXIT_FAILED
+
+
+def accuracy(
+    plan: LaunchPlan, dataset: str, target: str, limit: int | None, max_tokens: int, fmt: Format, gate: float | None
+) -> int:
+    """The built-in accuracy check; progress on stderr (done/total, the running score), then the
+    report. Exit 1 when a request failed or the score is below the profile's minimum."""
+    right = 0
+
+    def progress(result: ItemResult, done: int, total: int) -> None:
+        nonlocal right
+        right += result.correct
+        print(f"accuracy: {done}/{total}, {100 * right / done:.1f} % so far", file=sys.stderr, flush=True)
+
+    async def run() -> AccuracyRun:
+        async with Session(plan) as session:
+            return await session.accuracy(
+                dataset=dataset, target=target, limit=limit, max_tokens=max_tokens, on_item=progress
+            )
+
+    done = asyncio.run(run())
+    stored = [r for r in load_accuracy(plan.profile) if r.started != done.started]
+    sys.stdout.write(results.accuracy_report([*stored, done], fmt, gate))  # this run even where it could not be kept
+    failed = any(i.error for i in done.items) or (gate is not None and done.accuracy < gate)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _bell() -> None:

@@ -1,6 +1,6 @@
 """Measured results as text for a terminal, a ticket or a script: the context-length sweep (a
-table, and TTFT against length as a chart, with earlier sweeps and the guide's figure beside it)
-and the bench runs, each as plain text, Markdown or JSON. Pure functions: data in, `str` out."""
+table, and TTFT against length as a chart, with earlier sweeps and the guide's figure beside it),
+the bench runs and the accuracy checks, each as plain text, Markdown or JSON. Pure functions: data in, `str` out."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from .core.smoke.accuracy import AccuracyRun
 from .core.smoke.bench import BenchRun
 from .core.smoke.sweep import Reference, SweepRun, reference_for, short_length
 
@@ -197,3 +198,37 @@ def bench_report(runs: Sequence[BenchRun], fmt: Format, mark: str | None = None)
     if fmt == "markdown":
         return f"## vllm bench serve runs\n\n{table_markdown(bench_rows(runs, mark))}\n"
     return bench_table(runs, mark) + "\n"
+
+
+def accuracy_report(runs: Sequence[AccuracyRun], fmt: Format, gate: float | None = None) -> str:
+    """The newest of `runs` (oldest first, as stored): its score, the earlier runs of its dataset
+    beside it, the guide's figure where it has one, the gate; and each wrong answer. JSON: the run."""
+    if not runs:
+        return "{}\n" if fmt == "json" else "no accuracy run stored for this profile yet\n"
+    run = runs[-1]
+    if fmt == "json":
+        return json.dumps({**run.as_json(), "min": gate}, indent=2) + "\n"
+    same = [r for r in runs if r.dataset == run.dataset][-(EARLIER + 1) :]
+    rows = [["run", "profile@", "dataset", "samples", "accuracy", "through", ""]]
+    for r in reversed(same):
+        mark = "← this run" if r is run else ""
+        rows.append([r.started, r.digest[:12], r.dataset, str(r.samples), f"{r.accuracy:.2f} %", r.target, mark])
+    if run.reference is not None:
+        rows.append(["the guide", "", run.dataset, "", f"{run.reference:.2f} %", "AISBench", "DeepSeek-V3.1-w8a8"])
+    wrong = [i for i in run.items if not i.correct]
+    correct = run.samples - len(wrong)
+    heading = f"{run.dataset} through {run.target}: {correct}/{run.samples} correct, {run.accuracy:.2f} %"
+    if gate is not None:
+        heading += f" ({'at least' if run.accuracy >= gate else 'BELOW'} the profile's {gate:g} %)"
+    misses = [
+        f"{i.id}: expected {i.expected}, "
+        + (f"request failed: {i.error}" if i.error else f"got {i.answer if i.answer is not None else 'no number'}")
+        for i in wrong
+    ]
+    if fmt == "markdown":
+        parts = [f"## {heading}", "", table_markdown(rows), ""]
+        return "\n".join(parts + [f"- {m}" for m in misses]) + "\n"
+    listed = ["", "wrong:", *(f"  {m}" for m in misses[:20])] if misses else []
+    if len(misses) > 20:
+        listed.append(f"  … {len(misses) - 20} more (--json has every answer)")
+    return "\n".join([heading, "", table_text(rows), *listed]) + "\n"

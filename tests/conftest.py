@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,9 @@ class Recorded(TypedDict):
 
 
 os.environ.pop("NO_COLOR", None)  # NO_COLOR changes Textual's output and breaks snapshot comparisons
+# what the verbs keep on the jump host (bench, sweep, accuracy runs, prompt history) goes to a folder
+# of this run's, never the user's own (a test that reads it back sets its own)
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="cpconsole-test-state-")
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ def test_every_verb_once_prints_no_warning_and_no_control_byte(tmp_path: Path) -
         ["preflight", demo],
         ["containers", demo, "check"],
         ["smoke", demo],
+        ["accuracy", demo, "--limit", "2", "--max-tokens", "32"],
         ["bench", demo, "--list"],
         ["sweep", demo, "--list"],
         ["alert-test", demo],

@@ -34,6 +34,7 @@ from .profile.schema import Profile
 from .ranks import Rank, rank_map
 from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport, scripts, transport_for
 from .remote.http_routes import NodeRoutes
+from .smoke.accuracy import AccuracyRun, ItemResult, run_accuracy, store_accuracy
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
@@ -382,6 +383,36 @@ class Session:
             return done
 
         return await self.journaled("sweep", (settings.target,), run(), ok=lambda done: done.complete)
+
+    async def accuracy(
+        self,
+        *,
+        dataset: str,
+        target: str,
+        limit: int | None,
+        max_tokens: int,
+        on_item: Callable[[ItemResult, int, int], None] = lambda *_: None,
+    ) -> AccuracyRun:
+        """The built-in accuracy check through `target`, each item's result to `on_item`; the run is
+        stored with the earlier ones (a failed request is a wrong answer, never an exception)."""
+        if self.read_only:
+            raise ReadOnly("read-only session: accuracy is off")
+
+        async def run() -> AccuracyRun:
+            done = await run_accuracy(
+                self.plan,
+                self.http,
+                dataset=dataset,
+                target=target,
+                limit=limit,
+                max_tokens=max_tokens,
+                on_item=on_item,
+            )
+            with contextlib.suppress(OSError):
+                store_accuracy(done)
+            return done
+
+        return await self.journaled(f"accuracy {dataset}", (target,), run(), ok=lambda done: bool(done.samples))
 
     async def _intent(
         self, label: str, verb: str, targets: Sequence[str], action: Callable[[], Awaitable[bool]]

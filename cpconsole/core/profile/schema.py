@@ -305,6 +305,12 @@ class Bench(Strict):
     request_rate: float | None = Field(default=None, gt=0, description="Poisson requests/s; unset: all at once")
 
 
+class AccuracyGate(Strict):
+    """What `cpconsole accuracy` must reach on a dataset for exit 0 (a script gates a rollout on it)."""
+
+    min: float = Field(ge=0, le=100, description="the lowest accuracy, in percent, that passes")
+
+
 class Timeouts(Strict):
     """Seconds each start-up stage may take (real DeepSeek loads take many minutes)."""
 
@@ -386,6 +392,9 @@ class Profile(Strict):
     proxy: Proxy | None = None
     smoke: Smoke | None = None
     bench: Bench | None = None
+    accuracy: dict[Name, AccuracyGate] = Field(
+        default={}, description="dataset → the accuracy `cpconsole accuracy` must reach (e.g. gsm8k: {min: 90})"
+    )
     timeouts: Timeouts = Timeouts()
     alerts: Alerts = Alerts()
     notify: Notify = Notify()
