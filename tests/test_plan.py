@@ -117,8 +117,9 @@ def test_the_container_cli_is_the_nodes_tools_docker() -> None:
     text = (PROFILES / "deepseek-2p1d-dp.yaml").read_text()
     text = text.replace("defaults:\n", "defaults:\n  tools: {docker: [sudo, docker]}\n", 1)
     plan = build_plan(load_profile_text(text))
-    assert render_script(plan.process("decode-0")).splitlines()[2] == "exec sudo docker exec \\"
-    assert plan.process("decode-0").container_cli == ("sudo", "docker")
+    # sudo never waits on a password: -n makes a prompt its error
+    assert render_script(plan.process("decode-0")).splitlines()[2] == "exec sudo -n docker exec \\"
+    assert plan.process("decode-0").container_cli == ("sudo", "-n", "docker")
 
 
 def test_render_flags() -> None:
