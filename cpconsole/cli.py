@@ -312,7 +312,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_accuracy(args: argparse.Namespace) -> int:
     loaded, plan = _plan_for(args)
     from .core.profile.serving_rules import shortest_context
-    from .core.smoke.accuracy import PROMPT_ROOM, datasets, load_accuracy
+    from .core.smoke.accuracy import PROMPT_ROOM, answer_budget, datasets, load_accuracy
     from .results import accuracy_report
 
     gate = loaded.profile.accuracy.get(args.dataset)
@@ -324,16 +324,17 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
             f"--dataset: no built-in dataset {args.dataset!r} ({did_you_mean(args.dataset, datasets(), 'there are')})"
         )
     room = shortest_context(loaded.profile)
-    if room is not None and args.max_tokens + PROMPT_ROOM > room:
+    max_tokens = args.max_tokens or answer_budget(room)
+    if room is not None and max_tokens + PROMPT_ROOM > room:
         raise UsageError(
-            f"--max-tokens {args.max_tokens} and a question do not fit max_model_len {room}: "
+            f"--max-tokens {max_tokens} and a question do not fit max_model_len {room}: "
             f"at most {max(1, room - PROMPT_ROOM)}"
         )
     from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
 
     target = _http_target(plan, args.target)
     return headless.accuracy(
-        plan, args.dataset, target, args.limit, args.max_tokens, _format(args), gate.min if gate else None
+        plan, args.dataset, target, args.limit, max_tokens, _format(args), gate.min if gate else None
     )
 
 
@@ -542,7 +543,10 @@ def _args_accuracy(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--limit", type=positive_int, metavar="N", help="its first N items (default: all it ships)")
     cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
     cmd.add_argument(
-        "--max-tokens", type=positive_int, default=1024, metavar="N", help="answer budget per item (default 1024)"
+        "--max-tokens",
+        type=positive_int,
+        metavar="N",
+        help="answer budget per item (default 1024, less to fit max_model_len)",
     )
     cmd.add_argument("--list", action="store_true", help="only show the stored runs of this profile")
     _export_options(cmd)

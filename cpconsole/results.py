@@ -200,6 +200,20 @@ def bench_report(runs: Sequence[BenchRun], fmt: Format, mark: str | None = None)
     return bench_table(runs, mark) + "\n"
 
 
+def accuracy_rows(runs: Sequence[AccuracyRun]) -> list[list[str]]:
+    """The newest of `runs` (oldest first, as stored) and up to EARLIER earlier runs of its dataset,
+    newest first, then the guide's figure where the dataset has one."""
+    run = runs[-1]
+    same = [r for r in runs if r.dataset == run.dataset][-(EARLIER + 1) :]
+    rows = [["run", "profile@", "dataset", "samples", "accuracy", "through", ""]]
+    for r in reversed(same):
+        mark = "← newest" if r is run else ""
+        rows.append([r.started, r.digest[:12], r.dataset, str(r.samples), f"{r.accuracy:.2f} %", r.target, mark])
+    if run.reference is not None:
+        rows.append(["the guide", "", run.dataset, "", f"{run.reference:.2f} %", "AISBench", "DeepSeek-V3.1-w8a8"])
+    return rows
+
+
 def accuracy_report(runs: Sequence[AccuracyRun], fmt: Format, gate: float | None = None) -> str:
     """The newest of `runs` (oldest first, as stored): its score, the earlier runs of its dataset
     beside it, the guide's figure where it has one, the gate; and each wrong answer. JSON: the run."""
@@ -208,16 +222,11 @@ def accuracy_report(runs: Sequence[AccuracyRun], fmt: Format, gate: float | None
     run = runs[-1]
     if fmt == "json":
         return json.dumps({**run.as_json(), "min": gate}, indent=2) + "\n"
-    same = [r for r in runs if r.dataset == run.dataset][-(EARLIER + 1) :]
-    rows = [["run", "profile@", "dataset", "samples", "accuracy", "through", ""]]
-    for r in reversed(same):
-        mark = "← this run" if r is run else ""
-        rows.append([r.started, r.digest[:12], r.dataset, str(r.samples), f"{r.accuracy:.2f} %", r.target, mark])
-    if run.reference is not None:
-        rows.append(["the guide", "", run.dataset, "", f"{run.reference:.2f} %", "AISBench", "DeepSeek-V3.1-w8a8"])
+    rows = accuracy_rows(runs)
     wrong = [i for i in run.items if not i.correct]
-    correct = run.samples - len(wrong)
-    heading = f"{run.dataset} through {run.target}: {correct}/{run.samples} correct, {run.accuracy:.2f} %"
+    heading = (
+        f"{run.dataset} through {run.target}: {run.samples - len(wrong)}/{run.samples} correct, {run.accuracy:.2f} %"
+    )
     if gate is not None:
         heading += f" ({'at least' if run.accuracy >= gate else 'BELOW'} the profile's {gate:g} %)"
     misses = [

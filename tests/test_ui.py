@@ -207,7 +207,8 @@ async def test_a_dead_engine_and_a_killed_proxy_show_on_the_board_with_their_cau
         await wait_for(pilot, lambda: cell(app, "decode-0", "state").startswith(("exited", "failed")))
         assert cell(app, "decode-0", "why / last line") == "the engine died"
         # the pid shown is the wrapper that records the exit code; kill the server under it, as the OOM killer would
-        (server,) = psutil.Process(int(cell(app, "proxy", "pid"))).children()
+        children = psutil.Process(int(cell(app, "proxy", "pid"))).children()  # the server, the log's keeper
+        (server,) = [child for child in children if "cpconsole.proxy" in " ".join(child.cmdline())]
         server.send_signal(signal.SIGKILL)
         await wait_for(pilot, lambda: cell(app, "proxy", "state").startswith("exited"))
         assert cell(app, "proxy", "state") == "exited(-9)"
@@ -614,3 +615,52 @@ async def test_a_burst_after_colon_lands_whole_and_colon_types_where_text_is_typ
         await pilot.press("a", "colon", "b")
         assert app.screen.query_one("#prompt-text", TextArea).text == "a:b"
         assert isinstance(app.screen, PromptScreen)
+
+
+async def test_the_accuracy_screen_asks_shows_progress_keeps_the_run_and_cancels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from textual.widgets import ProgressBar
+
+    from cpconsole.core.session import CheckSettings
+    from cpconsole.core.smoke.accuracy import QUICK_ITEMS, load_accuracy
+    from cpconsole.ui.screens.accuracy import AccuracyScreen
+
+    from .simcluster import cluster
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    c = cluster(tmp_path)
+    try:
+        for name in ("prefill-0", "prefill-1", "decode-0", "proxy"):
+            await c.start(name)
+        await c.wait_http("proxy", "/healthcheck")
+        checks = CheckSettings(accuracy_tokens=32)  # the simulator answers to the last token: keep them short
+        app = ConsoleApp(Session(c.plan, checks=checks), live=False)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await pilot.press("A")
+            screen = app.screen
+            assert isinstance(screen, AccuracyScreen)
+            head = screen.query_one("#accuracy-head", Static)
+            assert "no accuracy check of this profile yet" in str(head.content)
+            await pilot.press("s")
+            assert (
+                isinstance(app.screen, ConfirmScreen) and f"first {QUICK_ITEMS} items of gsm8k" in app.screen.question
+            )
+            await pilot.press("y")
+            await wait_for(
+                pilot, lambda: "checking gsm8k through proxy" in str(head.content), shown=lambda: head.content
+            )
+            assert screen.query_one(ProgressBar).total == QUICK_ITEMS
+            await wait_for(pilot, lambda: "newest" in str(head.content), shown=lambda: head.content)
+            (run,) = load_accuracy("demo")
+            right = sum(i.correct for i in run.items)
+            assert run.samples == QUICK_ITEMS and f"gsm8k {right}/{QUICK_ITEMS}, " in str(head.content)
+            table = screen.query_one("#accuracy-table", Static).content
+            assert (
+                isinstance(table, Table) and column(table, 2)[0] == "gsm8k" and column(table, 3)[0] == str(QUICK_ITEMS)
+            )
+            await pilot.press("s", "y", "x")  # a second check, cancelled at once: nothing of it is kept
+            await wait_for(pilot, lambda: screen.live is None, shown=lambda: head.content)
+            assert len(load_accuracy("demo")) == 1
+    finally:
+        await c.stop_all()

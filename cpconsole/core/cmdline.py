@@ -27,6 +27,7 @@ SCREENS = {
     "ranks": "every rank: node, chip, TP/PCP rank, DCP group, kv port, NPU IP, state",
     "journal": "who did what to the deployment, from where, how it ended",
     "sweep": "TTFT against prompt length: the newest sweep, earlier ones, the guide's figure",
+    "accuracy": "answers to a public dataset scored: the newest check, earlier ones, the guide's figure",
 }
 
 

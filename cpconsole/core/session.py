@@ -31,10 +31,11 @@ from .preflight.chips import read_npu_ips
 from .preflight.containers import check_containers
 from .preflight.weights import HashProgress
 from .profile.schema import Profile
+from .profile.serving_rules import shortest_context
 from .ranks import Rank, rank_map
 from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport, scripts, transport_for
 from .remote.http_routes import NodeRoutes
-from .smoke.accuracy import AccuracyRun, ItemResult, run_accuracy, store_accuracy
+from .smoke.accuracy import ANSWER_TOKENS, AccuracyRun, ItemResult, answer_budget, run_accuracy, store_accuracy
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
@@ -63,6 +64,7 @@ class CheckSettings:
     max_tokens: int = 64
     bench: BenchSettings = field(default_factory=BenchSettings)
     sweep: SweepSettings = field(default_factory=SweepSettings)  # the console's; `cpconsole sweep` takes flags
+    accuracy_tokens: int = ANSWER_TOKENS  # an accuracy check's answer budget (accuracy.answer_budget)
 
     @classmethod
     def of(cls, profile: Profile) -> CheckSettings:
@@ -77,6 +79,7 @@ class CheckSettings:
             )
             if bench
             else BenchSettings(),
+            accuracy_tokens=answer_budget(shortest_context(profile)),
         )
 
 

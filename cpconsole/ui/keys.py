@@ -23,6 +23,7 @@ DEFAULT_KEYS: Mapping[str, str] = {
     "screen.ranks": "9",
     "screen.journal": "0",
     "screen.sweep": "w",
+    "screen.accuracy": "A",
     "logs-of-row": "l",
     "up": "u",
     "down": "D",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..core.cmdline import SCREENS
 from .keys import DEFAULT_KEYS
+from .screens.accuracy import AccuracyScreen
 from .screens.alerts import AlertsScreen
 from .screens.base import SessionScreen
 from .screens.journal import JournalScreen
@@ -54,6 +55,7 @@ PLACES = (
     Place("ranks", "Ranks", RanksScreen),
     Place("journal", "Journal", JournalScreen),
     Place("sweep", "Sweep", SweepScreen, in_footer=False),
+    Place("accuracy", "Accuracy", AccuracyScreen, in_footer=False),
 )
 PLACE = {place.name: place for place in PLACES}
 assert list(PLACE) == list(SCREENS), "every screen the command line names has one place here, in order"

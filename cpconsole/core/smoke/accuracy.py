@@ -26,6 +26,16 @@ REFERENCE = {"aime2024": 86.67}
 # what the graders ask of a chat model (Qwen2.5-Math's and DeepSeek's evaluation prompts)
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 PROMPT_ROOM = 512  # tokens a built-in dataset's question takes at most, with the instruction
+QUICK_ITEMS = 20  # the console's check: enough to tell right from garbage, quick on a real deployment
+ANSWER_TOKENS = 1024  # room to reason through a GSM8K item
+
+
+def answer_budget(shortest_context: int | None) -> int:
+    """Tokens an answer may take: ANSWER_TOKENS, less where the smallest max_model_len leaves less."""
+    if shortest_context is None:
+        return ANSWER_TOKENS
+    return max(1, min(ANSWER_TOKENS, shortest_context - PROMPT_ROOM))
+
 
 _BOXED = re.compile(r"\\boxed\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
