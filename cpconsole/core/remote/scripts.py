@@ -134,10 +134,11 @@ def wrapper(log_cap: int | None = None, every: float = 10.0) -> str:
     if [ "$size" -gt {int(log_cap)} ]; then
       tail -c {keep} {LOG} > {LOG_CUT}.tmp && mv -f {LOG_CUT}.tmp {LOG_CUT} && : > {LOG}
     fi
-  done ) &
+  done ) > /dev/null 2>&1 &
 keeper=$!
 """
-    stop_keeper = 'kill "$keeper" 2>/dev/null; wait "$keeper"\n' if log_cap is not None else ""
+    # the keeper says nothing into the log: sh reports a job that a signal ended ("Terminated")
+    stop_keeper = 'kill "$keeper" 2>/dev/null; { wait "$keeper"; } 2>/dev/null\n' if log_cap is not None else ""
     return f"""trap : TERM INT HUP
 pid=$$
 {PROC_FIELDS}
