@@ -66,7 +66,7 @@ def profile_data(
     setup=st.booleans(),
 )
 def test_strings_arrive_byte_exact(
-    model: str, env: dict[str, str], args: dict[str, str], extra: str, container: bool, setup: bool = False
+    model: str, env: dict[str, str], args: dict[str, str], extra: str, container: bool, setup: bool
 ) -> None:
     plan = build_plan(load_profile_data(profile_data(model, env, args, extra, container, setup)))
     proc = plan.process("s-0")
