@@ -211,6 +211,13 @@ def cmd_restart(args: argparse.Namespace) -> int:
     return headless.restart(plan, args.target, args.json, force=args.force)
 
 
+def cmd_apply(args: argparse.Namespace) -> int:
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
+    _, plan = _plan_for(args)
+    return headless.apply(plan, dry_run=args.dry_run, yes=args.yes, allow_downtime=args.allow_downtime)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
 
@@ -552,6 +559,15 @@ def _args_accuracy(cmd: argparse.ArgumentParser) -> None:
     _export_options(cmd)
 
 
+def _args_apply(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument("--dry-run", action="store_true", help="only show the steps")
+    cmd.add_argument("--yes", action="store_true", help="take them without asking")
+    cmd.add_argument(
+        "--allow-downtime", action="store_true", help="also restart what no other instance serves for meanwhile"
+    )
+
+
 def _args_smoke(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
     cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
@@ -591,6 +607,9 @@ VERBS: dict[str, Verb] = {
     "up": Verb(cmd_up, "start what is not running (instances side by side, then the proxy) until ready", _args_up),
     "down": Verb(cmd_down, "stop the processes, proxy first, master last", _args_down),
     "restart": Verb(cmd_restart, "restart an instance (all its ranks) or the proxy", _args_restart),
+    "apply": Verb(
+        cmd_apply, "make what runs what the edited profile says, one instance at a time, without downtime", _args_apply
+    ),
     "status": Verb(cmd_status, "adopt what runs and show every process", _args_status),
     "ranks": Verb(
         cmd_ranks, "every rank: node, chip, TP/PCP rank, DCP group, kv port, NPU IP, state from the logs", _args_ranks

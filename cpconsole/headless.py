@@ -23,6 +23,7 @@ from .core.journal import JournalEntry
 from .core.notify import Notifier
 from .core.orchestrate import Orchestrator, orphans
 from .core.orchestrate.containers import ContainerOutcome, PullProgress
+from .core.orchestrate.drain import interrupts_service
 from .core.orchestrate.lock import DeploymentBusy
 from .core.orchestrate.model import Event, StateChanged, operator
 from .core.orchestrate.states import FOUND
@@ -38,7 +39,7 @@ from .core.smoke.bench import BenchRun, BenchSettings, load_runs, stored_path
 from .core.smoke.suite import SmokeCheck
 from .core.smoke.sweep import SweepPoint, SweepRun, SweepSettings, load_sweeps, short_length
 from .core.telemetry.alerts import Alert
-from .exit_codes import EXIT_BUSY, EXIT_FAILED, EXIT_NOT_READY, EXIT_OK, EXIT_UNREACHABLE, exit_code_for
+from .exit_codes import EXIT_BUSY, EXIT_FAILED, EXIT_NOT_READY, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, exit_code_for
 from .results import Format
 
 
@@ -139,6 +140,42 @@ def restart(plan: LaunchPlan, target: str, as_json: bool, *, force: bool = False
     return asyncio.run(
         _run_verb(plan, as_json, lambda o: o.restart(target, force=force), journal=("restart", (target,)))
     )
+
+
+def apply(plan: LaunchPlan, *, dry_run: bool, yes: bool, allow_downtime: bool) -> int:
+    """What the profile asks of what runs: the steps, then (asked, or --yes) each taken in turn;
+    a step that would interrupt the service needs --allow-downtime."""
+
+    async def run() -> int:
+        async with Session(plan) as session:
+            steps = await session.apply_plan()
+            if not steps:
+                print("nothing to change: what runs is what the profile says")
+                return EXIT_OK
+            print("".join(f"  {index}. {step.text}\n" for index, step in enumerate(steps, 1)), end="")
+            stopping = [w for s in steps if s.action == "restart" and (w := interrupts_service(plan, s.target))]
+            if stopping and not allow_downtime:
+                print(f"cpconsole: {stopping[0]}; add --allow-downtime to apply anyway", file=sys.stderr)
+                return EXIT_USAGE
+            if dry_run:
+                return EXIT_OK
+            if not yes and not await _confirmed(f"take these {len(steps)} step(s)?", "nothing changed"):
+                return EXIT_FAILED
+            narrator = asyncio.create_task(_narrate(session.orchestrator, notices_only=False))
+            try:
+                ok = await session.apply(steps)
+            finally:
+                await asyncio.sleep(0)  # the last events reach the narrator
+                narrator.cancel()
+            views = list(session.orchestrator.views.values())
+            sys.stdout.write(reports.status_text(plan, views, removed=list(session.orchestrator.removed.values())))
+            return EXIT_OK if ok else EXIT_FAILED
+
+    try:
+        return asyncio.run(run())
+    except DeploymentBusy as exc:
+        print(f"cpconsole: {exc}; nothing was changed", file=sys.stderr)
+        return EXIT_BUSY
 
 
 def status(plan: LaunchPlan, as_json: bool) -> int:

@@ -3,7 +3,7 @@
 Brings the demo topology up through the console (key `u`), lets the simulator's background load
 fill the panels (and, 15 s into serving, the decode's KV transfers start failing: a real line
 replayed by the simulator, for the alert history), saves an SVG of every screen, each taken from that screen (board, logs, NPUs,
-metrics, plan, prompt pane with an answer, a context-length sweep, preflight, alert history, the
+metrics, plan, prompt pane with an answer, a context-length sweep, an accuracy check, preflight, alert history, the
 rank map, the journal, a process's details, help,
 the stop confirmation, the profile picker) into screenshots/ (PNGs too when rsvg-convert is installed), then brings
 everything down again (`D`, confirmed with `y`). tests/test_screenshots.py checks the result.
@@ -12,6 +12,7 @@ everything down again (`D`, confirmed with `y`). tests/test_screenshots.py check
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -25,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 from cpconsole.core.inventory import listed_profiles, profile_dirs  # noqa: E402
 from cpconsole.core.plan import build_plan  # noqa: E402
 from cpconsole.core.profile import load_profile_text  # noqa: E402
-from cpconsole.core.session import Session  # noqa: E402
+from cpconsole.core.profile.schema import Profile  # noqa: E402
+from cpconsole.core.session import CheckSettings, Session  # noqa: E402
 from cpconsole.ui.app import ConsoleApp  # noqa: E402
 from cpconsole.ui.picker import PickerApp  # noqa: E402
 
@@ -41,6 +43,7 @@ SHOTS = (
     "ranks",
     "journal",
     "sweep",
+    "accuracy",
     "details",
     "help",
     "confirm",
@@ -81,13 +84,19 @@ async def picker_shot() -> None:
         os.chdir(ROOT)
 
 
+def plan_profile(path: Path) -> Profile:
+    return load_profile_text(path.read_text(), str(path)).profile
+
+
 async def main() -> None:
     OUT.mkdir(exist_ok=True)
     # sweeps and prompt history of this run only, not the machine's
     os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="cpconsole-shots-state-")
     demo = ROOT / "profiles/demo.yaml"
     plan = build_plan(load_profile_text(demo.read_text().replace(*FAULT), str(demo)))
-    app = ConsoleApp(Session(plan, via="console"), refresh_s=0.5)
+    # the simulator answers to the last token of its budget: a short one keeps the accuracy check quick
+    checks = dataclasses.replace(CheckSettings.of(plan_profile(demo)), accuracy_tokens=96)
+    app = ConsoleApp(Session(plan, via="console", checks=checks), refresh_s=0.5)
     async with app.run_test(size=(150, 36)) as pilot:
         await pilot.press("u")
         await pilot.pause(0.3)
@@ -120,6 +129,13 @@ async def main() -> None:
                 break
         await pilot.pause(1)
         app.save_screenshot("sweep.svg", str(OUT))
+        await pilot.press("escape", "A", "s", "y")  # the built-in accuracy check through the proxy
+        for _ in range(1800):
+            await pilot.pause(0.1)
+            if getattr(app.screen, "runs", None):
+                break
+        await pilot.pause(1)
+        app.save_screenshot("accuracy.svg", str(OUT))
         await pilot.press("escape")
         await pilot.pause(6)  # the proxy's next scrape
         for key, name in (

@@ -149,3 +149,83 @@ def test_one_instance_of_a_role_is_said_to_interrupt_before_a_restart(tmp_path: 
     )
     assert done.returncode == 2
     assert "prefill is the only prefill instance: requests fail while it restarts; add --allow-downtime" in done.stderr
+
+
+def without_decode2(text: str) -> str:
+    """The 1P2D profile with its second decode instance removed (its node stays: a spare)."""
+    start = text.index("\n  decode2:\n")
+    return text[:start] + text[text.index("\nproxy:", start) :]
+
+
+async def test_scale_out_change_a_flag_and_scale_in_by_apply_fail_no_request(tmp_path: Path) -> None:
+    # a deployment is its name and nodes: decode-b is in the profile from the start, as a spare
+    full = one_p_two_d(demo_text(tmp_path))
+    profile = write_profile(tmp_path, without_decode2(full))
+    code, out, err = await cpconsole("up", str(profile))
+    try:
+        assert code == 0, out + err
+        profile.write_text(full)  # scale out: decode2 on the spare node
+        plan = build_plan(load_profile(profile))
+        code, out, _ = await cpconsole("apply", str(profile), "--dry-run")
+        decode2 = plan.process("decode2-0")
+        assert code == 0 and out.splitlines() == [
+            "  1. start decode2: not running",
+            f"  2. route decode {decode2.address}:{decode2.http_port}: new in the profile",
+        ]
+        traffic, _, (code, out, err) = await under_traffic(plan, lambda: cpconsole("apply", str(profile), "--yes"))
+        assert code == 0, out + err
+        assert traffic.failed() == 0, f"{traffic.failed()} of {len(traffic.results)} requests failed"
+        health = httpx.get(plan.process("proxy").base_url + "/healthcheck", timeout=10).json()
+        assert len(health["backends"]["decode"]) == 2  # learnt at run time: the proxy was not restarted
+        code, out, _ = await cpconsole("status", str(profile), "--json")
+        assert code == 0 and not any(p["drift"] for p in json.loads(out)["processes"])  # its backends are no drift
+
+        # a flag of decode2 changed: restarted, drained first (decode serves meanwhile)
+        profile.write_text(
+            full.replace("max_num_seqs: 4", "max_num_seqs: 8").replace("max_num_seqs: 8", "max_num_seqs: 4", 1)
+        )
+        code, out, _ = await cpconsole("apply", str(profile), "--dry-run")
+        assert code == 0 and out.splitlines() == ["  1. restart decode2: decode2-0 --max-num-seqs 4 → 8"], out
+        traffic, _, (code, out, err) = await under_traffic(plan, lambda: cpconsole("apply", str(profile), "--yes"))
+        assert code == 0 and "draining" in err, out + err
+        assert traffic.failed() == 0, f"{traffic.failed()} of {len(traffic.results)} requests failed"
+
+        # scale in: decode2 out of the proxy's rotation, then stopped
+        profile.write_text(without_decode2(full))
+        traffic, _, (code, out, err) = await under_traffic(plan, lambda: cpconsole("apply", str(profile), "--yes"))
+        assert code == 0, out + err
+        assert "unroute decode" in out and "stop decode2-0: removed from the profile" in out
+        assert traffic.failed() == 0, f"{traffic.failed()} of {len(traffic.results)} requests failed"
+        code, out, _ = await cpconsole("apply", str(profile), "--dry-run")
+        assert (code, out) == (0, "nothing to change: what runs is what the profile says\n")
+    finally:
+        await cpconsole("down", str(profile))
+
+
+def test_drift_is_told_flag_by_flag() -> None:
+    from cpconsole.core.orchestrate.drift import argv_changes, without_backends
+
+    old = ["vllm", "serve", "/m", "--max-num-seqs", "4", "--seed", "1024", "--enforce-eager"]
+    new = ["vllm", "serve", "/n", "--max-num-seqs", "8", "--enforce-eager", "--no-enable-prefix-caching"]
+    assert argv_changes(old, new) == [
+        "- /m",
+        "+ /n",
+        "--max-num-seqs 4 → 8",
+        "+ --no-enable-prefix-caching",
+        "- --seed 1024",
+    ]
+    assert argv_changes(["p", "--a", "1", "--b"], ["p", "--b", "--a", "1"]) == []  # the same, in another order
+    proxy = [
+        "python",
+        "--port",
+        "8005",
+        "--decoder-hosts",
+        "h1",
+        "h2",
+        "--decoder-ports",
+        "1",
+        "2",
+        "--max-retries",
+        "3",
+    ]
+    assert without_backends(proxy) == ["python", "--port", "8005", "--max-retries", "3"]

@@ -66,6 +66,7 @@ def test_every_verb_once_prints_no_warning_and_no_control_byte(tmp_path: Path) -
         ["sweep", demo, "--list"],
         ["alert-test", demo],
         ["restart", demo, "decode-0", "--allow-downtime"],
+        ["apply", demo, "--dry-run"],
         ["down", demo],
     ]
     assert {words[0] for words in once} | {"watch"} == set(VERBS), "a verb is missing here"

@@ -215,7 +215,7 @@ def test_console_death_changes_nothing_and_status_adopts(tmp_path: Path) -> None
         profile.write_text(profile.read_text().replace("max_num_seqs: 4", "max_num_seqs: 8"))
         views = {v["name"]: v for v in json.loads(cpconsole("status", profile, "--json").stdout)["processes"]}
         assert views["decode-0"]["state"] == "drifted"
-        assert views["decode-0"]["drift"] == ["- 4", "+ 8"]
+        assert views["decode-0"]["drift"] == ["--max-num-seqs 4 → 8"]
         assert views["prefill-0"]["state"] in ("ready", "drifted")
         table = cpconsole("status", profile).stdout
         assert "decode-0 drifted from the profile:" in table

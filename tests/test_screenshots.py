@@ -24,6 +24,7 @@ MARKERS = {
     "ranks": "what its lines say",
     "journal": "at (UTC) who via",
     "sweep": "length ok TTFT prefill hand-off TPOT guide",
+    "accuracy": "dataset samples accuracy through",
     "details": "progress HTTP up ports http",
     "help": "Board — keys",
     "confirm": "Stop every process of this deployment?",

@@ -123,6 +123,23 @@ async def test_instance_api_needs_the_admin_token_and_never_hands_the_key_to_an_
     assert prefill.seen[0][2]["authorization"] == f"Bearer {API_KEY}"
 
 
+async def test_a_backend_the_admin_adds_as_trusted_gets_the_key(backends: tuple[Recorder, ...]) -> None:
+    # cpconsole's `apply` hands the proxy an instance of the profile's own: it serves with the key
+    prefill, decode, added = backends
+    async with (
+        proxy_process(prefill, decode, "--enable-instance-api") as proxy,
+        httpx.AsyncClient(base_url=proxy.url, trust_env=False) as client,
+    ):
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        body = {"type": "decode", "instances": [f"{added.host}:{added.port}"], "trusted": True}
+        assert (await client.post("/instances/add", json=body, headers=admin)).status_code == 200
+        original = {"type": "decode", "instances": [f"{decode.host}:{decode.port}"]}
+        assert (await client.post("/instances/remove", json=original, headers=admin)).status_code == 200
+        assert (await client.post("/v1/chat/completions", json=chat())).status_code == 200
+    _, _, headers = added.seen[0]
+    assert headers["authorization"] == f"Bearer {API_KEY}"
+
+
 async def test_without_a_token_the_instance_api_answers_loopback_clients_only() -> None:
     proxy = PdProxy([("127.0.0.1", 1)], [("127.0.0.1", 2)], ProxySettings(instance_api=True))
     body = {"type": "decode", "instances": ["127.0.0.45:9"]}

@@ -23,7 +23,9 @@ from .journal import JournalEntry, append, journal_place, now_utc
 from .journal import read as read_journal
 from .notify import Notifier
 from .orchestrate import Orchestrator, containers
+from .orchestrate.apply import Step, changes
 from .orchestrate.containers import ContainerOutcome
+from .orchestrate.drain import ProxyAdmin
 from .orchestrate.states import SERVING, UP_STATES
 from .plan import LaunchPlan, NodePlan
 from .preflight import Check, run_preflight
@@ -542,6 +544,20 @@ class Session:
     async def restart(self, target: str) -> bool:
         return await self._intent(
             f"restarting {target}", "restart", (target,), lambda: self.orchestrator.restart(target)
+        )
+
+    async def apply_plan(self) -> list[Step]:
+        """What the profile asks of what runs, as `apply`'s steps (read from the nodes and from
+        cpconsole's proxy, when it serves)."""
+        await self.orchestrator.adopt()
+        proxy = next((p for p in self.plan.processes if p.role == "proxy"), None)
+        serving = proxy is not None and self.orchestrator.views[proxy.name].state in UP_STATES
+        routed = await ProxyAdmin(self.plan, self.transports, self.http).routed() if serving else None
+        return changes(self.plan, self.orchestrator.views, self.orchestrator.removed, routed)
+
+    async def apply(self, steps: Sequence[Step]) -> bool:
+        return await self._intent(
+            "applying the profile", "apply", [s.target for s in steps], lambda: self.orchestrator.apply(steps)
         )
 
     def view(self) -> SessionView:

@@ -475,9 +475,12 @@ class PdProxy:
             unknown = [f"{h}:{p}" for h, p in places if pool.find(h, p) is None]
             if unknown:
                 return JSONResponse({"error": f"no {kind} instance {', '.join(unknown)}"}, status_code=404)
+        # an added backend gets the API key only when the admin token's holder (cpconsole applying its
+        # profile) says it is one of the deployment's own; an unauthenticated loopback client never
+        trusted = bool(self.settings.admin_token) and body.get("trusted") is True
         for host, port in places:
             if action == "add":
-                pool.add(host, port, trusted=False)
+                pool.add(host, port, trusted=trusted)
             elif action == "remove":
                 pool.remove(host, port)
             else:

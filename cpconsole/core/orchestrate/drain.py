@@ -75,10 +75,30 @@ class ProxyAdmin:
     async def _call(self, action: str, backend: Backend) -> httpx.Response:
         assert self.proxy is not None
         headers = {"Authorization": f"Bearer {await self._token()}"}
-        body = {"type": backend.role, "instances": [backend.instance]}
+        body: dict[str, object] = {"type": backend.role, "instances": [backend.instance]}
+        if action == "add":
+            body["trusted"] = True  # one of the profile's own: it gets the API key as the others
         return await self.http.post(
             self.proxy.base_url + f"/instances/{action}", json=body, headers=headers, timeout=10
         )
+
+    async def routed(self) -> set[Backend] | None:
+        """The backends the proxy routes to now (None: it is not cpconsole's, or did not answer)."""
+        if self.proxy is None:
+            return None
+        try:
+            shown = (await self.http.get(self.proxy.base_url + "/healthcheck", timeout=10)).json()
+            return {Backend(role, str(b["instance"])) for role in ROLES for b in shown["backends"][role]}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
+    async def change(self, action: str, backend: Backend) -> str | None:
+        """add or remove a backend; None when done, else why not."""
+        try:
+            answer = await self._call(action, backend)
+        except (httpx.HTTPError, RemoteError) as exc:
+            return f"the proxy could not be asked: {exc}"
+        return None if answer.status_code == 200 else f"the proxy answered {answer.status_code}: {answer.text[:200]}"
 
     async def held(self, backend: Backend) -> int | None:
         """Requests the proxy has in flight to it (None: the proxy does not know it or did not answer)."""

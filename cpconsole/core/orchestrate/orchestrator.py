@@ -30,6 +30,7 @@ from ..remote.manifest import Manifest
 from ..render import KEY_FILE
 from ..safetext import terminal_safe
 from ..tasks import cancel_and_wait
+from .apply import Step
 from .drain import Backend, ProxyAdmin, backends_of, others_serve
 from .drift import manifest_drift
 from .lock import DeploymentLock, holder_for, lock_dir
@@ -435,6 +436,42 @@ class Orchestrator:
         names = instance_of(self.plan, target)
         async with self._exclusive("restart") as lock:
             return await self._unless_cancelled(lock, self._restart(names, force))
+
+    async def apply(self, steps: Sequence[Step]) -> bool:
+        """Carry out apply's steps one at a time (see apply.changes); stop at the first that fails,
+        saying what was done and what was not."""
+        async with self._exclusive("apply") as lock:
+            return await self._unless_cancelled(lock, self._apply(steps))
+
+    async def _apply(self, steps: Sequence[Step]) -> bool:
+        admin = ProxyAdmin(self.plan, self.transports, self._http)
+        for index, step in enumerate(steps):
+            self._tell(f"{index + 1}/{len(steps)} {step.text}")
+            why = await self._take(step, admin)
+            if why is not None:
+                self._tell(
+                    f"stopped at {step.action} {step.target}: {why}; {index} step(s) done, {len(steps) - index - 1} "
+                    "not taken — `cpconsole status` shows what runs, `cpconsole apply` again goes on from there"
+                )
+                return False
+        return True
+
+    async def _take(self, step: Step, admin: ProxyAdmin) -> str | None:
+        """One step; None when done, else why not."""
+        if step.action == "start":
+            return None if await self._up(list(step.processes)) else "it did not come up (`status` says why)"
+        if step.action == "restart":
+            return None if await self._restart(list(step.processes), False) else "it did not come up again"
+        if step.action == "route":
+            return await admin.change("add", step.backend)
+        if step.action == "unroute":  # no new request goes there; those it holds end first
+            await admin.drain([step.backend], self.plan.timeouts.drain, self._tell)
+            return await admin.change("remove", step.backend)
+        removed = self.removed.get(step.target)
+        requested_by = f"{self.operator} at {time.strftime('%Y-%m-%dT%H:%M:%S')}"
+        if removed is None or await self._stop_removed(removed, requested_by):
+            return None
+        return f"{step.target} on {removed.node} did not stop"
 
     async def _restart(self, names: list[str], force: bool) -> bool:
         """Stop and start again; an instance cpconsole's proxy routes to, while another of its role
