@@ -413,6 +413,10 @@ def _export_options(cmd: argparse.ArgumentParser) -> None:
     shown.add_argument("--markdown", action="store_true", help="Markdown: the table (and chart) for a ticket")
 
 
+def _target_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
+
+
 def _format(args: argparse.Namespace) -> Format:
     return "json" if args.json else "markdown" if args.markdown else "text"
 
@@ -539,7 +543,7 @@ def _args_sweep(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--lengths", metavar="LIST", help="prompt lengths in tokens, k = 1024 (default: 8k,32k,64k,128k)")
     cmd.add_argument("--repeat", type=positive_int, default=3, metavar="N", help="requests per length (default 3)")
     cmd.add_argument("--max-tokens", type=positive_int, default=16, metavar="N", help="tokens out (default 16)")
-    cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
+    _target_option(cmd)
     cmd.add_argument("--list", action="store_true", help="only show the stored sweeps of this profile")
     _export_options(cmd)
 
@@ -548,7 +552,7 @@ def _args_accuracy(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
     cmd.add_argument("--dataset", default="gsm8k", metavar="NAME", help="a built-in dataset (default gsm8k)")
     cmd.add_argument("--limit", type=positive_int, metavar="N", help="its first N items (default: all it ships)")
-    cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
+    _target_option(cmd)
     cmd.add_argument(
         "--max-tokens",
         type=positive_int,
@@ -570,7 +574,7 @@ def _args_apply(cmd: argparse.ArgumentParser) -> None:
 
 def _args_smoke(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
-    cmd.add_argument("--target", metavar="NAME", help="proxy (default) or an API server process")
+    _target_option(cmd)
     cmd.add_argument(
         "--needle",
         type=non_negative_int,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .loopback import Block
-from .sshd import SSHD
+from .sshd import SSHD, sshd_config
 
 NODES = (11, 12, 13)
 
@@ -42,23 +42,7 @@ class BehindBastion:
 
 def _sshd(netns: str, directory: Path, addresses: list[str]) -> subprocess.Popen[bytes]:
     config = directory / f"sshd_config.{netns}"
-    listen = "".join(f"ListenAddress {a}:22\n" for a in addresses)
-    config.write_text(
-        f"""{listen}HostKey {directory}/host_key
-PidFile {directory}/sshd.{netns}.pid
-AuthorizedKeysFile {directory}/authorized_keys
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-UsePAM no
-StrictModes no
-MaxSessions 100
-AllowTcpForwarding yes
-X11Forwarding no
-PrintMotd no
-"""
-    )
+    config.write_text(sshd_config([f"{a}:22" for a in addresses], directory, directory / f"sshd.{netns}.pid"))
     log = (directory / f"sshd.{netns}.log").open("ab")
     process = subprocess.Popen(
         ["ip", "netns", "exec", netns, SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log

@@ -65,6 +65,17 @@ def login_user() -> str:
         return getpass.getuser()
 
 
+def sshd_config(listen: list[str], keys: Path, pid_file: Path) -> str:
+    """An sshd_config for the tests: these addresses, the host key and authorized keys in `keys`,
+    keys only, forwarding on (cpconsole forwards HTTP through a node's connection)."""
+    return "".join(f"ListenAddress {address}\n" for address in listen) + (
+        f"HostKey {keys}/host_key\nPidFile {pid_file}\nAuthorizedKeysFile {keys}/authorized_keys\n"
+        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nMaxSessions 100\n"
+        "AllowTcpForwarding yes\nX11Forwarding no\nPrintMotd no\n"
+    )
+
+
 @dataclass
 class Sshd:
     dir: Path
@@ -106,25 +117,9 @@ class Sshd:
         return NodePlan(name=name or ip, host=ip, address=ip, transport="ssh", ssh=settings, chips=16, run_dir=run_dir)
 
     def write_config(self) -> None:
-        listen = "".join(f"ListenAddress {ip}:{self.port}\n" for ip in self.ips)
-        (self.dir / "sshd_config").write_text(
-            f"""{listen}HostKey {self.dir}/host_key
-PidFile {self.dir}/sshd.pid
-AuthorizedKeysFile {self.dir}/authorized_keys
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-UsePAM no
-StrictModes no
-MaxStartups 200:30:400
-MaxSessions 100
-AllowTcpForwarding yes
-X11Forwarding no
-PrintMotd no
-LogLevel INFO
-{self.extra_config}"""
-        )
+        listen = [f"{ip}:{self.port}" for ip in self.ips]
+        config = sshd_config(listen, self.dir, self.dir / "sshd.pid") + "MaxStartups 200:30:400\nLogLevel INFO\n"
+        (self.dir / "sshd_config").write_text(config + self.extra_config)
 
     def start(self) -> None:
         if os.geteuid() == 0:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import httpx
 
@@ -78,3 +81,18 @@ async def once_more_if_stale(send: Callable[[], Awaitable[httpx.Response]]) -> h
         return await send()
     except (httpx.RemoteProtocolError, httpx.ReadError):
         return await send()
+
+
+async def tcp_state(host: str, port: int, timeout: float) -> Literal["open", "refused", "unreachable"]:
+    """What a TCP connection to host:port finds from here: a listener, the address without one, or
+    no way there (no route, no answer within `timeout`)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except ConnectionRefusedError:
+        return "refused"
+    except (OSError, TimeoutError):
+        return "unreachable"
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return "open"

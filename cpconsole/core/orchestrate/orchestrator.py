@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from ..diagnosis.explain import FailureCause, explain
-from ..httpclient import http_client, status_text
+from ..httpclient import http_client, status_text, tcp_state
 from ..plan import LaunchPlan, NodePlan, ProcessPlan, pidfile_of
 from ..remote import LogStore, ProcessHandle, ProcessStatus, RemoteError, Transport, scripts
 from ..remote import manifest as manifest_file
@@ -540,16 +540,7 @@ class Orchestrator:
     async def _port_taken(self, proc: ProcessPlan) -> bool:
         """Whether something already answers on the process's HTTP port: a stale server there
         would pass our health checks in its place."""
-        if not proc.http_port:
-            return False
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(proc.address, proc.http_port), 2)
-        except (OSError, TimeoutError):
-            return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
+        return bool(proc.http_port) and await tcp_state(proc.address, proc.http_port or 0, 2) == "open"
 
     def _key_path(self, proc: ProcessPlan) -> str:
         return posixpath.join(run_dir(self.plan, proc), KEY_FILE)

@@ -7,7 +7,6 @@ user may enter (a loopback port would let any local user reach the node)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -16,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
+from ..httpclient import tcp_state
 from ..plan import NodePlan
 from .base import Transport
 
@@ -36,16 +36,7 @@ class Forwarding(Protocol):
 
 async def answers(host: str, port: int, timeout: float = DIRECT_PROBE_S) -> bool:
     """The address is reached from here: a connection made, or refused (its server not up yet)."""
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except ConnectionRefusedError:
-        return True
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
+    return await tcp_state(host, port, timeout) != "unreachable"
 
 
 class Route:
