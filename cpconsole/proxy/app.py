@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import httpx
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -85,6 +86,22 @@ class Failure:
     message: str
     outcome: str
     retry: bool
+
+
+class Held:
+    """A decode's open answer and its place in the backend's count of requests in flight (which a
+    drain waits on): let go once — at the end of its relay, or when the client left before the
+    relay began."""
+
+    def __init__(self, backend: Backend, upstream: httpx.Response) -> None:
+        self.backend, self.upstream = backend, upstream
+        self._released = False
+
+    async def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.backend.active -= 1
+            await self.upstream.aclose()
 
 
 class BadRequest(Exception):
@@ -232,8 +249,16 @@ class PdProxy:
         # the client splits its own TTFT with this: prefill, then hand-off + first decode step
         prefill_ms = (timing.prefilled - timing.arrived) * 1000
         headers = {"Server-Timing": f'prefill;dur={prefill_ms:.1f};desc="{prefiller.name}"'}
-        relay = self._relay(upstream, decoder, timing, sse=bool(body.get("stream")))
-        return StreamingResponse(relay, status_code=upstream.status_code, media_type=media, headers=headers)
+        held = Held(decoder, upstream)
+        relay = self._relay(held, timing, sse=bool(body.get("stream")))
+        # let go also when the client leaves before the first byte (the relay never starts)
+        return StreamingResponse(
+            relay,
+            status_code=upstream.status_code,
+            media_type=media,
+            headers=headers,
+            background=BackgroundTask(held.release),
+        )
 
     async def _attempts(
         self,
@@ -261,20 +286,23 @@ class PdProxy:
             else:
                 timing.decode = backend.name
             backend.active += 1
+            kept = False  # a decode's answer keeps its place in the count until it is relayed
             work = asyncio.ensure_future(attempt(backend))
             try:
                 await asyncio.wait({work, left}, return_when=asyncio.FIRST_COMPLETED)
+                if not work.done():  # the client went away: nobody waits for this answer any more
+                    work.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await work
+                    timing.finish(self.metrics, "client_gone")
+                    return Response(status_code=499)
+                result = work.result()
+                if not isinstance(result, Failure):
+                    kept = kind == "decode"
+                    return backend, result
             finally:
-                backend.active -= 1
-            if not work.done():  # the client went away: nobody waits for this answer any more
-                work.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await work
-                timing.finish(self.metrics, "client_gone")
-                return Response(status_code=499)
-            result = work.result()
-            if not isinstance(result, Failure):
-                return backend, result
+                if not kept:
+                    backend.active -= 1
             failure = result
             log.warning("%s (request to %s)", result.message, kind)
             if not result.retry:
@@ -367,14 +395,12 @@ class PdProxy:
         backend.trip(f"answered HTTP {status}")
         return Failure(502, f"{WHO[role]} {backend.name} failed (HTTP {status}): {said}", "error", retry=True)
 
-    async def _relay(
-        self, upstream: httpx.Response, decoder: Backend, timing: Timing, *, sse: bool
-    ) -> AsyncIterator[bytes]:
+    async def _relay(self, held: Held, timing: Timing, *, sse: bool) -> AsyncIterator[bytes]:
         """The decode's bytes as they come. A stream cut once tokens went out is never replayed
         elsewhere: it ends with an error event saying so. The client leaving cancels this, which
         closes the upstream request: the decode stops generating for nobody."""
         outcome = "error"
-        decoder.active += 1
+        upstream, decoder = held.upstream, held.backend
         try:
             async for chunk in upstream.aiter_raw():
                 timing.relayed(chunk)
@@ -388,9 +414,8 @@ class PdProxy:
                 error = {"error": {"message": f"decoder {decoder.name} stopped mid-answer", "type": "upstream_error"}}
                 yield f"data: {json.dumps(error)}\n\n".encode()
         finally:
-            decoder.active -= 1
             timing.finish(self.metrics, outcome)
-            await upstream.aclose()
+            await held.release()
 
     async def metrics_page(self, request: Request) -> Response:
         """Prometheus text: every request's timings and outcome, retries, each backend's state (metrics.py)."""
