@@ -664,3 +664,31 @@ async def test_the_accuracy_screen_asks_shows_progress_keeps_the_run_and_cancels
             assert len(load_accuracy("demo")) == 1
     finally:
         await c.stop_all()
+
+
+async def test_a_shows_what_apply_would_do_and_does_it_when_told(tmp_path: Path) -> None:
+    from cpconsole.core.plan import build_plan
+    from cpconsole.core.profile import load_profile_text
+
+    from .simcluster import demo_text, one_p_two_d
+    from .test_day_two import without_decode2
+    from .test_orchestrate import cpconsole
+
+    full = one_p_two_d(demo_text(tmp_path))
+    profile = tmp_path / "demo.yaml"
+    profile.write_text(without_decode2(full))
+    try:
+        assert cpconsole("up", profile).returncode == 0
+        app = ConsoleApp(Session(build_plan(load_profile_text(full))))  # the profile, edited since
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_for(pilot, lambda: app.session.orchestrator.views["proxy"].state == "ready")
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            assert isinstance(app.screen, ConfirmScreen)
+            assert "1. start decode2: not running" in app.screen.question and "2. route decode " in app.screen.question
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.session.orchestrator.views["decode2-0"].state == "ready", timeout=120)
+            await wait_for(pilot, lambda: not app.session.busy)
+    finally:
+        profile.write_text(full)
+        cpconsole("down", profile)

@@ -77,6 +77,7 @@ class ConsoleApp(App[int]):
         Binding(DEFAULT_KEYS["up"], "up", "Up", id="up"),
         Binding(DEFAULT_KEYS["down"], "down", "Down", id="down"),
         Binding(DEFAULT_KEYS["restart"], "restart", "Restart", id="restart"),
+        Binding(DEFAULT_KEYS["apply"], "apply", "Apply", show=False, id="apply"),
         Binding(DEFAULT_KEYS["back"], "show('board')", "Back", show=False, id="back"),
         Binding(DEFAULT_KEYS["quit"], "quit", "Quit", id="quit"),
     ]
@@ -284,6 +285,33 @@ class ConsoleApp(App[int]):
         if why:
             question += f"\nThe service is interrupted: {why}."
         self.push_screen(ConfirmScreen(question, "Restart"), answered)
+
+    def action_apply(self) -> None:
+        """What the edited profile asks of what runs, shown and asked; then taken step by step."""
+        if self._refuse_if_read_only():
+            return
+
+        async def ask() -> None:
+            steps = await self.session.apply_plan()
+            if not steps:
+                self.notify("nothing to apply: what runs is what the profile says")
+                return
+            listed = "\n".join(f"{i}. {step.text}" for i, step in enumerate(steps, 1))
+            question = f"Apply the profile, one instance at a time?\n{listed}"
+            stopping = [
+                w for s in steps if s.action == "restart" and (w := interrupts_service(self.session.plan, s.target))
+            ]
+            if stopping:
+                question += f"\nThe service is interrupted: {stopping[0]}."
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._run_intent("apply", self.session.apply(steps))
+                    self.notify(f"applying the profile: {len(steps)} step(s)")
+
+            await self.push_screen(ConfirmScreen(question, "Apply"), answered)
+
+        self.work(ask(), group="apply", exclusive=True)
 
     def action_exec(self, nodes: tuple[str, ...], argv: tuple[str, ...]) -> None:
         if self._refuse_if_read_only():

@@ -28,6 +28,7 @@ DEFAULT_KEYS: Mapping[str, str] = {
     "up": "u",
     "down": "D",
     "restart": "r",
+    "apply": "a",
     "back": "escape",
     "quit": "q",
 }
