@@ -22,11 +22,12 @@ from .core.inventory import Listed, listed_profiles, running_of
 from .core.journal import JournalEntry
 from .core.notify import Notifier
 from .core.orchestrate import Orchestrator, orphans
+from .core.orchestrate.apply import changes
 from .core.orchestrate.containers import ContainerOutcome, PullProgress
 from .core.orchestrate.drain import interrupts_service
 from .core.orchestrate.lock import DeploymentBusy
 from .core.orchestrate.model import Event, StateChanged, operator
-from .core.orchestrate.states import FOUND
+from .core.orchestrate.states import DOWN_STATES, FOUND
 from .core.plan import LaunchPlan
 from .core.preflight import Check
 from .core.preflight.weights import HashProgress
@@ -99,11 +100,16 @@ async def _run_verb(
             alerts = await session.alert_round()
         removed = list(orch.removed.values())
         routes = session.http_routes()
+        # an edited profile half applied: what `apply` would still do (its routes left aside: the proxy is not asked)
+        running = any(v.state not in DOWN_STATES for v in views)
+        pending = (
+            [s.text for s in changes(plan, orch.views, orch.removed, None)] if judge == "status" and running else []
+        )
         if as_json:
-            sys.stdout.write(reports.status_json(plan, views, alerts, removed, routes))
+            sys.stdout.write(reports.status_json(plan, views, alerts, removed, routes, pending))
         else:
             tails = {v.name: orch.stores[v.name].last(50) for v in views if v.state == "failed"}
-            sys.stdout.write(reports.status_text(plan, views, alerts, tails, removed, routes))
+            sys.stdout.write(reports.status_text(plan, views, alerts, tails, removed, routes, pending))
     if judge == "status":
         return exit_code_for(views, alerts)
     unknown = [v for v in views if v.state == "unknown" and (not concerns or v.name in concerns)]

@@ -85,13 +85,16 @@ def status_json(
     alerts: Sequence[Alert],
     removed: Sequence[RemovedProcess] = (),
     http: Mapping[str, str] | None = None,
+    pending: Sequence[str] = (),
 ) -> str:
-    """`http`: how cpconsole's HTTP reached each node (direct, ssh; auto: not tried)."""
+    """`http`: how cpconsole's HTTP reached each node (direct, ssh; auto: not tried); `pending`:
+    what `apply` would still do of an edited profile."""
     report = {
         "processes": [view_json(plan, v) for v in views],
         "removed": [{"name": r.name, "node": r.node, "pid": r.handle.pid, "started_by": r.started_by} for r in removed],
         "alerts": [asdict(a) for a in alerts],
         "http": dict(http or {}),
+        "pending": list(pending),
     }
     return json.dumps(report, indent=2) + "\n"
 
@@ -151,6 +154,7 @@ def status_text(
     last_lines: Mapping[str, Sequence[str]] | None = None,
     removed: Sequence[RemovedProcess] = (),
     http: Mapping[str, str] | None = None,
+    pending: Sequence[str] = (),
 ) -> str:
     """The process table, what still runs that the profile no longer has, then what is wrong with
     each process that has something wrong, the alerts, and the last lines of the failed ones' logs
@@ -176,6 +180,9 @@ def status_text(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1] + "\n"
         for row in rows
     ]
+    if pending:
+        out.append("\nthe profile changed since these started; `cpconsole apply` would:\n")
+        out += [f"  {step}\n" for step in pending]
     tunnelled = [node for node, route in (http or {}).items() if route == "ssh"]
     if tunnelled:
         out.append(f"\nHTTP through SSH to {', '.join(tunnelled)} (their ports are not reached from here)\n")

@@ -166,10 +166,12 @@ async def test_scale_out_change_a_flag_and_scale_in_by_apply_fail_no_request(tmp
         assert code == 0, out + err
         profile.write_text(full)  # scale out: decode2 on the spare node
         plan = build_plan(load_profile(profile))
+        code, out, _ = await cpconsole("status", str(profile), "--json")  # half applied, and said so
+        assert (code, json.loads(out)["pending"]) == (4, ["start decode2: new in the profile"])
         code, out, _ = await cpconsole("apply", str(profile), "--dry-run")
         decode2 = plan.process("decode2-0")
         assert code == 0 and out.splitlines() == [
-            "  1. start decode2: not running",
+            "  1. start decode2: new in the profile",
             f"  2. route decode {decode2.address}:{decode2.http_port}: new in the profile",
         ]
         traffic, _, (code, out, err) = await under_traffic(plan, lambda: cpconsole("apply", str(profile), "--yes"))
@@ -178,7 +180,9 @@ async def test_scale_out_change_a_flag_and_scale_in_by_apply_fail_no_request(tmp
         health = httpx.get(plan.process("proxy").base_url + "/healthcheck", timeout=10).json()
         assert len(health["backends"]["decode"]) == 2  # learnt at run time: the proxy was not restarted
         code, out, _ = await cpconsole("status", str(profile), "--json")
-        assert code == 0 and not any(p["drift"] for p in json.loads(out)["processes"])  # its backends are no drift
+        report = json.loads(out)
+        assert code == 0 and not any(p["drift"] for p in report["processes"])  # its backends are no drift
+        assert report["pending"] == []
 
         # a flag of decode2 changed: restarted, drained first (decode serves meanwhile)
         profile.write_text(

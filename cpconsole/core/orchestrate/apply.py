@@ -26,6 +26,7 @@ class Step:
     target: str  # an instance (or "proxy"), a backend "role host:port", or a removed process
     processes: tuple[str, ...] = ()
     why: str = ""
+    edited: bool = True  # asked by an edit of the profile (not a process that ended: that is `status`'s)
 
     @property
     def text(self) -> str:
@@ -56,7 +57,8 @@ def changes(
         down = [n for n in names if views[n].state in DOWN_STATES]
         drifted = [(n, views[n].drift) for n in names if views[n].drift]
         if len(down) == len(names):
-            steps.append(Step("start", stage.name, names, "not running"))
+            never = all(views[n].state == "planned" for n in names)
+            steps.append(Step("start", stage.name, names, "new in the profile" if never else "not running", never))
         elif drifted:
             name, lines = drifted[0]
             more = sum(len(d) for _, d in drifted) - 1
@@ -64,7 +66,8 @@ def changes(
                 Step("restart", stage.name, names, f"{name} {lines[0]}" + (f" and {more} more" if more else ""))
             )
         elif down:
-            steps.append(Step("restart", stage.name, names, f"{len(down)} of its {len(names)} processes not running"))
+            why = f"{len(down)} of its {len(names)} processes not running"
+            steps.append(Step("restart", stage.name, names, why, edited=False))
     if routed is not None:
         wanted = wanted_backends(plan)
         steps += [
