@@ -685,7 +685,10 @@ async def test_a_shows_what_apply_would_do_and_does_it_when_told(tmp_path: Path)
             await pilot.press("a")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
             assert isinstance(app.screen, ConfirmScreen)
-            assert "1. start decode2: new in the profile" in app.screen.question and "2. route decode " in app.screen.question
+            assert (
+                "1. start decode2: new in the profile" in app.screen.question
+                and "2. route decode " in app.screen.question
+            )
             await pilot.press("y")
             await wait_for(pilot, lambda: app.session.orchestrator.views["decode2-0"].state == "ready", timeout=120)
             await wait_for(pilot, lambda: not app.session.busy)
