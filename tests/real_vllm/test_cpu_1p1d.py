@@ -234,6 +234,24 @@ def test_smoke_passes_the_probe_path_and_a_completion(deployment: tuple[Path, La
     assert completion["output_tokens"] == 16 and completion["ttft_s"] > 0 and completion["tpot_s"] > 0
 
 
+def test_the_built_in_accuracy_check_runs_through_real_vllm(deployment: tuple[Path, LaunchPlan]) -> None:
+    # the tiny random model answers no arithmetic: the path is what is proved — items sent through
+    # the proxy, every answer read back, scored and kept
+    profile, _ = deployment
+    env = {**os.environ, "XDG_STATE_HOME": str(profile.parent / "state")}
+    done = subprocess.run(
+        [sys.executable, "-m", "cpconsole", "accuracy", str(profile), "--limit", "3", "--max-tokens", "16", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr  # no request failed, no minimum set
+    run = json.loads(done.stdout)
+    assert (run["dataset"], run["samples"], run["target"]) == ("gsm8k", 3, "proxy")
+    assert all(item["error"] is None and item["text"] for item in run["items"])
+
+
 def bench(profile: Path, *args: str) -> dict[str, Any]:
     env = {**os.environ, "XDG_STATE_HOME": str(profile.parent / "state")}
     done = subprocess.run(
