@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .core.names import UsageError, did_you_mean
+from .core.names import METRICS_TOKEN_ENV, UsageError, did_you_mean
 from .core.safetext import SafeStream
 
 if TYPE_CHECKING:  # at run time each verb imports what it needs: --help imports none of it
@@ -117,7 +117,26 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
 
     _, plan = _plan_for(args)
-    return headless.watch(plan)
+    return headless.watch(plan, args.metrics)
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """`PORT` (on loopback), `HOST:PORT` or `[V6]:PORT` for --metrics."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"want PORT or HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _args_watch(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    cmd.add_argument(
+        "--metrics",
+        type=listen_address,
+        metavar="[HOST:]PORT",
+        help="serve Prometheus text of what it sees at /metrics (loopback unless a host is given; "
+        f"${METRICS_TOKEN_ENV} set: scrapes must send it as a bearer token)",
+    )
 
 
 def cmd_alert_test(args: argparse.Namespace) -> int:
@@ -621,7 +640,9 @@ VERBS: dict[str, Verb] = {
     "journal": Verb(
         cmd_journal, "who did what to the deployment, from where, how it ended (kept on its first node)", _args_journal
     ),
-    "watch": Verb(cmd_watch, "watch without a screen and send the alerts (webhooks, tmux, bell) until stopped"),
+    "watch": Verb(
+        cmd_watch, "watch without a screen, send the alerts (webhooks, tmux, bell), serve metrics", _args_watch
+    ),
     "alert-test": Verb(cmd_alert_test, "send a test notification to every channel of the profile's notify"),
     "logs": Verb(cmd_logs, "print (and follow) the logs, merged with process prefixes", _args_logs),
     "exec": Verb(cmd_exec, "run a command on a node (or --all) and group identical output", _args_exec),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ from . import reports, results
 from .core.httpclient import http_client
 from .core.inventory import Listed, listed_profiles, running_of
 from .core.journal import JournalEntry
+from .core.names import METRICS_TOKEN_ENV
 from .core.notify import Notifier
 from .core.orchestrate import Orchestrator, orphans
 from .core.orchestrate.apply import changes
@@ -39,7 +41,9 @@ from .core.smoke.accuracy import AccuracyRun, ItemResult, load_accuracy
 from .core.smoke.bench import BenchRun, BenchSettings, load_runs, stored_path
 from .core.smoke.suite import SmokeCheck
 from .core.smoke.sweep import SweepPoint, SweepRun, SweepSettings, load_sweeps, short_length
+from .core.tasks import cancel_and_wait
 from .core.telemetry.alerts import Alert
+from .core.telemetry.exporter import bind, metrics_app, serve_metrics
 from .exit_codes import EXIT_BUSY, EXIT_FAILED, EXIT_NOT_READY, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, exit_code_for
 from .results import Format
 
@@ -429,10 +433,18 @@ def _bell() -> None:
         stream.flush()
 
 
-def watch(plan: LaunchPlan) -> int:
+def watch(plan: LaunchPlan, metrics: tuple[str, int] | None = None) -> int:
     """The console without a screen, for systemd or a tmux window: it watches the deployment and
     sends its alerts (webhooks, tmux, the bell on a terminal), one line each on stdout, until
-    SIGINT or SIGTERM. It starts and stops nothing."""
+    SIGINT or SIGTERM; with `metrics` (host, port) it serves what it sees to Prometheus there. It
+    starts and stops nothing."""
+    sock = None
+    if metrics is not None:
+        try:
+            sock = bind(*metrics)
+        except OSError as exc:
+            print(f"cpconsole: cannot serve metrics on {metrics[0]}:{metrics[1]}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
 
     async def run() -> int:
         stop = asyncio.Event()
@@ -440,8 +452,15 @@ def watch(plan: LaunchPlan) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         ring = plan.notify.bell and sys.stdout.isatty()
+        exporter: asyncio.Task[None] | None = None
         async with Session(plan, read_only=True, via="watch") as session:
             await session.start()
+            if sock is not None:
+                app = metrics_app(session.snapshot, os.environ.get(METRICS_TOKEN_ENV) or None)
+                exporter = asyncio.create_task(serve_metrics(app, sock))
+                exporter.add_done_callback(lambda _: stop.set())  # uvicorn ends on SIGINT/SIGTERM first
+                host, port = sock.getsockname()[:2]
+                print(f"metrics: http://{host}:{port}/metrics", flush=True)
             notifier = session.notifier
             assert notifier is not None  # made by start()
             print(reports.watch_header(plan, notifier), flush=True)
@@ -461,6 +480,8 @@ def watch(plan: LaunchPlan) -> int:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
+            if exporter is not None:
+                await cancel_and_wait(exporter)
         return EXIT_OK
 
     return asyncio.run(run())

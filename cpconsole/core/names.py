@@ -20,3 +20,7 @@ def did_you_mean(word: str, choices: Sequence[str], what: str) -> str:
 def unknown(kind: str, word: str, choices: Sequence[str], plural: str = "") -> UsageError:
     what = f"{plural or kind + 's'} are"
     return UsageError(f"no {kind} named '{word}' ({did_you_mean(word, choices, what)})")
+
+
+# when set where the exporter runs (`watch --metrics`), a scrape must carry it as a bearer token
+METRICS_TOKEN_ENV = "CPCONSOLE_METRICS_TOKEN"

@@ -45,6 +45,7 @@ from .smoke.suite import SmokeCheck, needle_checks, probe_path, run_suite
 from .smoke.sweep import SweepPoint, SweepRun, SweepSettings, run_sweep, store_sweep
 from .tasks import cancel_and_wait
 from .telemetry.alerts import Alert, AlertEngine, alert_order, hbm_limits
+from .telemetry.exporter import Snapshot
 from .telemetry.hub import Telemetry
 from .view import ServerFigures, SessionView
 
@@ -559,6 +560,10 @@ class Session:
         return await self._intent(
             "applying the profile", "apply", [s.target for s in steps], lambda: self.orchestrator.apply(steps)
         )
+
+    def snapshot(self) -> Snapshot:
+        """What a metrics scrape shows: the plan, the view now, the alerts raised."""
+        return Snapshot(self.plan, self.view(), tuple(self.alerts))
 
     def view(self) -> SessionView:
         """What to show, frozen now."""
