@@ -5,7 +5,9 @@ scrape, the bearer token), and the number of series on a 16-node layout bounded.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +25,7 @@ from cpconsole.core.telemetry.npu_smi import parse_info
 from cpconsole.core.telemetry.pollers import PollResult
 from cpconsole.core.view import SessionView
 
-from .conftest import FIXTURES, PROFILES
+from .conftest import FIXTURES, PROFILES, ROOT
 from .simcluster import cluster
 from .sshd import free_port
 
@@ -31,7 +33,33 @@ A3 = parse_info((FIXTURES / "npu-smi" / "youyve-nputop-ascend910-a3-npu-smi-25.2
 
 
 def families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    return {f.name: [(s.labels, s.value) for s in f.samples] for f in text_string_to_metric_families(text)}
+    """Family and sample names (an info metric's samples end in _info) to their samples."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        out.setdefault(family.name, [])
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+            if sample.name != family.name:
+                out[family.name].append((sample.labels, sample.value))
+    return out
+
+
+DASHBOARD = json.loads((ROOT / "dashboards" / "cpconsole.json").read_text())
+METRIC = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{|label_values\(([a-zA-Z_:][a-zA-Z0-9_:]*)")
+
+
+def dashboard_queries() -> list[str]:
+    targets = [t["expr"] for panel in DASHBOARD["panels"] for t in panel["targets"]]
+    return targets + [v["query"] for v in DASHBOARD["templating"]["list"] if v["type"] == "query"]
+
+
+def check_dashboard(scraped: dict[str, list[tuple[dict[str, str], float]]]) -> None:
+    """Every metric the dashboard queries is one the exporter serves; its variables resolve."""
+    named = {a or b for query in dashboard_queries() for a, b in METRIC.findall(query)}
+    assert len(named) >= 10 and named <= set(scraped), named - set(scraped)
+    profiles = {labels["profile"] for labels, _ in scraped["cpconsole_deployment_info"]}
+    nodes = {labels["node"] for labels, _ in scraped["machine_npu_nums"] if labels["profile"] in profiles}
+    assert profiles == {"demo"} and nodes == {"prefill-a", "prefill-b", "decode-a"}
 
 
 def state_of(scraped: dict[str, list[tuple[dict[str, str], float]]], process: str) -> str:
@@ -80,9 +108,11 @@ async def test_watch_serves_the_consoles_view_to_prometheus(tmp_path: Path) -> N
             health = scraped["npu_chip_info_health_status"]
             assert {labels["node"] for labels, _ in health} == {"prefill-a", "prefill-b", "decode-a"}
             assert {labels["id"] for labels, _ in health} == {str(i) for i in range(16)}
-            assert all(set(labels) == {"id", "node", "host"} for labels, _ in health)
+            assert all(set(labels) == {"profile", "id", "node", "host"} for labels, _ in health)
+            assert {labels["profile"] for family in scraped.values() for labels, _ in family} == {"demo"}
             assert scraped["machine_npu_nums"][0][1] == 16
             assert state_of(scraped, "decode-0") == "ready"
+            check_dashboard(scraped)
             assert {labels["source"] for labels, _ in scraped["cpconsole_source_up"]} >= {"npu-smi"}
             await c.node.stop(c.handles["decode-0"], grace=3)  # the next scrapes see it go
             for _ in range(300):
@@ -116,4 +146,5 @@ def test_sixteen_nodes_make_a_bounded_number_of_series() -> None:
     chips = 16 * len(A3.chips)
     assert series <= 6 * chips + 16 * 3 + 10 * len(plan.processes) + 10  # per chip, per node, per process
     labels = {key for family in collected for sample in family.samples for key in sample.labels}
-    assert labels <= {"id", "node", "host", "process", "role", "state", "source", "kind", "metric", "quantile", "part"}
+    allowed = {"profile", "id", "node", "host", "process", "role", "state", "source", "kind", "metric", "quantile"}
+    assert labels <= allowed | {"part", "digest", "run_key"}

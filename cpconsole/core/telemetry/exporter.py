@@ -59,20 +59,29 @@ class ViewCollector(Collector):
         started = time.monotonic()
         shot = self._snapshot()
         age = GaugeMetricFamily(
-            "cpconsole_source_age_seconds", "Seconds since the source was last read", labels=["source", "node"]
+            "cpconsole_source_age_seconds",
+            "Seconds since the source was last read",
+            labels=["profile", "source", "node"],
         )
-        up = GaugeMetricFamily("cpconsole_source_up", "1 when the source's last read worked", labels=["source", "node"])
+        up = GaugeMetricFamily(
+            "cpconsole_source_up", "1 when the source's last read worked", labels=["profile", "source", "node"]
+        )
+        info = InfoMetricFamily("cpconsole_deployment", "The deployment this exporter watches", labels=["profile"])
+        info.add_metric([shot.plan.profile], {"digest": shot.plan.digest, "run_key": shot.plan.run_key})
+        yield info
         yield from self._chips(shot, age, up)
         yield from self._processes(shot)
         yield from self._servers(shot, age, up)
         yield from self._alerts(shot)
         yield from (age, up)
-        took = GaugeMetricFamily("cpconsole_exporter_scrape_duration_seconds", "Time this scrape took to build")
-        took.add_metric([], time.monotonic() - started)
+        took = GaugeMetricFamily(
+            "cpconsole_exporter_scrape_duration_seconds", "Time this scrape took to build", labels=["profile"]
+        )
+        took.add_metric([shot.plan.profile], time.monotonic() - started)
         yield took
 
     def _chips(self, shot: Snapshot, age: GaugeMetricFamily, up: GaugeMetricFamily) -> Iterator[Metric]:
-        labels = ["id", "node", "host"]
+        labels = ["profile", "id", "node", "host"]
         families = {
             "hbm_used": GaugeMetricFamily("npu_chip_info_hbm_used_memory", "HBM in use, MB", labels=labels),
             "hbm_total": GaugeMetricFamily("npu_chip_info_hbm_total_memory", "HBM in all, MB", labels=labels),
@@ -81,20 +90,21 @@ class ViewCollector(Collector):
             "temp": GaugeMetricFamily("npu_chip_info_temperature", "Chip temperature, °C", labels=labels),
             "power": GaugeMetricFamily("npu_chip_info_power", "Chip power, W", labels=labels),
         }
-        count = GaugeMetricFamily("machine_npu_nums", "NPU chips the node shows", labels=["node", "host"])
+        count = GaugeMetricFamily("machine_npu_nums", "NPU chips the node shows", labels=["profile", "node", "host"])
+        profile = shot.plan.profile
         for node in shot.plan.nodes:
             polled = shot.view.npu.get(node.name)
             if polled is None:
                 continue
             read = polled.age(shot.view.now)
             if read is not None:
-                age.add_metric(["npu-smi", node.name], read)
-            up.add_metric(["npu-smi", node.name], 0.0 if polled.stale else 1.0)
+                age.add_metric([profile, "npu-smi", node.name], read)
+            up.add_metric([profile, "npu-smi", node.name], 0.0 if polled.stale else 1.0)
             if polled.value is None:
                 continue
-            count.add_metric([node.name, node.host], len(polled.value.chips))
+            count.add_metric([profile, node.name, node.host], len(polled.value.chips))
             for index, chip in enumerate(polled.value.chips):
-                key = [str(chip.phy_id if chip.phy_id is not None else index), node.name, node.host]
+                key = [profile, str(chip.phy_id if chip.phy_id is not None else index), node.name, node.host]
                 families["health"].add_metric(key, 1.0 if chip.health == HEALTHY else 0.0)
                 for name, value in (
                     ("hbm_used", chip.hbm_used_mb),
@@ -109,7 +119,7 @@ class ViewCollector(Collector):
         yield count
 
     def _processes(self, shot: Snapshot) -> Iterator[Metric]:
-        labels = ["process", "role", "node"]
+        labels = ["profile", "process", "role", "node"]
         state = GaugeMetricFamily(
             "cpconsole_process_state", "1 for the state the process is in", labels=[*labels, "state"]
         )
@@ -122,7 +132,7 @@ class ViewCollector(Collector):
             view = shot.view.processes.get(proc.name)
             if view is None:
                 continue
-            key = [proc.name, proc.role, proc.node]
+            key = [shot.plan.profile, proc.name, proc.role, proc.node]
             for name in sorted(STATES):
                 state.add_metric([*key, name], 1.0 if view.state == name else 0.0)
             started = _seconds(view.started_at)
@@ -135,7 +145,8 @@ class ViewCollector(Collector):
         yield from (state, since, health, failure)
 
     def _servers(self, shot: Snapshot, age: GaugeMetricFamily, up: GaugeMetricFamily) -> Iterator[Metric]:
-        labels = ["process", "role", "node"]
+        labels = ["profile", "process", "role", "node"]
+        profile = shot.plan.profile
         running = GaugeMetricFamily("cpconsole_vllm_requests_running", "Requests its engines run", labels=labels)
         waiting = GaugeMetricFamily("cpconsole_vllm_requests_waiting", "Requests waiting", labels=labels)
         kv = GaugeMetricFamily("cpconsole_vllm_kv_cache_usage_ratio", "KV cache in use, 0 to 1", labels=labels)
@@ -146,18 +157,22 @@ class ViewCollector(Collector):
             "cpconsole_vllm_latency_seconds", "Over the last minute", labels=[*labels, "metric", "quantile"]
         )
         traffic = GaugeMetricFamily(
-            "cpconsole_proxy_latency_seconds", "Requests through the proxy, last minute", labels=["part", "quantile"]
+            "cpconsole_proxy_latency_seconds",
+            "Requests through the proxy, last minute",
+            labels=["profile", "part", "quantile"],
         )
-        answered = GaugeMetricFamily("cpconsole_proxy_requests_per_second", "Answered a second, last minute")
+        answered = GaugeMetricFamily(
+            "cpconsole_proxy_requests_per_second", "Answered a second, last minute", labels=["profile"]
+        )
         for proc in shot.plan.processes:
             figures = shot.view.servers.get(proc.name)
             if figures is None:
                 continue
-            key = [proc.name, proc.role, proc.node]
+            key = [profile, proc.name, proc.role, proc.node]
             read = figures.scrape.age(shot.view.now)
             if read is not None:
-                age.add_metric([f"metrics {proc.name}", proc.node], read)
-            up.add_metric([f"metrics {proc.name}", proc.node], 0.0 if figures.scrape.stale else 1.0)
+                age.add_metric([profile, f"metrics {proc.name}", proc.node], read)
+            up.add_metric([profile, f"metrics {proc.name}", proc.node], 0.0 if figures.scrape.stale else 1.0)
             if figures.latest is not None:
                 running.add_metric(key, figures.latest.running)
                 waiting.add_metric(key, figures.latest.waiting)
@@ -175,20 +190,21 @@ class ViewCollector(Collector):
                         latency.add_metric([*key, metric, quantile], value)
             if figures.traffic is not None:
                 if figures.traffic.per_s is not None:
-                    answered.add_metric([], figures.traffic.per_s)
+                    answered.add_metric([profile], figures.traffic.per_s)
                 parts = (("ttft", figures.traffic.ttft), ("prefill", figures.traffic.prefill))
                 for part, pair in (*parts, ("handoff", figures.traffic.handoff)):
                     for quantile, value in zip(("0.5", "0.99"), pair, strict=True):
                         if value is not None:
-                            traffic.add_metric([part, quantile], value)
+                            traffic.add_metric([profile, part, quantile], value)
         yield from (running, waiting, kv, rates, latency, traffic, answered)
 
     def _alerts(self, shot: Snapshot) -> Iterator[Metric]:
         alerts = GaugeMetricFamily(
-            "cpconsole_alerts", "1 for each alert raised now", labels=["alertname", "severity", "source"]
+            "cpconsole_alerts", "1 for each alert raised now", labels=["profile", "alertname", "severity", "source"]
         )
         for alert in shot.alerts:  # a known cause's kind, else the condition's (the key's first part)
-            alerts.add_metric([alert.kind or alert.key.split(":", 1)[0], alert.severity, alert.source], 1.0)
+            name = alert.kind or alert.key.split(":", 1)[0]
+            alerts.add_metric([shot.plan.profile, name, alert.severity, alert.source], 1.0)
         yield alerts
 
 
