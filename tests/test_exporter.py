@@ -20,10 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from cpconsole.core.orchestrate import ProcessView
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile_text
-from cpconsole.core.telemetry.exporter import Snapshot, ViewCollector
+from cpconsole.core.telemetry.exporter import ViewCollector
 from cpconsole.core.telemetry.npu_smi import parse_info
 from cpconsole.core.telemetry.pollers import PollResult
-from cpconsole.core.view import SessionView
+from cpconsole.core.view import SessionView, Snapshot
 
 from .conftest import FIXTURES, PROFILES, ROOT
 from .simcluster import cluster

@@ -45,9 +45,8 @@ from .smoke.suite import SmokeCheck, needle_checks, probe_path, run_suite
 from .smoke.sweep import SweepPoint, SweepRun, SweepSettings, run_sweep, store_sweep
 from .tasks import cancel_and_wait
 from .telemetry.alerts import Alert, AlertEngine, alert_order, hbm_limits
-from .telemetry.exporter import Snapshot
 from .telemetry.hub import Telemetry
-from .view import ServerFigures, SessionView
+from .view import ServerFigures, SessionView, Snapshot
 
 T = TypeVar("T")
 

@@ -5,10 +5,12 @@ telemetry's own objects; a view does not change after it is made."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .orchestrate import ProcessView
+from .plan import LaunchPlan
+from .telemetry.alerts import Alert
 from .telemetry.hub import NpuSample
 from .telemetry.npu_smi import NpuSmiInfo
 from .telemetry.pollers import PollResult
@@ -112,3 +114,12 @@ class SessionView:
     npu: Mapping[str, PollResult[NpuSmiInfo]]  # nodes with chips only
     npu_history: Mapping[str, tuple[NpuSample, ...]]
     servers: Mapping[str, ServerFigures]  # API servers (not the proxy)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a metrics scrape shows (telemetry/exporter.py): the plan, the view now, the alerts."""
+
+    plan: LaunchPlan
+    view: SessionView
+    alerts: Sequence[Alert]

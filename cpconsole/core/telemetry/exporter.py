@@ -11,8 +11,7 @@ from __future__ import annotations
 import hmac
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,20 +23,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..orchestrate.states import STATES
-from ..plan import LaunchPlan
-from ..view import SessionView
-from .alerts import Alert
+from ..view import Snapshot
 
 HEALTHY = "OK"  # npu-smi's word for a healthy chip (npu_chip_info_health_status 1)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What one scrape shows: the plan, the session's view now, its alerts."""
-
-    plan: LaunchPlan
-    view: SessionView
-    alerts: Sequence[Alert]
 
 
 def _seconds(stamp: str | None) -> float | None:
