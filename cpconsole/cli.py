@@ -103,6 +103,14 @@ def cmd_console(args: argparse.Namespace) -> int:
     from .core.session import CheckSettings, Session
     from .ui.app import ConsoleApp
 
+    sock = None
+    if args.metrics is not None:
+        from .core.telemetry.exporter import bind
+
+        try:
+            sock = bind(*args.metrics)
+        except OSError as exc:
+            raise UsageError(f"cannot serve metrics on {args.metrics[0]}:{args.metrics[1]}: {exc.strerror}") from None
     session = Session(
         plan,
         findings=tuple(map(str, loaded.findings)),
@@ -110,7 +118,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         checks=CheckSettings.of(loaded.profile),
         via="console",
     )
-    return ConsoleApp(session).run() or EXIT_OK
+    return ConsoleApp(session, metrics=sock).run() or EXIT_OK
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -130,6 +138,10 @@ def listen_address(text: str) -> tuple[str, int]:
 
 def _args_watch(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
+    _metrics_option(cmd)
+
+
+def _metrics_option(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--metrics",
         type=listen_address,
@@ -698,6 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.add_argument(
             "--read-only", action="store_true", help="watch only: no up, down, restart or exec from this console"
         )
+        _metrics_option(console)
         args = console.parse_args(argv)
         args.func = cmd_console
     else:

@@ -148,3 +148,26 @@ def test_sixteen_nodes_make_a_bounded_number_of_series() -> None:
     labels = {key for family in collected for sample in family.samples for key in sample.labels}
     allowed = {"profile", "id", "node", "host", "process", "role", "state", "source", "kind", "metric", "quantile"}
     assert labels <= allowed | {"part", "digest", "run_key"}
+
+
+async def test_the_console_serves_its_view_when_asked(tmp_path: Path) -> None:
+    from cpconsole.core.session import Session
+    from cpconsole.core.telemetry.exporter import bind
+    from cpconsole.ui.app import ConsoleApp
+
+    c = cluster(tmp_path)
+    host = c.plan.nodes[0].address.rsplit(".", 1)[0] + ".50"
+    sock = bind(host, 0)
+    url = f"http://{host}:{sock.getsockname()[1]}/metrics"
+    app = ConsoleApp(Session(c.plan), live=False, metrics=sock)
+    async with app.run_test(size=(120, 40)) as pilot, httpx.AsyncClient(trust_env=False, timeout=5) as http:
+        scraped: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for _ in range(100):  # until the console's worker serves (a hang guard)
+            try:
+                scraped = families((await http.get(url)).text)
+                break
+            except httpx.HTTPError:
+                await pilot.pause(0.1)
+        assert state_of(scraped, "decode-0") == "planned"  # nothing started: the view says so
+        assert {labels["profile"] for labels, _ in scraped["cpconsole_deployment_info"]} == {"demo"}
+    sock.close()

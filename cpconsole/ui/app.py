@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import deque
 from collections.abc import Coroutine, Iterable
 from functools import partial
@@ -18,6 +20,7 @@ from textual.widgets import Input, TextArea
 from textual.worker import Worker
 
 from ..core import cmdline as cmd
+from ..core.names import METRICS_TOKEN_ENV
 from ..core.notify import Notification
 from ..core.orchestrate.drain import interrupts_service
 from ..core.orchestrate.lock import DeploymentBusy
@@ -82,9 +85,12 @@ class ConsoleApp(App[int]):
         Binding(DEFAULT_KEYS["quit"], "quit", "Quit", id="quit"),
     ]
 
-    def __init__(self, session: Session, *, live: bool = True, refresh_s: float = 1.0) -> None:
+    def __init__(
+        self, session: Session, *, live: bool = True, refresh_s: float = 1.0, metrics: socket.socket | None = None
+    ) -> None:
         super().__init__()
         self.session = session
+        self.metrics = metrics  # a bound socket to serve the session's view to Prometheus on
         self.live = live
         self.refresh_s = refresh_s
         self.sub_title = session.plan.profile + ("  [read-only]" if session.read_only else "")
@@ -116,6 +122,11 @@ class ConsoleApp(App[int]):
         self.set_interval(self.refresh_s, self.refresh_screens)
         if self.live:  # finding what runs takes a round trip per process: keys are answered meanwhile
             self.work(self._start_session(), group="finding what runs", exclusive=False)
+        if self.metrics is not None:
+            from ..core.telemetry.exporter import metrics_app, serve_metrics  # a web server only when asked
+
+            app = metrics_app(self.session.snapshot, os.environ.get(METRICS_TOKEN_ENV) or None)
+            self.work(serve_metrics(app, self.metrics), group="metrics", exclusive=False)
 
     async def _start_session(self) -> None:
         await self.session.start()
