@@ -399,7 +399,10 @@ def cmd_smoke(args: argparse.Namespace) -> int:
                 f"--needle {needle} + {max_tokens} tokens out exceed max_model_len {limit}: the servers would "
                 f"refuse it; use --needle {max(limit - max_tokens, 0)} or less"
             )
-    return headless.smoke(plan, target, needle or None, depths, max_tokens, args.json)
+    from .core.session import CheckSettings
+
+    checks = CheckSettings.of(loaded.profile)
+    return headless.smoke(plan, checks, target, needle or None, depths, max_tokens, args.json)
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:

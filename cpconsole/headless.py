@@ -307,17 +307,24 @@ def exec_on(plan: LaunchPlan, nodes: list[str], command: list[str]) -> int:
 
 
 def smoke(
-    plan: LaunchPlan, target: str, needle_tokens: int | None, depths: list[float], max_tokens: int, as_json: bool
+    plan: LaunchPlan,
+    checks: CheckSettings,
+    target: str,
+    needle_tokens: int | None,
+    depths: list[float],
+    max_tokens: int,
+    as_json: bool,
 ) -> int:
-    """Health, probe path, a completion and the needle(s); exit 0 only if every check passed."""
+    """Health, probe path, a completion, the needle(s) and the profile's quick accuracy check; exit
+    0 only if every check passed."""
 
     async def run() -> list[SmokeCheck]:
-        async with Session(plan) as session:
+        async with Session(plan, checks=checks) as session:
             return await session.smoke(target, needle_tokens=needle_tokens, depths=depths, max_tokens=max_tokens)
 
-    checks = asyncio.run(run())
-    sys.stdout.write(reports.smoke_json(checks) if as_json else reports.smoke_text(checks))
-    return EXIT_OK if all(c.passed for c in checks) else EXIT_FAILED
+    done = asyncio.run(run())
+    sys.stdout.write(reports.smoke_json(done) if as_json else reports.smoke_text(done))
+    return EXIT_OK if all(c.passed for c in done) else EXIT_FAILED
 
 
 def preflight(

@@ -68,5 +68,19 @@ def test_the_demo_is_scored_kept_and_gated(tmp_path: Path, monkeypatch: pytest.M
         listed = cpconsole("accuracy", profile, "--list", "--markdown")
         assert listed.returncode == 0 and listed.stdout.count("| gsm8k | ") == 2  # both runs, newest first
         assert cpconsole("accuracy", profile, "--dataset", "gsm9k").returncode == 2
+        # as one more smoke check, after an up or an apply: passed at the profile's minimum
+        smoke = "smoke:\n  accuracy: {limit: 2, min: MIN, max_tokens: 16}\n"
+        text = gated.replace("smoke:\n", smoke.replace("MIN", "0"), 1)
+        profile.write_text(text)
+        passed = cpconsole("smoke", profile, "--needle", "0", "--json", timeout=120)
+        checks = {c["name"]: c for c in json.loads(passed.stdout)["checks"]}
+        assert passed.returncode == 0 and checks["accuracy via proxy"]["passed"], passed.stdout
+        assert (
+            checks["accuracy via proxy"]["detail"].startswith("gsm8k: ")
+            and "/2 correct" in checks["accuracy via proxy"]["detail"]
+        )
+        profile.write_text(text.replace("min: 0,", "min: 100,"))
+        failed = cpconsole("smoke", profile, "--needle", "0", timeout=120)
+        assert failed.returncode == 1 and "FAIL  accuracy via proxy" in failed.stdout
     finally:
         cpconsole("down", profile)

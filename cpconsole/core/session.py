@@ -41,7 +41,7 @@ from .smoke.accuracy import ANSWER_TOKENS, AccuracyRun, ItemResult, answer_budge
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord
-from .smoke.suite import SmokeCheck, needle_checks, probe_path, run_suite
+from .smoke.suite import AccuracyGate, SmokeCheck, needle_checks, probe_path, run_suite
 from .smoke.sweep import SweepPoint, SweepRun, SweepSettings, run_sweep, store_sweep
 from .tasks import cancel_and_wait
 from .telemetry.alerts import Alert, AlertEngine, alert_order, hbm_limits
@@ -67,10 +67,14 @@ class CheckSettings:
     bench: BenchSettings = field(default_factory=BenchSettings)
     sweep: SweepSettings = field(default_factory=SweepSettings)  # the console's; `cpconsole sweep` takes flags
     accuracy_tokens: int = ANSWER_TOKENS  # an accuracy check's answer budget (accuracy.answer_budget)
+    smoke_accuracy: AccuracyGate | None = None  # the profile's smoke.accuracy: one more smoke check
 
     @classmethod
     def of(cls, profile: Profile) -> CheckSettings:
         bench = profile.bench
+        budget = answer_budget(shortest_context(profile))
+        asked = profile.smoke.accuracy if profile.smoke else None
+        gate = AccuracyGate(asked.dataset, asked.limit, asked.min, asked.max_tokens or budget) if asked else None
         return cls(
             profile,
             profile.model.path if profile.model.check_path else None,
@@ -81,7 +85,8 @@ class CheckSettings:
             )
             if bench
             else BenchSettings(),
-            accuracy_tokens=answer_budget(shortest_context(profile)),
+            accuracy_tokens=budget,
+            smoke_accuracy=gate,
         )
 
 
@@ -344,9 +349,16 @@ class Session:
     async def smoke(
         self, target: str, *, needle_tokens: int | None, depths: Sequence[float], max_tokens: int
     ) -> list[SmokeCheck]:
-        """Health, probe path, a completion and the needle(s) against one HTTP process."""
+        """Health, probe path, a completion, the needle(s) and the profile's quick accuracy check
+        against one HTTP process."""
         return await run_suite(
-            self.plan, self.http, target=target, needle_tokens=needle_tokens, depths=depths, max_tokens=max_tokens
+            self.plan,
+            self.http,
+            target=target,
+            needle_tokens=needle_tokens,
+            depths=depths,
+            max_tokens=max_tokens,
+            accuracy=self.checks.smoke_accuracy,
         )
 
     async def bench(

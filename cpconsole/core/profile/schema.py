@@ -293,9 +293,19 @@ class Proxy(Strict):
         return any(w == "cpconsole.proxy" or w.rsplit("/", 1)[-1] == "cpconsole-proxy" for w in self.command)
 
 
+class SmokeAccuracy(Strict):
+    """A quick accuracy check as one more smoke check (`cpconsole smoke`, after an up or an apply)."""
+
+    dataset: Name = Field(default="gsm8k", description="a built-in dataset (`cpconsole accuracy` lists them)")
+    limit: int = Field(default=20, ge=1, le=1000, description="its first N items")
+    min: float = Field(ge=0, le=100, description="the lowest accuracy, in percent, that passes")
+    max_tokens: int | None = Field(default=None, ge=1, description="answer budget; default: 1024, less to fit")
+
+
 class Smoke(Strict):
     needle_tokens: int | None = Field(default=None, ge=1, description="Prompt length of the needle test")
     max_tokens: int = Field(default=64, ge=1)
+    accuracy: SmokeAccuracy | None = None
 
 
 class Bench(Strict):

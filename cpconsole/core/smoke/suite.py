@@ -16,10 +16,11 @@ import httpx
 from ..httpclient import status_text
 from ..plan import LaunchPlan, ProcessPlan
 from ..telemetry.health import probe
+from .accuracy import run_accuracy
 from .client import RequestResult, percentile, stream_request
 from .prompts import HELLO, needle_prompt
 
-Kind = Literal["health", "probe", "completion", "needle"]
+Kind = Literal["health", "probe", "completion", "needle", "accuracy"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class SmokeCheck:
     def name(self) -> str:
         if self.kind == "needle":
             return f"needle {self.depth:.0%} via {self.target}"
+        if self.kind == "accuracy":
+            return f"accuracy via {self.target}"
         return f"{self.kind} {self.target}"
 
     def as_json(self) -> dict[str, Any]:
@@ -170,7 +173,10 @@ async def run_suite(
     depths: Sequence[float] = (0.5,),
     max_tokens: int = 64,
     timeout: float = 600.0,
+    accuracy: AccuracyGate | None = None,
 ) -> list[SmokeCheck]:
+    """Health of every server, the probe path, a completion, the needle(s) when asked, and the
+    profile's quick accuracy check when it has one (`accuracy`)."""
     servers = _servers(plan)
     base = plan.process(target).base_url
     checks = list(await asyncio.gather(*(_health(http, p, timeout=10) for p in servers)))
@@ -188,4 +194,32 @@ async def run_suite(
         checks += await needle_checks(
             plan, http, target=target, tokens=needle_tokens, depths=depths, max_tokens=max_tokens, timeout=timeout
         )
+    if accuracy is not None:
+        checks.append(await accuracy_check(plan, http, target, accuracy))
     return checks
+
+
+@dataclass(frozen=True)
+class AccuracyGate:
+    """The profile's smoke.accuracy, its answer budget resolved (accuracy.answer_budget)."""
+
+    dataset: str
+    limit: int
+    min: float
+    max_tokens: int
+
+
+async def accuracy_check(plan: LaunchPlan, http: httpx.AsyncClient, target: str, gate: AccuracyGate) -> SmokeCheck:
+    """The quick accuracy check as a smoke check: passed at the profile's minimum, no request failed."""
+    try:
+        run = await run_accuracy(
+            plan, http, dataset=gate.dataset, target=target, limit=gate.limit, max_tokens=gate.max_tokens
+        )
+    except ValueError as exc:  # a dataset that is not built in
+        return SmokeCheck("accuracy", target, False, str(exc))
+    failed = sum(1 for item in run.items if item.error)
+    right = sum(item.correct for item in run.items)
+    detail = f"{gate.dataset}: {right}/{run.samples} correct, {run.accuracy:.1f} % (at least {gate.min:g} % asked)"
+    if failed:
+        detail += f"; {failed} request(s) failed"
+    return SmokeCheck("accuracy", target, run.accuracy >= gate.min and not failed, detail)
