@@ -4,6 +4,7 @@ detached processes through the LocalTransport."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import posixpath
 import sys
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile_text
@@ -176,3 +178,14 @@ def one_p_two_d(text: str) -> str:
         .replace('engine_ids: ["3"]', 'engine_ids: ["4"]')
     )
     return text.replace(block, block + second, 1)
+
+
+def processes_under(pid: int, word: str) -> list[psutil.Process]:
+    """The processes under `pid` whose command line holds `word`; one that ends while they are read
+    (the log keeper's sleep comes and goes beside every server) is left out."""
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            if word in " ".join(child.cmdline()) or child.name() == word:
+                found.append(child)
+    return found

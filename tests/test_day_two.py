@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
-import psutil
 import pytest
 
 from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile
 
 from .conftest import write_profile
-from .simcluster import demo_text, one_p_two_d
+from .simcluster import demo_text, one_p_two_d, processes_under
 
 T = TypeVar("T")
 
@@ -130,9 +129,8 @@ async def test_a_killed_decode_is_routed_around(deployment: tuple[Path, LaunchPl
     async def kill() -> float:
         status = json.loads((await cpconsole("status", str(profile), "--json"))[1])
         wrapper = next(p["pid"] for p in status["processes"] if p["name"] == "decode2-0")
-        for child in psutil.Process(wrapper).children(recursive=True):
-            if "cpconsole.sim" in " ".join(child.cmdline()):
-                os.kill(child.pid, signal.SIGKILL)
+        for child in processes_under(wrapper, "cpconsole.sim"):
+            os.kill(child.pid, signal.SIGKILL)
         return time.monotonic()
 
     traffic, _, killed = await under_traffic(plan, kill)

@@ -26,7 +26,7 @@ from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.remote import LocalTransport, SSHTransport, Transport
 
-from .simcluster import demo_text, over_ssh
+from .simcluster import demo_text, over_ssh, processes_under
 from .sshd import Sshd
 
 
@@ -117,11 +117,7 @@ async def watched_until(orch: Orchestrator, name: str, state: str, *, within: fl
 
 async def test_kill_9_is_seen_by_the_watcher_with_its_last_lines(orch: Orchestrator) -> None:
     assert await orch.up()
-    server = next(
-        c
-        for c in psutil.Process(orch.handles["decode-0"].pid).children(recursive=True)
-        if "cpconsole.sim" in " ".join(c.cmdline())
-    )
+    (server,) = processes_under(orch.handles["decode-0"].pid, "cpconsole.sim")
     server.send_signal(signal.SIGKILL)
     await watched_until(orch, "decode-0", "exited", within=30, interval=0.5)  # a hang guard, not a speed bound
     view = orch.views["decode-0"]

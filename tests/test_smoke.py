@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -28,7 +27,7 @@ from cpconsole.core.smoke.client import RequestResult, percentile, stream_reques
 from cpconsole.core.smoke.prompts import needle_prompt
 
 from .loopback import Block
-from .simcluster import demo_text
+from .simcluster import demo_text, processes_under
 from .sshd import free_port
 
 HOST = Block.fresh().ip(41)
@@ -180,7 +179,7 @@ def test_cpconsole_smoke_against_the_demo(tmp_path: Path) -> None:
         # the decode engine killed: the probe path names the broken hop, and smoke fails
         decode = json.loads(cpconsole("status", str(profile), "--json").stdout)["processes"][2]
         assert decode["name"] == "decode-0"
-        for child in psutil.Process(decode["pid"]).children(recursive=True):
+        for child in processes_under(decode["pid"], "cpconsole.sim"):
             child.kill()
         proxy = build_plan(load_profile(profile)).process("proxy").base_url + "/healthcheck"
         for _ in range(600):  # until the proxy has noticed (it asks its backends at most once a second)

@@ -36,6 +36,7 @@ from cpconsole.core.telemetry.vllm_metrics import parse_metrics
 
 from ..conftest import PROFILES
 from ..loopback import Block
+from ..simcluster import processes_under
 from ..sshd import make_sshd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +136,11 @@ def test_status_json_sees_the_real_process_trees(deployment: tuple[Path, LaunchP
         "proxy": "ready",
     }
     # under the wrapper: vLLM's API server, its EngineCore and Worker processes
-    names = {c.name() for c in psutil.Process(processes["decode-0"]["pid"]).children(recursive=True)}
+    names = {
+        c.name()
+        for word in ("VLLM::EngineCore", "VLLM::Worker")
+        for c in processes_under(processes["decode-0"]["pid"], word)
+    }
     assert {"VLLM::EngineCore", "VLLM::Worker"} <= names
 
 
@@ -399,7 +404,7 @@ def test_kill_9_of_the_decode_engine_is_classified(deployment: tuple[Path, Launc
     profile, _ = deployment
     status = json.loads(cpconsole("status", str(profile), "--json").stdout)
     decode = next(p for p in status["processes"] if p["name"] == "decode-0")
-    (engine,) = [c for c in psutil.Process(decode["pid"]).children(recursive=True) if c.name() == "VLLM::EngineCore"]
+    (engine,) = processes_under(decode["pid"], "VLLM::EngineCore")
     engine.kill()
     for _ in range(60):
         status = json.loads(cpconsole("status", str(profile), "--json").stdout)

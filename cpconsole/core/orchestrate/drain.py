@@ -125,6 +125,7 @@ class ProxyAdmin:
         if any(a.status_code != 200 for a in answers):
             told(f"the proxy refused to drain: {answers[0].text[:200]}; restarting without")
             return False
+        told(f"draining {', '.join(b.instance for b in backends)}: out of the proxy's rotation")
         deadline, said = time.monotonic() + timeout, None
         while True:
             left = sum(h or 0 for h in [await self.held(b) for b in backends])
