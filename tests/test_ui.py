@@ -3,6 +3,7 @@ in, logs of one process and of all, bringing it down; and a snapshot of the boar
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import io
@@ -153,7 +154,10 @@ async def test_walkthrough_up_logs_npus_metrics_restart_and_quit_leaving_it_runn
         assert column(table_of(app.screen, "#metrics-table"), 0) == ["prefill-0", "decode-0", "proxy"]
 
         # details of the decode row, then restart it: declined once, then confirmed
-        await pilot.press("1", "down", "down", "enter")
+        await pilot.press("1")
+        await wait_for(pilot, lambda: app.screen is app.board)  # the board is up before its rows are moved in
+        await pilot.press("down", "down", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailsScreen))
         assert isinstance(app.screen, DetailsScreen) and app.screen.process == "decode-0"
         summary = text_of(app.screen, "#summary")
         assert "decode of decode" in summary and "--kv-transfer-config" in summary
@@ -178,7 +182,12 @@ async def test_walkthrough_up_logs_npus_metrics_restart_and_quit_leaving_it_runn
     assert app.return_value == 0
     # the next console adopts what this one left running
     again = Session(demo_session.plan)
-    await again.orchestrator.adopt()
+    for _ in range(60):  # its adoption reads each health once: the proxy's answers once the restarted
+        # decode is back in its rotation (a hang guard, not a speed bound)
+        await again.orchestrator.adopt()
+        if all(v.state == "ready" for v in again.orchestrator.views.values()):
+            break
+        await asyncio.sleep(0.5)
     assert {n: v.state for n, v in again.orchestrator.views.items() if v.state != "ready"} == {}
     assert again.orchestrator.views["decode-0"].pid == demo_session.orchestrator.views["decode-0"].pid
     await again.close()

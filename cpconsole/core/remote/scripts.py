@@ -6,6 +6,7 @@ Every value is quoted with shlex.quote, or is a number we produced.
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 import secrets
@@ -121,18 +122,22 @@ def wrapper(log_cap: int | None = None, every: float = 10.0) -> str:
     """The wrapper's sh. With `log_cap` (bytes) a keeper beside launch.sh caps the log: every
     `every` seconds, past the cap, the log's newest half goes to LOG_CUT and the log is emptied (the
     tailers follow a truncation; what is written between the copy and the truncation is lost, as
-    with logrotate's copytruncate). The keeper ends with the process — on the group's SIGTERM, or
-    killed by the wrapper before it records the exit code — taking its sleep along, so that nothing
-    of the group outlives the process."""
+    with logrotate's copytruncate). The keeper sleeps in ticks of at most a second in the
+    foreground, a TERM only raising its flag: it ends at its next tick — on the group's SIGTERM at
+    once (its sleep gets the signal too), killed by the wrapper before the exit code is recorded
+    within a second — and nothing of it outlives the process."""
     keeper = ""
     if log_cap is not None:
-        keep = log_cap // 2
-        keeper = f"""( trap 'kill $s 2>/dev/null; wait $s; exit 0' TERM
-  while :; do
-    sleep {every:g} & s=$!; wait $s
+        tick = min(1.0, every)
+        ticks = max(1, math.ceil(every / tick))
+        keeper = f"""( stop=; trap 'stop=1' TERM; n=0
+  while [ -z "$stop" ]; do
+    sleep {tick:g}; n=$((n + 1))
+    [ -z "$stop" ] && [ "$n" -ge {ticks} ] || continue
+    n=0
     size=$(wc -c < {LOG}) || continue
     if [ "$size" -gt {int(log_cap)} ]; then
-      tail -c {keep} {LOG} > {LOG_CUT}.tmp && mv -f {LOG_CUT}.tmp {LOG_CUT} && : > {LOG}
+      tail -c {log_cap // 2} {LOG} > {LOG_CUT}.tmp && mv -f {LOG_CUT}.tmp {LOG_CUT} && : > {LOG}
     fi
   done ) > /dev/null 2>&1 &
 keeper=$!
