@@ -184,6 +184,30 @@ def positive_int(text: str) -> int:
     return value
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """90s, 30m, 2h, 1d."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in DURATION_UNITS or not number.replace(".", "", 1).isdigit() or float(number) <= 0:
+        raise argparse.ArgumentTypeError(f"a duration such as 90s, 30m, 2h or 1d, got {text!r}")
+    return float(number) * DURATION_UNITS[unit]
+
+
+def moment(text: str) -> float:
+    """An ISO 8601 time (2026-12-07T03:10, UTC unless it says its offset), as seconds since the epoch."""
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a time such as 2026-12-07T03:10 or 2026-12-07T03:10+08:00, got {text!r}"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
 def non_negative_int(text: str) -> int:
     value = int(text)  # ValueError: argparse says "invalid non_negative_int value"
     if value < 0:
@@ -374,6 +398,16 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     return headless.accuracy(
         plan, args.dataset, target, args.limit, max_tokens, _format(args), gate.min if gate else None
     )
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    loaded, plan = _plan_for(args)
+    from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
+    out = Path(args.output) if args.output else None
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(f"-o {args.output}: no directory {out.parent}")
+    return headless.bundle(plan, loaded.path, out, args.since, args.around, args.max_mb << 20)
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
@@ -597,6 +631,30 @@ def _args_accuracy(cmd: argparse.ArgumentParser) -> None:
     _export_options(cmd)
 
 
+def _args_bundle(cmd: argparse.ArgumentParser) -> None:
+    _profile_argument(cmd)
+    when = cmd.add_mutually_exclusive_group()
+    when.add_argument(
+        "--since",
+        type=duration,
+        default=2 * 3600,
+        metavar="DURATION",
+        help="the window: the last 2h (default), 30m, 1d…",
+    )
+    when.add_argument(
+        "--around",
+        type=moment,
+        metavar="TIME",
+        help="the window: 30 minutes either side of this time (UTC unless it says)",
+    )
+    cmd.add_argument(
+        "-o", "--output", metavar="FILE", help="where to write it (default ./cpconsole-bundle-PROFILE-TIME.tar.gz)"
+    )
+    cmd.add_argument(
+        "--max-mb", type=positive_int, default=64, metavar="N", help="size cap of its pieces (default 64 MiB)"
+    )
+
+
 def _args_apply(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
     cmd.add_argument("--dry-run", action="store_true", help="only show the steps")
@@ -676,6 +734,11 @@ VERBS: dict[str, Verb] = {
     ),
     "sweep": Verb(
         cmd_sweep, "TTFT (and its prefill / hand-off split) against prompt length; kept and compared", _args_sweep
+    ),
+    "bundle": Verb(
+        cmd_bundle,
+        "one .tar.gz of an incident: logs, manifests, scripts, npu-smi, hccn, versions, plogs, alerts, a summary",
+        _args_bundle,
     ),
     "smoke": Verb(
         cmd_smoke, "health, probe path, a completion, the long-context needle; exit 0 only if all pass", _args_smoke

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import reports, results
+from .core.bundle import Archive, Window, bundle_name
 from .core.httpclient import http_client
 from .core.inventory import Listed, listed_profiles, running_of
 from .core.journal import JournalEntry
@@ -431,6 +432,9 @@ def accuracy(
     return EXIT_FAILED if failed else EXIT_OK
 
 
+AROUND_S = 30 * 60  # bundle --around: this much either side
+
+
 def _bell() -> None:
     """The terminal's bell: the one control character meant for the terminal, so it goes around
     the sanitiser every other text passes through."""
@@ -569,6 +573,30 @@ async def _confirmed(question: str, otherwise: str) -> bool:
         return False
     answer = await asyncio.to_thread(input, f"{question} [y/N] ")
     return answer.strip().lower() in ("y", "yes")
+
+
+def bundle(
+    plan: LaunchPlan, profile_file: str, out: Path | None, since_s: float, around: float | None, max_bytes: int
+) -> int:
+    """An incident bundle (docs/bundle.md): progress on stderr, its path and what failed on stdout."""
+    said = [-1]
+
+    def hear(done: int, total: int, what: str) -> None:
+        tenth = 10 * done // total
+        if tenth > said[0]:
+            said[0] = tenth
+            sys.stderr.write(f"bundle: {done}/{total} pieces read ({terminal_safe(what)})\n")
+
+    async def run() -> tuple[Path, Archive]:
+        async with Session(plan, profile_file=profile_file) as session:
+            now = session.now()
+            window = Window(around - AROUND_S, around + AROUND_S) if around is not None else Window(now - since_s, now)
+            path = out or Path(bundle_name(plan, now) + ".tar.gz")
+            return path, await session.bundle(path, window=window, max_bytes=max_bytes, progress=hear)
+
+    path, archive = asyncio.run(run())
+    sys.stdout.write(reports.bundle_text(path, archive))
+    return EXIT_OK
 
 
 def _pull_reporter() -> Callable[[PullProgress], None]:

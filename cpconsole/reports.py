@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .core.bundle import Archive
 from .core.inventory import Listed, shown_path
 from .core.journal import JournalEntry
 from .core.notify import Notification, Notifier
@@ -390,3 +391,17 @@ def containers_json(outcomes: Sequence[ContainerOutcome], checks: Sequence[Check
         {"actions": [asdict(o) for o in outcomes], "checks": [asdict(c) for c in checks]},
         indent=2,
     )
+
+
+def bundle_text(path: Path, archive: Archive) -> str:
+    """Where the bundle is, what it holds, then its summary's "What failed" and "Missing" parts."""
+    summary = archive.files["SUMMARY.md"].decode()
+    parts = {head: body for head, _, body in (p.partition("\n") for p in summary.split("\n## ")[1:])}
+    head = f"wrote {path} ({len(archive.files)} files, {path.stat().st_size >> 10} KiB)\n"
+    failed = "What failed:\n" + parts.get("What failed", "").strip() + "\n"
+    missing = (
+        f"Missing ({len(archive.missing)}, see SUMMARY.md):\n" + "\n".join(archive.missing) + "\n"
+        if archive.missing
+        else ""
+    )
+    return terminal_safe_lines(head + failed + missing)

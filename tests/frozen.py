@@ -13,9 +13,9 @@ from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.preflight import Check
 from cpconsole.core.profile import load_profile
 from cpconsole.core.remote import TailChunk
-from cpconsole.core.session import AlertRecord, Session
+from cpconsole.core.session import Session
 from cpconsole.core.smoke.history import History
-from cpconsole.core.telemetry.alerts import Alert
+from cpconsole.core.telemetry.alerts import Alert, AlertRecord
 from cpconsole.core.telemetry.npu_smi import parse_info
 from cpconsole.core.telemetry.pollers import PollResult
 from cpconsole.core.telemetry.proxy_metrics import parse_proxy_metrics

@@ -65,6 +65,7 @@ def test_every_verb_once_prints_no_warning_and_no_control_byte(tmp_path: Path) -
         ["bench", demo, "--list"],
         ["sweep", demo, "--list"],
         ["alert-test", demo],
+        ["bundle", demo, "-o", str(tmp_path / "bundle.tar.gz")],
         ["restart", demo, "decode-0", "--allow-downtime"],
         ["apply", demo, "--dry-run"],
         ["down", demo],

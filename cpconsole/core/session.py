@@ -11,11 +11,13 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from .apikey import read_api_key
+from .bundle import MAX_BYTES, Archive, Held, Progress, Redactor, Window, bundle_name, make_bundle, plan_secrets
 from .diagnosis import LogWatch
 from .hostkeys import unverified_nodes
 from .httpclient import http_client
@@ -37,18 +39,21 @@ from .profile.serving_rules import shortest_context
 from .ranks import Rank, rank_map
 from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport, scripts, transport_for
 from .remote.http_routes import NodeRoutes
+from .render import plan_json
 from .smoke.accuracy import ANSWER_TOKENS, AccuracyRun, ItemResult, answer_budget, run_accuracy, store_accuracy
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
-from .smoke.history import History, PromptRecord
+from .smoke.history import History, PromptRecord, state_dir
 from .smoke.suite import AccuracyGate, SmokeCheck, needle_checks, probe_path, run_suite
 from .smoke.sweep import SweepPoint, SweepRun, SweepSettings, run_sweep, store_sweep
 from .tasks import cancel_and_wait
-from .telemetry.alerts import Alert, AlertEngine, alert_order, hbm_limits
+from .telemetry.alerts import Alert, AlertEngine, AlertRecord, alert_order, hbm_limits
+from .telemetry.exporter import exposition
 from .telemetry.hub import Telemetry
 from .view import ServerFigures, SessionView, Snapshot
 
 T = TypeVar("T")
+BUNDLE_WINDOW_S = 2 * 3600  # an incident bundle's default window: the last two hours
 
 
 class ReadOnly(RuntimeError):
@@ -90,15 +95,6 @@ class CheckSettings:
         )
 
 
-@dataclass
-class AlertRecord:
-    """One alert's life: when it was raised and, once the condition went away, when it cleared."""
-
-    alert: Alert
-    raised_at: float
-    cleared_at: float | None = None
-
-
 class Session:
     def __init__(
         self,
@@ -111,8 +107,10 @@ class Session:
         history: History | None = None,
         checks: CheckSettings | None = None,
         via: str = "cli",
+        profile_file: str | None = None,
     ) -> None:
         self.plan = plan
+        self.profile_file = profile_file  # its text goes into incident bundles
         self.via = via  # console or cli: what the journal says the actions came from
         self.checks = checks or CheckSettings()
         self.findings = findings  # the profile's warnings, as `file:line:col: …` lines
@@ -141,6 +139,8 @@ class Session:
         self.npu_ips: dict[str, dict[int, str]] = {}  # per node, per chip: asked once, for the rank map
         self._tasks: list[asyncio.Task[None]] = []
         self._broken: list[Alert] = []  # background work of this session that died, as alerts
+        self._bundling: asyncio.Task[None] | None = None  # alerts.bundle_on's bundle under way
+        self.last_bundle: Path | None = None
         self.notifier: Notifier | None = None  # alerts reach people while the session watches (start)
         self.last_action: JournalEntry | None = None  # the journal's newest entry, whoever acted
         self.busy: str | None = None  # the intent being carried out, if any
@@ -279,6 +279,8 @@ class Session:
                 cleared.append(record.alert)
         del self.alert_history[:-keep]
         self.alerts = alerts
+        if self._tasks and _asks_bundle(self.plan.alerts.bundle_on, raised) and not self._bundling:
+            self._bundling = self._background("the incident bundle", self._auto_bundle())
         if self.notifier:
             self.notifier.offer(raised, cleared)
 
@@ -572,6 +574,73 @@ class Session:
             "applying the profile", "apply", [s.target for s in steps], lambda: self.orchestrator.apply(steps)
         )
 
+    async def bundle(
+        self,
+        out: Path,
+        *,
+        window: Window | None = None,
+        max_bytes: int = MAX_BYTES,
+        progress: Progress | None = None,
+    ) -> Archive:
+        """An incident bundle of the deployment as it is now, written to `out` (docs/bundle.md);
+        `window` (default the last two hours) bounds the plogs, the journal and the alerts."""
+        made_at = self.now()
+        window = window or Window(made_at - BUNDLE_WINDOW_S, made_at)
+        await self.orchestrator.adopt()
+        if not self._tasks:  # a verb: one round of telemetry and alerts, as `status` reads them
+            self._set_alerts(await self.alert_round())
+        try:
+            journal = await self.journal(500)
+        except (RemoteError, OSError):
+            journal = []
+        held = Held(
+            dict(self.orchestrator.views),
+            list(self.alert_history),
+            journal,
+            exposition(self.snapshot()),
+            {node: list(samples) for node, samples in self.telemetry.npu_history.items()},
+        )
+        text = self._profile_text()
+        return await make_bundle(
+            self.plan,
+            self.transports,
+            held,
+            text,
+            Redactor(plan_secrets(self.plan, self._api_key)),
+            window,
+            out,
+            made_by=self.orchestrator.operator,
+            made_at=made_at,
+            max_bytes=max_bytes,
+            progress=progress,
+        )
+
+    def _profile_text(self) -> str:
+        if self.profile_file is None:
+            return "# the profile's file was not given to this session; the plan follows\n" + plan_json(self.plan)
+        try:
+            return Path(self.profile_file).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            return f"# {self.profile_file} could not be read: {exc.strerror}\n" + plan_json(self.plan)
+
+    async def keep_bundle(self) -> Path:
+        """A bundle of now into the state directory (bundles/PROFILE/), the profile's newest
+        `alerts.bundle_keep` kept: what the console's `B` and alerts.bundle_on write."""
+        where = state_dir() / "bundles" / self.plan.profile
+        where.mkdir(parents=True, exist_ok=True)
+        out = where / (bundle_name(self.plan, self.now()) + ".tar.gz")
+        await self.bundle(out)
+        self.last_bundle = out
+        for old in sorted(where.glob("*.tar.gz"))[: -self.plan.alerts.bundle_keep]:
+            old.unlink(missing_ok=True)
+        return out
+
+    async def _auto_bundle(self) -> None:
+        try:
+            await self.keep_bundle()
+        finally:
+            self._bundling = None
+
     def snapshot(self) -> Snapshot:
         """What a metrics scrape shows: the plan, the view now, the alerts raised."""
         return Snapshot(self.plan, self.view(), tuple(self.alerts))
@@ -633,6 +702,12 @@ class Session:
         await self.orchestrator.close()
         await self.http.aclose()
         await asyncio.gather(*(t.close() for t in self.transports.values()), return_exceptions=True)
+
+
+def _asks_bundle(bundle_on: str | None, raised: Sequence[Alert]) -> bool:
+    """Whether a raised alert is grave enough for alerts.bundle_on (critical, or warning and up)."""
+    grave = {"critical": {"critical"}, "warning": {"critical", "warning"}}.get(bundle_on or "", set())
+    return any(a.severity in grave for a in raised)
 
 
 def _all_done(outcomes: list[ContainerOutcome]) -> bool:

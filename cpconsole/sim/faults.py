@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -87,3 +88,20 @@ class Fault:
         line = placed(real_line(kind), int(rank) if rank is not None else None, chips, peer)
         every = float(os.environ.get("CPCONSOLE_SIM_FAULT_EVERY_S", "2") or 2)
         return cls(kind, when == "start-up", 0.0 if when == "start-up" else float(when), line, every)
+
+
+def write_plog(line: str) -> None:
+    """The fault as CANN also records it: a line in the process's plog file,
+    $ASCEND_PROCESS_LOG_PATH/debug/plog/plog-PID_TIME.log (CANN's log directory, by default
+    $HOME/ascend/log; CANN's format `[ERROR] MODULE(PID,NAME):DATE-TIME.ms.us [file:line][tid]…`).
+    Only where ASCEND_PROCESS_LOG_PATH is set: a simulator never writes into the machine's home."""
+    base = os.environ.get("ASCEND_PROCESS_LOG_PATH")
+    if not base:
+        return
+    now = time.time()
+    folder = Path(base, "debug", "plog")
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"plog-{os.getpid()}_{time.strftime('%Y%m%d%H%M%S', time.localtime(now))}.log"
+    stamp = time.strftime("%Y-%m-%d-%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}.000"
+    with (folder / name).open("a") as plog:
+        plog.write(f"[ERROR] RUNTIME({os.getpid()},python3):{stamp} [sim][{os.getpid()}]{line}\n")

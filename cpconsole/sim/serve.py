@@ -34,7 +34,7 @@ from . import libs, nodestate
 from .args import VERSION, ServeArgs, ServeArgumentError, build_parser, parse
 from .dist import Rendezvous
 from .engine import HBM_MB, Engine, KvBudget
-from .faults import Fault
+from .faults import Fault, write_plog
 from .metrics import VllmMetrics
 from .server import Faults, SimServer
 from .vlog import VllmLog
@@ -102,6 +102,7 @@ async def _replay(fault: Fault, log: VllmLog, on_fatal: Callable[[str], None]) -
     await asyncio.sleep(fault.after_s)
     while True:
         log.write(fault.line + "\n")
+        write_plog(fault.line)
         if not fault.recurring:
             on_fatal(f"{fault.kind} (CPCONSOLE_SIM_FAULT)")
             return
@@ -214,6 +215,7 @@ async def _serve(args: ServeArgs, log: VllmLog) -> int:
     started = time.monotonic()
     await _load(log, args, startup * 0.6, worker)
     if fault is not None and fault.at_startup:
+        write_plog(fault.line)
         return _fail(log, [fault.line])
     budget = KvBudget.of(args)
     log.worker(worker, "model_runner_v1.py:2396", f"Loading model weights took {budget.weights_gb:.4f} GB")

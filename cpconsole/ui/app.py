@@ -81,6 +81,7 @@ class ConsoleApp(App[int]):
         Binding(DEFAULT_KEYS["down"], "down", "Down", id="down"),
         Binding(DEFAULT_KEYS["restart"], "restart", "Restart", id="restart"),
         Binding(DEFAULT_KEYS["apply"], "apply", "Apply", show=False, id="apply"),
+        Binding(DEFAULT_KEYS["bundle"], "bundle", "Bundle", show=False, id="bundle"),
         Binding(DEFAULT_KEYS["back"], "show('board')", "Back", show=False, id="back"),
         Binding(DEFAULT_KEYS["quit"], "quit", "Quit", id="quit"),
     ]
@@ -296,6 +297,16 @@ class ConsoleApp(App[int]):
         if why:
             question += f"\nThe service is interrupted: {why}."
         self.push_screen(ConfirmScreen(question, "Restart"), answered)
+
+    def action_bundle(self) -> None:
+        """An incident bundle of now (docs/bundle.md), written beside the earlier ones."""
+
+        async def write() -> None:
+            self.notify("writing an incident bundle …")
+            path = await self.session.keep_bundle()
+            self.notify(f"incident bundle written: {path}", timeout=30)
+
+        self.work(write(), group="bundle", exclusive=True)
 
     def action_apply(self) -> None:
         """What the edited profile asks of what runs, shown and asked; then taken step by step."""

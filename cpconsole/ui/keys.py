@@ -29,6 +29,7 @@ DEFAULT_KEYS: Mapping[str, str] = {
     "down": "D",
     "restart": "r",
     "apply": "a",
+    "bundle": "B",
     "back": "escape",
     "quit": "q",
 }

@@ -10,6 +10,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 from ..diagnosis.explain import FailureCause
@@ -34,13 +35,19 @@ class ProcessView:
     leftovers: int = 0  # processes of its group still alive after its leader ended
     foreign: str = ""  # started by another profile (its run key) in this one's run directory
 
+    @property
+    def started_epoch(self) -> float | None:
+        """started_at (its manifest's ISO 8601 time, with its offset) in seconds since the epoch."""
+        try:
+            when = datetime.fromisoformat(self.started_at) if self.started_at else None
+        except ValueError:
+            return None
+        return None if when is None else (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
     def uptime(self, now: float | None = None) -> str:
         """How long it has run, e.g. 0m07s, 12m or 2h05m; "-" when it does not run."""
-        if self.state in NOT_RUNNING or not self.started_at:
-            return "-"
-        try:
-            started = time.mktime(time.strptime(self.started_at[:19], "%Y-%m-%dT%H:%M:%S"))
-        except ValueError:
+        started = self.started_epoch
+        if self.state in NOT_RUNNING or started is None:
             return "-"
         seconds = int(max(0.0, (now or time.time()) - started))
         # seconds only in the first minute (a fresh start): after that a board at rest stays still

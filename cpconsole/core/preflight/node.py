@@ -91,6 +91,11 @@ def python_of(node: NodePlan, server: ProcessPlan) -> str:
     )
 
 
+def version_script(node: NodePlan, server: ProcessPlan) -> str:
+    """sh printing VERSION_PROBE's lines, run where and as the server starts."""
+    return in_place(server, python_of(node, server) + f'\nexec "$@" -c {shlex.quote(VERSION_PROBE)}\n')
+
+
 async def _running_here(plan: LaunchPlan, node: NodePlan, transport: Transport, timeout: float) -> set[str]:
     """This profile's processes already running on the node (from their run directories): their
     ports and chips are taken by themselves."""
@@ -241,7 +246,7 @@ async def _versions(
     node: NodePlan, server: ProcessPlan, transport: Transport, facts: NodeFacts, timeout: float
 ) -> list[Check]:
     out: list[Check] = []
-    script = in_place(server, python_of(node, server) + f'\nexec "$@" -c {shlex.quote(VERSION_PROBE)}\n')
+    script = version_script(node, server)
     try:
         result = await transport.run(script, timeout=timeout)
     except RemoteError as exc:

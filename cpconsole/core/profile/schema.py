@@ -351,6 +351,10 @@ class Alerts(Strict):
         default=True, description="a known failure in a running process's log (docs/failures.md) raises an alert"
     )
     error_lines_clear_s: float = Field(default=120, gt=0, description="… until its lines stop for this long")
+    bundle_on: Literal["critical", "warning"] | None = Field(
+        default=None, description="the console writes an incident bundle when an alert this grave is raised"
+    )
+    bundle_keep: int = Field(default=5, ge=1, description="… keeping this many of the profile's newest")
 
 
 URL_RE = r"^https?://[^\s/?#]+[^\s]*$"

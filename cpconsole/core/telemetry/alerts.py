@@ -45,6 +45,15 @@ class Alert:
     last_seen: float | None = None
 
 
+@dataclass
+class AlertRecord:
+    """One alert's life: when it was raised and, once the condition went away, when it cleared."""
+
+    alert: Alert
+    raised_at: float
+    cleared_at: float | None = None
+
+
 def alert_order(alert: Alert) -> tuple[bool, str, str]:
     """Critical first, then by source and key: a list that does not reshuffle between rounds."""
     return (alert.severity != "critical", alert.source, alert.key)

@@ -28,15 +28,6 @@ from ..view import Snapshot
 HEALTHY = "OK"  # npu-smi's word for a healthy chip (npu_chip_info_health_status 1)
 
 
-def _seconds(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    try:
-        return time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return None
-
-
 class ViewCollector(Collector):
     """A prometheus_client collector over the session's view, read at each scrape."""
 
@@ -123,7 +114,7 @@ class ViewCollector(Collector):
             key = [shot.plan.profile, proc.name, proc.role, proc.node]
             for name in sorted(STATES):
                 state.add_metric([*key, name], 1.0 if view.state == name else 0.0)
-            started = _seconds(view.started_at)
+            started = view.started_epoch
             if started is not None:
                 since.add_metric(key, started)
             if view.health_ms is not None:
@@ -196,11 +187,21 @@ class ViewCollector(Collector):
         yield alerts
 
 
+def _registry(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ViewCollector(snapshot))
+    return registry
+
+
+def exposition(snapshot: Snapshot) -> str:
+    """One snapshot as the Prometheus text a scrape would get (what an incident bundle keeps)."""
+    return generate_latest(_registry(lambda: snapshot)).decode()
+
+
 def metrics_app(snapshot: Callable[[], Snapshot], token: str | None = None) -> Starlette:
     """GET /metrics: the view as Prometheus text (prometheus_client builds it); 401 without the
     token when one is set; nothing else is served."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ViewCollector(snapshot))
+    registry = _registry(snapshot)
 
     async def metrics(request: Request) -> Response:
         if token:
