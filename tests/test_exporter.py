@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cpconsole.core.orchestrate import ProcessView
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile_text
+from cpconsole.core.ranks import rank_map
 from cpconsole.core.telemetry.exporter import ViewCollector
 from cpconsole.core.telemetry.npu_smi import parse_info
 from cpconsole.core.telemetry.pollers import PollResult
@@ -60,6 +61,11 @@ def check_dashboard(scraped: dict[str, list[tuple[dict[str, str], float]]]) -> N
     profiles = {labels["profile"] for labels, _ in scraped["cpconsole_deployment_info"]}
     nodes = {labels["node"] for labels, _ in scraped["machine_npu_nums"] if labels["profile"] in profiles}
     assert profiles == {"demo"} and nodes == {"prefill-a", "prefill-b", "decode-a"}
+
+
+def restarts_of(scraped: dict[str, list[tuple[dict[str, str], float]]], process: str) -> float:
+    (count,) = [v for labels, v in scraped["cpconsole_process_restarts_total"] if labels["process"] == process]
+    return count
 
 
 def state_of(scraped: dict[str, list[tuple[dict[str, str], float]]], process: str) -> str:
@@ -112,6 +118,9 @@ async def test_watch_serves_the_consoles_view_to_prometheus(tmp_path: Path) -> N
             assert {labels["profile"] for family in scraped.values() for labels, _ in family} == {"demo"}
             assert scraped["machine_npu_nums"][0][1] == 16
             assert state_of(scraped, "decode-0") == "ready"
+            ranks = scraped["cpconsole_rank_state"]  # one series a rank, its state a label
+            assert len(ranks) == 48 and {labels["state"] for labels, _ in ranks} == {"ready"}
+            assert {(labels["node"], labels["rank"], labels["id"]) for labels, _ in ranks} >= {("prefill-b", "20", "4")}
             check_dashboard(scraped)
             assert {labels["source"] for labels, _ in scraped["cpconsole_source_up"]} >= {"npu-smi"}
             await c.node.stop(c.handles["decode-0"], grace=3)  # the next scrapes see it go
@@ -121,6 +130,15 @@ async def test_watch_serves_the_consoles_view_to_prometheus(tmp_path: Path) -> N
                     break
                 await asyncio.sleep(0.1)
             assert state_of(scraped, "decode-0") in ("exited", "failed", "stopped")
+            down = {labels["state"] for labels, _ in scraped["cpconsole_rank_state"] if labels["instance"] == "decode"}
+            assert down and "ready" not in down  # its ranks went with it
+            await c.start("decode-0")  # a new run: counted as a restart once the session sees it
+            for _ in range(300):
+                scraped = families((await http.get(url, headers=auth)).text)
+                if restarts_of(scraped, "decode-0") == 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert restarts_of(scraped, "decode-0") == 1 and restarts_of(scraped, "prefill-0") == 0
         watch.send_signal(signal.SIGTERM)
         out, err = watch.communicate(timeout=60)
         assert watch.returncode == 0, err
@@ -141,12 +159,16 @@ def test_sixteen_nodes_make_a_bounded_number_of_series() -> None:
     npu = {node.name: PollResult("npu-smi", A3, now, None, now) for node in plan.nodes}
     views = {p.name: ProcessView(p.name, state="ready") for p in plan.processes}
     view = SessionView(now=now, processes=views, npu=npu, npu_history={}, servers={})
-    collected = list(ViewCollector(lambda: Snapshot(plan, view, ())).collect())
+    ranks = rank_map(plan, views, [], {})
+    collected = list(ViewCollector(lambda: Snapshot(plan, view, (), ranks)).collect())
     series = sum(len(family.samples) for family in collected)
     chips = 16 * len(A3.chips)
-    assert series <= 6 * chips + 16 * 3 + 10 * len(plan.processes) + 10  # per chip, per node, per process
+    assert (
+        len(ranks) == 48 and series <= 7 * chips + 16 * 3 + 12 * len(plan.processes) + 10
+    )  # per chip (or rank), per node, per process
     labels = {key for family in collected for sample in family.samples for key in sample.labels}
     allowed = {"profile", "id", "node", "host", "process", "role", "state", "source", "kind", "metric", "quantile"}
+    allowed |= {"instance", "rank"}
     assert labels <= allowed | {"part", "digest", "run_key"}
 
 

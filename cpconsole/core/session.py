@@ -136,6 +136,7 @@ class Session:
         self.log_watch = LogWatch(plan, plan.alerts.error_lines_clear_s)
         self._log_read: dict[str, tuple[LogStore, int]] = {}  # per process: the store read and the next line
         self._runs: dict[str, int | None] = {}  # per running process: the pid telemetry's figures are of
+        self.restarts: dict[str, int] = {}  # per process: runs after the first this session saw
         self.npu_ips: dict[str, dict[int, str]] = {}  # per node, per chip: asked once, for the rank map
         self._tasks: list[asyncio.Task[None]] = []
         self._broken: list[Alert] = []  # background work of this session that died, as alerts
@@ -203,6 +204,8 @@ class Session:
             running = [n for n, v in views.items() if v.state in UP_STATES]
             for name in running:
                 if self._runs.get(name) != views[name].pid:  # a new run: nothing of the old one holds
+                    if self._runs.get(name) is not None:
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
                     self._runs[name] = views[name].pid
                     self.telemetry.new_run(name)
             ready = [n for n, v in views.items() if v.state in SERVING]
@@ -643,7 +646,7 @@ class Session:
 
     def snapshot(self) -> Snapshot:
         """What a metrics scrape shows: the plan, the view now, the alerts raised."""
-        return Snapshot(self.plan, self.view(), tuple(self.alerts))
+        return Snapshot(self.plan, self.view(), tuple(self.alerts), self.rank_map(), dict(self.restarts))
 
     def view(self) -> SessionView:
         """What to show, frozen now."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from .orchestrate import ProcessView
 from .plan import LaunchPlan
+from .ranks import Rank
 from .telemetry.alerts import Alert
 from .telemetry.hub import NpuSample
 from .telemetry.npu_smi import NpuSmiInfo
@@ -123,3 +124,5 @@ class Snapshot:
     plan: LaunchPlan
     view: SessionView
     alerts: Sequence[Alert]
+    ranks: Sequence[Rank] = ()  # every rank with its state (the rank map)
+    restarts: Mapping[str, int] = field(default_factory=dict)  # per process: new runs seen while watching

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -107,6 +107,9 @@ class ViewCollector(Collector):
             "cpconsole_process_health_seconds", "Its last /health answer's latency", labels=labels
         )
         failure = InfoMetricFamily("cpconsole_process_failure", "The kind of its last failure's cause", labels=labels)
+        restarts = CounterMetricFamily(
+            "cpconsole_process_restarts", "Runs after the first this exporter's session saw", labels=labels
+        )
         for proc in shot.plan.processes:
             view = shot.view.processes.get(proc.name)
             if view is None:
@@ -121,7 +124,18 @@ class ViewCollector(Collector):
                 health.add_metric(key, view.health_ms / 1000)
             if view.cause is not None:
                 failure.add_metric(key, {"kind": view.cause.kind})
-        yield from (state, since, health, failure)
+            restarts.add_metric(key, float(shot.restarts.get(proc.name, 0)))
+        yield from (state, since, health, failure, restarts)
+        ranks = GaugeMetricFamily(
+            "cpconsole_rank_state",
+            "1 per rank, its state in the label (planned, stopped, joining, loading, ready, failed, down)",
+            labels=["profile", "instance", "rank", "node", "id", "state"],
+        )
+        for rank in shot.ranks:
+            ranks.add_metric(
+                [shot.plan.profile, rank.instance, str(rank.rank), rank.node, str(rank.device), rank.state], 1.0
+            )
+        yield ranks
 
     def _servers(self, shot: Snapshot, age: GaugeMetricFamily, up: GaugeMetricFamily) -> Iterator[Metric]:
         labels = ["profile", "process", "role", "node"]
