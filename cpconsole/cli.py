@@ -375,17 +375,33 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     loaded, plan = _plan_for(args)
     from .core.profile.serving_rules import shortest_context
     from .core.smoke.accuracy import PROMPT_ROOM, answer_budget, datasets, load_accuracy
+    from .core.smoke.aisbench import DATASETS as AISBENCH_DATASETS
+    from .core.smoke.aisbench import answer_room
     from .results import accuracy_report
 
+    args.dataset = args.dataset or ("aime2024" if args.aisbench else "gsm8k")
     gate = loaded.profile.accuracy.get(args.dataset)
     if args.list:
         sys.stdout.write(accuracy_report(load_accuracy(plan.profile), _format(args), gate.min if gate else None))
         return EXIT_OK
+    room = shortest_context(loaded.profile)
+    if args.aisbench:
+        if args.dataset not in AISBENCH_DATASETS:
+            known = did_you_mean(args.dataset, list(AISBENCH_DATASETS), "AISBench's are")
+            raise UsageError(f"--dataset: {args.dataset!r} is not one cpconsole runs AISBench on ({known})")
+        max_out_len = args.max_tokens or answer_room(room)
+        if room is not None and max_out_len + PROMPT_ROOM > room:
+            raise UsageError(f"--max-tokens {max_out_len} and a question do not fit max_model_len {room}")
+        from . import headless  # the orchestrator, SSH, HTTP: only for the verbs that touch nodes
+
+        target = _http_target(plan, args.target)
+        return headless.aisbench(
+            plan, args.dataset, target, args.limit, max_out_len, _format(args), gate.min if gate else None
+        )
     if args.dataset not in datasets():
         raise UsageError(
             f"--dataset: no built-in dataset {args.dataset!r} ({did_you_mean(args.dataset, datasets(), 'there are')})"
         )
-    room = shortest_context(loaded.profile)
     max_tokens = args.max_tokens or answer_budget(room)
     if room is not None and max_tokens + PROMPT_ROOM > room:
         raise UsageError(
@@ -618,7 +634,14 @@ def _args_sweep(cmd: argparse.ArgumentParser) -> None:
 
 def _args_accuracy(cmd: argparse.ArgumentParser) -> None:
     _profile_argument(cmd)
-    cmd.add_argument("--dataset", default="gsm8k", metavar="NAME", help="a built-in dataset (default gsm8k)")
+    cmd.add_argument(
+        "--dataset", metavar="NAME", help="a built-in dataset (default gsm8k), or AISBench's (default aime2024)"
+    )
+    cmd.add_argument(
+        "--aisbench",
+        action="store_true",
+        help="run AISBench where the API server runs, as the guide does (aime2024, gsm8k, math500, gpqa, ceval, mmlu)",
+    )
     cmd.add_argument("--limit", type=positive_int, metavar="N", help="its first N items (default: all it ships)")
     _target_option(cmd)
     cmd.add_argument(

@@ -39,6 +39,7 @@ from .core.remote.logstore import Lines
 from .core.safetext import terminal_safe
 from .core.session import CheckSettings, Session
 from .core.smoke.accuracy import AccuracyRun, ItemResult, load_accuracy
+from .core.smoke.aisbench import Missing
 from .core.smoke.bench import BenchRun, BenchSettings, load_runs, stored_path
 from .core.smoke.suite import SmokeCheck
 from .core.smoke.sweep import SweepPoint, SweepRun, SweepSettings, load_sweeps, short_length
@@ -426,6 +427,37 @@ def accuracy(
             )
 
     done = asyncio.run(run())
+    return _accuracy_done(plan, done, fmt, gate)
+
+
+def aisbench(
+    plan: LaunchPlan, dataset: str, target: str, limit: int | None, max_out_len: int, fmt: Format, gate: float | None
+) -> int:
+    """AISBench where the API server runs: its output on stderr as it comes, then the report.
+    Exit 1 as the built-in check; 3 when AISBench or its dataset is not there (nothing started)."""
+
+    async def run() -> AccuracyRun:
+        async with Session(plan) as session:
+            return await session.aisbench(
+                lambda line: print(terminal_safe(line), file=sys.stderr, flush=True),
+                dataset=dataset,
+                target=target,
+                limit=limit,
+                max_out_len=max_out_len,
+            )
+
+    try:
+        done = asyncio.run(run())
+    except Missing as exc:
+        print(f"cpconsole: accuracy: {exc}; nothing was started", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except RemoteError as exc:
+        print(f"cpconsole: accuracy: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return _accuracy_done(plan, done, fmt, gate)
+
+
+def _accuracy_done(plan: LaunchPlan, done: AccuracyRun, fmt: Format, gate: float | None) -> int:
     stored = [r for r in load_accuracy(plan.profile) if r.started != done.started]
     sys.stdout.write(results.accuracy_report([*stored, done], fmt, gate))  # this run even where it could not be kept
     failed = any(i.error for i in done.items) or (gate is not None and done.accuracy < gate)

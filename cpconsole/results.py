@@ -205,12 +205,13 @@ def accuracy_rows(runs: Sequence[AccuracyRun]) -> list[list[str]]:
     newest first, then the guide's figure where the dataset has one."""
     run = runs[-1]
     same = [r for r in runs if r.dataset == run.dataset][-(EARLIER + 1) :]
-    rows = [["run", "profile@", "dataset", "samples", "accuracy", "through", ""]]
+    rows = [["run", "profile@", "dataset", "samples", "accuracy", "tool", "through", ""]]
     for r in reversed(same):
         mark = "← newest" if r is run else ""
-        rows.append([r.started, r.digest[:12], r.dataset, str(r.samples), f"{r.accuracy:.2f} %", r.target, mark])
+        score = f"{r.accuracy:.2f} %"
+        rows.append([r.started, r.digest[:12], r.dataset, str(r.samples), score, r.tool, r.target, mark])
     if run.reference is not None:
-        rows.append(["the guide", "", run.dataset, "", f"{run.reference:.2f} %", "AISBench", "DeepSeek-V3.1-w8a8"])
+        rows.append(["the guide", "", run.dataset, "", f"{run.reference:.2f} %", "aisbench", "", "DeepSeek-V3.1-w8a8"])
     return rows
 
 

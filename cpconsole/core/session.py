@@ -41,6 +41,7 @@ from .remote import LogStore, RemoteError, RunResult, ShellTransport, Transport,
 from .remote.http_routes import NodeRoutes
 from .render import plan_json
 from .smoke.accuracy import ANSWER_TOKENS, AccuracyRun, ItemResult, answer_budget, run_accuracy, store_accuracy
+from .smoke.aisbench import run_aisbench
 from .smoke.bench import BenchRun, BenchSettings, run_bench, server_process, store_run
 from .smoke.client import stream_request
 from .smoke.history import History, PromptRecord, state_dir
@@ -435,6 +436,39 @@ class Session:
             return done
 
         return await self.journaled(f"accuracy {dataset}", (target,), run(), ok=lambda done: bool(done.samples))
+
+    async def aisbench(
+        self, on_line: Callable[[str], object], *, dataset: str, target: str, limit: int | None, max_out_len: int
+    ) -> AccuracyRun:
+        """AISBench (the guide's accuracy tool) where the API server runs, against `target`, its
+        output line by line to `on_line`; the run is stored beside the built-in check's. Missing
+        when AISBench or the dataset is not there (nothing started)."""
+        if self.read_only:
+            raise ReadOnly("read-only session: accuracy is off")
+        transport = self.transports[server_process(self.plan).node]
+        if not isinstance(transport, ShellTransport):
+            raise RemoteError(transport.node, "this transport cannot stream a command")
+
+        async def run() -> AccuracyRun:
+            async for item in run_aisbench(
+                self.plan,
+                transport,
+                dataset=dataset,
+                target=target,
+                limit=limit,
+                max_out_len=max_out_len,
+                api_key=self._api_key,
+            ):
+                if isinstance(item, AccuracyRun):
+                    with contextlib.suppress(OSError):
+                        store_accuracy(item)
+                    return item
+                on_line(item)
+            raise RemoteError(transport.node, "AISBench ended without a result")
+
+        return await self.journaled(
+            f"accuracy {dataset} (AISBench)", (target,), run(), ok=lambda done: bool(done.samples)
+        )
 
     async def _intent(
         self, label: str, verb: str, targets: Sequence[str], action: Callable[[], Awaitable[bool]]

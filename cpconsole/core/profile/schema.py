@@ -161,7 +161,7 @@ class Tools(Strict):
     """How to run the node tools cpconsole reads (a sim node: [cpconsole-sim, npu-smi]). A tool
     through sudo runs with -n (it never waits on a password prompt)."""
 
-    @field_validator("npu_smi", "hccn_tool", "hccn_conf", "python", "docker", mode="after")
+    @field_validator("npu_smi", "hccn_tool", "hccn_conf", "python", "docker", "ais_bench", mode="after")
     @classmethod
     def _sudo_never_prompts(cls, argv: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return _never_prompts(argv)
@@ -174,6 +174,8 @@ class Tools(Strict):
     python: Argv | None = None
     # the container CLI for processes with a `container` (docker's commands: e.g. [sudo, docker], [isula])
     docker: Argv = ("docker",)
+    # AISBench's CLI where vLLM runs (`cpconsole accuracy --aisbench`)
+    ais_bench: Argv = ("ais_bench",)
 
 
 class Defaults(Strict):

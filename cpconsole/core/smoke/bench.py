@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import posixpath
-import re
 import shlex
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..remote.launch import run_dir
 from ..remote.scripts import enter_own, hand_key
 from ..render import KEY_FILE, in_place
 from . import store
+from .streamed import Marked, lines_then_marked
 
 
 @dataclass(frozen=True)
@@ -168,24 +168,12 @@ async def run_bench(
         handed = await transport.run(hand_key(bench_dir(plan), KEY_FILE), input=api_key.encode(), timeout=20)
         if not handed.ok:
             raise RemoteError(transport.node, f"cannot hand the bench the API key: {handed.text().strip()[-200:]}")
-    stream = await transport.open_stream(script)
-    partial, result = b"", None
-    try:
-        while chunk := await stream.read():
-            if result is not None:
-                result += chunk
-                continue
-            partial += chunk
-            *lines, partial = re.split(rb"\r?\n|\r", partial)
-            for index, line in enumerate(lines):
-                if line == RESULT_MARK.encode():  # the rest is the result
-                    result = b"\n".join(lines[index + 1 :]) + b"\n" + partial
-                    break
-                yield line.decode("utf-8", "replace")
-    finally:
-        await stream.close()
-    if result is None and partial:
-        yield partial.decode("utf-8", "replace")
+    result = None
+    async for item in lines_then_marked(transport, script, RESULT_MARK):
+        if isinstance(item, Marked):
+            result = item.after
+        else:
+            yield item
     try:
         data = json.loads(result or b"")
     except ValueError as exc:
