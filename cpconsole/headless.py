@@ -39,7 +39,7 @@ from .core.remote.logstore import Lines
 from .core.safetext import terminal_safe
 from .core.session import CheckSettings, Session
 from .core.smoke.accuracy import AccuracyRun, ItemResult, load_accuracy
-from .core.smoke.aisbench import Missing
+from .core.smoke.aisbench import NotStarted
 from .core.smoke.bench import BenchRun, BenchSettings, load_runs, stored_path
 from .core.smoke.suite import SmokeCheck
 from .core.smoke.sweep import SweepPoint, SweepRun, SweepSettings, load_sweeps, short_length
@@ -448,7 +448,7 @@ def aisbench(
 
     try:
         done = asyncio.run(run())
-    except Missing as exc:
+    except NotStarted as exc:
         print(f"cpconsole: accuracy: {exc}; nothing was started", file=sys.stderr)
         return EXIT_UNREACHABLE
     except RemoteError as exc:

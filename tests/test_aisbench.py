@@ -10,9 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cpconsole.core.plan import build_plan
+from cpconsole.core.profile import load_profile
 from cpconsole.core.smoke.accuracy import load_items
+from cpconsole.core.smoke.aisbench import KEY_LINE, model_config
 
 from .aisbench_standin import gsm8k_layout, install
+from .aisbench_standin.ais_bench.benchmark.cli.main import lazy_problem
+from .conftest import PROFILES
 from .simcluster import demo_text
 from .test_orchestrate import cpconsole
 
@@ -56,11 +61,12 @@ def test_aisbench_runs_where_vllm_runs_and_its_result_files_are_the_score(tmp_pa
     assert [item["id"] for item in report["items"]] == ["gsm8k-0", "gsm8k-1", "gsm8k-2"]
     assert report["items"][0]["expected"] == load_items("gsm8k", 1)[0].answer
     assert report["items"][0]["text"]  # the model's whole answer, as AISBench recorded it
-    # where it ran: the model config it was given, its outputs; the dumped config (the key in it) gone
+    # where it ran: its outputs stay; the model config and the one AISBench dumped (the key in both) do not
     (work,) = Path(tmp_path, "run").glob("*/aisbench/*")
-    config = (work / "models" / "cpconsole_model.py").read_text()
-    assert "model='deepseek_v3'" in config and "max_out_len=" in config and KEY not in config
-    assert list(work.glob("out/*/results/cpconsole/gsm8k.json")) and not list(work.glob("out/*/configs"))
+    (result,) = work.glob("out/*/results/cpconsole/gsm8k.json")
+    assert report["accuracy"] == round(json.loads(result.read_text())["accuracy"], 2)  # AISBench's own score
+    assert not list(work.glob("out/*/configs"))
+    assert not (work / "models" / "cpconsole_model.py").exists()
     assert not any(KEY.encode() in f.read_bytes() for f in work.rglob("*") if f.is_file())
     listed = cpconsole("accuracy", profile, "--list", "--dataset", "gsm8k")
     assert "aisbench" in listed.stdout and "proxy" in listed.stdout
@@ -80,3 +86,14 @@ def test_without_aisbench_or_its_dataset_nothing_starts_and_the_step_is_said(tmp
     assert no_tool.returncode == 3 and "pip install ais-bench-benchmark" in no_tool.stderr, no_tool.stderr
     misuse = cpconsole("accuracy", profile, "--aisbench", "--dataset", "gsm9k")
     assert misuse.returncode == 2 and "did you mean 'gsm8k'" in misuse.stderr, misuse.stderr
+
+
+def test_the_model_config_is_the_profiles_and_keeps_to_mmengines_lazy_import_rule() -> None:
+    """The config imports AISBench, so mmengine parses it lazily: nothing imported may be called
+    (an os.environ.get for the key would raise), the key is a literal the script writes in."""
+    plan = build_plan(load_profile(PROFILES / "demo.yaml"))
+    config = model_config(plan, plan.process("proxy"), 4096)
+    assert "model='deepseek_v3'" in config and "host_port=8005" in config and "max_out_len=4096" in config
+    assert "host_ip='127.0.0.11'" in config and KEY_LINE in config
+    assert lazy_problem(config.replace(KEY_LINE, "        api_key='k',\n")) == ""
+    assert lazy_problem("import os\n" + config.replace(KEY_LINE, "        api_key=os.environ.get('K'),\n"))

@@ -26,11 +26,12 @@ def install(root: Path) -> Path:
 
 
 def gsm8k_layout(cache: Path, items: list[tuple[str, str]]) -> None:
-    """GSM8K as AISBench reads it (its README: gsm8k.zip unpacked in ais_bench/datasets): test.jsonl,
-    each answer's last line `#### N`."""
+    """GSM8K as AISBench reads it (its README: gsm8k.zip unpacked in ais_bench/datasets): train.jsonl
+    and test.jsonl, each answer's last line `#### N` (the items as both splits: only test is asked)."""
     import json
 
     folder = cache / "ais_bench" / "datasets" / "gsm8k"
     folder.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"question": q, "answer": f"reasoning\n#### {a}"}) for q, a in items]
-    (folder / "test.jsonl").write_text("\n".join(lines) + "\n")
+    for split in ("train", "test"):
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")

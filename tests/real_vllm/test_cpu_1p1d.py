@@ -257,6 +257,29 @@ def test_the_built_in_accuracy_check_runs_through_real_vllm(deployment: tuple[Pa
     assert all(item["error"] is None and item["text"] for item in run["items"])
 
 
+def test_aisbench_runs_for_real_through_the_proxy(deployment: tuple[Path, LaunchPlan]) -> None:
+    # AISBench 3.1 itself (scripts/setup-vllm's venv, its gsm8k laid out as its README says): the
+    # model config cpconsole writes, its run against the proxy, its result files read back
+    profile, _ = deployment
+    env = {**os.environ, "XDG_STATE_HOME": str(profile.parent / "state")}
+    words = ["accuracy", str(profile), "--aisbench", "--dataset", "gsm8k", "--limit", "3", "--max-tokens", "16"]
+    done = subprocess.run(
+        [sys.executable, "-m", "cpconsole", *words, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+    assert "write csv to " in done.stderr  # AISBench's own summary line, streamed as it ran
+    run = json.loads(done.stdout)
+    assert (run["tool"], run["dataset"], run["samples"], run["target"]) == ("aisbench", "gsm8k", 3, "proxy")
+    assert all(item["text"] and item["expected"] for item in run["items"])
+    (result,) = Path(profile.parent, "run").glob("*/aisbench/*/out/*/results/cpconsole/gsm8k.json")
+    assert run["accuracy"] == round(json.loads(result.read_text())["accuracy"], 2)
+    assert not list(Path(profile.parent, "run").glob("*/aisbench/*/out/*/configs"))
+
+
 def bench(profile: Path, *args: str) -> dict[str, Any]:
     env = {**os.environ, "XDG_STATE_HOME": str(profile.parent / "state")}
     done = subprocess.run(

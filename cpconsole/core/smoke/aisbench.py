@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import shlex
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ INSTALL = "pip install ais-bench-benchmark (where vLLM runs: in its container wh
 OPENCOMPASS = "http://opencompass.oss-cn-shanghai.aliyuncs.com/datasets/data"
 RESULT_MARK = "@cpconsole-aisbench-result"
 MISSING_MARK = "@cpconsole-aisbench-missing"
+QUOTABLE = re.compile(r"[^'\\\x00-\x1f\x7f]+")  # a key that goes between '…' in a Python file as it is
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,14 @@ def answer_room(shortest_context: int | None) -> int:
     return max(1, min(AISBENCH_OUT, shortest_context - PROMPT_ROOM))
 
 
+KEY_LINE = "        api_key=__KEY__,\n"  # the one line the script writes at run time, from $OPENAI_API_KEY
+
+
 def model_config(plan: LaunchPlan, target: ProcessPlan, max_out_len: int) -> str:
-    """AISBench's vllm_api_general_chat (configs/models/vllm_api/) pointed at the target; the API key
-    comes from $OPENAI_API_KEY of the run, never written here."""
+    """AISBench's vllm_api_general_chat (configs/models/vllm_api/) pointed at the target, with
+    KEY_LINE where the key goes. The key cannot come from the environment when AISBench reads the
+    file: a config that imports AISBench is parsed in mmengine's lazy-import mode, where calling
+    anything imported (os.environ.get) raises (mmengine/config/lazy.py, LazyObject.__call__)."""
     fields = {
         "attr": "service",
         "abbr": MODEL_ABBR,
@@ -101,12 +108,10 @@ def model_config(plan: LaunchPlan, target: ProcessPlan, max_out_len: int) -> str
     }
     written = "".join(f"        {name}={value!r},\n" for name, value in fields.items())
     return (
-        "import os\n"
         "from ais_bench.benchmark.models import VLLMCustomAPIChat\n"
         "from ais_bench.benchmark.utils.postprocess.model_postprocessors import extract_non_reasoning_content\n\n"
         "models = [\n    dict(\n        type=VLLMCustomAPIChat,\n"
-        f"{written}"
-        '        api_key=os.environ.get("OPENAI_API_KEY", ""),\n'
+        f"{written}{KEY_LINE}"
         "        generation_kwargs=dict(temperature=0.01, ignore_eos=False),\n"
         "        pred_postprocessor=dict(type=extract_non_reasoning_content),\n    )\n]\n"
     )
@@ -139,7 +144,7 @@ def aisbench_script(
     """The sh that runs AISBench where the API server runs and prints, after RESULT_MARK, each
     result file as `NAME SIZE` and its bytes, then `status CODE`. A missing ais_bench or dataset
     prints MISSING_MARK and what, and starts nothing. The model config AISBench dumps into its
-    work directory holds the key: it is deleted however the run ends."""
+    work directory holds the key, as the model config must: both are deleted however the run ends."""
     server, chosen = server_process(plan), DATASETS[dataset]
     tool = node.tools.ais_bench
     argv = [
@@ -158,19 +163,24 @@ def aisbench_script(
         *(["--num-prompts", str(limit)] if limit else []),
     ]
     work = f"/tmp/cpconsole-{plan.run_key}-aisbench/{stamp}" if server.container else f"$PWD/{stamp}"
-    config = model_config(plan, plan.process(target), max_out_len)
+    head, tail = model_config(plan, plan.process(target), max_out_len).split(KEY_LINE)
     body = f"""command -v {shlex.quote(tool[0])} >/dev/null 2>&1 || {{ echo {MISSING_MARK} tool; exit 0; }}
 set -- $(sed -n '1s/^#! *//p' "$(command -v {shlex.quote(tool[0])})")
 root=$("$@" -c {shlex.quote(_DATA_ROOT)}) || {{ echo {MISSING_MARK} tool; exit 0; }}
 [ -e "$root"/{shlex.quote(chosen.path)} ] || {{ echo {MISSING_MARK} data "$root"/{shlex.quote(chosen.path)}; exit 0; }}
 work="{work}"
+umask 077
 mkdir -p "$work/models" && cd "$work" || exit 97
-trap 'rm -rf "$work"/out/*/configs' EXIT
+forget='rm -f "$work"/models/{MODEL}.py; rm -rf "$work"/out/*/configs'
+trap "$forget" EXIT
 cat > models/{MODEL}.py <<'CPCONSOLE_CONFIG'
-{config}CPCONSOLE_CONFIG
+{head}CPCONSOLE_CONFIG
+printf "        api_key='%s',\\n" "${{OPENAI_API_KEY:-}}" >> models/{MODEL}.py
+cat >> models/{MODEL}.py <<'CPCONSOLE_CONFIG'
+{tail}CPCONSOLE_CONFIG
 {shlex.join(argv)} 2>&1
 status=$?
-rm -rf "$work"/out/*/configs
+eval "$forget"
 echo {RESULT_MARK}
 for f in "$work"/out/*/results/{MODEL_ABBR}/*.json; do
   [ -f "$f" ] && printf '%s %s\\n' "${{f##*/}}" "$(wc -c < "$f")" && cat "$f"
@@ -202,9 +212,14 @@ def parse_results(after: bytes) -> tuple[dict[str, Any], int | None]:
     return files, status
 
 
+def _first(value: object) -> object:
+    return value[0] if isinstance(value, list) and value else value
+
+
 def items_of(files: dict[str, Any]) -> list[ItemResult]:
     """Every item of every result file, as `--dump-eval-details` writes them (OpenICLEvalTask's
-    format_details: details[i] = {prompt, origin_prediction, predictions, references, correct})."""
+    format_details: details["i"] = {prompt, origin_prediction, predictions, references, correct},
+    the last three a list with one entry per sample drawn: one, unless a config asks for more)."""
     items = []
     for name, data in sorted(files.items()):
         details = data.get("details") if isinstance(data, dict) else None
@@ -214,19 +229,21 @@ def items_of(files: dict[str, Any]) -> list[ItemResult]:
         for index, detail in sorted(details.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else -1):
             if not isinstance(detail, dict):
                 continue
+            said = _first(detail.get("predictions"))
+            correct = detail.get("correct")
             items.append(
                 ItemResult(
                     f"{abbr}-{index}",
-                    str(detail.get("references", "")),
-                    None if detail.get("predictions") in (None, "") else str(detail.get("predictions")),
-                    bool(detail.get("correct")),
-                    str(detail.get("origin_prediction", "")),
+                    str(_first(detail.get("references")) or ""),
+                    None if said in (None, "") else str(said),
+                    all(correct) if isinstance(correct, list) and correct else correct is True,
+                    str(_first(detail.get("origin_prediction")) or ""),
                 )
             )
     return items
 
 
-class Missing(Exception):
+class NotStarted(Exception):
     """AISBench or its dataset is not where the API server runs: what to do, nothing was started."""
 
 
@@ -244,6 +261,10 @@ async def run_aisbench(
     stamp = store.stamp()
     node = plan.node(server_process(plan).node)
     script = aisbench_script(plan, node, dataset, target, limit, max_out_len, stamp, keyed=api_key is not None)
+    if api_key is not None and not QUOTABLE.fullmatch(api_key):
+        raise NotStarted(
+            "the API key holds a character AISBench's config file cannot quote (a quote, a backslash or a control character)"
+        )
     if api_key is not None:  # on stdin into a file only its user reads: never on a command line
         handed = await transport.run(hand_key(aisbench_dir(plan), KEY_FILE), input=api_key.encode(), timeout=20)
         if not handed.ok:
@@ -253,7 +274,7 @@ async def run_aisbench(
         if isinstance(item, Marked):
             after = item.after
         elif item.startswith(MISSING_MARK + " "):
-            raise Missing(_missing(item.removeprefix(MISSING_MARK + " "), dataset, node))
+            raise NotStarted(_missing(item.removeprefix(MISSING_MARK + " "), dataset, node))
         else:
             yield item
     files, status = parse_results(after or b"")

@@ -8,9 +8,11 @@ in it), predictions/, results/<model abbr>/<dataset abbr>.json and summary/."""
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -56,6 +58,23 @@ def find_config(config_dir: str, kind: str, name: str) -> Path:
     return found[0]
 
 
+BUILTINS = {"dict", "list", "tuple", "set", "str", "int", "float", "bool", "range", "len"}
+
+
+def lazy_problem(text: str) -> str:
+    """mmengine's rule for a config that imports a module not built in (Config._is_lazy_import):
+    it is parsed in lazy-import mode, where calling anything it imported raises RuntimeError
+    (config/lazy.py, LazyObject.__call__); only built-ins like dict() may be called."""
+    tree = ast.parse(text)
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    lazy = any(name.split(".")[0] not in sys.stdlib_module_names for name in imported)
+    for node in ast.walk(tree):
+        if lazy and isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in BUILTINS):
+            return "RuntimeError()"
+    return ""
+
+
 def data_root() -> Path:
     default = Path(__file__).resolve().parents[3]  # the site-packages directory ais_bench is in
     return Path(os.environ.get("AIS_BENCH_DATASETS_CACHE") or default)
@@ -64,6 +83,8 @@ def data_root() -> Path:
 def items(abbr: str, path: Path) -> list[tuple[str, str]]:
     if not path.exists():
         raise FileExistsError(f"Dataset path: {path} is not exist! Please check section ...")
+    if abbr == "gsm8k":  # GSM8KDataset.load reads both splits, train first
+        (path / "train.jsonl").read_text()
     file = path / "test.jsonl" if path.is_dir() else path
     rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
     if abbr == "gsm8k":
@@ -100,8 +121,14 @@ def main() -> int:
     args = parse()
     if not args.models or not args.datasets:
         raise SystemExit("--models and --datasets are needed without a config file")
+    found = find_config(args.config_dir, "models", args.models[0])
+    problem = lazy_problem(found.read_text())
+    if problem:
+        raise SystemExit(
+            f"[TMAN-CFG-001]invaild syntax in config content. Config file {found} contain invaild syntax: {problem}"
+        )
     namespace: dict[str, Any] = {}
-    exec(find_config(args.config_dir, "models", args.models[0]).read_text(), namespace)  # as mmengine's Config does
+    exec(found.read_text(), namespace)  # as mmengine's Config does
     model = dict(namespace["models"][0])
     if args.datasets[0] not in KNOWN:
         raise SystemExit(f"No matches found for pattern: {args.datasets[0]}")
@@ -119,19 +146,19 @@ def main() -> int:
     dataset = dataset[: args.num_prompts] if args.num_prompts else dataset
     predictions = [ask(model, PROMPTS[abbr].format(question=q)) for q, _ in dataset]
     (exp / "predictions" / model["abbr"]).mkdir(parents=True, exist_ok=True)
-    said = {str(i): {"prediction": p} for i, p in enumerate(predictions)}
-    (exp / "predictions" / model["abbr"] / f"{abbr}.json").write_text(json.dumps(said, indent=4))
+    said = "".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in enumerate(predictions))
+    (exp / "predictions" / model["abbr"] / f"{abbr}.jsonl").write_text(said)
     details: dict[str, dict[str, Any]] = {}
     for index, ((question, answer), text) in enumerate(zip(dataset, predictions, strict=True)):
         pred = extracted(abbr, text)
-        details[str(index)] = {
-            "prompt": PROMPTS[abbr].format(question=question),
+        details[str(index)] = {  # one entry per sample drawn (one here) in the last three
+            "prompt": [{"role": "HUMAN", "prompt": PROMPTS[abbr].format(question=question)}],
             "origin_prediction": text,
-            "predictions": pred,
-            "references": answer,
-            "correct": pred == answer,
+            "predictions": [pred],
+            "references": [answer],
+            "correct": [pred == answer],
         }
-    accuracy = 100 * sum(bool(d["correct"]) for d in details.values()) / len(details) if details else 0.0
+    accuracy = 100 * sum(all(d["correct"]) for d in details.values()) / len(details) if details else 0.0
     result: dict[str, Any] = {"accuracy": accuracy}
     if args.dump_eval_details:
         result |= {"details": details, "type": "GEN"}
