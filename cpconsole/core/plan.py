@@ -42,6 +42,7 @@ from .profile.topology import (
     placements,
     port_claims,
 )
+from .router import router_argv
 
 ProcessRole = Literal["prefill", "decode", "colocated", "proxy"]
 KV_ROLES = {"prefill": "kv_producer", "decode": "kv_consumer", "colocated": "kv_both"}
@@ -145,6 +146,8 @@ class ProcessPlan(Frozen):
     # run directory (made by its launch script at the first start; read by a console to drain an instance)
     admin_env: str | None = None
     setup: tuple[str, ...] = ()  # bash lines run before it starts, where it runs (schema.Setup)
+    proxy_kind: str | None = None  # the proxy's: cpconsole, vllm-ascend-example or vllm-router
+    metrics_port: int | None = None  # where its /metrics is when not on its HTTP port (vllm-router's)
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -185,7 +188,16 @@ class ProcessPlan(Frozen):
 
     @property
     def health_path(self) -> str:
+        if self.proxy_kind == "vllm-router":
+            return "/workers"  # ready when it lists every worker healthy (router.not_ready)
         return "/healthcheck" if self.role == "proxy" else "/health"
+
+    @property
+    def metrics_url(self) -> str:
+        base = self.base_url
+        if self.metrics_port:
+            base = base.rsplit(":", 1)[0] + f":{self.metrics_port}"
+        return base + "/metrics"
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -338,6 +350,8 @@ def _vllm_argv(profile: Profile, inst: Instance, place: Placement) -> list[str]:
 def _proxy_argv(profile: Profile) -> list[str]:
     proxy = profile.proxy
     assert proxy is not None
+    if proxy.kind_of == "vllm-router":
+        return [*router_argv(profile), *render_flags(proxy.args)]
     prefill, decode = api_servers(profile, "prefill"), api_servers(profile, "decode")
     return [
         *proxy.command,
@@ -472,6 +486,8 @@ def build_plan(loaded: LoadedProfile) -> LaunchPlan:
                 container_cli=tools_of(proxy.node).docker,
                 key_env="OPENAI_API_KEY" if profile.api_key else None,  # what the PD proxies send on
                 admin_env=ADMIN_ENV if proxy.is_cpconsoles else None,
+                proxy_kind=proxy.kind_of,
+                metrics_port=proxy.router_metrics_port if proxy.kind_of == "vllm-router" else None,
                 setup=setup_of(profile, proxy.node, ("proxy",), container),
             )
         )

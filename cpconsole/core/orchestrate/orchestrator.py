@@ -28,6 +28,7 @@ from ..remote.launch import run_dir, spawn_spec
 from ..remote.logstore import follow
 from ..remote.manifest import Manifest
 from ..render import KEY_FILE
+from ..router import not_ready
 from ..safetext import terminal_safe
 from ..tasks import cancel_and_wait
 from .apply import Step
@@ -157,7 +158,10 @@ class Orchestrator:
         started = time.monotonic()
         try:
             answer = await self._http.get(proc.base_url + proc.health_path)
-        except httpx.HTTPError:
+            if answer.status_code == 200 and proc.proxy_kind == "vllm-router":
+                routed = [p.base_url for p in self.plan.processes if p.http_port and p.role in ("prefill", "decode")]
+                return None if not_ready(answer.json(), routed) else (time.monotonic() - started) * 1000
+        except (httpx.HTTPError, ValueError):
             return None
         return (time.monotonic() - started) * 1000 if answer.status_code == 200 else None
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from ..names import did_you_mean
 from .hits import Hit, arg_path
 from .loader import Loc
-from .schema import MAX_PARALLEL, KvConnector, Profile, flag_name
+from .schema import MAX_PARALLEL, ROUTER_KV_MODE, KvConnector, Profile, flag_name
 from .serving_rules import (
     bench_concurrency,
     derived_env,
@@ -538,6 +538,31 @@ def proxy_rules(profile: Profile) -> Iterator[Hit]:
     roles = {inst.role for inst in profile.instances.values()}
     if not {"prefill", "decode"} <= roles:
         yield "error", ("proxy",), "the PD proxy needs at least one prefill and one decode instance"
+    if profile.proxy.kind_of == "vllm-router":
+        yield from router_rules(profile)
+
+
+def router_rules(profile: Profile) -> Iterator[Hit]:
+    """What vllm-router (0.1.17) cannot serve here, with the reason."""
+    proxy = profile.proxy
+    assert proxy is not None
+    if profile.api_key:
+        yield (
+            "error",
+            ("proxy", "kind"),
+            "vllm-router takes the servers' API key only on its command line (--api-key), which every user of "
+            "its node reads in ps: run the router without api_key, or use cpconsole's proxy (kind: cpconsole)",
+        )
+    for key, value in proxy.args.items():
+        if key.replace("_", "-") == "kv-connector" and value != ROUTER_KV_MODE:
+            yield (
+                "error",
+                ("proxy", "args", key),
+                f"vllm-router's {value} mode is not what vllm-ascend's connectors speak: its mooncake mode asks a "
+                "bootstrap server on each prefill node (upstream vLLM's Mooncake protocol), while vllm-ascend's "
+                f"MooncakeConnectorV1 hands kv_transfer_params over as NIXL does; cpconsole sets --kv-connector "
+                f"{ROUTER_KV_MODE}: leave it out",
+            )
 
 
 def ssh_rules(profile: Profile) -> Iterator[Hit]:

@@ -278,21 +278,60 @@ class Instance(Strict):
         return None
 
 
+ProxyKind = Literal["cpconsole", "vllm-ascend-example", "vllm-router"]
+# vllm-ascend's KV connectors hand kv_transfer_params from the prefill's answer to the decode, as
+# NIXL does: vllm-router's `nixl` mode. Its `mooncake` mode instead asks a bootstrap server on each
+# prefill node (upstream vLLM's Mooncake protocol), which MooncakeConnectorV1 does not run.
+ROUTER_KV_MODE = "nixl"
+DEFAULT_COMMANDS: dict[str, tuple[str, ...]] = {
+    "cpconsole": ("python", "-m", "cpconsole.proxy"),
+    "vllm-router": ("vllm-router",),  # the vLLM project's Rust router (`pip install vllm-router`)
+}
+
+
 class Proxy(Strict):
     node: str
     port: Port
+    kind: ProxyKind | None = Field(
+        default=None,
+        description="cpconsole | vllm-ascend-example | vllm-router; unset: told by the command (cpconsole's or the example)",
+    )
     bind: str | None = Field(default=None, description="--host; default: the node's address")
-    command: Argv = ("python", "-m", "cpconsole.proxy")
+    command: Argv = DEFAULT_COMMANDS["cpconsole"]
+    metrics_port: Port | None = Field(default=None, description="vllm-router's Prometheus port; default: port + 1")
     args: Flags = {}
     env: Env = {}
     container: Container | None = None
     cwd: str | None = None
     setup: Setup = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_command(cls, data: Any) -> Any:
+        """A kind without a command runs that kind's usual one; the example has none (its path)."""
+        if isinstance(data, dict) and isinstance(kind := data.get("kind"), str) and "command" not in data:
+            if kind == "vllm-ascend-example":
+                raise ValueError("kind vllm-ascend-example needs a command: the example proxy's path where it runs")
+            if kind in DEFAULT_COMMANDS:
+                data = {**data, "command": DEFAULT_COMMANDS[kind]}
+        return data
+
+    @property
+    def kind_of(self) -> ProxyKind:
+        """What runs: the kind given, else cpconsole's proxy when the command is it, else the example."""
+        if self.kind is not None:
+            return self.kind
+        ours = any(w == "cpconsole.proxy" or w.rsplit("/", 1)[-1] == "cpconsole-proxy" for w in self.command)
+        return "cpconsole" if ours else "vllm-ascend-example"
+
     @property
     def is_cpconsoles(self) -> bool:
-        """cpconsole's own proxy (which knows its --kv-params and --require-api-key), not the example."""
-        return any(w == "cpconsole.proxy" or w.rsplit("/", 1)[-1] == "cpconsole-proxy" for w in self.command)
+        """cpconsole's own proxy (which knows its --kv-params and --require-api-key)."""
+        return self.kind_of == "cpconsole"
+
+    @property
+    def router_metrics_port(self) -> int:
+        return self.metrics_port or self.port + 1
 
 
 class SmokeAccuracy(Strict):

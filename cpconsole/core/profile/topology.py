@@ -267,6 +267,9 @@ def port_claims(profile: Profile) -> list[PortClaim]:
         proxy = profile.proxy
         address = node_address(profile, proxy.node)
         claims.append(PortClaim("proxy", proxy.node, address, "proxy", proxy.port, proxy.port, ("proxy", "port")))
+        if proxy.kind_of == "vllm-router":  # its Prometheus endpoint
+            metrics = proxy.router_metrics_port
+            claims.append(PortClaim("proxy", proxy.node, address, "proxy", metrics, metrics, ("proxy", "metrics_port")))
     return claims
 
 

@@ -99,7 +99,7 @@ class Telemetry:
     def _metrics_fetch(
         self, proc: ProcessPlan, parse: Callable[[str], VllmMetrics]
     ) -> Callable[[], Awaitable[VllmMetrics]]:
-        url = proc.base_url + "/metrics"
+        url = proc.metrics_url
 
         async def fetch() -> VllmMetrics:
             answer = await get_once_more_if_stale(self.http, url)

@@ -1,0 +1,88 @@
+"""vllm-router (the vLLM project's Rust router, installed from PyPI by the lock) as the proxy kind:
+the plan renders its PD command line from the instances, validate refuses what it cannot serve
+with the reason, and in front of the simulator's 1P1D it is gated as srtctl gates it (its /workers
+lists every API server, healthy), smoke passes through it and the decode's KV really came from the
+prefill."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import httpx
+
+from cpconsole.core.plan import build_plan
+from cpconsole.core.profile import load_profile_text
+from cpconsole.core.router import not_ready
+
+from .conftest import PROFILES
+from .simcluster import demo_text
+from .test_orchestrate import cpconsole
+
+ROUTER = Path(sys.executable).with_name("vllm-router")
+
+
+def as_router(text: str, extra: str = "") -> str:
+    """The demo's proxy section made a vllm-router (run from this environment)."""
+    return text.replace(
+        "  command: [python3, -m, cpconsole.proxy]\n", f"  kind: vllm-router\n  command: [{ROUTER}]\n{extra}", 1
+    )
+
+
+def test_the_plan_renders_the_routers_pd_command_line_and_its_metrics_port() -> None:
+    plan = build_plan(load_profile_text(as_router((PROFILES / "demo.yaml").read_text(), "  metrics_port: 9105\n")))
+    proxy = plan.process("proxy")
+    argv = list(proxy.argv)
+    assert argv[:6] == [str(ROUTER), "--host", "127.0.0.11", "--port", "8005", "--vllm-pd-disaggregation"]
+    assert argv[argv.index("--prefill") : argv.index("--prefill") + 3] == [
+        "--prefill",
+        "http://127.0.0.11:8004",
+        "none",
+    ]
+    assert argv[argv.index("--decode") + 1] == "http://127.0.0.13:8004"
+    assert argv[argv.index("--kv-connector") + 1] == "nixl"
+    assert argv[argv.index("--prometheus-port") + 1] == "9105" and proxy.metrics_url == "http://127.0.0.11:9105/metrics"
+    assert proxy.health_path == "/workers" and proxy.admin_env is None  # no instance API of cpconsole's
+    assert {(p.start, p.end) for p in proxy.ports} == {(8005, 8005), (9105, 9105)}  # preflight checks both free
+
+
+def test_validate_refuses_what_the_router_cannot_serve_with_the_reason(tmp_path: Path) -> None:
+    text = as_router((PROFILES / "demo.yaml").read_text(), "  args: {kv-connector: mooncake}\n")
+    profile = tmp_path / "router.yaml"
+    profile.write_text(text + "api_key:\n  env: SOME_KEY\n")
+    done = cpconsole("validate", profile)
+    assert done.returncode == 2
+    assert "vllm-router takes the servers' API key only on its command line" in done.stderr
+    assert "its mooncake mode asks a bootstrap server on each prefill node" in done.stderr
+    assert "proxy.args.kv-connector" in done.stderr
+
+
+def test_not_ready_until_every_planned_worker_is_listed_healthy() -> None:
+    a, b = "http://10.0.0.1:8004", "http://10.0.0.3:8004"
+    listed = {"workers": [{"url": a, "is_healthy": True}, {"url": b, "is_healthy": False}], "total": 2}
+    assert not_ready(listed, [a, b]) == f"the router holds {b} unhealthy"
+    assert not_ready({"workers": [{"url": a, "is_healthy": True}]}, [a, b]) == f"the router does not list {b}"
+    assert not_ready({"error": "x"}, [a]) == "its /workers answer is not a worker list"
+    listed["workers"][1]["is_healthy"] = True  # type: ignore[index]
+    assert not_ready(listed, [a, b]) is None
+
+
+def test_the_router_in_front_of_the_simulators_1p1d_hands_the_kv_over(tmp_path: Path) -> None:
+    profile = tmp_path / "demo.yaml"
+    profile.write_text(as_router(demo_text(tmp_path)))
+    plan = build_plan(load_profile_text(profile.read_text()))
+    try:
+        up = cpconsole("up", profile, timeout=120)
+        assert up.returncode == 0, up.stdout + up.stderr
+        smoke = cpconsole("smoke", profile, "--json", timeout=120)
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        report = json.loads(smoke.stdout)
+        assert report["passed"] and any("proxy" in c["name"] for c in report["checks"]), report
+        decode = httpx.get(plan.process("decode-0").base_url + "/metrics", timeout=10).text
+        handed = [line for line in decode.splitlines() if 'source="external_kv_transfer"' in line]
+        assert handed and float(handed[0].split()[-1]) > 0  # the decode's prompt came as the prefill's KV
+        status = json.loads(cpconsole("status", profile, "--json").stdout)
+        assert {p["name"]: p["state"] for p in status["processes"]}["proxy"] == "ready"
+    finally:
+        cpconsole("down", profile)
