@@ -231,3 +231,46 @@ def test_drift_is_told_flag_by_flag() -> None:
         "3",
     ]
     assert without_backends(proxy) == ["python", "--port", "8005", "--max-retries", "3"]
+
+
+EXAMPLE = Path(__file__).with_name("example_proxy_standin.py")
+
+
+def with_example_proxy(text: str) -> str:
+    """The demo's proxy made the guide's example proxy (its stand-in: tests/example_proxy_standin.py)."""
+    return text.replace("  command: [python3, -m, cpconsole.proxy]\n", f"  command: [{sys.executable}, {EXAMPLE}]\n", 1)
+
+
+async def test_behind_the_guides_example_proxy_apply_routes_through_its_instance_api(tmp_path: Path) -> None:
+    """What the example proxy's /instances API allows: apply reads its backends (an add of nothing
+    lists them), hands it a new decode, takes a removed one out of rotation before stopping it, and
+    a restart takes the instance out and puts it back — under traffic, no request fails."""
+    full = with_example_proxy(one_p_two_d(demo_text(tmp_path)))
+    profile = write_profile(tmp_path, without_decode2(full))
+    code, out, err = await cpconsole("up", str(profile))
+    try:
+        assert code == 0, out + err
+        profile.write_text(full)
+        plan = build_plan(load_profile(profile))
+        decode2 = plan.process("decode2-0")
+        code, out, _ = await cpconsole("apply", str(profile), "--dry-run")
+        assert code == 0 and f"route decode {decode2.address}:{decode2.http_port}" in out, out
+        traffic, _, (code, out, err) = await under_traffic(plan, lambda: cpconsole("apply", str(profile), "--yes"))
+        assert code == 0, out + err
+        assert traffic.failed() == 0, f"{traffic.failed()} of {len(traffic.results)} requests failed"
+        listed = httpx.post(
+            plan.process("proxy").base_url + "/instances/add", json={"type": "decode", "instances": []}, timeout=10
+        ).json()
+        assert f"{decode2.address}:{decode2.http_port}" in listed["current_decode_instances"]
+
+        traffic, _, (code, out, err) = await under_traffic(plan, lambda: cpconsole("restart", str(profile), "decode2"))
+        assert code == 0 and "out of the example proxy's rotation" in err, out + err
+        assert traffic.failed() == 0, f"{traffic.failed()} of {len(traffic.results)} requests failed"
+
+        profile.write_text(without_decode2(full))
+        code, out, err = await cpconsole("apply", str(profile), "--yes")
+        assert code == 0 and "unroute decode" in out and "stop decode2-0" in out, out + err
+        code, out, _ = await cpconsole("apply", str(profile), "--dry-run")
+        assert (code, out) == (0, "nothing to change: what runs is what the profile says\n")
+    finally:
+        await cpconsole("down", str(profile))

@@ -17,6 +17,7 @@ from ..plan import LaunchPlan, ProcessPlan
 from ..remote import RemoteError, Transport, scripts
 from ..remote.launch import run_dir
 from ..render import ADMIN_FILE
+from ..telemetry.vllm_metrics import parse_metrics
 from .stages import instance_of
 
 ROLES = ("prefill", "decode")  # what the proxy routes to
@@ -56,12 +57,24 @@ def interrupts_service(plan: LaunchPlan, target: str) -> str | None:
     return None
 
 
+ADMINISTERED = ("cpconsole", "vllm-ascend-example")  # proxies whose instance API cpconsole uses
+
+
 class ProxyAdmin:
-    """cpconsole's proxy's instance API, for drain and resume."""
+    """The proxy's instance API, for drain, resume and apply's routes: cpconsole's (authenticated,
+    per-backend drain and counts) or the guide's example proxy's (vllm-ascend v0.15.0rc1: open,
+    and a removed backend that still has requests in the proxy stays listed, out of rotation,
+    until the proxy holds no request at all)."""
 
     def __init__(self, plan: LaunchPlan, transports: Mapping[str, Transport], http: httpx.AsyncClient) -> None:
-        self.proxy: ProcessPlan | None = next((p for p in plan.processes if p.role == "proxy" and p.admin_env), None)
+        self.proxy: ProcessPlan | None = next(
+            (p for p in plan.processes if p.role == "proxy" and p.proxy_kind in ADMINISTERED), None
+        )
         self.plan, self.transports, self.http = plan, transports, http
+
+    @property
+    def example(self) -> bool:
+        return self.proxy is not None and self.proxy.proxy_kind == "vllm-ascend-example"
 
     async def _token(self) -> str:
         assert self.proxy is not None
@@ -74,8 +87,10 @@ class ProxyAdmin:
 
     async def _call(self, action: str, backend: Backend) -> httpx.Response:
         assert self.proxy is not None
-        headers = {"Authorization": f"Bearer {await self._token()}"}
         body: dict[str, object] = {"type": backend.role, "instances": [backend.instance]}
+        if self.example:  # its API asks for no credential
+            return await self.http.post(self.proxy.base_url + f"/instances/{action}", json=body, timeout=10)
+        headers = {"Authorization": f"Bearer {await self._token()}"}
         if action == "add":
             body["trusted"] = True  # one of the profile's own: it gets the API key as the others
         return await self.http.post(
@@ -87,6 +102,10 @@ class ProxyAdmin:
         if self.proxy is None:
             return None
         try:
+            if self.example:  # only its add and remove answers list them: an add of nothing changes nothing
+                empty = {"type": "prefill", "instances": []}
+                shown = (await self.http.post(self.proxy.base_url + "/instances/add", json=empty, timeout=10)).json()
+                return {Backend(role, str(b)) for role in ROLES for b in shown[f"current_{role}_instances"]}
             shown = (await self.http.get(self.proxy.base_url + "/healthcheck", timeout=10)).json()
             return {Backend(role, str(b["instance"])) for role in ROLES for b in shown["backends"][role]}
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
@@ -98,7 +117,9 @@ class ProxyAdmin:
             answer = await self._call(action, backend)
         except (httpx.HTTPError, RemoteError) as exc:
             return f"the proxy could not be asked: {exc}"
-        return None if answer.status_code == 200 else f"the proxy answered {answer.status_code}: {answer.text[:200]}"
+        if answer.status_code == 200 and not (self.example and "error" in answer.text[:200]):
+            return None
+        return f"the proxy answered {answer.status_code}: {answer.text[:200]}"
 
     async def held(self, backend: Backend) -> int | None:
         """Requests the proxy has in flight to it (None: the proxy does not know it or did not answer)."""
@@ -117,6 +138,8 @@ class ProxyAdmin:
         every one was drained and emptied."""
         if self.proxy is None or not backends:
             return False
+        if self.example:
+            return await self._drain_example(backends, timeout, told, poll)
         try:
             answers = [await self._call("drain", b) for b in backends]
         except (httpx.HTTPError, RemoteError) as exc:
@@ -140,9 +163,41 @@ class ProxyAdmin:
                 said = left
             await asyncio.sleep(poll)
 
+    async def _drain_example(
+        self, backends: Sequence[Backend], timeout: float, told: Callable[[str], None], poll: float
+    ) -> bool:
+        """The example proxy: removed (out of rotation at once; it lists a removed backend until it
+        holds no request at all, whoever's, so its list cannot say when) — then until each server
+        says by its own /metrics that it runs and queues nothing (or `timeout`)."""
+        for backend in backends:
+            why = await self.change("remove", backend)
+            if why is not None:
+                told(f"the example proxy could not be asked to remove {backend.instance} ({why}); restarting without")
+                return False
+        told(f"draining {', '.join(b.instance for b in backends)}: out of the example proxy's rotation")
+        deadline = time.monotonic() + timeout
+        while busy := [b for b in backends if not await self._idle(b)]:
+            if time.monotonic() >= deadline:
+                told(
+                    f"{', '.join(b.instance for b in busy)} still busy after {timeout:g} s of draining: stopping anyway"
+                )
+                break
+            await asyncio.sleep(poll)
+        return True
+
+    async def _idle(self, backend: Backend) -> bool:
+        """Whether the server runs and queues no request, by its own /metrics (or is gone)."""
+        try:
+            answer = await self.http.get(f"http://{backend.instance}/metrics", timeout=10)
+        except httpx.HTTPError:
+            return True  # nothing answers there: nothing of it to wait for
+        total = parse_metrics(answer.text).total
+        return total.running + total.waiting == 0
+
     async def resume(self, backends: Sequence[Backend], told: Callable[[str], None]) -> None:
+        action = "add" if self.example else "resume"
         try:
             for backend in backends:
-                await self._call("resume", backend)
+                await self._call(action, backend)
         except (httpx.HTTPError, RemoteError) as exc:
             told(f"the proxy could not be asked to take it back ({exc}): /instances/resume by hand")

@@ -9,6 +9,8 @@ from ..remote.manifest import Manifest
 
 # cpconsole's proxy learns its backends at run time (`apply`, through its instance API): the lists
 # it was started with are not its drift
+from .drain import ADMINISTERED
+
 BACKEND_FLAGS = frozenset({"--prefiller-hosts", "--prefiller-ports", "--decoder-hosts", "--decoder-ports"})
 
 
@@ -66,7 +68,7 @@ def manifest_drift(manifest: Manifest, proc: ProcessPlan) -> tuple[str, ...]:
         if old != new:
             lines.append(f"env {key}: {old!r} → {new!r}")
     old_argv, new_argv = list(manifest.argv), list(proc.argv)
-    if proc.admin_env:  # cpconsole's proxy
+    if proc.proxy_kind in ADMINISTERED:  # its backends change through its instance API, not its argv
         old_argv, new_argv = without_backends(old_argv), without_backends(new_argv)
     if old_argv != new_argv:
         changed = argv_changes(old_argv, new_argv)
