@@ -102,12 +102,23 @@ def process_pieces(plan: LaunchPlan, proc: ProcessPlan) -> list[Piece]:
     ]
 
 
-def plog_place(plan: LaunchPlan, node: NodePlan) -> tuple[str, Callable[[str], str]]:
-    """Where a node's plogs are read: where its first server runs (its container's home), else the node."""
+@dataclass(frozen=True)
+class PlogPlace:
+    folder: str  # under nodes/NODE/
+    where: str  # said when it is missing
+    wrap: Callable[[str], str]  # a script, made to run there
+
+
+def plog_places(plan: LaunchPlan, node: NodePlan) -> list[PlogPlace]:
+    """Where a node's plogs are: the node's (its login user's CANN log directory), and where its
+    first server runs when that is a container (the container's home, the server's environment)."""
+    places = [PlogPlace("plog", "the node", lambda script: script)]
     server = next((p for p in plan.processes if p.node == node.name and p.role in ("prefill", "decode")), None)
-    if server is None:
-        return "the node", lambda script: script
-    return ("its container" if server.container else "the node"), lambda script: in_place(server, script)
+    if server is not None and server.container:
+        places.append(PlogPlace("plog-container", f"container {server.container}", lambda s: in_place(server, s)))
+    elif server is not None:  # the server's own environment may point ASCEND_PROCESS_LOG_PATH elsewhere
+        places[0] = PlogPlace("plog", "the node", lambda script: in_place(server, script))
+    return places
 
 
 async def read_piece(transport: Transport, piece: Piece, archive: Archive) -> None:
@@ -127,24 +138,29 @@ async def read_piece(transport: Transport, piece: Piece, archive: Archive) -> No
 
 
 async def read_plogs(plan: LaunchPlan, node: NodePlan, transport: Transport, since: float, archive: Archive) -> None:
-    where, place = plog_place(plan, node)
+    for place in plog_places(plan, node):
+        await _read_plogs(node, transport, since, archive, place)
+
+
+async def _read_plogs(node: NodePlan, transport: Transport, since: float, archive: Archive, place: PlogPlace) -> None:
+    what = f"plog on {node.name} ({place.where})"
     try:
-        answer = await transport.run(place(plog_script(int(since))), timeout=TIMEOUT_S)
+        answer = await transport.run(place.wrap(plog_script(int(since))), timeout=TIMEOUT_S)
     except RemoteError as exc:
-        archive.lack(f"plog on {node.name}", exc.what)
+        archive.lack(what, exc.what)
         return
     if answer.exit_code == 3:
-        archive.lack(f"plog on {node.name}", f"no {PLOG_DIR} in {where}")
+        archive.lack(what, f"no {PLOG_DIR}")
         return
     try:
         files = parse_plogs(answer.stdout)
     except ValueError:
-        archive.lack(f"plog on {node.name}", "its listing could not be read")
+        archive.lack(what, "its listing could not be read")
         return
     if not files:
-        archive.lack(f"plog on {node.name}", f"no plog file written in the window ({where})")
+        archive.lack(what, "no plog file written in the window")
     for path, size, end in files:
-        name = f"nodes/{node.name}/plog/{path}"
+        name = f"nodes/{node.name}/{place.folder}/{path}"
         archive.add(name, end)
         if len(end) < size:
             archive.cut.append(f"{name}: its last {len(end)} of {size} bytes (plog cap)")
