@@ -376,9 +376,7 @@ class Session:
         if self.read_only:
             raise ReadOnly("read-only session: bench is off")
         settings = settings or self.checks.bench
-        transport = self.transports[node or server_process(self.plan).node]
-        if not isinstance(transport, ShellTransport):
-            raise RemoteError(transport.node, "this transport cannot stream a command")
+        transport = self._streaming(node or server_process(self.plan).node)
 
         async def run() -> BenchRun:
             async for item in run_bench(self.plan, transport, settings, api_key=self._api_key):
@@ -390,6 +388,13 @@ class Session:
             raise RemoteError(transport.node, "the bench ended without a result")
 
         return await self.journaled("bench", (transport.node,), run(), ok=lambda done: done.summary.failed == 0)
+
+    def _streaming(self, node: str) -> ShellTransport:
+        """The node's transport, for a command read as it runs (bench, AISBench)."""
+        transport = self.transports[node]
+        if not isinstance(transport, ShellTransport):
+            raise RemoteError(transport.node, "this transport cannot stream a command")
+        return transport
 
     async def sweep(
         self, settings: SweepSettings, on_point: Callable[[SweepPoint], object] = lambda _: None
@@ -445,9 +450,7 @@ class Session:
         when AISBench or the dataset is not there (nothing started)."""
         if self.read_only:
             raise ReadOnly("read-only session: accuracy is off")
-        transport = self.transports[server_process(self.plan).node]
-        if not isinstance(transport, ShellTransport):
-            raise RemoteError(transport.node, "this transport cannot stream a command")
+        transport = self._streaming(server_process(self.plan).node)
 
         async def run() -> AccuracyRun:
             async for item in run_aisbench(

@@ -18,12 +18,12 @@ from typing import Any
 from ..plan import LaunchPlan, NodePlan, ProcessPlan
 from ..remote import RemoteError, ShellTransport
 from ..remote.launch import run_dir
-from ..remote.scripts import enter_own, hand_key
-from ..render import KEY_FILE, in_place
+from ..remote.scripts import enter_own
+from ..render import in_place
 from . import store
 from .accuracy import PROMPT_ROOM, AccuracyRun, ItemResult
 from .bench import server_process
-from .streamed import Marked, lines_then_marked
+from .streamed import TAKE_KEY, Marked, hand_over_key, lines_then_marked
 
 AISBENCH_OUT = 32768  # tokens an answer may take: a reasoning model's AIME answer needs thousands
 BATCH = 8  # requests at once (its model config's batch_size), as the built-in check
@@ -189,7 +189,7 @@ echo "status $status"
 """
     script = enter_own(aisbench_dir(plan)) + "\n"
     if keyed:
-        script += f"OPENAI_API_KEY=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export OPENAI_API_KEY || exit 97\n"
+        script += TAKE_KEY
     unbuffered = (("PYTHONUNBUFFERED", "1"),)
     return script + in_place(server, body, more_env=unbuffered, key_env="OPENAI_API_KEY" if keyed else None)
 
@@ -265,10 +265,8 @@ async def run_aisbench(
         raise NotStarted(
             "the API key holds a character AISBench's config file cannot quote (a quote, a backslash or a control character)"
         )
-    if api_key is not None:  # on stdin into a file only its user reads: never on a command line
-        handed = await transport.run(hand_key(aisbench_dir(plan), KEY_FILE), input=api_key.encode(), timeout=20)
-        if not handed.ok:
-            raise RemoteError(transport.node, f"cannot hand AISBench the API key: {handed.text().strip()[-200:]}")
+    if api_key is not None:
+        await hand_over_key(transport, aisbench_dir(plan), api_key, "AISBench")
     after = None
     async for item in lines_then_marked(transport, script, RESULT_MARK):
         if isinstance(item, Marked):

@@ -18,10 +18,10 @@ from typing import Any
 from ..plan import LaunchPlan, ProcessPlan
 from ..remote import RemoteError, ShellTransport
 from ..remote.launch import run_dir
-from ..remote.scripts import enter_own, hand_key
-from ..render import KEY_FILE, in_place
+from ..remote.scripts import enter_own
+from ..render import in_place
 from . import store
-from .streamed import Marked, lines_then_marked
+from .streamed import TAKE_KEY, Marked, hand_over_key, lines_then_marked
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def bench_script(plan: LaunchPlan, settings: BenchSettings, stamp: str, *, keyed
     # (a ~ in it means the node's home, which only the shell knows)
     script = enter_own(bench_dir(plan)) + "\n"
     if keyed:
-        script += f"OPENAI_API_KEY=$(cat {KEY_FILE}) && rm -f {KEY_FILE} && export OPENAI_API_KEY || exit 97\n"
+        script += TAKE_KEY
     if server.container:  # it runs in the container's own /tmp
         where = shlex.quote(f"/tmp/cpconsole-{plan.run_key}-bench")
         bench = f"mkdir -p {where} && cd {where} || exit 97\n{bench}"
@@ -164,10 +164,8 @@ async def run_bench(
     """Yield the bench's output lines as they come, then the run with its parsed result."""
     stamp = stamp or store.stamp()
     script = bench_script(plan, settings, stamp, keyed=api_key is not None)
-    if api_key is not None:  # on stdin into a file only its user reads: never on a command line
-        handed = await transport.run(hand_key(bench_dir(plan), KEY_FILE), input=api_key.encode(), timeout=20)
-        if not handed.ok:
-            raise RemoteError(transport.node, f"cannot hand the bench the API key: {handed.text().strip()[-200:]}")
+    if api_key is not None:
+        await hand_over_key(transport, bench_dir(plan), api_key, "the bench")
     result = None
     async for item in lines_then_marked(transport, script, RESULT_MARK):
         if isinstance(item, Marked):
