@@ -15,8 +15,12 @@ import httpx
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.router import not_ready
+from cpconsole.core.telemetry.router_metrics import parse_router_metrics
+from cpconsole.core.telemetry.window import MetricsWindow
+from cpconsole.core.view import TrafficFigures
+from cpconsole.ui.screens.metrics import traffic_summary
 
-from .conftest import PROFILES
+from .conftest import FIXTURES, PROFILES
 from .simcluster import demo_text
 from .test_orchestrate import cpconsole
 
@@ -86,3 +90,14 @@ def test_the_router_in_front_of_the_simulators_1p1d_hands_the_kv_over(tmp_path: 
         assert {p["name"]: p["state"] for p in status["processes"]}["proxy"] == "ready"
     finally:
         cpconsole("down", profile)
+
+
+def test_the_routers_metrics_give_its_answered_requests_and_no_made_up_ttft() -> None:
+    """Two real scrapes of vllm-router 0.1.17, five requests apart, read as the console reads them."""
+    window = MetricsWindow()
+    for at, name in ((100.0, "before"), (110.0, "after")):
+        window.add(parse_router_metrics((FIXTURES / "vllm-router" / f"metrics-0.1.17-{name}.txt").read_text()), at)
+    traffic = TrafficFigures.of(window, with_failures=True)
+    assert (traffic.answered, traffic.failed, traffic.per_s) == (5, 0, 0.5)
+    assert not traffic.ttft_exported and traffic.ttft == (None, None) and traffic.e2e == (None, None)
+    assert "TTFT not exported by the proxy" in traffic_summary(traffic).plain

@@ -15,6 +15,7 @@ from .telemetry.alerts import Alert
 from .telemetry.hub import NpuSample
 from .telemetry.npu_smi import NpuSmiInfo
 from .telemetry.pollers import PollResult
+from .telemetry.router_metrics import ROUTED
 from .telemetry.vllm_metrics import EngineMetrics, VllmMetrics
 from .telemetry.window import MetricsWindow
 
@@ -39,10 +40,12 @@ class TrafficFigures:
     handoff: Quantiles
     tpot: Quantiles
     e2e: Quantiles
+    ttft_exported: bool = True  # False: the proxy exports no time to first token (vllm-router)
 
     @classmethod
     def of(cls, window: MetricsWindow, *, with_failures: bool) -> TrafficFigures:
-        answered = window.count("ttft") or 0.0
+        ttft = window.count("ttft")  # None: no TTFT histogram at all (vllm-router): its answered count
+        answered = (ttft if ttft is not None else window.count(ROUTED)) or 0.0
         failed = window.increase_of(lambda m: m.requests_finished - m.request_success.get("ok", 0.0))
         return cls(
             int(answered),
@@ -53,6 +56,7 @@ class TrafficFigures:
             quantiles(window, "handoff"),
             quantiles(window, "itl"),
             quantiles(window, "e2e"),
+            ttft is not None or not window.count(ROUTED),
         )
 
 

@@ -21,6 +21,7 @@ from .health import ChipReading, ProbeAnswer, StallDetector, probe
 from .npu_smi import NpuSmiInfo, parse_info
 from .pollers import Poller, PollResult, get_once_more_if_stale
 from .proxy_metrics import parse_proxy_metrics
+from .router_metrics import parse_router_metrics
 from .vllm_metrics import EngineMetrics, VllmMetrics, parse_metrics
 from .window import MetricsWindow
 
@@ -34,6 +35,13 @@ class Readings:
 
     npu: dict[str, NpuSmiInfo | None]
     metrics: dict[str, VllmMetrics | None]
+
+
+def parser_for(proc: ProcessPlan) -> Callable[[str], VllmMetrics]:
+    """How a server's /metrics reads: vLLM's, cpconsole's proxy's or vllm-router's."""
+    if proc.proxy_kind == "vllm-router":
+        return parse_router_metrics
+    return parse_proxy_metrics if proc.role == "proxy" else parse_metrics
 
 
 class Telemetry:
@@ -72,7 +80,7 @@ class Telemetry:
             self.windows[name] = MetricsWindow()
             if proc.role != "proxy":  # a proxy computes nothing: nothing of it can stall
                 self.stalls[name] = StallDetector(plan.alerts.stall_after_s, plan.alerts.computing_stall_after_s)
-            fetch_metrics = self._metrics_fetch(proc, parse_proxy_metrics if proc.role == "proxy" else parse_metrics)
+            fetch_metrics = self._metrics_fetch(proc, parser_for(proc))
             self.metrics[name] = self._poller(f"metrics@{name}", fetch_metrics, metrics_interval, http_timeout)
             self.health[name] = self._poller(f"health@{name}", self._health_fetch(proc), health_interval, http_timeout)
             # probes are not reported one by one: the stall detectors read them

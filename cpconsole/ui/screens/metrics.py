@@ -65,6 +65,11 @@ def _pair(quantiles: Quantiles) -> str:
 
 def traffic_summary(traffic: TrafficFigures) -> Text:
     """One line for the board: what clients got through the proxy in the last minute."""
+    if not traffic.ttft_exported:  # say so, rather than a dash that reads as "no requests"
+        text = Text(f"{_num(traffic.per_s, '/s', 2)} TTFT not exported by the proxy", style="bold")
+        if traffic.failed:
+            text.append(f" {traffic.failed} failed", style="bold red")
+        return text
     text = Text(f"{_num(traffic.per_s, '/s', 2)} TTFT {_pair(traffic.ttft)}", style="bold")
     if traffic.failed:  # before the split: a narrow terminal cuts the end of the line
         text.append(f" {traffic.failed} failed", style="bold red")
