@@ -346,12 +346,14 @@ def _kv_params(profile: Profile, name: str, role: str, conn: KvConnector) -> Ite
             f"{conn.name} answers the prefill without kv_transfer_params: the proxy would refuse every request "
             "(502); set kv_params: false in this kv_connector",
         )
-    if not conn.kv_params and not profile.proxy.is_cpconsoles:
+    # vllm-router hands the decode whatever the prefill returned, none included (its nixl mode, seen
+    # on the CPU tier with ExampleConnector); the example proxy reads the prefill's kv_transfer_params
+    if not conn.kv_params and profile.proxy.kind_of == "vllm-ascend-example":
         yield (
             "error",
             ("proxy", "command"),
-            f"instances.{name} sets kv_params: false, which needs cpconsole's proxy (its --kv-params optional); "
-            "use command: [python3, -m, cpconsole.proxy]",
+            f"instances.{name} sets kv_params: false, which the example proxy cannot serve: use cpconsole's "
+            "proxy (its --kv-params optional; command: [python3, -m, cpconsole.proxy]) or kind: vllm-router",
         )
 
 
