@@ -6,6 +6,7 @@ prefill."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -15,12 +16,17 @@ import httpx
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile_text
 from cpconsole.core.router import not_ready
+from cpconsole.core.telemetry.proxy_metrics import parse_proxy_metrics
 from cpconsole.core.telemetry.router_metrics import parse_router_metrics
 from cpconsole.core.telemetry.window import MetricsWindow
 from cpconsole.core.view import TrafficFigures
+from cpconsole.proxy.backends import Backend
+from cpconsole.proxy.metrics import ProxyMetrics
+from cpconsole.ui.screens.board import rollup
 from cpconsole.ui.screens.metrics import traffic_summary
 
 from .conftest import FIXTURES, PROFILES
+from .frozen import frozen_session
 from .simcluster import demo_text
 from .test_orchestrate import cpconsole
 
@@ -101,3 +107,28 @@ def test_the_routers_metrics_give_its_answered_requests_and_no_made_up_ttft() ->
     assert (traffic.answered, traffic.failed, traffic.per_s) == (5, 0, 0.5)
     assert not traffic.ttft_exported and traffic.ttft == (None, None) and traffic.e2e == (None, None)
     assert "TTFT not exported by the proxy" in traffic_summary(traffic).plain
+
+
+def test_the_proxys_view_of_its_backends_is_read_from_either_kind() -> None:
+    """vllm-router's worker health (a real capture) and cpconsole's proxy's backend states (its own
+    exposition) read into one map: host:port → state."""
+    router = parse_router_metrics((FIXTURES / "vllm-router" / "metrics-0.1.17-after.txt").read_text())
+    assert router.backends == {"127.202.1.11:8004": "healthy", "127.202.1.13:8004": "healthy"}
+    ours = ProxyMetrics()
+    ours.show_backends({"decode": [Backend("10.0.0.13", 8004), Backend("10.0.0.14", 8004, state="open")]})
+    assert parse_proxy_metrics(ours.render().decode()).backends == {
+        "10.0.0.13:8004": "healthy",
+        "10.0.0.14:8004": "open",
+    }
+
+
+def test_the_board_says_what_the_proxy_keeps_out_of_rotation() -> None:
+    session = frozen_session()
+    poller = session.telemetry.metrics["proxy"]
+    latest = poller.latest
+    assert latest.value is not None
+    seen = {"127.0.0.11:8004": "healthy", "127.0.0.13:8004": "open"}
+    poller.latest = dataclasses.replace(latest, value=dataclasses.replace(latest.value, backends=seen))
+    assert "proxy: 127.0.0.13:8004 open" in rollup(session, session.view()).plain
+    poller.latest = dataclasses.replace(latest, value=dataclasses.replace(latest.value, backends={}))
+    assert "proxy: " not in rollup(session, session.view()).plain

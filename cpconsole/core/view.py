@@ -78,6 +78,7 @@ class ServerFigures:
     busy: str = ""  # the console holds its probes back: the server is full (e.g. "4/4 running")
     traffic: TrafficFigures | None = None  # the proxy's: real traffic end to end
     classes: Mapping[str, TrafficFigures] = field(default_factory=dict)  # the same, by prompt length
+    backends: Mapping[str, str] = field(default_factory=dict)  # the proxy's view: host:port → state
 
     @classmethod
     def of(
@@ -109,6 +110,7 @@ class ServerFigures:
             cls.of(scrape, window),
             traffic=TrafficFigures.of(window, with_failures=True),
             classes={label: figures for label, figures in per_class.items() if figures.answered},
+            backends=dict(scrape.value.backends) if scrape.value is not None and not scrape.stale else {},
         )
 
 

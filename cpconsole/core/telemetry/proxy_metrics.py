@@ -34,10 +34,13 @@ def parse_proxy_metrics(text: str) -> VllmMetrics:
     total = EngineMetrics()
     classes: dict[str, EngineMetrics] = {}
     buckets: dict[tuple[str, str], dict[float, float]] = {}  # (class or "", histogram) → bound → count
+    backends: dict[str, str] = {}
     for family in text_string_to_metric_families(text):
         short = family.name.removeprefix(PREFIX)
         for sample in family.samples:
-            if family.name.startswith(PREFIX + "requests") and sample.name.endswith("_total"):
+            if short == "backend_state" and sample.value == 1:  # one state a backend is in: healthy, open, draining
+                backends[sample.labels["instance"]] = sample.labels["state"]
+            elif family.name.startswith(PREFIX + "requests") and sample.name.endswith("_total"):
                 outcome = sample.labels.get("outcome", "?")
                 total.request_success[outcome] = total.request_success.get(outcome, 0.0) + sample.value
             elif short == "prompt_tokens" and sample.name.endswith("_sum"):
@@ -60,4 +63,4 @@ def parse_proxy_metrics(text: str) -> VllmMetrics:
                         hist.count += sample.value
     for (where, key), per in buckets.items():
         (classes[where] if where else total).histograms[key].buckets = sorted(per.items())
-    return VllmMetrics(engines={"proxy": total}, total=total, model_names=(), classes=classes)
+    return VllmMetrics(engines={"proxy": total}, total=total, model_names=(), classes=classes, backends=backends)

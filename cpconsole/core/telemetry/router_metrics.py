@@ -13,6 +13,7 @@ from .vllm_metrics import EngineMetrics, Histogram, VllmMetrics
 DURATION = "vllm_router_pd_request_duration_seconds"  # one observation per PD request answered
 ROUTED = "routed"  # the histogram key its observations go under (view.TrafficFigures counts it)
 ERRORS = "vllm_router_pd_errors_total"
+HEALTH = "vllm_router_worker_health"
 
 
 def parse_router_metrics(text: str) -> VllmMetrics:
@@ -21,6 +22,7 @@ def parse_router_metrics(text: str) -> VllmMetrics:
     routed = Histogram()
     buckets: dict[float, float] = {}
     errors = 0.0
+    backends: dict[str, str] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == DURATION + "_sum":
@@ -32,7 +34,9 @@ def parse_router_metrics(text: str) -> VllmMetrics:
                 buckets[bound] = buckets.get(bound, 0.0) + sample.value
             elif sample.name == ERRORS:
                 errors += sample.value
+            elif sample.name == HEALTH:  # 1 healthy, 0 not, as its health checks found the worker
+                backends[sample.labels["worker"].split("://", 1)[-1]] = "healthy" if sample.value == 1 else "unhealthy"
     routed.buckets = sorted(buckets.items()) or [(float("inf"), routed.count)]
     total.histograms[ROUTED] = routed
     total.request_success = {"ok": routed.count, "error": errors}
-    return VllmMetrics(engines={"proxy": total}, total=total, model_names=(), classes={})
+    return VllmMetrics(engines={"proxy": total}, total=total, model_names=(), classes={}, backends=backends)

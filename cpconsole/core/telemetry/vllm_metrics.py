@@ -106,6 +106,7 @@ class VllmMetrics:
     total: EngineMetrics
     model_names: tuple[str, ...]
     classes: dict[str, EngineMetrics] = field(default_factory=dict)  # the proxy's, by prompt length
+    backends: dict[str, str] = field(default_factory=dict)  # a proxy's view: host:port → its state there
 
 
 def _labels(text: str) -> dict[str, str]:

@@ -58,6 +58,11 @@ def rollup(session: Session, view: SessionView, alerts_key: str = "8") -> Text:
     if proxy is not None and (proxy.answered or proxy.failed):
         text.append(" · ", style="dim")
         text.append_text(traffic_summary(proxy))
+    routed = next((f.backends for f in view.servers.values() if f.backends), {})
+    out = sorted(f"{instance} {state}" for instance, state in routed.items() if state != "healthy")
+    if out:  # what the proxy keeps out of rotation, in its own words
+        text.append(" · ", style="dim")
+        text.append("proxy: " + ", ".join(out), style="bold red")
     if session.last_action:
         text.append(" · ", style="dim")
         text.append(last_action_text(session.last_action, session.now()), style="dim")
