@@ -163,3 +163,16 @@ async def test_a_decode_killed_behind_the_router_fails_only_what_it_held(tmp_pat
         assert traffic.failed(after=killed + 1.5) == 0, [round(t - killed, 2) for t, ok in traffic.results if not ok]
     finally:
         await run_cpconsole("down", str(profile))
+
+
+def test_preflight_finds_the_router_where_it_runs_and_reads_its_version(tmp_path: Path) -> None:
+    profile = tmp_path / "demo.yaml"
+    profile.write_text(as_router(demo_text(tmp_path)))
+    done = cpconsole("preflight", profile, "--json", timeout=120)
+    checks = {c["check"]: c for c in json.loads(done.stdout) if c["node"] == "prefill-a"}
+    assert checks["proxy program"]["status"] == "PASS", checks["proxy program"]
+    assert (checks["proxy version"]["status"], checks["proxy version"]["evidence"]) == ("PASS", "vllm-router 0.1.17")
+    profile.write_text(as_router(demo_text(tmp_path)).replace(str(ROUTER), str(tmp_path / "no-router")))
+    missing = json.loads(cpconsole("preflight", profile, "--json", timeout=120).stdout)
+    (program,) = [c for c in missing if c["check"] == "proxy program"]
+    assert program["status"] == "FAIL" and "pip install vllm-router==0.1.17" in program["hint"]

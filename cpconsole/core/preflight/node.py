@@ -238,8 +238,35 @@ async def _proxy(proxy: ProcessPlan, transport: Transport, facts: NodeFacts, tim
     except RemoteError:
         ok = False
     hint = "clone vllm-ascend there, or set proxy.command/cwd in the profile"
+    if proxy.proxy_kind == "vllm-router":
+        hint = f"pip install vllm-router=={ROUTER_TESTED} where it runs, or set proxy.command"
     out.append(Check.verdict(proxy.node, "proxy program", ok, f"{what} {'found' if ok else 'not found'}", hint))
+    if ok and proxy.proxy_kind == "vllm-router":
+        out.append(await _router_version(proxy, transport, timeout))
     return out
+
+
+ROUTER_TESTED = "0.1.17"  # the vllm-router cpconsole renders the command line of, and tests
+# its console script's Python (its #! line) says the package's version (vllm_router/version.py)
+_ROUTER_VERSION = (
+    'exe=$(command -v "$0") && set -- $(sed -n \'1s/^#! *//p\' "$exe") && '
+    "exec \"$@\" -c 'import vllm_router.version as v; print(v.__version__)'"
+)
+
+
+async def _router_version(proxy: ProcessPlan, transport: Transport, timeout: float) -> Check:
+    script = f"sh -c {shlex.quote(_ROUTER_VERSION)} {shlex.quote(proxy.argv[0])}"
+    try:
+        result = await transport.run(in_place(proxy, script), timeout=timeout)
+        version = result.text().strip() if result.ok else ""
+    except RemoteError:
+        version = ""
+    if not version:
+        return Check(proxy.node, "proxy version", "WARN", "vllm-router's version could not be read")
+    same = version == ROUTER_TESTED
+    evidence = f"vllm-router {version}" + ("" if same else f"; cpconsole renders {ROUTER_TESTED}'s arguments")
+    hint = "" if same else f"pip install vllm-router=={ROUTER_TESTED}, or check its --help against the rendered command"
+    return Check(proxy.node, "proxy version", "PASS" if same else "WARN", evidence, hint)
 
 
 async def _versions(
