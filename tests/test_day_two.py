@@ -123,17 +123,18 @@ async def test_stopping_one_of_two_decodes_fails_no_request(deployment: tuple[Pa
     assert traffic.failed() == 0, f"{traffic.failed()} of {len(traffic.results)} requests failed"
 
 
+async def kill_server(profile: Path, process: str) -> float:
+    """SIGKILL of the simulated server under a process's wrapper; when (monotonic)."""
+    status = json.loads((await cpconsole("status", str(profile), "--json"))[1])
+    wrapper = next(p["pid"] for p in status["processes"] if p["name"] == process)
+    for child in processes_under(wrapper, "cpconsole.sim"):
+        os.kill(child.pid, signal.SIGKILL)
+    return time.monotonic()
+
+
 async def test_a_killed_decode_is_routed_around(deployment: tuple[Path, LaunchPlan]) -> None:
     profile, plan = deployment
-
-    async def kill() -> float:
-        status = json.loads((await cpconsole("status", str(profile), "--json"))[1])
-        wrapper = next(p["pid"] for p in status["processes"] if p["name"] == "decode2-0")
-        for child in processes_under(wrapper, "cpconsole.sim"):
-            os.kill(child.pid, signal.SIGKILL)
-        return time.monotonic()
-
-    traffic, _, killed = await under_traffic(plan, kill)
+    traffic, _, killed = await under_traffic(plan, lambda: kill_server(profile, "decode2-0"))
     assert traffic.failed() <= traffic.clients  # only streams the dead decode held (at most every client's)
     assert traffic.failed(after=killed + 1.0) == 0  # every request started a second later succeeded
 

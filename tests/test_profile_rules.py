@@ -393,7 +393,9 @@ def test_a_connector_that_sends_no_kv_params_must_say_so_and_needs_our_proxy(tmp
     assert "set kv_params: false" in refused.message and refused.line == line_of(example, "name: ExampleConnector")
     told = example.replace("shared_storage_path: /dev/shm/kv}", "shared_storage_path: /dev/shm/kv}, kv_params: false")
     needs = only([f for f in errors_of(tmp_path, told) if "kv_params" in f.message])
-    assert "which the example proxy cannot serve" in needs.message and needs.line == line_of(told, "command: [python, load_")
+    assert "which the example proxy cannot serve" in needs.message and needs.line == line_of(
+        told, "command: [python, load_"
+    )
     ours = told.replace(
         "command: [python, load_balance_proxy_server_example.py]", "command: [python3, -m, cpconsole.proxy]"
     )

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -30,9 +27,9 @@ from cpconsole.ui.screens.metrics import traffic_summary
 
 from .conftest import FIXTURES, PROFILES, write_profile
 from .frozen import frozen_session
-from .simcluster import demo_text, one_p_two_d, processes_under
+from .simcluster import demo_text, one_p_two_d
 from .test_day_two import cpconsole as run_cpconsole
-from .test_day_two import under_traffic
+from .test_day_two import kill_server, under_traffic
 from .test_orchestrate import cpconsole
 
 ROUTER = Path(sys.executable).with_name("vllm-router")
@@ -152,14 +149,7 @@ async def test_a_decode_killed_behind_the_router_fails_only_what_it_held(tmp_pat
         assert code == 0, out + err
         plan = build_plan(load_profile(profile))
 
-        async def kill() -> float:
-            status = json.loads((await run_cpconsole("status", str(profile), "--json"))[1])
-            wrapper = next(p["pid"] for p in status["processes"] if p["name"] == "decode2-0")
-            for child in processes_under(wrapper, "cpconsole.sim"):
-                os.kill(child.pid, signal.SIGKILL)
-            return time.monotonic()
-
-        traffic, _, killed = await under_traffic(plan, kill)
+        traffic, _, killed = await under_traffic(plan, lambda: kill_server(profile, "decode2-0"))
         assert traffic.failed(after=killed + 1.5) == 0, [round(t - killed, 2) for t, ok in traffic.results if not ok]
     finally:
         await run_cpconsole("down", str(profile))

@@ -63,10 +63,8 @@ def deployment(
     name = "cpu-1p1d-ssh" if over_ssh else "cpu-1p1d"
     tmp = tmp_path_factory.mktemp(name)
     block = Block.fresh()  # the profile's 127.0.0.31/32, moved to addresses of this run's own
-    text = block.relocate((PROFILES / f"{name}.yaml").read_text())
     kv = Path(tempfile.mkdtemp(prefix="cpconsole-kv-", dir="/dev/shm"))  # as the profile: in memory
-    text = text.replace("/dev/shm/cpconsole-kv", str(kv)).replace("/var/tmp/cpconsole", HOME)
-    text = text.replace("  run_dir: ~/.cache/cpconsole", f"  run_dir: {tmp}/run")
+    text = tier_profile(name, block, kv, tmp)
     sshd = None
     if over_ssh:  # as root: the KV folder and this venv are the test's own
         sshd = make_sshd([block.ip(31), block.ip(32)])
@@ -88,6 +86,14 @@ def deployment(
         if sshd:
             sshd.stop()
             shutil.rmtree(sshd.dir, ignore_errors=True)
+
+
+def tier_profile(name: str, block: Block, kv: Path, tmp: Path) -> str:
+    """profiles/NAME.yaml moved into a loopback block, the test bed (HOME), a KV folder and run
+    directories of this run's own."""
+    text = block.relocate((PROFILES / f"{name}.yaml").read_text())
+    text = text.replace("/dev/shm/cpconsole-kv", str(kv)).replace("/var/tmp/cpconsole", HOME)
+    return text.replace("  run_dir: ~/.cache/cpconsole", f"  run_dir: {tmp}/run")
 
 
 def metrics(plan: LaunchPlan, name: str) -> str:

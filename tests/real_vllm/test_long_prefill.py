@@ -24,9 +24,8 @@ from cpconsole.core.profile import load_profile_text
 from cpconsole.core.telemetry.health import StallDetector
 from cpconsole.core.telemetry.vllm_metrics import parse_metrics
 
-from ..conftest import PROFILES
 from ..loopback import Block
-from .test_cpu_1p1d import HOME
+from .test_cpu_1p1d import HOME, tier_profile
 
 pytestmark = pytest.mark.real_vllm
 
@@ -44,9 +43,7 @@ def prefill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchPlan]:
         pytest.fail(f"no vLLM test bed in {HOME}: run scripts/setup-vllm (scripts/test-vllm does)")
     tmp = tmp_path_factory.mktemp("long-prefill")
     kv = Path(tempfile.mkdtemp(prefix="cpconsole-kv-", dir="/dev/shm"))
-    text = Block.fresh().relocate((PROFILES / "cpu-1p1d.yaml").read_text())
-    text = text.replace("/dev/shm/cpconsole-kv", str(kv)).replace("/var/tmp/cpconsole", HOME)
-    text = text.replace("  run_dir: ~/.cache/cpconsole", f"  run_dir: {tmp}/run")
+    text = tier_profile("cpu-1p1d", Block.fresh(), kv, tmp)
     text = text.replace("    vllm_args: &cpu_args\n", "    vllm_args: &cpu_args\n      max_num_batched_tokens: 16\n")
     profile = tmp / "cpu-1p1d.yaml"
     profile.write_text(text)

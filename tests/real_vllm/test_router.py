@@ -18,9 +18,8 @@ import pytest
 from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile_text
 
-from ..conftest import PROFILES
 from ..loopback import Block
-from .test_cpu_1p1d import HOME, cpconsole
+from .test_cpu_1p1d import HOME, cpconsole, tier_profile
 
 pytestmark = pytest.mark.real_vllm
 
@@ -33,9 +32,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
         pytest.fail(f"no vLLM test bed in {HOME}: run scripts/setup-vllm (scripts/test-vllm does)")
     tmp = tmp_path_factory.mktemp("router")
     kv = Path(tempfile.mkdtemp(prefix="cpconsole-kv-", dir="/dev/shm"))
-    text = Block.fresh().relocate((PROFILES / "cpu-1p1d.yaml").read_text())
-    text = text.replace("/dev/shm/cpconsole-kv", str(kv)).replace("/var/tmp/cpconsole", HOME)
-    text = text.replace("  run_dir: ~/.cache/cpconsole", f"  run_dir: {tmp}/run")
+    text = tier_profile("cpu-1p1d", Block.fresh(), kv, tmp)
     text = text.replace("  command: [python3, -m, cpconsole.proxy]\n", f"  kind: vllm-router\n  command: [{ROUTER}]\n")
     assert "kind: vllm-router" in text
     profile = tmp / "cpu-router.yaml"
