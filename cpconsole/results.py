@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from .core.safetext import terminal_safe_lines
 from .core.smoke.accuracy import AccuracyRun
 from .core.smoke.bench import BenchRun
 from .core.smoke.sweep import Reference, SweepRun, reference_for, short_length
@@ -235,10 +236,11 @@ def accuracy_report(runs: Sequence[AccuracyRun], fmt: Format, gate: float | None
         + (f"request failed: {i.error}" if i.error else f"got {i.answer if i.answer is not None else 'no number'}")
         for i in wrong
     ]
+    # the answers are the servers' (and AISBench's) text: inert on a terminal
     if fmt == "markdown":
         parts = [f"## {heading}", "", table_markdown(rows), ""]
-        return "\n".join(parts + [f"- {m}" for m in misses]) + "\n"
+        return terminal_safe_lines("\n".join(parts + [f"- {m}" for m in misses]) + "\n")
     listed = ["", "wrong:", *(f"  {m}" for m in misses[:20])] if misses else []
     if len(misses) > 20:
         listed.append(f"  … {len(misses) - 20} more (--json has every answer)")
-    return "\n".join([heading, "", table_text(rows), *listed]) + "\n"
+    return terminal_safe_lines("\n".join([heading, "", table_text(rows), *listed]) + "\n")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cpconsole.core.smoke.accuracy import final_number, load_items, same_number
+from cpconsole.core.smoke.accuracy import AccuracyRun, ItemResult, final_number, load_items, same_number
+from cpconsole.results import accuracy_report
 
 from .simcluster import demo_text
 from .test_orchestrate import cpconsole
@@ -84,3 +85,11 @@ def test_the_demo_is_scored_kept_and_gated(tmp_path: Path, monkeypatch: pytest.M
         assert failed.returncode == 1 and "FAIL  accuracy via proxy" in failed.stdout
     finally:
         cpconsole("down", profile)
+
+
+def test_the_report_keeps_an_answers_escape_sequences_off_the_terminal() -> None:
+    """AISBench's predictions are whatever the model wrote: a report prints them inert."""
+    run = AccuracyRun("p", "d" * 64, "20261207-000000.000", "gsm8k", "proxy", 16, tool="aisbench")
+    run.items = [ItemResult("gsm8k-0", "18", "\x1b]0;owned\x07\x1b[2J", False, "")]
+    for fmt in ("text", "markdown"):
+        assert "\x1b" not in accuracy_report([run], fmt) and "\x07" not in accuracy_report([run], fmt)

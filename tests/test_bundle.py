@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cpconsole.core.bundle import Archive, Redactor
+from cpconsole.core.bundle.nodes import parse_plogs
 from cpconsole.core.bundle.redact import REDACTED
 from cpconsole.core.plan import build_plan
 from cpconsole.core.profile import load_profile
@@ -142,3 +143,9 @@ async def test_a_watching_session_writes_a_bundle_when_an_alert_that_grave_is_ra
     alerts = json.loads(files["alerts.json"])
     assert any(a["kind"] == "kv_transfer_failed" and a["place"] == "decode-a" for a in alerts)
     assert "alert warning: " in files["SUMMARY.md"].decode()
+
+
+def test_a_plog_name_from_a_node_stays_inside_the_bundle() -> None:
+    """What a node prints is not trusted: a name that climbs out of the plog directory is kept inside."""
+    printed = b"3 3 ./../../etc/cron.d/x\nabc2 2 /abs/plog-1.log\nde"
+    assert parse_plogs(printed) == [("etc/cron.d/x", 3, b"abc"), ("abs/plog-1.log", 2, b"de")]

@@ -19,10 +19,11 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from cpconsole.core.orchestrate.drain import Backend, ProxyAdmin
 from cpconsole.core.plan import LaunchPlan, build_plan
 from cpconsole.core.profile import load_profile
 
-from .conftest import write_profile
+from .conftest import PROFILES, write_profile
 from .simcluster import demo_text, one_p_two_d, processes_under
 
 T = TypeVar("T")
@@ -275,3 +276,21 @@ async def test_behind_the_guides_example_proxy_apply_routes_through_its_instance
         assert (code, out) == (0, "nothing to change: what runs is what the profile says\n")
     finally:
         await cpconsole("down", str(profile))
+
+
+async def test_an_address_the_example_proxy_lists_steers_no_connection() -> None:
+    """Its list is the proxy's word, not the profile's: only servers on the deployment's nodes are
+    asked whether they are idle."""
+    plan = build_plan(load_profile(PROFILES / "demo.yaml"))
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, text='vllm:num_requests_running{engine="0",model_name="m"} 0.0\n')
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        admin = ProxyAdmin(plan, {}, http)
+        assert await admin._idle(Backend("decode", "203.0.113.9:80"))
+        assert asked == []
+        assert await admin._idle(Backend("decode", "127.0.0.13:8004"))
+        assert asked == ["http://127.0.0.13:8004/metrics"]

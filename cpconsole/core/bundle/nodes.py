@@ -61,7 +61,9 @@ def parse_plogs(data: bytes) -> list[tuple[str, int, bytes]]:
     while rest:
         head, _, rest = rest.partition(b"\n")
         count, size, path = head.decode("utf-8", "replace").split(" ", 2)
-        found.append((path.removeprefix("./"), int(size), rest[: int(count)]))
+        # a name inside the plog directory, whatever the node printed: no way up or out of it
+        inside = "/".join(part for part in path.split("/") if part not in ("", ".", ".."))
+        found.append((inside or "unnamed", int(size), rest[: int(count)]))
         rest = rest[int(count) :]
     return found
 

@@ -186,7 +186,12 @@ class ProxyAdmin:
         return True
 
     async def _idle(self, backend: Backend) -> bool:
-        """Whether the server runs and queues no request, by its own /metrics (or is gone)."""
+        """Whether the server runs and queues no request, by its own /metrics (or is gone). Only a
+        server on one of the deployment's nodes is asked (an instance removed from the profile runs
+        there too): an address the proxy lists is not by itself one to connect to."""
+        host = backend.instance.rsplit(":", 1)[0].strip("[]")
+        if host not in {n.address for n in self.plan.nodes}:
+            return True
         try:
             answer = await self.http.get(f"http://{backend.instance}/metrics", timeout=10)
         except httpx.HTTPError:
