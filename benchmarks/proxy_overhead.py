@@ -2,6 +2,7 @@
 Rust router (vllm-router, from the lock) beside it in the same run.
 
     .venv/bin/python -m benchmarks.proxy_overhead [--streams 200] [--tokens 32] [--step-ms 40] [--rounds 5]
+                                                  [--peer PATH/load_balance_proxy_server_example.py]
 
 A stand-in prefill and a stand-in decode (one process, their own event loop) answer with fixed
 timing: the prefill after 50 ms with its kv_transfer_params, the decode streams `--tokens` tokens
@@ -11,6 +12,8 @@ order rotating from round to round), the client's work the same every way (one s
                streams: the same timing without a proxy in the path
   cpconsole    through cpconsole's proxy (its own process, metrics on)
   vllm-router  through vllm-router 0.1.17 (--vllm-pd-disaggregation --kv-connector nixl)
+  example      with --peer: through vllm-ascend's example proxy, the file given (from a vllm-ascend
+               checkout; it needs fastapi, which the lock has for vllm-router)
 Each request's TTFT and E2E as the client measured them (core/smoke/client.py); per round the
 median of each way, then the medians of the rounds and each proxy's overhead over direct; and
 each proxy's CPU per request from the OS's accounting (psutil: user + system time of its process
@@ -132,8 +135,9 @@ def cpu_s(process: subprocess.Popen[bytes]) -> float:
     return total
 
 
-async def main(streams: int, tokens: int, step_s: float, rounds: int) -> None:
+async def main(streams: int, tokens: int, step_s: float, rounds: int, peer: Path | None) -> None:
     prefill_port, decode_port, ours_port, router_port = free_port(), free_port(), free_port(), free_port()
+    peer_port = free_port()
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     code = f"from benchmarks.proxy_overhead import serve_stand_ins; serve_stand_ins({tokens}, {step_s}, {prefill_port}, {decode_port})"
     stand_ins = subprocess.Popen([sys.executable, "-c", code], env=env)
@@ -159,10 +163,24 @@ async def main(streams: int, tokens: int, step_s: float, rounds: int) -> None:
         ),
     }
     ports = {"direct": decode_port, "cpconsole": ours_port, "vllm-router": router_port}
+    if peer is not None:
+        proxies["example"] = subprocess.Popen(
+            [
+                *(sys.executable, str(peer), "--host", HOST, "--port", str(peer_port)),
+                *("--prefiller-hosts", HOST, "--prefiller-ports", str(prefill_port)),
+                *("--decoder-hosts", HOST, "--decoder-ports", str(decode_port)),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        ports["example"] = peer_port
     try:
         for port in (prefill_port, decode_port, ours_port):
             await wait_up(f"{base}:{port}/")
         await wait_up(f"{base}:{router_port}/health")
+        if peer is not None:
+            await wait_up(f"{base}:{peer_port}/healthcheck")
         measured: dict[str, list[tuple[float, float]]] = {way: [] for way in ports}
         cpu: dict[str, float] = dict.fromkeys(proxies, 0.0)
         clients = ClientShards(16, 600.0)  # the load generator must not be the bottleneck either
@@ -202,5 +220,6 @@ if __name__ == "__main__":
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--step-ms", type=float, default=40.0)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--peer", type=Path, help="vllm-ascend's load_balance_proxy_server_example.py, measured too")
     args = parser.parse_args()
-    asyncio.run(main(args.streams, args.tokens, args.step_ms / 1000, args.rounds))
+    asyncio.run(main(args.streams, args.tokens, args.step_ms / 1000, args.rounds, args.peer))
