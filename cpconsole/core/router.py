@@ -10,6 +10,8 @@ from typing import Any
 from .profile.schema import ROUTER_KV_MODE, Profile
 from .profile.topology import api_servers, node_address
 
+ROUTER_TESTED = "0.1.17"  # the vllm-router whose arguments cpconsole renders, and tests against
+
 
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

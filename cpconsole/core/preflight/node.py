@@ -19,6 +19,7 @@ from ..remote import RemoteError, Transport, scripts
 from ..remote.launch import run_dir
 from ..remote.scripts import shell_path
 from ..render import in_place
+from ..router import ROUTER_TESTED
 from .chips import npu_checks
 from .containers import container_checks
 from .facts import NodeFacts
@@ -246,7 +247,6 @@ async def _proxy(proxy: ProcessPlan, transport: Transport, facts: NodeFacts, tim
     return out
 
 
-ROUTER_TESTED = "0.1.17"  # the vllm-router cpconsole renders the command line of, and tests
 # its console script's Python (its #! line) says the package's version (vllm_router/version.py)
 _ROUTER_VERSION = (
     'exe=$(command -v "$0") && set -- $(sed -n \'1s/^#! *//p\' "$exe") && '
